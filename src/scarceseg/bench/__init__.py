@@ -1,0 +1,1 @@
+"""Experiments, benchmarks, figures and report writing."""

@@ -1,0 +1,1 @@
+"""Unsupervised proposers and classical baselines (multi-Otsu, k-means)."""

@@ -1,0 +1,1 @@
+"""Layouts of public data sets turned into Cases; patient-level splits."""

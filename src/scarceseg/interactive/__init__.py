@@ -1,0 +1,1 @@
+"""Clicks (robot user), hint maps, refiners, session with undo."""

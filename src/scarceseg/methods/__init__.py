@@ -1,0 +1,1 @@
+"""One module per paper's pipeline behind fit()/predict()."""

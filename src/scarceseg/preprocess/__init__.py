@@ -1,0 +1,1 @@
+"""Intensity normalisation, crop/pad/resize, slicing volumes, seeded augmentation."""

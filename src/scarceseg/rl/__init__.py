@@ -1,0 +1,1 @@
+"""The reinforcement-learning core: replay buffer, schedules, learners, environments."""

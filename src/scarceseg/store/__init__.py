@@ -1,0 +1,1 @@
+"""The label store (SQLite): images, candidates, picks, clicks, masks, who/when."""
