@@ -1,0 +1,478 @@
+"""The label store: an SQLite file inside WORKDIR that keeps every pick, click and mask with who/when.
+
+The store is append-only: picking a case again adds a row, it never overwrites one, so the full
+history of a case survives re-running ``propose`` and re-picking. The latest row wins
+(:meth:`LabelStore.current_picks`). Every write is one ``BEGIN IMMEDIATE`` transaction in WAL mode with a
+busy timeout, so two processes can use the same file one after another or at the same time.
+
+Schema (``PRAGMA user_version`` = :data:`SCHEMA_VERSION`)::
+
+    meta   (key TEXT PK, value TEXT)                      created_at, schema_version
+    picks  (id INTEGER PK, case_id, candidate INTEGER NULL, point_y, point_x INTEGER NULL, who,
+            created_at TEXT ISO-8601 UTC, oracle INTEGER 0/1, proposal_id TEXT,
+            mask BLOB NULL (np.packbits, C order), mask_shape TEXT NULL (JSON list), note TEXT)
+    clicks (id INTEGER PK, case_id, session, y, x, z INTEGER NULL, positive INTEGER 0/1, who, created_at)
+    masks  (id INTEGER PK, case_id, kind, mask BLOB, mask_shape TEXT, who, created_at, note)
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from scarceseg.errors import InputError
+
+SCHEMA_VERSION = 1
+STORE_NAME = "store.sqlite"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS picks (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, case_id TEXT NOT NULL, candidate INTEGER,
+    point_y INTEGER, point_x INTEGER, who TEXT NOT NULL, created_at TEXT NOT NULL,
+    oracle INTEGER NOT NULL DEFAULT 0 CHECK (oracle IN (0, 1)), proposal_id TEXT NOT NULL DEFAULT '',
+    mask BLOB, mask_shape TEXT, note TEXT NOT NULL DEFAULT '');
+CREATE INDEX IF NOT EXISTS picks_case ON picks (case_id, id);
+CREATE TABLE IF NOT EXISTS clicks (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, case_id TEXT NOT NULL, session TEXT NOT NULL DEFAULT '',
+    y INTEGER NOT NULL, x INTEGER NOT NULL, z INTEGER, positive INTEGER NOT NULL CHECK (positive IN (0, 1)),
+    who TEXT NOT NULL, created_at TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS clicks_case ON clicks (case_id, session, id);
+CREATE TABLE IF NOT EXISTS masks (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, case_id TEXT NOT NULL, kind TEXT NOT NULL, mask BLOB NOT NULL,
+    mask_shape TEXT NOT NULL, who TEXT NOT NULL, created_at TEXT NOT NULL, note TEXT NOT NULL DEFAULT '');
+CREATE INDEX IF NOT EXISTS masks_case ON masks (case_id, kind, id);
+"""
+
+
+@dataclass(frozen=True)
+class Pick:
+    """One recorded choice of a candidate for a case (a row of ``picks``).
+
+    Parameters
+    ----------
+    id : int
+        Row id; larger ids are later picks.
+    case_id : str
+    candidate : int or None
+        Index into the proposal's ``masks`` (K, Y, X) at the time of the pick.
+    point : tuple of int or None
+        The fiducial point ``(y, x)`` inside the lesion (paper 000, section 0.3.3).
+    who : str
+        The person (OS user name by default) or ``"oracle"``.
+    when : str
+        ISO-8601 UTC time stamp, e.g. ``"2026-05-01T10:11:12.123Z"``.
+    oracle : bool
+        True for picks made by the oracle (best Dice against the truth): experiments only.
+    proposal_id : str
+        :func:`scarceseg.store.picking.proposal_id_of` of the proposal the index refers to.
+    mask : ndarray (Y, X) bool or None
+        The picked mask itself, so the pick survives re-running ``propose``.
+    note : str
+    """
+
+    id: int
+    case_id: str
+    candidate: int | None
+    point: tuple[int, int] | None
+    who: str
+    when: str
+    oracle: bool = False
+    proposal_id: str = ""
+    mask: np.ndarray | None = field(default=None, compare=False, repr=False)
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Click:
+    """One click of an interactive refinement session (a row of ``clicks``); ``z`` is None in 2D."""
+
+    id: int
+    case_id: str
+    session: str
+    y: int
+    x: int
+    z: int | None
+    positive: bool
+    who: str
+    when: str
+
+
+def utc_now() -> str:
+    """The current time as ISO-8601 UTC with milliseconds, e.g. ``"2026-05-01T10:11:12.123Z"``."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def pack_mask(mask: np.ndarray) -> tuple[bytes, str]:
+    """Pack a boolean mask of any shape into ``(np.packbits bytes, JSON shape)``."""
+    arr = np.asarray(mask)
+    if arr.ndim == 0 or arr.size == 0:
+        raise ValueError(f"a mask must be a non-empty array, got shape {arr.shape}")
+    return np.packbits(arr.astype(bool, copy=False).ravel()).tobytes(), json.dumps(list(arr.shape))
+
+
+def unpack_mask(blob: bytes, shape: str) -> np.ndarray:
+    """Inverse of :func:`pack_mask`: a bool array of the stored shape."""
+    dims = tuple(int(s) for s in json.loads(shape))
+    bits = np.unpackbits(np.frombuffer(blob, dtype=np.uint8), count=int(np.prod(dims)))
+    return bits.astype(bool).reshape(dims)
+
+
+def _int_or_none(value: Any, name: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    return int(value)
+
+
+def _point(point: Any) -> tuple[int, int] | None:
+    if point is None:
+        return None
+    if len(point) != 2:
+        raise ValueError(f"point must be (y, x), got {point!r}")
+    y, x = (_int_or_none(v, "point coordinate") for v in point)
+    if y < 0 or x < 0:
+        raise ValueError(f"point must have non-negative coordinates, got {(y, x)}")
+    return y, x
+
+
+class LabelStore:
+    """Picks, clicks and masks of one WORKDIR in an SQLite file (created on first open).
+
+    Parameters
+    ----------
+    path : str or Path
+        The SQLite file, usually ``WORKDIR/store.sqlite`` (see :func:`open_store`).
+    timeout : float
+        Seconds to wait for another process holding the write lock before giving up.
+
+    Raises
+    ------
+    InputError
+        The file is not an SQLite database, is locked for longer than ``timeout``, or was written by a
+        newer scarceseg (schema version above :data:`SCHEMA_VERSION`).
+
+    Examples
+    --------
+    >>> with LabelStore(tmp / "store.sqlite") as store:  # doctest: +SKIP
+    ...     store.add_pick("case1", 3, point=(120, 98), who="alice")
+    """
+
+    def __init__(self, path: str | Path, timeout: float = 30.0):
+        self.path = Path(path)
+        self._lock = threading.RLock()
+        try:
+            self._conn = sqlite3.connect(
+                self.path, timeout=timeout, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.Error as exc:
+            raise InputError(self.path, f"cannot open the label store: {exc}") from None
+        try:
+            self._init_schema()
+        except BaseException:
+            self._conn.close()
+            raise
+
+    # -- connection ---------------------------------------------------------------------------------
+
+    @contextmanager
+    def _guard(self) -> Iterator[sqlite3.Connection]:
+        """Turn sqlite errors into an InputError naming the file."""
+        with self._lock:
+            try:
+                yield self._conn
+            except sqlite3.ProgrammingError:
+                raise  # misuse (e.g. a closed store), not a bad file
+            except sqlite3.DatabaseError as exc:
+                reason = str(exc)
+                if "locked" in reason or "busy" in reason:
+                    reason = f"the label store is locked by another process ({exc}); try again"
+                elif "not a database" in reason or "malformed" in reason:
+                    reason = f"not a scarceseg label store or corrupt ({exc}); move it aside to start a new one"
+                else:
+                    reason = f"label store error: {exc}"
+                raise InputError(self.path, reason) from None
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back on error)."""
+        with self._guard() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+    def _init_schema(self) -> None:
+        with self._guard() as conn:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise InputError(
+                    self.path,
+                    f"label store schema version {version} is newer than this scarceseg's {SCHEMA_VERSION}; "
+                    "upgrade scarceseg",
+                )
+            if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                conn.execute("PRAGMA journal_mode=WAL")
+        if version == SCHEMA_VERSION:
+            return
+        with self._write() as conn:
+            # re-read inside the lock: another process may have created the schema meanwhile
+            if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute("INSERT OR IGNORE INTO meta VALUES ('created_at', ?)", (utc_now(),))
+                conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        """Close the connection (idempotent)."""
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> LabelStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"LabelStore({str(self.path)!r})"
+
+    # -- picks --------------------------------------------------------------------------------------
+
+    def add_pick(
+        self,
+        case_id: str,
+        candidate: int | None,
+        point: tuple[int, int] | None = None,
+        who: str = "user",
+        oracle: bool = False,
+        mask: np.ndarray | None = None,
+        proposal_id: str = "",
+        note: str = "",
+    ) -> int:
+        """Append a pick for ``case_id`` and return its id; earlier picks stay in the history.
+
+        Parameters
+        ----------
+        case_id : str
+        candidate : int or None
+            Candidate index in the proposal identified by ``proposal_id``.
+        point : (int, int) or None
+            Fiducial point ``(y, x)`` inside the lesion.
+        who : str
+        oracle : bool
+            Mark the pick as made by the oracle (never a person).
+        mask : ndarray (Y, X) bool or None
+            The picked mask, stored bit-packed.
+        proposal_id : str
+        note : str
+
+        Returns
+        -------
+        int
+            The new pick's id.
+        """
+        if not isinstance(case_id, str) or not case_id:
+            raise ValueError(f"case_id must be a non-empty string, got {case_id!r}")
+        candidate = _int_or_none(candidate, "candidate")
+        if candidate is not None and candidate < 0:
+            raise ValueError(f"candidate must be >= 0, got {candidate}")
+        pt = _point(point)
+        if candidate is None and pt is None and mask is None:
+            raise ValueError("a pick needs a candidate, a point or a mask")
+        blob, shape = pack_mask(mask) if mask is not None else (None, None)
+        row = (case_id, candidate, *(pt or (None, None)), str(who), utc_now(), int(bool(oracle)),
+               str(proposal_id), blob, shape, str(note))
+        with self._write() as conn:
+            cur = conn.execute(
+                "INSERT INTO picks (case_id, candidate, point_y, point_x, who, created_at, oracle, proposal_id,"
+                " mask, mask_shape, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                row,
+            )
+            return int(cur.lastrowid)
+
+    @staticmethod
+    def _pick(row: sqlite3.Row | tuple) -> Pick:
+        (pid, case_id, candidate, py, px, who, when, oracle, proposal_id, blob, shape, note) = row
+        return Pick(
+            id=pid,
+            case_id=case_id,
+            candidate=candidate,
+            point=None if py is None else (py, px),
+            who=who,
+            when=when,
+            oracle=bool(oracle),
+            proposal_id=proposal_id,
+            mask=None if blob is None else unpack_mask(blob, shape),
+            note=note,
+        )
+
+    def _picks(self, where: str = "", args: tuple = ()) -> list[Pick]:
+        sql = (
+            "SELECT id, case_id, candidate, point_y, point_x, who, created_at, oracle, proposal_id, mask,"
+            f" mask_shape, note FROM picks {where} ORDER BY id"
+        )
+        with self._guard() as conn:
+            return [self._pick(r) for r in conn.execute(sql, args).fetchall()]
+
+    def get_pick(self, pick_id: int) -> Pick:
+        """The pick with this id (KeyError if there is none)."""
+        found = self._picks("WHERE id = ?", (int(pick_id),))
+        if not found:
+            raise KeyError(f"no pick with id {pick_id} in {self.path}")
+        return found[0]
+
+    def current_picks(self, include_oracle: bool = True, oracle_only: bool = False) -> dict[str, Pick]:
+        """The latest pick of every case, sorted by case id.
+
+        Parameters
+        ----------
+        include_oracle : bool
+            If False, oracle picks are ignored (the latest *human* pick per case; cases only the oracle
+            picked are absent).
+        oracle_only : bool
+            If True, only oracle picks are considered.
+        """
+        cond = "WHERE oracle = 1" if oracle_only else ("" if include_oracle else "WHERE oracle = 0")
+        picks = self._picks(f"WHERE id IN (SELECT MAX(id) FROM picks {cond} GROUP BY case_id)")
+        return {p.case_id: p for p in sorted(picks, key=lambda p: p.case_id)}
+
+    def history(self, case_id: str) -> list[Pick]:
+        """Every pick of one case, oldest first (empty list if it was never picked)."""
+        return self._picks("WHERE case_id = ?", (case_id,))
+
+    def all_picks(self) -> list[Pick]:
+        """Every pick of every case, oldest first."""
+        return self._picks()
+
+    # -- clicks and masks (interactive refinement) ----------------------------------------------------
+
+    def add_click(
+        self,
+        case_id: str,
+        y: int,
+        x: int,
+        positive: bool = True,
+        z: int | None = None,
+        session: str = "",
+        who: str = "user",
+    ) -> int:
+        """Append one refinement click (``positive`` = inside the object) and return its id."""
+        y, x, z = (_int_or_none(v, n) for v, n in ((y, "y"), (x, "x"), (z, "z")))
+        with self._write() as conn:
+            cur = conn.execute(
+                "INSERT INTO clicks (case_id, session, y, x, z, positive, who, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (case_id, str(session), y, x, z, int(bool(positive)), str(who), utc_now()),
+            )
+            return int(cur.lastrowid)
+
+    def _clicks(self, where: str = "", args: tuple = ()) -> list[Click]:
+        sql = f"SELECT id, case_id, session, y, x, z, positive, who, created_at FROM clicks {where} ORDER BY id"
+        with self._guard() as conn:
+            rows = conn.execute(sql, args).fetchall()
+        return [Click(*r[:6], bool(r[6]), *r[7:]) for r in rows]
+
+    def clicks(self, case_id: str, session: str | None = None) -> list[Click]:
+        """The clicks of a case (optionally of one session), oldest first."""
+        if session is None:
+            return self._clicks("WHERE case_id = ?", (case_id,))
+        return self._clicks("WHERE case_id = ? AND session = ?", (case_id, session))
+
+    def save_mask(self, case_id: str, kind: str, mask: np.ndarray, who: str = "user", note: str = "") -> int:
+        """Append a mask of any shape under ``kind`` (e.g. ``"refined"``, ``"final"``) and return its id."""
+        blob, shape = pack_mask(mask)
+        with self._write() as conn:
+            cur = conn.execute(
+                "INSERT INTO masks (case_id, kind, mask, mask_shape, who, created_at, note)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (case_id, str(kind), blob, shape, str(who), utc_now(), str(note)),
+            )
+            return int(cur.lastrowid)
+
+    def latest_mask(self, case_id: str, kind: str) -> np.ndarray | None:
+        """The last mask saved for ``(case_id, kind)``, or None."""
+        with self._guard() as conn:
+            row = conn.execute(
+                "SELECT mask, mask_shape FROM masks WHERE case_id = ? AND kind = ? ORDER BY id DESC LIMIT 1",
+                (case_id, kind),
+            ).fetchone()
+        return None if row is None else unpack_mask(*row)
+
+    # -- export -------------------------------------------------------------------------------------
+
+    def export_json(self, path: str | Path) -> Path:
+        """Write a human-readable dump of every pick, click and mask (masks as shape + area only).
+
+        Returns
+        -------
+        Path
+            The written file.
+        """
+
+        def pick_dict(p: Pick) -> dict:
+            return {
+                "id": p.id, "case_id": p.case_id, "candidate": p.candidate,
+                "point": None if p.point is None else list(p.point), "who": p.who, "when": p.when,
+                "oracle": p.oracle, "proposal_id": p.proposal_id, "note": p.note,
+                "mask_shape": None if p.mask is None else list(p.mask.shape),
+                "mask_area": None if p.mask is None else int(p.mask.sum()),
+            }
+
+        with self._guard() as conn:
+            masks = conn.execute(
+                "SELECT id, case_id, kind, mask, mask_shape, who, created_at, note FROM masks ORDER BY id"
+            ).fetchall()
+            created = conn.execute("SELECT value FROM meta WHERE key = 'created_at'").fetchone()
+        picks = self.all_picks()
+        dump = {
+            "store": str(self.path),
+            "schema_version": SCHEMA_VERSION,
+            "created_at": created[0] if created else None,
+            "exported_at": utc_now(),
+            "current": {c: p.id for c, p in self.current_picks().items()},
+            "picks": [pick_dict(p) for p in picks],
+            "clicks": [asdict(c) for c in self._clicks()],
+            "masks": [
+                {"id": i, "case_id": c, "kind": k, "shape": json.loads(s),
+                 "area": int(unpack_mask(b, s).sum()), "who": w, "when": t, "note": n}
+                for i, c, k, b, s, w, t, n in masks
+            ],
+        }
+        out = Path(path)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(dump, indent=2) + "\n")
+        return out
+
+
+def open_store(workdir: str | Path, timeout: float = 30.0) -> LabelStore:
+    """Open (creating if needed) the label store of a WORKDIR: ``WORKDIR/store.sqlite``.
+
+    Parameters
+    ----------
+    workdir : str or Path
+        The folder ``scarceseg propose`` writes; created if missing.
+    timeout : float
+        Seconds to wait for a lock held by another process.
+    """
+    workdir = Path(workdir)
+    if workdir.exists() and not workdir.is_dir():
+        raise InputError(workdir, "WORKDIR is a file, not a folder")
+    workdir.mkdir(parents=True, exist_ok=True)
+    return LabelStore(workdir / STORE_NAME, timeout=timeout)

@@ -1,0 +1,486 @@
+"""Picking the best candidate of a proposal: by a click inside the lesion, by index, or by an oracle.
+
+Paper 000, section 0.3.3: the user looks at all candidate masks of an image and selects the best one;
+clicking on it records a point inside the lesion, the *fiducial point* ``p_fid``. Here a pick is made
+either from a point ``(y, x)`` in image coordinates (the candidate is the one containing it, see
+:func:`candidate_at_point`) or from a candidate index (the point is then a pixel deep inside the
+candidate, see :func:`fiducial_point`). Both are stored, with the mask itself, in the label store.
+
+The oracle (:func:`oracle_pick`) chooses the candidate with the best Dice against the truth. It exists for
+experiments (an upper bound on picking, or a stand-in user); its picks are stored with ``oracle=True``
+and ``who="oracle"`` and are always labelled ``[oracle]`` when shown.
+
+References
+----------
+.. [1] Paper 000 (unsupervised clusters + user pick + RL), section 0.3.3 "Evaluating clusters and
+   selecting best masks".
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from scarceseg.errors import InputError, ScarcesegError, ShapeMismatchError
+from scarceseg.store.labelstore import Pick, open_store
+
+ORACLE_WHO = "oracle"
+
+
+def default_user() -> str:
+    """The OS user name, or ``"user"`` when it cannot be found (containers without a passwd entry)."""
+    try:
+        return getpass.getuser() or "user"
+    except (KeyError, OSError):
+        return "user"
+
+
+def proposal_id_of(proposal: Any) -> str:
+    """A short fingerprint of the proposal's candidates: 12 hex characters of SHA-1.
+
+    It hashes the candidate stack ``masks`` (K, Y, X) (shape + packed bits), i.e. exactly what a candidate
+    index refers to: two proposals with the same id map every index to the same mask, and re-running
+    ``propose`` with another seed or filter changes the id.
+    """
+    masks = np.asarray(proposal.masks, dtype=bool)
+    h = hashlib.sha1(repr(masks.shape).encode())
+    h.update(np.packbits(masks.ravel()).tobytes())
+    return h.hexdigest()[:12]
+
+
+def parse_point(text: str) -> tuple[int, int]:
+    """Parse ``"Y,X"`` (or ``"Y X"``) into ``(y, x)``; InputError naming the option otherwise."""
+    parts = text.replace(",", " ").split()
+    try:
+        y, x = (int(p) for p in parts)
+    except ValueError:
+        raise InputError(None, f"--point must be two integers Y,X (row, column), got {text!r}") from None
+    return y, x
+
+
+def _n_candidates(proposal: Any) -> int:
+    return int(np.asarray(proposal.masks).shape[0])
+
+
+def _check_point(proposal: Any, point: Any) -> tuple[int, int]:
+    shape = np.asarray(proposal.labels).shape
+    try:
+        y, x = (int(v) for v in point)
+    except (TypeError, ValueError):
+        raise InputError(None, f"a point must be (y, x) integers, got {point!r}") from None
+    if not (0 <= y < shape[0] and 0 <= x < shape[1]):
+        raise InputError(
+            None,
+            f"point ({y}, {x}) is outside the image of case {proposal.case_id!r} "
+            f"(Y, X) = {tuple(shape)}; give it as Y,X (row, column)",
+        )
+    return y, x
+
+
+def _check_index(proposal: Any, candidate: Any) -> int:
+    k = _n_candidates(proposal)
+    if isinstance(candidate, bool) or not isinstance(candidate, int | np.integer):
+        raise InputError(None, f"a candidate index must be an integer, got {candidate!r}")
+    if not 0 <= int(candidate) < k:
+        valid = f"0-{k - 1}" if k else "none"
+        raise InputError(
+            None, f"candidate {candidate} is out of range: case {proposal.case_id!r} has {k} candidates ({valid})"
+        )
+    return int(candidate)
+
+
+def _order_keys(proposal: Any) -> np.ndarray:
+    """Areas of the candidates, used as the nesting rule's sort key (ties: lower index)."""
+    return np.asarray(proposal.masks, dtype=bool).reshape(_n_candidates(proposal), -1).sum(axis=1)
+
+
+def candidates_at_point(proposal: Any, point: tuple[int, int]) -> list[int]:
+    """All candidates containing ``point``, in the order of the nesting rule (smallest area first).
+
+    Parameters
+    ----------
+    proposal : Proposal
+        With ``masks`` (K, Y, X) bool.
+    point : (int, int)
+        ``(y, x)`` in image coordinates.
+
+    Returns
+    -------
+    list of int
+        Candidate indices sorted by (area, index); empty if no candidate contains the point.
+    """
+    y, x = _check_point(proposal, point)
+    masks = np.asarray(proposal.masks, dtype=bool)
+    inside = np.flatnonzero(masks[:, y, x])
+    areas = _order_keys(proposal)
+    return sorted((int(k) for k in inside), key=lambda k: (int(areas[k]), k))
+
+
+def candidate_at_point(proposal: Any, point: tuple[int, int]) -> int:
+    """The candidate a click at ``point`` selects.
+
+    Nesting rule: when several candidates contain the point (extended candidates can hold smaller
+    ones), the **smallest** one wins (ties: the lower index). A radiologist clicks *inside the lesion*;
+    the smallest region around the click is the most specific structure there, while the larger ones add
+    surroundings (oedema, tissue, background). To choose a larger nested candidate, pick it by index
+    (``--candidate K``); :func:`candidates_at_point` lists all of them.
+
+    Parameters
+    ----------
+    proposal : Proposal
+        With ``labels`` (Y, X) and ``masks`` (K, Y, X) bool.
+    point : (int, int)
+        ``(y, x)``: row, column.
+
+    Returns
+    -------
+    int
+        The candidate index.
+
+    Raises
+    ------
+    InputError
+        The point is outside the image or in no candidate (the message lists the nearest candidates).
+    """
+    found = candidates_at_point(proposal, point)
+    if found:
+        return found[0]
+    y, x = int(point[0]), int(point[1])
+    masks = np.asarray(proposal.masks, dtype=bool)
+    dists = []
+    for k in range(masks.shape[0]):
+        pix = np.argwhere(masks[k])
+        if len(pix):
+            dists.append((float(np.sqrt(((pix - (y, x)) ** 2).sum(axis=1).min())), k))
+    near = ", ".join(f"{k} ({d:.0f} px away)" for d, k in sorted(dists)[:3]) or "none: the proposal is empty"
+    raise InputError(
+        None, f"point ({y}, {x}) of case {proposal.case_id!r} lies in no candidate; nearest candidates: {near}"
+    )
+
+
+def fiducial_point(proposal: Any, candidate: int) -> tuple[int, int]:
+    """A point inside ``candidate`` that a click would select again: the pixel farthest from the boundary.
+
+    Paper 000 uses the centre of mass as the fiducial point, but a centre of mass can fall outside a
+    non-convex mask. This takes, among the candidate's pixels where :func:`candidate_at_point` returns
+    ``candidate`` (not covered by a smaller nested candidate), the one with the largest Euclidean distance
+    to the outside (ties: first in row-major order); if every pixel is covered, the deepest pixel of the
+    whole candidate.
+
+    Returns
+    -------
+    (int, int)
+        ``(y, x)``.
+    """
+    from scipy import ndimage
+
+    k = _check_index(proposal, candidate)
+    masks = np.asarray(proposal.masks, dtype=bool)
+    areas = _order_keys(proposal)
+    smaller = [j for j in range(masks.shape[0]) if (areas[j], j) < (areas[k], k)]
+    region = masks[k] & ~masks[smaller].any(axis=0) if smaller else masks[k]
+    if not region.any():
+        region = masks[k]
+    if not region.any():
+        raise InputError(None, f"candidate {k} of case {proposal.case_id!r} is empty")
+    depth = ndimage.distance_transform_edt(np.pad(region, 1))[1:-1, 1:-1]
+    y, x = np.unravel_index(int(np.argmax(depth)), region.shape)
+    return int(y), int(x)
+
+
+def load_proposal_checked(workdir: str | Path, case_id: str) -> Any:
+    """``load_proposal(workdir, case_id)`` with a clear InputError for an unknown case or WORKDIR."""
+    from scarceseg.cluster.propose import list_proposals, load_proposal
+
+    workdir = Path(workdir)
+    if not (workdir / "proposals").is_dir():
+        raise InputError(workdir, "no proposals in this WORKDIR; run `scarceseg propose` first")
+    known = list(list_proposals(workdir))
+    if case_id not in known:
+        shown = ", ".join(known[:5]) + (", ..." if len(known) > 5 else "")
+        raise InputError(
+            workdir,
+            f"no proposal for case {case_id!r}; this WORKDIR has {len(known)} proposals"
+            f"{f' ({shown})' if known else ''}; run `scarceseg propose` on that case first",
+        )
+    return load_proposal(workdir, case_id)
+
+
+def pick(
+    workdir: str | Path,
+    case_id: str,
+    point: tuple[int, int] | None = None,
+    candidate: int | None = None,
+    who: str | None = None,
+    note: str = "",
+    proposal: Any = None,
+) -> Pick:
+    """Record a person's choice of the best candidate for one case in ``WORKDIR/store.sqlite``.
+
+    Parameters
+    ----------
+    workdir : str or Path
+        The WORKDIR written by ``scarceseg propose``.
+    case_id : str
+    point : (int, int), optional
+        Click ``(y, x)`` inside the lesion: the candidate is :func:`candidate_at_point`.
+    candidate : int, optional
+        Candidate index; the stored point is :func:`fiducial_point`. Give exactly one of the two.
+    who : str, optional
+        Default: the OS user name.
+    note : str
+    proposal : Proposal, optional
+        Already loaded proposal of ``case_id`` (skips reading ``WORKDIR/proposals``).
+
+    Returns
+    -------
+    Pick
+        The stored pick (candidate, point, mask, proposal id, who/when). Earlier picks stay in the history.
+
+    Raises
+    ------
+    InputError
+        Both or neither of point/candidate, unknown case, index out of range, point outside every candidate.
+    """
+    if (point is None) == (candidate is None):
+        which = "both were given" if point is not None else "neither was given"
+        raise InputError(None, f"give exactly one of a point (--point Y,X) or a candidate (--candidate K); {which}")
+    if proposal is None:
+        proposal = load_proposal_checked(workdir, case_id)
+    elif proposal.case_id != case_id:
+        raise ValueError(f"the proposal is for case {proposal.case_id!r}, not {case_id!r}")
+    if point is not None:
+        point = _check_point(proposal, point)
+        candidate = candidate_at_point(proposal, point)
+    else:
+        candidate = _check_index(proposal, candidate)
+        point = fiducial_point(proposal, candidate)
+    with open_store(workdir) as store:
+        pid = store.add_pick(
+            case_id, candidate, point, who=who or default_user(), oracle=False,
+            mask=np.asarray(proposal.masks[candidate], dtype=bool), proposal_id=proposal_id_of(proposal), note=note,
+        )
+        return store.get_pick(pid)
+
+
+def oracle_pick(proposal: Any, truth: np.ndarray) -> tuple[int, float]:
+    """The candidate with the best Dice against the truth (ties: the lowest index).
+
+    Parameters
+    ----------
+    proposal : Proposal
+        With ``masks`` (K, Y, X) bool.
+    truth : ndarray (Y, X) bool
+        The reference mask.
+
+    Returns
+    -------
+    (int, float)
+        The index and its Dice (:func:`scarceseg.metrics.dice`).
+
+    Raises
+    ------
+    InputError
+        No candidates, an empty truth (no candidate can be right), or a shape mismatch.
+    """
+    from scarceseg.metrics import dice
+
+    truth = np.asarray(truth).astype(bool)
+    masks = np.asarray(proposal.masks, dtype=bool)
+    if truth.shape != masks.shape[1:]:
+        raise ShapeMismatchError(
+            None, f"truth shape {truth.shape} differs from the proposal's (Y, X) {masks.shape[1:]}"
+        )
+    if masks.shape[0] == 0:
+        raise InputError(None, f"case {proposal.case_id!r} has no candidates")
+    if not truth.any():
+        raise InputError(None, f"the truth of case {proposal.case_id!r} is empty: no candidate can be right")
+    best, best_d = 0, -math.inf
+    for k in range(masks.shape[0]):
+        d = float(dice(masks[k], truth))
+        if not math.isnan(d) and d > best_d:
+            best, best_d = k, d
+    return best, float(best_d)
+
+
+def _load_case(ds: Any, case_id: str, slicers: dict[int, Any]) -> Any:
+    """``ds.load(case_id)``; a slice id ``<volume>_z12`` of a 3D data set loads that slice of the volume."""
+    try:
+        return ds.load(case_id)
+    except (KeyError, ScarcesegError):
+        match = re.fullmatch(r"(.+)_([zyx])(\d+)", case_id)
+        if match is None or match.group(1) not in getattr(ds, "case_ids", ()):
+            raise
+    from scarceseg.datasets.slices import AXIS_LETTERS, SliceDataset
+
+    axis = AXIS_LETTERS.index(match.group(2))
+    if axis not in slicers:
+        slicers[axis] = SliceDataset(ds, axis=axis)
+    return slicers[axis].load(case_id)
+
+
+def oracle_pick_dataset(
+    workdir: str | Path,
+    dataset_dir: str | Path,
+    layout: str | None = None,
+    case_ids: list[str] | None = None,
+    who: str = ORACLE_WHO,
+) -> dict:
+    """Oracle-pick every proposed case that has a label, storing the picks with ``oracle=True``.
+
+    Parameters
+    ----------
+    workdir : str or Path
+        WORKDIR with proposals.
+    dataset_dir : str or Path
+        The data set the cases came from (opened with :func:`scarceseg.datasets.open_dataset`).
+    layout : str, optional
+        Data set layout; detected when None.
+    case_ids : list of str, optional
+        Only these cases (default: every proposed case).
+    who : str
+        Recorded as the picker (default ``"oracle"``).
+
+    Returns
+    -------
+    dict
+        ``{"oracle": True, "workdir", "dataset", "n_proposals", "n_picked", "mean_dice",
+        "picked": {case_id: {"candidate", "dice", "pick_id"}}, "skipped": {case_id: reason}}``.
+        Cases without a proposal, without a label, with an empty label or a shape mismatch are skipped
+        and listed; the others are still picked. A proposal id ``<volume>_z12`` of a 3D data set is
+        matched to that slice of the volume (:class:`scarceseg.datasets.slices.SliceDataset`).
+    """
+    from scarceseg.cluster.propose import list_proposals, load_proposal
+    from scarceseg.datasets import open_dataset
+
+    workdir = Path(workdir)
+    proposed = list(list_proposals(workdir)) if (workdir / "proposals").is_dir() else []
+    wanted = proposed if case_ids is None else list(case_ids)
+    ds = open_dataset(dataset_dir, layout=layout)
+    picked: dict[str, dict] = {}
+    skipped: dict[str, str] = {}
+    slicers: dict[int, Any] = {}
+    with open_store(workdir) as store:
+        for case_id in wanted:
+            if case_id not in proposed:
+                skipped[case_id] = "no proposal in WORKDIR"
+                continue
+            try:
+                case = _load_case(ds, case_id, slicers)
+            except (KeyError, ScarcesegError) as exc:
+                skipped[case_id] = f"not loadable from the data set: {exc}"
+                continue
+            if case.target is None:
+                skipped[case_id] = "no label in the data set"
+                continue
+            try:
+                proposal = load_proposal(workdir, case_id)
+                index, d = oracle_pick(proposal, case.target)
+            except ScarcesegError as exc:
+                skipped[case_id] = str(exc)
+                continue
+            pid = store.add_pick(
+                case_id, index, fiducial_point(proposal, index), who=who, oracle=True,
+                mask=np.asarray(proposal.masks[index], dtype=bool), proposal_id=proposal_id_of(proposal),
+                note=f"oracle: best Dice {d:.4f} against the truth of {dataset_dir}",
+            )
+            picked[case_id] = {"candidate": index, "dice": d, "pick_id": pid}
+    dices = [v["dice"] for v in picked.values()]
+    return {
+        "oracle": True,
+        "workdir": str(workdir),
+        "dataset": str(dataset_dir),
+        "n_proposals": len(proposed),
+        "n_picked": len(picked),
+        "mean_dice": float(np.mean(dices)) if dices else float("nan"),
+        "picked": picked,
+        "skipped": skipped,
+    }
+
+
+def format_oracle_summary(summary: dict) -> str:
+    """A few lines for a person: how many cases the oracle picked, their mean Dice, what was skipped."""
+    lines = [
+        f"[oracle] picked {summary['n_picked']} of {summary['n_proposals']} proposed cases, "
+        f"mean best Dice {summary['mean_dice']:.4f} (against {summary['dataset']})"
+    ]
+    lines += [f"  skipped {case}: {reason}" for case, reason in summary["skipped"].items()]
+    return "\n".join(lines)
+
+
+def matching_candidate(mask: np.ndarray, proposal: Any) -> tuple[int, float]:
+    """The candidate of ``proposal`` that overlaps ``mask`` best (IoU; ties: the lowest index).
+
+    Parameters
+    ----------
+    mask : ndarray (Y, X) bool
+    proposal : Proposal
+
+    Returns
+    -------
+    (int, float)
+        Index and IoU; ``(-1, 0.0)`` when the proposal has no candidates.
+    """
+    m = np.asarray(mask, dtype=bool)
+    masks = np.asarray(proposal.masks, dtype=bool)
+    if m.shape != masks.shape[1:]:
+        raise ShapeMismatchError(None, f"mask shape {m.shape} differs from the proposal's (Y, X) {masks.shape[1:]}")
+    if masks.shape[0] == 0:
+        return -1, 0.0
+    inter = (masks & m).reshape(masks.shape[0], -1).sum(axis=1)
+    union = (masks | m).reshape(masks.shape[0], -1).sum(axis=1)
+    iou = np.where(union > 0, inter / np.maximum(union, 1), 1.0)
+    k = int(np.argmax(iou))
+    return k, float(iou[k])
+
+
+def resolve_pick_mask(pick: Pick, proposal: Any) -> np.ndarray:
+    """The picked mask for the *current* proposal of the pick's case.
+
+    In order: the candidate's mask if the pick was made on this very proposal (same
+    :func:`proposal_id_of`) and the index is valid; else the mask stored with the pick (the proposal was
+    re-run and indices may have moved); else the candidate containing the stored point; else, for picks
+    recorded without a proposal id, the candidate at the stored index.
+
+    Returns
+    -------
+    ndarray (Y, X) bool
+
+    Raises
+    ------
+    InputError
+        Nothing in the pick identifies a mask in this proposal.
+    """
+    masks = np.asarray(proposal.masks, dtype=bool)
+    k = masks.shape[0]
+    valid = pick.candidate is not None and 0 <= pick.candidate < k
+    if valid and pick.proposal_id and pick.proposal_id == proposal_id_of(proposal):
+        return masks[pick.candidate].copy()
+    if pick.mask is not None:
+        if pick.mask.shape != masks.shape[1:]:
+            raise ShapeMismatchError(
+                None, f"the stored mask of pick {pick.id} has shape {pick.mask.shape}, "
+                f"the proposal of case {pick.case_id!r} {masks.shape[1:]}",
+            )
+        return pick.mask.astype(bool, copy=True)
+    if pick.point is not None:
+        return masks[candidate_at_point(proposal, pick.point)].copy()
+    if valid and not pick.proposal_id:
+        return masks[pick.candidate].copy()
+    raise InputError(None, f"pick {pick.id} of case {pick.case_id!r} identifies no mask in the current proposal")
+
+
+def format_pick(pick: Pick) -> str:
+    """One line: ``case X: candidate 3 at (120, 98) by alice at 2026-05-01 10:11:12Z [oracle]``."""
+    what = "no candidate" if pick.candidate is None else f"candidate {pick.candidate}"
+    where = "" if pick.point is None else f" at ({pick.point[0]}, {pick.point[1]})"
+    when = pick.when.replace("T", " ").split(".")[0] + ("Z" if pick.when.endswith("Z") else "")
+    tag = " [oracle]" if pick.oracle else ""
+    note = f" - {pick.note}" if pick.note else ""
+    return f"case {pick.case_id}: {what}{where} by {pick.who} at {when}{tag}{note}"
