@@ -1,0 +1,521 @@
+"""Supervised U-Net baseline of paper 000 §1.2, and a fair variant of it.
+
+Paper 000 (Stember et al.) trains a "16-layer U-net" on the same 10 images and masks that the
+clustering + RL pipeline sees, for 50 epochs, batch 4, Adam at lr 1e-5, loss = negative Dice; it
+reports 16 % test Dice and blames over-fitting. :meth:`UNetConfig` defaults reproduce that recipe;
+:meth:`UNetConfig.fair` is what a practitioner would do with 10 images, so that the comparison
+with the RL pipeline is honest:
+
+===============  ========================  ===============================================
+setting          paper (defaults)          fair
+===============  ========================  ===============================================
+learning rate    1e-5, constant            1e-3, cosine decay to 0 over the budget
+loss             negative soft Dice        (1 - soft Dice) + binary cross-entropy
+augmentation     none                      flips, quarter turns, ±15° rotation, 0.9-1.1
+                                           scale, gamma, intensity scale, noise
+budget           50 epochs (150 steps)     200 epochs (600 steps of batch 4 on 10 images)
+network          16 layers, no dropout     same 16 layers, dropout 0.1
+===============  ========================  ===============================================
+
+With 10 images there is nothing to spare for a validation set, so the fair variant uses a fixed budget
+(no early stopping) and a cosine schedule that ends at lr 0, which makes the last weights the ones
+kept. 200 epochs of fresh augmentations are enough for the Dice+BCE loss to level off on the training
+images while staying within ~15 minutes on two CPU cores.
+
+Deviations shared by both (the paper does not specify them): inputs are normalised per image and
+channel by :func:`scarceseg.preprocess.intensity.percentile_scale` (1st..99th percentile of the
+non-zero pixels mapped to [0, 1], clipped), images are zero-padded at their end to multiples of 32,
+the Dice has smoothing 1 per image, and masks are ``sigmoid(logit) > 0.5``.
+
+Reproducibility: :meth:`UNetBaseline.fit` seeds the weight initialisation and dropout inside
+:func:`torch.random.fork_rng` (the caller's global RNG is left as it was), draws the batch order and
+the augmentations from ``numpy.random.default_rng(seed)``, and turns on
+:func:`torch.use_deterministic_algorithms` while it runs; on CPU, the same seed gives the same weights.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from scarceseg.errors import InputError, ScarcesegError, ShapeMismatchError
+from scarceseg.io.case import Case
+from scarceseg.nets.unet import DIVISOR, build_unet, pad_to_multiple
+from scarceseg.preprocess.augment import augment as augment_pair
+from scarceseg.preprocess.intensity import normalise
+
+FORMAT = "scarceseg.unet_baseline"
+FORMAT_VERSION = 1
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+LOSSES = ("neg_dice", "dice_bce")
+SCHEDULES = ("constant", "cosine")
+
+
+@dataclass
+class UNetConfig:
+    """Training recipe of the U-Net baseline; defaults are paper 000 §1.2, :meth:`fair` the honest variant."""
+
+    batch_size: int = 4  # paper 000 §1.2: "We used a batch size of four"
+    lr: float = 1e-5  # paper 000 §1.2: "Adam optimizer with learning rate of 1×10−5"
+    loss: str = "neg_dice"  # paper 000 §1.2: "negative Dice similarity score between network output and ... mask"
+    epochs: int = 50  # paper 000 §1.2: "trained the 16-layer U-net ... for 50 epochs"
+    augment: bool = False  # paper 000 §1.2: augmentation only in their prior work with hundreds of images
+    variant: str = "paper"  # paper 000 §1.2: "16-layer U-net" (nets.unet.build_unet, no dropout)
+    lr_schedule: str = "constant"  # paper 000 §1.2 names no schedule: constant Adam learning rate
+    weight_decay: float = 0.0  # not in the paper: plain Adam
+    normalisation: str = "percentile"  # not in the paper: see preprocess.intensity.normalise
+    threshold: float = 0.5  # not in the paper: probability above which a pixel is lesion
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise ValueError(f"unknown loss {self.loss!r}; choose one of {LOSSES}")
+        if self.lr_schedule not in SCHEDULES:
+            raise ValueError(f"unknown lr_schedule {self.lr_schedule!r}; choose one of {SCHEDULES}")
+        if self.batch_size < 1 or self.epochs < 1 or self.lr <= 0:
+            raise ValueError(
+                f"batch_size and epochs must be >= 1 and lr > 0, got {self.batch_size}, {self.epochs}, {self.lr}"
+            )
+
+    @classmethod
+    def paper(cls) -> UNetConfig:
+        """The recipe of paper 000 §1.2 (same as ``UNetConfig()``)."""
+        return cls()
+
+    @classmethod
+    def fair(cls) -> UNetConfig:
+        """Augmentation, a usable learning rate and a fixed budget of 200 epochs (see the module docstring)."""
+        return cls(
+            lr=1e-3,
+            loss="dice_bce",
+            epochs=200,
+            augment=True,
+            variant="fair",
+            lr_schedule="cosine",
+        )
+
+    @classmethod
+    def named(cls, name: str) -> UNetConfig:
+        """``"paper"`` or ``"fair"`` (what ``scarceseg train unet --config`` takes)."""
+        if name not in ("paper", "fair"):
+            raise ValueError(f"unknown U-Net config {name!r}; choose 'paper' or 'fair'")
+        return cls.paper() if name == "paper" else cls.fair()
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> UNetConfig:
+        """Build from :meth:`to_dict` output; unknown keys are an error."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown UNetConfig fields: {unknown}")
+        return cls(**data)
+
+
+# ---- losses ----------------------------------------------------------------------------------------
+def soft_dice(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
+    """Mean over the batch of the per-image soft Dice of ``sigmoid(logits)`` and ``target``.
+
+    Parameters
+    ----------
+    logits, target : Tensor, shape (B, 1, Y, X)
+
+    Returns
+    -------
+    Tensor, scalar in (0, 1]
+    """
+    prob = torch.sigmoid(logits).flatten(1)
+    target = target.flatten(1)
+    inter = (prob * target).sum(1)
+    return ((2 * inter + smooth) / (prob.sum(1) + target.sum(1) + smooth)).mean()
+
+
+def compute_loss(name: str, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """``"neg_dice"``: ``-soft_dice`` (paper 000 §1.2); ``"dice_bce"``: ``1 - soft_dice + BCE``."""
+    if name == "neg_dice":
+        return -soft_dice(logits, target)
+    if name == "dice_bce":
+        return 1.0 - soft_dice(logits, target) + F.binary_cross_entropy_with_logits(logits, target)
+    raise ValueError(f"unknown loss {name!r}; choose one of {LOSSES}")
+
+
+@contextlib.contextmanager
+def _deterministic() -> Iterator[None]:
+    was, warn = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(was, warn_only=warn)
+
+
+def _resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+# ---- the method ------------------------------------------------------------------------------------
+class UNetBaseline:
+    """Supervised 2D U-Net trained on a handful of labelled images.
+
+    Parameters
+    ----------
+    config : UNetConfig, optional
+        Defaults to the paper's recipe.
+    device : str
+        ``"cpu"`` (default, bit-reproducible), ``"cuda"`` or ``"auto"``.
+
+    Attributes
+    ----------
+    net : torch.nn.Module or None
+        The trained network (None before :meth:`fit` or :meth:`load`).
+    in_channels : int or None
+    meta : dict
+        Saved alongside the weights (e.g. ``{"channels": "flair", "case_ids": [...], "seed": 0}``).
+    """
+
+    def __init__(self, config: UNetConfig | None = None, device: str = "cpu") -> None:
+        self.config = config or UNetConfig()
+        self.device = _resolve_device(device)
+        self.net: torch.nn.Module | None = None
+        self.in_channels: int | None = None
+        self.meta: dict = {}
+
+    # ---- training --------------------------------------------------------------------------------
+    def _prepare(self, images: Sequence[np.ndarray], masks: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        if len(images) == 0 or len(images) != len(masks):
+            raise ValueError(f"need as many masks as images (at least one), got {len(images)} and {len(masks)}")
+        channels = {np.asarray(im).shape[0] for im in images}
+        if any(np.asarray(im).ndim != 3 for im in images) or len(channels) != 1:
+            raise ValueError(
+                f"images must all be (C, Y, X) with one C, got shapes {[np.shape(im) for im in images][:5]}"
+            )
+        for i, (im, m) in enumerate(zip(images, masks, strict=True)):
+            if np.shape(m) != np.shape(im)[1:]:
+                raise ShapeMismatchError(None, f"mask {i} has shape {np.shape(m)}, image {i} has {np.shape(im)}")
+        ny = max(np.shape(im)[1] for im in images)
+        nx = max(np.shape(im)[2] for im in images)
+        ny, nx = -(-ny // DIVISOR) * DIVISOR, -(-nx // DIVISOR) * DIVISOR
+        x = np.zeros((len(images), channels.pop(), ny, nx), dtype=np.float32)
+        y = np.zeros((len(images), ny, nx), dtype=bool)
+        for i, (im, m) in enumerate(zip(images, masks, strict=True)):
+            im = normalise(np.asarray(im, dtype=np.float32), self.config.normalisation)
+            x[i, :, : im.shape[1], : im.shape[2]] = im
+            y[i, : im.shape[1], : im.shape[2]] = np.asarray(m) != 0
+        return x, y
+
+    def fit(
+        self,
+        images: Sequence[np.ndarray],
+        masks: Sequence[np.ndarray],
+        seed: int = 0,
+        progress: bool = True,
+    ) -> dict:
+        """Train a fresh network on raw images and their binary masks.
+
+        Parameters
+        ----------
+        images : sequence of ndarray, each (C, Y, X)
+            Raw intensities (normalised here); all with the same ``C``. Different sizes are
+            zero-padded to a common one.
+        masks : sequence of ndarray, each (Y, X)
+            Binary masks (non-zero = lesion).
+        seed : int
+            Seeds initialisation, dropout, batch order and augmentation.
+        progress : bool
+            Show a rich progress bar, one step per epoch.
+
+        Returns
+        -------
+        dict
+            ``loss`` (mean training loss per epoch), ``lr`` (per epoch), ``steps``, ``seconds``, ``seed``.
+        """
+        cfg = self.config
+        x_all, y_all = self._prepare(images, masks)
+        n = len(x_all)
+        rng = np.random.default_rng(seed)
+        steps_per_epoch = math.ceil(n / cfg.batch_size)
+        total = cfg.epochs * steps_per_epoch
+        square = x_all.shape[2] == x_all.shape[3]
+        history: dict = {"loss": [], "lr": [], "steps": 0, "seconds": 0.0, "seed": seed}
+        t0 = time.perf_counter()
+        with torch.random.fork_rng(devices=[]), _deterministic():
+            torch.manual_seed(seed)
+            net = build_unet(x_all.shape[1], 1, variant=cfg.variant).to(self.device)
+            opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+            if cfg.lr_schedule == "cosine":
+                sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1.0 + math.cos(math.pi * s / total)))
+            else:
+                sched = None
+            net.train()
+            from scarceseg.bench.progress import track
+
+            for _ in track(range(cfg.epochs), description="training U-Net (epochs)", enabled=progress):
+                order = rng.permutation(n)
+                losses = []
+                history["lr"].append(opt.param_groups[0]["lr"])
+                for b in range(steps_per_epoch):
+                    idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
+                    xb, yb = x_all[idx], y_all[idx]
+                    if cfg.augment:
+                        pairs = [augment_pair(xb[i], yb[i], rng, rot90=square) for i in range(len(idx))]
+                        xb = np.stack([p[0] for p in pairs])
+                        yb = np.stack([p[1] for p in pairs])
+                    xt = torch.from_numpy(np.ascontiguousarray(xb)).to(self.device)
+                    yt = torch.from_numpy(yb.astype(np.float32)[:, None]).to(self.device)
+                    loss = compute_loss(cfg.loss, net(xt), yt)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    if sched is not None:
+                        sched.step()
+                    losses.append(float(loss.detach()) * len(idx))
+                    history["steps"] += 1
+                history["loss"].append(sum(losses) / n)
+        history["seconds"] = time.perf_counter() - t0
+        net.eval()
+        self.net = net
+        self.in_channels = int(x_all.shape[1])
+        self.meta.update(seed=seed, n_train=n, steps=history["steps"])
+        return history
+
+    # ---- inference -------------------------------------------------------------------------------
+    def _require_net(self) -> torch.nn.Module:
+        if self.net is None:
+            raise RuntimeError("the U-Net is not trained: call fit() or load() first")
+        return self.net
+
+    def predict(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Lesion probability and mask of one raw image.
+
+        Parameters
+        ----------
+        image : ndarray, shape (C, Y, X)
+            Raw intensities with the ``C`` the network was trained on.
+
+        Returns
+        -------
+        prob : ndarray of float32, shape (Y, X)
+            ``sigmoid`` of the logits, in [0, 1].
+        mask : ndarray of bool, shape (Y, X)
+            ``prob > config.threshold``.
+        """
+        net = self._require_net()
+        image = np.asarray(image, dtype=np.float32)
+        if image.ndim != 3 or image.shape[0] != self.in_channels:
+            raise ValueError(f"expected an image (C={self.in_channels}, Y, X), got shape {image.shape}")
+        x, crop = pad_to_multiple(normalise(image, self.config.normalisation))
+        net.eval()
+        with torch.no_grad():
+            logits = net(torch.from_numpy(np.ascontiguousarray(x[None])).to(self.device))
+        prob = torch.sigmoid(logits)[0, 0].cpu().numpy()[crop[1:]].astype(np.float32)
+        return prob, prob > self.config.threshold
+
+    # ---- persistence -----------------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        """Write ``path/model.safetensors`` and ``path/config.json``; returns the folder."""
+        from safetensors.torch import save_file
+
+        net = self._require_net()
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+        save_file(state, str(path / WEIGHTS_FILE))
+        info = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "in_channels": self.in_channels,
+            "config": self.config.to_dict(),
+            "meta": self.meta,
+        }
+        (path / CONFIG_FILE).write_text(json.dumps(info, indent=2) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, device: str = "cpu") -> UNetBaseline:
+        """Read a folder written by :meth:`save`.
+
+        Raises
+        ------
+        InputError
+            Missing files, a config of another format, or weights that do not fit the network.
+        """
+        from safetensors.torch import load_file
+
+        path = Path(path)
+        cfg_path, w_path = path / CONFIG_FILE, path / WEIGHTS_FILE
+        for p in (cfg_path, w_path):
+            if not p.is_file():
+                raise InputError(p, "missing: not a U-Net model folder written by `scarceseg train unet`")
+        try:
+            info = json.loads(cfg_path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise InputError(cfg_path, f"cannot read the model config ({exc})") from exc
+        if info.get("format") != FORMAT:
+            raise InputError(cfg_path, f"not a U-Net baseline model (format {info.get('format')!r})")
+        model = cls(UNetConfig.from_dict(info["config"]), device=device)
+        model.in_channels = int(info["in_channels"])
+        model.meta = dict(info.get("meta", {}))
+        net = build_unet(model.in_channels, 1, variant=model.config.variant)
+        try:
+            net.load_state_dict(load_file(str(w_path)), strict=True)
+        except Exception as exc:  # safetensors header errors, missing/unexpected keys, shape mismatches
+            raise InputError(w_path, f"weights do not fit the U-Net ({str(exc)[:300]})") from exc
+        model.net = net.to(model.device).eval()
+        return model
+
+
+# ---- data-set level entry points (what the CLI calls) ---------------------------------------------
+def select_channels(case: Case, channels: str = "flair") -> np.ndarray:
+    """The channels of a 2D case that the U-Net sees.
+
+    Parameters
+    ----------
+    case : Case
+        2D case, image ``(C, Y, X)``.
+    channels : str
+        ``"all"``, or comma-separated channel names or indices (``"flair"``, ``"0,2"``).
+
+    Returns
+    -------
+    ndarray of float32, shape (C', Y, X)
+    """
+    from scarceseg.io.checks import require_2d
+
+    require_2d(case)
+    if channels.strip().lower() == "all":
+        return np.asarray(case.image, dtype=np.float32)
+    picked = []
+    for token in channels.split(","):
+        token = token.strip()
+        key: str | int = int(token) if token.lstrip("-").isdigit() else token
+        try:
+            picked.append(case.channel(key))
+        except (KeyError, IndexError) as exc:
+            raise InputError(case.source, f"cannot select channel {token!r}: {exc}") from None
+    return np.stack(picked).astype(np.float32)
+
+
+def train_unet_from_dataset(
+    data_dir: str | Path,
+    case_ids: Sequence[str],
+    out_dir: str | Path,
+    config: UNetConfig | None = None,
+    channels: str = "flair",
+    seed: int = 0,
+    layout: str | None = None,
+    progress: bool = True,
+) -> dict:
+    """Train the U-Net on some labelled cases of a data set and save it.
+
+    Parameters
+    ----------
+    data_dir : str or Path
+        A folder :func:`scarceseg.datasets.open_dataset` understands (2D cases with labels).
+    case_ids : sequence of str
+        The training cases (e.g. an N-shot split).
+    out_dir : str or Path
+        Model folder: ``model.safetensors``, ``config.json`` (recipe, channels, case ids, seed) and
+        ``history.json`` (loss per epoch, seconds).
+    config : UNetConfig, optional
+        Paper recipe by default.
+    channels : str
+        See :func:`select_channels`; stored so :func:`segment_folder_unet` picks the same.
+    seed : int
+    layout : str, optional
+        Data-set layout; detected when None.
+    progress : bool
+
+    Returns
+    -------
+    dict
+        The training history (see :meth:`UNetBaseline.fit`) plus ``out_dir``.
+
+    Raises
+    ------
+    InputError
+        An unknown case id, a case without label, or a file that cannot be read.
+    """
+    from scarceseg.datasets import open_dataset
+
+    ids = list(case_ids)
+    if not ids:
+        raise InputError(data_dir, "no training cases given")
+    ds = open_dataset(data_dir, layout=layout)
+    images, masks = [], []
+    for cid in ids:
+        case = ds.load(cid)
+        if case.target is None:
+            raise InputError(case.source or data_dir, f"case {cid} has no label: cannot train on it")
+        images.append(select_channels(case, channels))
+        masks.append(case.target)
+    model = UNetBaseline(config)
+    model.meta.update(channels=channels, case_ids=ids, data_dir=str(data_dir), layout=ds.layout)
+    history = model.fit(images, masks, seed=seed, progress=progress)
+    out = model.save(out_dir)
+    (out / "history.json").write_text(json.dumps(history, indent=2) + "\n")
+    return {**history, "out_dir": str(out)}
+
+
+def segment_folder_unet(
+    model_dir: str | Path,
+    data_dir: str | Path,
+    out_dir: str | Path,
+    case_ids: Sequence[str] | None = None,
+    layout: str | None = None,
+    progress: bool = True,
+) -> dict:
+    """Segment every (or the given) case of a data set with a saved U-Net; writes ``<case_id>.png``.
+
+    Cases that cannot be loaded or segmented (3D, missing channel, corrupt file) are skipped and
+    listed; the others are still written.
+
+    Parameters
+    ----------
+    model_dir : str or Path
+        Folder written by :func:`train_unet_from_dataset` / :meth:`UNetBaseline.save`.
+    data_dir : str or Path
+    out_dir : str or Path
+        Receives one 0/255 PNG mask per case.
+    case_ids : sequence of str, optional
+        Only these cases (default: all).
+    layout : str, optional
+    progress : bool
+
+    Returns
+    -------
+    dict
+        ``written``: list of mask paths; ``skipped``: list of ``(case_id, reason)``.
+    """
+    from scarceseg.datasets import open_dataset
+    from scarceseg.io import write_mask
+
+    model = UNetBaseline.load(model_dir)
+    channels = model.meta.get("channels", "flair")
+    ds = open_dataset(data_dir, layout=layout)
+    if case_ids is not None:
+        ds = ds.subset(case_ids)
+    out = Path(out_dir)
+    written: list[str] = []
+    skipped: list[tuple[str, str]] = []
+    for case in ds.iter_cases(progress=progress, description="segmenting (U-Net)"):
+        try:
+            _, mask = model.predict(select_channels(case, channels))
+            written.append(str(write_mask(mask, out / f"{case.case_id}.png", like=case)))
+        except (ScarcesegError, ValueError) as exc:
+            skipped.append((case.case_id, str(exc)))
+    skipped = [(cid, reason) for cid, _, reason in ds.skipped] + skipped
+    return {"written": written, "skipped": skipped}
+
