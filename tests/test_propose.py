@@ -22,8 +22,15 @@ from scarceseg.errors import DimensionError, InputError
 from scarceseg.io.case import Case
 
 SMALL = UDCConfig(
-    n_segments=200, channels=16, target_clusters=6, levels=(10, 8), max_iters=60, threads=1, min_area=40,
-    reference_shape=(64, 64), candidates="extended",
+    n_segments=200,
+    channels=16,
+    target_clusters=6,
+    levels=(10, 8),
+    max_iters=60,
+    threads=1,
+    min_area=40,
+    reference_shape=(64, 64),
+    candidates="extended",
 )
 
 
@@ -35,8 +42,14 @@ def lesion_case(size: int = 64, case_id: str = "synthetic_1") -> tuple[Case, np.
     flair[disc] = 230 + 5 * rng.standard_normal(int(disc.sum()))
     other = np.full((size, size), 50.0) + 5 * rng.standard_normal((size, size))
     image = np.stack([other, flair, other]).astype(np.float32)
-    case = Case(image=image, spacing=(1.0, 1.0), case_id=case_id, patient_id="p1", label=disc.astype(np.uint8),
-                channel_names=("pre-contrast", "FLAIR", "post-contrast"))
+    case = Case(
+        image=image,
+        spacing=(1.0, 1.0),
+        case_id=case_id,
+        patient_id="p1",
+        label=disc.astype(np.uint8),
+        channel_names=("pre-contrast", "FLAIR", "post-contrast"),
+    )
     return case, disc
 
 
@@ -132,8 +145,15 @@ def test_propose_inputs_skips_corrupt_and_keeps_other_content(tmp_path):
     messages: list[str] = []
 
     with pytest.warns(UserWarning, match="skipped"):
-        summary = propose_inputs([inputs / "good.png", inputs / "broken.tif", inputs / "absent.png"], work,
-                                 config=SMALL, channels="flair", seed=0, progress=False, echo=messages.append)
+        summary = propose_inputs(
+            [inputs / "good.png", inputs / "broken.tif", inputs / "absent.png"],
+            work,
+            config=SMALL,
+            channels="flair",
+            seed=0,
+            progress=False,
+            echo=messages.append,
+        )
     assert summary["proposed"] == ["good"]
     assert [s[0] for s in summary["skipped"]] == ["broken.tif", "absent.png"]
     assert any("broken.tif" in m for m in messages)
@@ -147,3 +167,36 @@ def test_propose_inputs_skips_corrupt_and_keeps_other_content(tmp_path):
     assert summary["proposed"] == ["good"] and [s[0] for s in summary["skipped"]] == ["broken.tif"]
     assert list_proposals(work) == ["good"]
     assert (work / "store.sqlite").read_bytes() == b"not touched"
+
+
+# ---- the benchmark's helpers, and one real slice when the shared data is there ---------------------
+def test_bench_best_dice_and_spread():
+    from scarceseg.bench.propose_bench import best_dice as bench_best_dice
+    from scarceseg.bench.propose_bench import spread_cases
+
+    truth = np.zeros((4, 4), bool)
+    truth[:2, :2] = True
+    masks = np.zeros((2, 4, 4), bool)
+    masks[0, :2, :] = True  # Dice 2*4/(8+4)
+    masks[1, :2, :2] = True  # exact
+    assert bench_best_dice(masks[:1], truth) == pytest.approx(2 / 3)
+    assert bench_best_dice(masks, truth) == 1.0
+    assert bench_best_dice(np.zeros((0, 4, 4), bool), truth) == 0.0
+
+    class FakeDataset:
+        def cases_by_patient(self):
+            return {f"p{i}": [f"p{i}_{j}" for j in range(3)] for i in range(5)}
+
+    assert spread_cases(FakeDataset(), 3) == ["p0_1", "p2_1", "p4_1"]
+    assert spread_cases(FakeDataset(), 10) == [f"p{i}_1" for i in range(5)]
+
+
+def test_bench_runs_on_one_real_slice(shared_data):
+    from scarceseg.bench.propose_bench import run_propose_bench
+
+    lines: list[str] = []
+    tiny = UDCConfig(n_segments=300, channels=8, scale=0.25, target_clusters=6, max_iters=20)
+    result = run_propose_bench(shared_data / "lgg", n=1, configs=(tiny,), channels=("flair",), echo=lines.append)
+    (run,) = result["runs"]
+    assert len(run["slices"]) == 1 and 0.0 <= run["summary"]["extended_dice"]["mean"] <= 1.0
+    assert any(line.startswith("custom") for line in lines)

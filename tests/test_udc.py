@@ -11,8 +11,9 @@ from scarceseg.cluster.propose import make_candidates
 from scarceseg.cluster.udc import UDCConfig, normalise, superpixels, udc_cluster
 
 # A small configuration: same algorithm, small enough for a unit test.
-SMALL = dict(n_segments=200, channels=16, target_clusters=6, levels=(10, 8), max_iters=60, threads=1,
-             reference_shape=(64, 64))
+SMALL = dict(
+    n_segments=200, channels=16, target_clusters=6, levels=(10, 8), max_iters=60, threads=1, reference_shape=(64, 64)
+)
 
 
 def lesion_image(size: int = 64, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

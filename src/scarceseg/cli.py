@@ -17,6 +17,8 @@ import typer
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks and paper experiments.")
 app.add_typer(bench_app, name="bench")
+train_app = typer.Typer(no_args_is_help=True, help="Train a U-Net baseline (the DQN selector is not released yet).")
+app.add_typer(train_app, name="train")
 
 
 def _friendly(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -101,6 +103,146 @@ def demo(
     run_demo(out, n=n, seed=seed, echo=typer.echo)
 
 
+@app.command()
+@_friendly
+def propose(
+    inputs: list[Path] = typer.Argument(..., help="Data set folders and/or image files."),
+    out: Path = typer.Option(..., "--out", help="WORKDIR receiving proposals (picks in it are never touched)."),
+    config: str = typer.Option("fast", "--config", help="Proposer preset: fast (default) or faithful (paper 000)."),
+    candidates: str | None = typer.Option(None, "--candidates", help="paper | extended (default: the preset's)."),
+    channels: str = typer.Option("flair", "--channels", help="flair (default) or all."),
+    layout: str | None = typer.Option(None, "--layout", help="Data set layout (default: auto-detect)."),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Split each image into candidate regions (SLIC + clustering CNN) and write them into WORKDIR."""
+    from scarceseg.cluster.propose import propose_inputs
+    from scarceseg.cluster.udc import UDCConfig
+
+    cfg = UDCConfig.preset(config)
+    if candidates is not None:
+        cfg = UDCConfig.from_dict({**cfg.__dict__, "candidates": candidates})
+    propose_inputs(list(inputs), out, config=cfg, channels=channels, seed=seed, layout=layout,
+                   progress=sys.stderr.isatty(), echo=typer.echo)
+
+
+@app.command()
+@_friendly
+def pick(
+    workdir: Path = typer.Argument(..., help="WORKDIR written by `scarceseg propose`."),
+    case_id: str | None = typer.Argument(None, help="The case to pick for (all cases with --oracle)."),
+    point: str | None = typer.Option(None, "--point", help="A click inside the lesion, as Y,X."),
+    candidate: int | None = typer.Option(None, "--candidate", help="A candidate index from candidates.json."),
+    oracle: Path | None = typer.Option(None, "--oracle", help="Data set with truth: pick the best-Dice candidate."),
+    layout: str | None = typer.Option(None, "--layout"),
+    who: str | None = typer.Option(None, "--who", help="Who picks (default: your user name)."),
+    note: str = typer.Option("", "--note"),
+) -> None:
+    """Record which candidate is the lesion: by click point, by index, or by the oracle (experiments)."""
+    from scarceseg.errors import ScarcesegError
+    from scarceseg.store.picking import format_oracle_summary, format_pick, oracle_pick_dataset, parse_point
+    from scarceseg.store.picking import pick as do_pick
+
+    if oracle is not None:
+        if point is not None or candidate is not None:
+            raise ScarcesegError("--oracle cannot be combined with --point or --candidate")
+        summary = oracle_pick_dataset(workdir, oracle, layout=layout,
+                                      case_ids=[case_id] if case_id else None, who=who or "oracle")
+        typer.echo(format_oracle_summary(summary))
+        return
+    if case_id is None:
+        raise ScarcesegError("name the case to pick for (or use --oracle DATASET for every case)")
+    result = do_pick(workdir, case_id, point=parse_point(point) if point else None, candidate=candidate,
+                     who=who, note=note)
+    typer.echo(format_pick(result))
+
+
+@app.command()
+@_friendly
+def picks(
+    workdir: Path = typer.Argument(..., help="WORKDIR holding store.sqlite."),
+    export: Path | None = typer.Option(None, "--export", help="Also write every pick to this JSON file."),
+    history: bool = typer.Option(False, "--history", help="List every pick, not only the latest per case."),
+) -> None:
+    """List the picks recorded in a WORKDIR."""
+    from scarceseg.store import open_store
+    from scarceseg.store.picking import format_pick
+
+    with open_store(workdir) as store:
+        rows = store.all_picks() if history else list(store.current_picks().values())
+        for row in rows:
+            typer.echo(format_pick(row))
+        typer.echo(f"{len(rows)} picks")
+        if export is not None:
+            typer.echo(f"exported to {store.export_json(export)}")
+
+
+@train_app.command("unet")
+@_friendly
+def train_unet_cmd(
+    data: Path = typer.Option(..., "--data", help="Labelled data set folder."),
+    out: Path = typer.Option(..., "--out", help="Model folder."),
+    cases: Path | None = typer.Option(None, "--cases", help="Text file with one training case id per line."),
+    n_shot: int | None = typer.Option(None, "--n-shot", help="Train on N slices from N distinct patients."),
+    config: str = typer.Option("paper", "--config", help="paper (paper 000's settings) or fair."),
+    epochs: int | None = typer.Option(None, "--epochs", help="Override the number of epochs."),
+    layout: str | None = typer.Option(None, "--layout"),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Train the supervised U-Net baseline on a few labelled images."""
+    from scarceseg.datasets import n_shot as choose_n_shot
+    from scarceseg.datasets import open_dataset
+    from scarceseg.errors import ScarcesegError
+    from scarceseg.methods.unet_baseline import UNetConfig, train_unet_from_dataset
+
+    if (cases is None) == (n_shot is None):
+        raise ScarcesegError("give exactly one of --cases FILE or --n-shot N")
+    if cases is not None:
+        ids = [line.strip() for line in cases.read_text().splitlines() if line.strip()]
+    else:
+        ids = choose_n_shot(open_dataset(data, layout=layout), n_shot, seed=seed, pick="largest")
+    cfg = UNetConfig.named(config)
+    if epochs is not None:
+        cfg = UNetConfig.from_dict({**cfg.to_dict(), "epochs": epochs})
+    result = train_unet_from_dataset(data, ids, out, config=cfg, seed=seed, layout=layout,
+                                     progress=sys.stderr.isatty())
+    typer.echo(f"trained U-Net ({config}) on {len(ids)} cases; saved to {out}")
+    if isinstance(result, dict) and result.get("final_loss") is not None:
+        typer.echo(f"final training loss {result['final_loss']:.4f}")
+
+
+@app.command()
+@_friendly
+def segment(
+    model: Path = typer.Option(..., "--model", help="A selector or U-Net model folder."),
+    data: Path = typer.Option(..., "--data", help="Data set folder (or folder of images) to segment."),
+    out: Path = typer.Option(..., "--out", help="Folder for <case_id>.png masks."),
+    mode: str = typer.Option("automatic", "--mode", help="Selector: automatic (default) or one-click."),
+    points: Path | None = typer.Option(None, "--points", help="One-click: JSON {case_id: [y, x]} or CSV."),
+    layout: str | None = typer.Option(None, "--layout"),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Segment new images with a trained model (U-Net baseline for now; the DQN selector comes next)."""
+    import json
+
+    from scarceseg.errors import InputError
+
+    config_path = model / "config.json"
+    if not config_path.is_file():
+        raise InputError(model, "not a model folder (no config.json)")
+    info = json.loads(config_path.read_text())
+    if "unet" not in str(info.get("format", "")).lower():
+        raise InputError(model, "only U-Net model folders can be used yet; the DQN selector is not released")
+    from scarceseg.methods.unet_baseline import segment_folder_unet
+
+    del mode, points, seed  # used by the DQN selector (paper 000), not released yet
+    summary = segment_folder_unet(model, data, out, layout=layout, progress=sys.stderr.isatty())
+    n = summary.get("n_written", summary.get("written", "?")) if isinstance(summary, dict) else "?"
+    typer.echo(f"wrote {n if isinstance(n, int) else len(n) if isinstance(n, list) else n} masks to {out}")
+    skipped = summary.get("skipped") if isinstance(summary, dict) else None
+    if skipped:
+        typer.echo(f"skipped {len(skipped)} cases: {skipped}")
+
+
 @bench_app.command("foundation")
 @_friendly
 def bench_foundation(
@@ -111,6 +253,20 @@ def bench_foundation(
     from scarceseg.bench.foundation import run_foundation_bench
 
     run_foundation_bench(data, limit=limit, echo=typer.echo)
+
+
+@bench_app.command("propose")
+@_friendly
+def bench_propose(
+    data: Path = typer.Option(Path("../shared/data/lgg"), "--data"),
+    n: int = typer.Option(20, "--n", help="Number of slices (spread over patients)."),
+    out: Path | None = typer.Option(None, "--out", help="Also write the figures as JSON here."),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Faithful vs fast proposer side by side: seconds per slice and best-candidate Dice."""
+    from scarceseg.bench.propose_bench import run_propose_bench
+
+    run_propose_bench(data, n=n, seed=seed, echo=typer.echo, out=out)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -11,8 +11,9 @@
   component of that cluster, not the cluster itself - that is the case this set is for.
 
 Order is deterministic: the final label map first (clusters, components, filled components), then
-each recorded level from the finest to the coarsest; within a group by decreasing area, ties by
-label. Every candidate has a ``source`` naming where it came from.
+each recorded level in increasing class count (e.g. 35, then 50); within a group by decreasing
+area, ties by label (clusters) or raster position (components). Every candidate has a ``source``
+naming where it came from.
 
 All functions are pure numpy/scipy on ``(Y, X)`` arrays.
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import colorsys
 import json
-import logging
 import os
 import tempfile
 import time
@@ -38,8 +37,6 @@ from scarceseg.cluster import candidates as cand
 from scarceseg.cluster.udc import UDCConfig, normalise, udc_cluster
 from scarceseg.errors import DimensionError, InputError, ScarcesegError
 from scarceseg.io.case import Case
-
-log = logging.getLogger(__name__)
 
 CHANNEL_MODES = ("flair", "all")
 PROPOSALS = "proposals"
@@ -437,9 +434,7 @@ def propose_inputs(
         counts[case.case_id] = len(proposal.candidates)
 
     for name, where, reason in skipped:
-        message = f"skipped {name}: {where}: {reason}"
-        log.warning(message)
-        warnings.warn(message, stacklevel=2)
+        warnings.warn(f"skipped {name}: {where}: {reason}", stacklevel=2)
     skipped = warned + skipped
     summary = {
         "workdir": str(workdir),

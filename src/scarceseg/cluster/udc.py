@@ -32,12 +32,19 @@ Deviations from the paper (both presets)
 * ``scale < 1`` (fast preset only) trains the CNN on a downsampled image and upsamples its output
   features bilinearly before the argmax.
 
+Reproducibility: the initial weights come from a local ``torch.Generator`` seeded with ``seed`` (the
+global torch RNG is forked and restored), training is full-batch with no other randomness, and
+torch runs on ``config.threads`` CPU threads (1 by default; the previous setting is restored). The
+same image, config and seed give identical labels. One thread is also the fast choice on a shared
+machine: with 2 threads and other processes on the 2 cores, OpenMP synchronisation made the small
+convolutions up to 25x slower.
+
 References
 ----------
 .. [1] J. N. Stember and H. Shalu, "Unsupervised deep clustering and reinforcement learning can
    accurately segment MRI brain tumors with very small training sets" (paper 000), sections 0.3.1-0.3.3.
-.. [2] A. Kanezaki, "Unsupervised image segmentation by backpropagation", ICASSP 2018 (the clustering
-   CNN the paper builds on).
+.. [2] A. Kanezaki, "Unsupervised image segmentation by backpropagation", ICASSP 2018 (a closely
+   related superpixel-refined clustering CNN).
 .. [3] R. Achanta et al., "SLIC superpixels compared to state-of-the-art superpixel methods",
    IEEE TPAMI 34(11), 2012.
 """
@@ -101,20 +108,20 @@ class UDCConfig:
         """The same algorithm at a fraction of the cost, with the richer candidate set.
 
         Changes (measured with :mod:`scarceseg.bench.propose_bench` on LGG development slices,
-        one per patient; see the README for the table):
+        one per patient; rerun with ``run_propose_bench``):
 
         * the CNN runs at half resolution (``scale=0.5``) and its output features are upsampled
           bilinearly before the argmax: 4x fewer pixels per iteration;
-        * 48 feature channels instead of 100 (the backward pass dominates and grows with the
-          square of the width; 32 lost Dice, 64 gained none);
+        * 32 feature channels instead of 100 (the backward pass dominates and grows with the
+          square of the width; 40, 48 and 64 channels gave no better best-candidate Dice);
         * 2000 superpixels instead of 1e4 - about the paper's 6-8 pixels per superpixel at half
           resolution;
         * ``candidates="extended"`` with components down to 500 px at 240x240 (the paper's size
           floor, 1000 px, hides lesions smaller than that).
 
-        About 0.6 s of one CPU core per 256x256 slice against 10-25 s for :meth:`faithful`.
+        About 0.3-0.4 s of one CPU core per 256x256 slice against 10-25 s for :meth:`faithful`.
         """
-        base = cls(n_segments=2000, channels=48, scale=0.5, candidates="extended", component_min_area=500)
+        base = cls(n_segments=2000, channels=32, scale=0.5, candidates="extended", component_min_area=500)
         return replace(base, **changes)
 
     @classmethod
@@ -312,7 +319,9 @@ def udc_cluster(
             sp_flat = torch.from_numpy(sp.ravel().astype(np.int64))
             n_sp = int(sp.max()) + 1
             n_ch = config.channels
-            pending = sorted((lv for lv in config.levels if lv > config.target_clusters), reverse=True)
+            target_n = config.target_clusters
+            pending = sorted({*config.levels, target_n}, reverse=True)
+            stop_at = pending[-1]  # levels below N_cl keep training past it (not in paper)
             recorded: dict[int, torch.Tensor] = {}
             n_iters = 0
             while True:
@@ -322,7 +331,7 @@ def udc_cluster(
                 n_classes = int(torch.bincount(pred, minlength=n_ch).count_nonzero())
                 while pending and n_classes <= pending[0]:
                     recorded[pending.pop(0)] = out.detach()[0]
-                if n_classes <= config.target_clusters or n_iters >= config.max_iters:
+                if n_classes <= stop_at or n_iters >= config.max_iters:
                     break
                 counts = torch.bincount(sp_flat * n_ch + pred, minlength=n_sp * n_ch).reshape(n_sp, n_ch)
                 target = counts.argmax(1)[sp_flat]  # majority class of each superpixel (ties: lowest)
@@ -336,8 +345,9 @@ def udc_cluster(
                     features = F.interpolate(features[None], size=full_shape, mode="bilinear", align_corners=False)[0]
                 return _consecutive(features.argmax(0).numpy())
 
+            reached = target_n in recorded
             with torch.no_grad():
-                labels = to_labels(out.detach()[0])
+                labels = to_labels(recorded.pop(target_n) if reached else out.detach()[0])
                 levels = {lv: to_labels(feat) for lv, feat in recorded.items()}
             timings["cnn"] = time.perf_counter() - t0
     finally:
@@ -348,6 +358,6 @@ def udc_cluster(
         superpixels=sp,
         n_iters=n_iters,
         n_clusters=int(labels.max()) + 1,
-        reached=n_classes <= config.target_clusters,
+        reached=reached,
         timings=timings,
     )
