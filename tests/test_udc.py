@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import numpy as np
 import pytest
 import torch
@@ -9,6 +11,7 @@ import torch
 from scarceseg.cluster import candidates as cand
 from scarceseg.cluster.propose import make_candidates
 from scarceseg.cluster.udc import UDCConfig, normalise, superpixels, udc_cluster
+from scarceseg.errors import InputError
 
 # A small configuration: same algorithm, small enough for a unit test.
 SMALL = dict(
@@ -121,9 +124,12 @@ def test_config_presets_and_paper_defaults():
     assert paper.candidates == "paper"
     fast = UDCConfig.fast()
     assert fast.candidates == "extended" and fast.scale < 1
-    assert UDCConfig.from_dict(__import__("dataclasses").asdict(fast)) == fast
+    assert UDCConfig.from_dict(asdict(fast)) == fast
     with pytest.raises(ValueError):
         UDCConfig(candidates="nope")
+    assert UDCConfig.preset("faithful") == paper and UDCConfig.preset(None) == fast
+    with pytest.raises(InputError, match="slow"):
+        UDCConfig.preset("slow")
 
 
 def test_normalise_and_superpixels():
@@ -161,6 +167,15 @@ def test_same_seed_same_labels_and_global_state_untouched():
         np.testing.assert_array_equal(a.levels[level], b.levels[level])
     assert torch.equal(before, torch.random.get_rng_state())
     assert torch.get_num_threads() == threads
+
+
+def test_levels_above_and_below_the_target():
+    image, _ = lesion_image(64)
+    cfg = UDCConfig(**{**SMALL, "levels": (10, 4)})
+    result = udc_cluster(image, cfg, seed=0)
+    assert result.reached and result.n_clusters <= 6  # labels stay the map at target_clusters
+    assert set(result.levels) == {10, 4}
+    assert int(result.levels[10].max()) + 1 <= 10 and int(result.levels[4].max()) + 1 <= 4
 
 
 def test_downsampled_cnn_returns_full_resolution_labels():

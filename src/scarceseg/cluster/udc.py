@@ -57,6 +57,8 @@ from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 
+from scarceseg.errors import InputError
+
 CANDIDATE_MODES = ("paper", "extended")
 
 
@@ -80,7 +82,7 @@ class UDCConfig:
     max_iters: int = 200  # not in paper: safety cap on training iterations ("~20 epochs" in 0.3.2)
     scale: float = 1.0  # not in paper: CNN resolution as a fraction of the image's (1 = full)
     candidates: str = "paper"  # 0.3.3 "paper" = clusters filtered by size; "extended" = see candidates.py
-    levels: tuple[int, ...] = (50, 35)  # not in paper: extended also keeps clusters at these N_cl
+    levels: tuple[int, ...] = (50, 35)  # not in paper: extended also keeps the clusters at these N_cl (see UDCResult)
     component_min_area: int | None = None  # not in paper: size floor of extended components (None = min_area)
     fill_holes: bool = True  # not in paper: extended adds hole-filled components
     dedupe_iou: float = 0.95  # not in paper: extended drops a candidate this similar to an earlier one
@@ -117,11 +119,20 @@ class UDCConfig:
         * 2000 superpixels instead of 1e4 - about the paper's 6-8 pixels per superpixel at half
           resolution;
         * ``candidates="extended"`` with components down to 500 px at 240x240 (the paper's size
-          floor, 1000 px, hides lesions smaller than that).
+          floor, 1000 px, hides lesions smaller than that), and clusters kept from the levels
+          50, 35 and 15 as well as 25 (training goes on to 15 classes; with 32 channels the
+          count starts below 50 and 35, so those levels hold the untrained network's clusters).
 
-        About 0.3-0.4 s of one CPU core per 256x256 slice against 10-25 s for :meth:`faithful`.
+        About 0.5 s of one CPU core per 256x256 slice against 10-25 s for :meth:`faithful`.
         """
-        base = cls(n_segments=2000, channels=32, scale=0.5, candidates="extended", component_min_area=500)
+        base = cls(
+            n_segments=2000,
+            channels=32,
+            scale=0.5,
+            candidates="extended",
+            component_min_area=500,
+            levels=(50, 35, 15),
+        )
         return replace(base, **changes)
 
     @classmethod
@@ -139,7 +150,7 @@ class UDCConfig:
             return cls.fast()
         if name == "faithful":
             return cls.faithful()
-        raise ValueError(f"unknown UDC preset {name!r}: use 'faithful' or 'fast'")
+        raise InputError(None, f"unknown proposer configuration {name!r}: use 'fast' or 'faithful'")
 
 
 @dataclass
@@ -151,9 +162,10 @@ class UDCResult:
     labels : ndarray (Y, X) int32
         The clusters when training stopped, numbered ``0..K-1``.
     levels : dict[int, ndarray (Y, X) int32]
-        Label maps recorded when the class count first dropped to ``<= level`` for each level of
-        ``config.levels`` above ``target_clusters`` (absent if it jumped straight past it: then the
-        first map below it is used, so a level maps to the *first* map with count <= level).
+        For each level of ``config.levels``, the label map of the first forward pass whose class
+        count was ``<= level`` (when the count jumps past several levels they share that map).
+        Levels below ``target_clusters`` keep training past it (``labels`` stays the map at
+        ``target_clusters``); a level never reached within ``max_iters`` is absent.
     superpixels : ndarray (Y', X') int32
         The SLIC tiling the CNN was trained against (at the CNN's resolution).
     n_iters : int
