@@ -151,3 +151,8 @@ def test_dqn_cnn_shapes_and_byte_input():
     assert net(x).shape == (5, 2)
     assert torch.allclose(net(x), net(x.float() / 255.0))
     assert DQNCNN(input_size=30)(torch.zeros(1, 3, 30, 30)).shape == (1, 2)
+    pooled = DQNCNN(input_size=32, head="pool")
+    assert pooled(x).shape == (5, 2) and pooled.head[1].in_features == 2 * 64
+    assert DQNCNN(input_size=32, head="flatten").head[1].in_features == 64 * 2 * 2
+    with pytest.raises(ValueError, match="head"):
+        DQNCNN(head="attention")
