@@ -257,10 +257,11 @@ def save_proposal(proposal: Proposal, workdir: str | Path) -> Path:
         buffer.seek(0)
         _write_atomic(folder / "proposal.npz", buffer.read())
     _write_atomic(folder / "candidates.json", json.dumps(proposal.candidates, indent=1).encode())
-    titles = [f"{c['index']}: {c['area']}" for c in proposal.candidates]
+    masks = np.asarray(proposal.masks, dtype=bool)
+    titles = [f"{k}: {int(mask.sum())}" for k, mask in enumerate(masks)]  # "index: area"
     save_contact_sheet(
         display_image(proposal),
-        list(np.asarray(proposal.masks, dtype=bool)),
+        list(masks),
         folder / "contact_sheet.png",
         titles=titles,
     )
