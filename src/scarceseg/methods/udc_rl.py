@@ -526,7 +526,7 @@ def segment_folder(model_path: str | Path, data_dir: str | Path, out_dir: str | 
     if isinstance(proposer_config, dict):  # a saved Proposal.config: UDCConfig fields plus run facts
         from scarceseg.cluster.udc import UDCConfig
 
-        channels = proposer_config.get("channels", channels)
+        channels = proposer_config.get("input_channels", channels)  # "channels" is the CNN width
         proposer_config = UDCConfig.from_dict(proposer_config)
     ds = open_dataset(data_dir, layout=layout)
     out = Path(out_dir)
