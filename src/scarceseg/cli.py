@@ -17,7 +17,7 @@ import typer
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks and paper experiments.")
 app.add_typer(bench_app, name="bench")
-train_app = typer.Typer(no_args_is_help=True, help="Train a U-Net baseline (the DQN selector is not released yet).")
+train_app = typer.Typer(no_args_is_help=True, help="Train a selector (DQN) or a U-Net baseline.")
 app.add_typer(train_app, name="train")
 
 
@@ -176,6 +176,34 @@ def picks(
             typer.echo(f"exported to {store.export_json(export)}")
 
 
+@train_app.command("selector")
+@_friendly
+def train_selector_cmd(
+    work: Path = typer.Option(..., "--work", help="WORKDIR with proposals and picks."),
+    out: Path = typer.Option(..., "--out", help="Model folder (model.safetensors + config.json)."),
+    episodes: int | None = typer.Option(None, "--episodes", help="Override the paper's 300 episodes."),
+    mode: str | None = typer.Option(None, "--mode", help="candidates (default) or paper (M vs M^C states)."),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Train the Deep Q Network that learns to pick the lesion candidate (paper 000)."""
+    from scarceseg.errors import ScarcesegError
+    from scarceseg.methods.udc_rl import SelectorConfig, train_selector
+
+    changes = {k: v for k, v in {"n_episodes": episodes, "mode": mode}.items() if v is not None}
+    try:
+        config = SelectorConfig(**changes)
+    except ValueError as exc:
+        raise ScarcesegError(str(exc)) from None
+    selector, history = train_selector(work, config=config, seed=seed, progress=sys.stderr.isatty())
+    path = selector.save(out)
+    acc = history.accuracy.get("train") or []
+    final = f"{acc[-1]:.2f}" if acc else "not evaluated"
+    typer.echo(f"trained selector on {selector.summary.get('n_images', '?')} picked images in "
+               f"{history.seconds:.1f} s; final training selection accuracy {final}; saved to {path}")
+    if selector.summary.get("skipped"):
+        typer.echo(f"skipped {len(selector.summary['skipped'])} picks: {selector.summary['skipped']}")
+
+
 @train_app.command("unet")
 @_friendly
 def train_unet_cmd(
@@ -221,26 +249,35 @@ def segment(
     layout: str | None = typer.Option(None, "--layout"),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
-    """Segment new images with a trained model (U-Net baseline for now; the DQN selector comes next)."""
+    """Segment new images: propose candidates, let the trained agent pick (or run a U-Net model)."""
     import json
 
-    from scarceseg.errors import InputError
+    from scarceseg.errors import InputError, ScarcesegError
 
     config_path = model / "config.json"
     if not config_path.is_file():
         raise InputError(model, "not a model folder (no config.json)")
-    info = json.loads(config_path.read_text())
-    if "unet" not in str(info.get("format", "")).lower():
-        raise InputError(model, "only U-Net model folders can be used yet; the DQN selector is not released")
-    from scarceseg.methods.unet_baseline import segment_folder_unet
+    try:
+        fmt = str(json.loads(config_path.read_text()).get("format", ""))
+    except (json.JSONDecodeError, AttributeError) as exc:
+        raise InputError(config_path, f"unreadable model config: {exc}") from None
+    if "unet" in fmt.lower():
+        from scarceseg.methods.unet_baseline import segment_folder_unet
 
-    del mode, points, seed  # used by the DQN selector (paper 000), not released yet
-    summary = segment_folder_unet(model, data, out, layout=layout, progress=sys.stderr.isatty())
-    n = summary.get("n_written", summary.get("written", "?")) if isinstance(summary, dict) else "?"
-    typer.echo(f"wrote {n if isinstance(n, int) else len(n) if isinstance(n, list) else n} masks to {out}")
-    skipped = summary.get("skipped") if isinstance(summary, dict) else None
-    if skipped:
-        typer.echo(f"skipped {len(skipped)} cases: {skipped}")
+        summary = segment_folder_unet(model, data, out, layout=layout, progress=sys.stderr.isatty())
+    elif "selector" in fmt.lower():
+        from scarceseg.methods.udc_rl import SEGMENT_MODES, segment_folder
+
+        if mode.replace("-", "_") not in SEGMENT_MODES:
+            raise ScarcesegError(f"--mode must be automatic or one-click, got {mode!r}")
+
+        summary = segment_folder(model, data, out, mode=mode.replace("-", "_"), points=points, layout=layout,
+                                 seed=seed, progress=sys.stderr.isatty())
+    else:
+        raise InputError(model, f"unknown model format {fmt!r} (expected a selector or a U-Net)")
+    typer.echo(f"wrote {len(summary['written'])} masks to {out}")
+    for case_id, reason in summary.get("skipped") or []:
+        typer.echo(f"skipped {case_id}: {reason}")
 
 
 @bench_app.command("foundation")
@@ -267,6 +304,24 @@ def bench_propose(
     from scarceseg.bench.propose_bench import run_propose_bench
 
     run_propose_bench(data, n=n, seed=seed, echo=typer.echo, out=out)
+
+
+@bench_app.command("stember")
+@_friendly
+def bench_stember(
+    data: Path = typer.Option(Path("../shared/data/lgg"), "--data", help="LGG-layout data set."),
+    out: Path = typer.Option(Path("bench_out/stember"), "--out"),
+    seed: list[int] = typer.Option([0], "--seed", help="Split/training seed; repeat for several."),
+    n_train: int = typer.Option(10, "--n-train", help="Training images, one per patient."),
+    max_test: int | None = typer.Option(None, "--max-test", help="Cap on test slices (default: all)."),
+    episodes: int | None = typer.Option(None, "--episodes", help="Override the DQN's 300 episodes."),
+    unet_epochs: int | None = typer.Option(None, "--unet-epochs", help="Override U-Net epochs (both configs)."),
+) -> None:
+    """Paper 000's experiment: UDC + DQN (one-click, automatic) vs U-Net, with figures and report.md."""
+    from scarceseg.bench.stember import run_stember
+
+    run_stember(data, out, seeds=seed, n_train=n_train, max_test=max_test, episodes=episodes,
+                unet_epochs=unet_epochs, echo=typer.echo, progress=sys.stderr.isatty())
 
 
 if __name__ == "__main__":  # pragma: no cover

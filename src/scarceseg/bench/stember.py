@@ -1,0 +1,237 @@
+"""``scarceseg bench stember``: paper 000's experiment on a real data set.
+
+Protocol (Stember & Shalu, "Unsupervised deep clustering and reinforcement learning can accurately
+segment MRI brain tumors with very small training sets"):
+
+1. Split by patient: 10 training slices from 10 distinct patients (the largest-lesion slice of each,
+   :func:`scarceseg.datasets.splits.n_shot`), and *every* slice of every other patient as the test set.
+2. Propose candidates on every slice once (the proposer does not see labels; proposals are cached in
+   ``OUT/proposals`` and shared by all seeds).
+3. Pick on the training slices with the oracle (best-Dice candidate against the truth; labelled
+   ``oracle`` everywhere), train the DQN selector, and segment the test slices
+   (a) one-click: the robot click is the truth's interior point farthest from its border (the paper used
+       the centre of mass, which can fall outside a non-convex lesion), (b) automatic.
+4. Train the paper's U-Net and a fair U-Net on the same 10 images and masks; predict the test slices.
+5. Report mean ± SD of Dice and HD95 per method, paired p-values against UDC+DQN automatic, a box plot
+   (Figure 9), selection accuracy vs episode (Figures 7-8), sample overlays (Figure 6), ``report.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+METHODS = ("oracle_best_candidate", "udc_dqn_one_click", "udc_dqn_automatic", "unet_paper", "unet_fair")
+
+
+def robot_click(truth: np.ndarray) -> tuple[int, int]:
+    """The truth's interior pixel farthest from its border (ties: first in raster order).
+
+    Parameters
+    ----------
+    truth : ndarray (Y, X) bool
+
+    Returns
+    -------
+    (y, x)
+    """
+    from scipy.ndimage import distance_transform_edt
+
+    dist = distance_transform_edt(np.pad(truth, 1))[1:-1, 1:-1]
+    y, x = np.unravel_index(int(np.argmax(dist)), dist.shape)
+    return int(y), int(x)
+
+
+def _proposals(cases: dict, ids: list[str], prop_dir: Path, config: str, seed: int, progress: bool,
+               echo: Callable[[str], None]) -> dict:
+    """Load cached proposals from ``prop_dir`` or make and cache them (labels are never used)."""
+    from scarceseg.bench.progress import track
+    from scarceseg.cluster.propose import list_proposals, load_proposal, propose_case, save_proposal
+
+    cached = set(list_proposals(prop_dir)) if prop_dir.exists() else set()
+    todo = [cid for cid in ids if cid not in cached]
+    if todo:
+        echo(f"proposing {len(todo)} slices ({len(ids) - len(todo)} cached) with the {config} proposer")
+    t0 = time.perf_counter()
+    for cid in track(todo, description="proposing", enabled=progress):
+        save_proposal(propose_case(cases[cid], config=config, seed=seed), prop_dir)
+    if todo:
+        echo(f"  {time.perf_counter() - t0:.0f} s ({(time.perf_counter() - t0) / len(todo):.2f} s/slice)")
+    return {cid: load_proposal(prop_dir, cid) for cid in ids}
+
+
+def _plot_curves(history: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, acc in history["accuracy"].items():
+        ax.plot(history["eval_episodes"], acc, marker="o", label=name)
+    ax.set_xlabel("episode")
+    ax.set_ylabel("selection accuracy")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title("DQN selection accuracy vs episode (paper 000, Figures 7-8)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def run_stember(data: str | Path, out: str | Path, seeds: list[int] | tuple[int, ...] = (0,), n_train: int = 10,
+                max_test: int | None = None, episodes: int | None = None, unet_epochs: int | None = None,
+                proposer: str = "fast", curve_images: int = 40, echo: Callable[[str], None] = print,
+                progress: bool = False) -> dict:
+    """Run paper 000's experiment for each seed and write ``OUT/report.md`` with tables and figures.
+
+    Parameters
+    ----------
+    data : path
+        A labelled 2D data set (e.g. ``../shared/data/lgg``).
+    out : path
+        Output folder; ``OUT/proposals`` caches proposals across runs and seeds.
+    seeds : sequence of int
+        One split + training run per seed (the split, the oracle picks, the DQN and the U-Nets).
+    n_train : int
+        Training slices, from distinct patients (paper: 10).
+    max_test : int, optional
+        Cap the test slices (a seeded random subset of the other patients' slices); default all.
+    episodes, unet_epochs : int, optional
+        Budget overrides for quick runs (defaults: the configs' own).
+    proposer : str
+        Proposer preset for every slice.
+    curve_images : int
+        Test slices used for the accuracy-vs-episode curve (Figure 8).
+
+    Returns
+    -------
+    dict
+        ``{"methods": {method: {"dice": [...], "hd95": [...]}}, "stats": ..., "report": path}``
+    """
+    from scarceseg.bench.figures import save_boxplot, save_overlay_grid
+    from scarceseg.datasets import n_shot_split, open_dataset
+    from scarceseg.methods.udc_rl import SelectorConfig, train_selector_arrays
+    from scarceseg.methods.unet_baseline import UNetBaseline, UNetConfig, select_channels
+    from scarceseg.metrics import MetricCollector, paired_comparison
+    from scarceseg.store.picking import oracle_pick
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    ds = open_dataset(data)
+    all_rows: dict[str, list[dict]] = {m: [] for m in METHODS}
+    timings: dict[str, list[float]] = {"dqn_train_s": [], "unet_paper_train_s": [], "unet_fair_train_s": []}
+    overlay_items: list = []
+    for seed in seeds:
+        echo(f"== seed {seed} ==")
+        split = n_shot_split(ds, n_train, seed=seed, pick="largest")
+        test_ids = list(split["test"])
+        if max_test is not None and len(test_ids) > max_test:
+            rng = np.random.default_rng(seed)
+            test_ids = sorted(rng.choice(test_ids, size=max_test, replace=False).tolist())
+        ids = list(split["train"]) + test_ids
+        cases = {cid: ds.load(cid) for cid in ids}
+        echo(f"train on {len(split['train'])} slices of {len(split['train'])} patients, "
+             f"test on {len(test_ids)} slices of the other patients")
+        props = _proposals(cases, ids, out / "proposals", proposer, 0, progress, echo)
+
+        def arrays(case_ids, props=props, cases=cases):
+            imgs = [props[c].image for c in case_ids]
+            masks = [props[c].masks for c in case_ids]
+            picks = [oracle_pick(props[c], cases[c].target)[0] for c in case_ids]
+            return imgs, masks, picks
+
+        train_imgs, train_masks, train_picks = arrays(split["train"])
+        curve_ids = test_ids[:curve_images]
+        cfg = SelectorConfig() if episodes is None else SelectorConfig(n_episodes=episodes)
+        t0 = time.perf_counter()
+        selector, history = train_selector_arrays(train_imgs, train_masks, train_picks, cfg, seed=seed,
+                                                  eval_sets={"test": arrays(curve_ids)}, progress=progress)
+        timings["dqn_train_s"].append(history.seconds or time.perf_counter() - t0)
+        hist = history.as_dict()
+        (out / f"history_seed{seed}.json").write_text(json.dumps(hist))
+        _plot_curves(hist, out / f"selection_accuracy_seed{seed}.png")
+        echo(f"DQN trained in {timings['dqn_train_s'][-1]:.1f} s; final selection accuracy "
+             + ", ".join(f"{k} {v[-1]:.2f}" for k, v in hist["accuracy"].items() if v))
+
+        unets = {}
+        for name, ucfg in (("unet_paper", UNetConfig.paper()), ("unet_fair", UNetConfig.fair())):
+            if unet_epochs is not None:
+                ucfg = UNetConfig.from_dict({**ucfg.to_dict(), "epochs": unet_epochs})
+            model = UNetBaseline(ucfg)
+            t0 = time.perf_counter()
+            model.fit([select_channels(cases[c]) for c in split["train"]],
+                      [cases[c].target for c in split["train"]], seed=seed, progress=progress)
+            timings[f"{name}_train_s"].append(time.perf_counter() - t0)
+            unets[name] = model
+            echo(f"{name} trained in {timings[f'{name}_train_s'][-1]:.1f} s")
+
+        collectors = {m: MetricCollector() for m in METHODS}
+        for cid in test_ids:
+            case, prop = cases[cid], props[cid]
+            truth = case.target
+            preds = {"oracle_best_candidate": prop.masks[oracle_pick(prop, truth)[0]]}
+            auto_idx, _ = selector.select_automatic(prop.image, prop.masks)
+            click_idx, _ = selector.select_one_click(prop.image, prop.masks, robot_click(truth))
+            preds["udc_dqn_automatic"] = prop.masks[auto_idx]
+            preds["udc_dqn_one_click"] = prop.masks[click_idx]
+            for name, model in unets.items():
+                preds[name] = model.predict(select_channels(case))[1]
+            for m, mask in preds.items():
+                collectors[m].add(cid, mask, truth, spacing=case.spacing, seed=seed, patient_id=case.patient_id)
+            if seed == seeds[0] and len(overlay_items) < 10 and len(test_ids) >= 10 \
+                    and test_ids.index(cid) % max(1, len(test_ids) // 10) == 0:
+                overlay_items.append((f"{cid}\nauto Dice {collectors['udc_dqn_automatic'].rows[-1]['dice']:.2f}",
+                                      case.channel("FLAIR"), truth, preds["udc_dqn_automatic"]))
+        for m, col in collectors.items():
+            col.write(out / f"seed{seed}" / m)
+            all_rows[m].extend(col.rows)
+            echo(f"  {m:24s} Dice {np.nanmean([r['dice'] for r in col.rows]):.3f}")
+
+    return _report(out, all_rows, timings, overlay_items, seeds, n_train, proposer, save_boxplot,
+                   save_overlay_grid, paired_comparison, echo)
+
+
+def _report(out, all_rows, timings, overlay_items, seeds, n_train, proposer, save_boxplot, save_overlay_grid,
+            paired_comparison, echo) -> dict:
+    """Pool the seeds, write figures and ``report.md``, print the table."""
+    methods = {m: {k: np.array([r[k] for r in rows], dtype=float) for k in ("dice", "hd95")}
+               for m, rows in all_rows.items()}
+    ref = "udc_dqn_automatic"
+    stats = {m: {k: paired_comparison(methods[ref][k], v[k]) for k, v in [(k, methods[m]) for k in ("dice", "hd95")]}
+             for m in methods if m != ref}
+    lines = ["| method | n | Dice mean ± SD | Dice median | HD95 mean ± SD (mm) | p (Dice vs automatic, Wilcoxon) |",
+             "|---|---|---|---|---|---|"]
+    for m, v in methods.items():
+        d, h = v["dice"], v["hd95"]
+        p = "—" if m == ref else f"{stats[m]['dice']['p_wilcoxon']:.2g}"
+        lines.append(f"| {m} | {len(d)} | {np.nanmean(d):.3f} ± {np.nanstd(d, ddof=1):.3f} | {np.nanmedian(d):.3f} "
+                     f"| {np.nanmean(h):.1f} ± {np.nanstd(h, ddof=1):.1f} | {p} |")
+    table = "\n".join(lines)
+    save_boxplot({m: v["dice"] for m, v in methods.items()}, out / "dice_boxplot.png", ylabel="Dice",
+                 title="Test Dice per method (paper 000, Figure 9)")
+    if overlay_items:
+        save_overlay_grid(overlay_items, out / "overlays.png", ncols=5,
+                          title="UDC + DQN automatic: truth red, prediction green, overlap yellow")
+    timing_line = ", ".join(f"{k} {np.mean(v):.1f}" for k, v in timings.items() if v)
+    report = out / "report.md"
+    report.write_text(
+        "# Paper 000 experiment: propose → pick → learn to pick\n\n"
+        f"Seeds {list(seeds)}; {n_train} training slices from {n_train} distinct patients per seed (largest-lesion "
+        f"slice), oracle picks (best-Dice candidate; labelled oracle), proposer `{proposer}`; every test slice of "
+        "the other patients. One-click uses the truth's innermost pixel as the robot click.\n\n"
+        f"{table}\n\nMean seconds: {timing_line}.\n\n"
+        "![Dice box plot](dice_boxplot.png)\n\n"
+        + "".join(f"![selection accuracy seed {s}](selection_accuracy_seed{s}.png)\n" for s in seeds)
+        + ("\n![overlays](overlays.png)\n" if overlay_items else ""))
+    (out / "results.json").write_text(json.dumps(
+        {"seeds": list(seeds), "timings": timings, "stats": stats,
+         "summary": {m: {k: float(np.nanmean(v[k])) for k in v} for m, v in methods.items()}}, indent=2, default=float))
+    echo(table)
+    echo(f"timings (s): {timing_line}")
+    echo(f"report: {report}")
+    return {"methods": methods, "stats": stats, "report": report, "timings": timings}
