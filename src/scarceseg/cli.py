@@ -21,6 +21,14 @@ train_app = typer.Typer(no_args_is_help=True, help="Train a selector (DQN) or a 
 app.add_typer(train_app, name="train")
 
 
+# Model formats that `scarceseg segment` dispatches to (besides the DQN selector, which takes --mode and
+# --points): a substring of config.json's "format" -> "module:function". Each function takes
+# (model, data, out, layout=..., progress=...) and returns {"written": [paths], "skipped": [(case_id, why)]}.
+SEGMENTERS: dict[str, str] = {
+    "unet": "scarceseg.methods.unet_baseline:segment_folder_unet",
+}
+
+
 def _friendly(func: Callable[..., Any]) -> Callable[..., Any]:
     """Turn scarceseg errors (and a few OS errors) into one line on stderr and exit code 1."""
 
@@ -261,20 +269,23 @@ def segment(
         fmt = str(json.loads(config_path.read_text()).get("format", ""))
     except (json.JSONDecodeError, AttributeError) as exc:
         raise InputError(config_path, f"unreadable model config: {exc}") from None
-    if "unet" in fmt.lower():
-        from scarceseg.methods.unet_baseline import segment_folder_unet
-
-        summary = segment_folder_unet(model, data, out, layout=layout, progress=sys.stderr.isatty())
-    elif "selector" in fmt.lower():
+    if "selector" in fmt.lower():
         from scarceseg.methods.udc_rl import SEGMENT_MODES, segment_folder
 
         if mode.replace("-", "_") not in SEGMENT_MODES:
             raise ScarcesegError(f"--mode must be automatic or one-click, got {mode!r}")
-
         summary = segment_folder(model, data, out, mode=mode.replace("-", "_"), points=points, layout=layout,
                                  seed=seed, progress=sys.stderr.isatty())
     else:
-        raise InputError(model, f"unknown model format {fmt!r} (expected a selector or a U-Net)")
+        segmenter = next((target for key, target in SEGMENTERS.items() if key in fmt.lower()), None)
+        if segmenter is None:
+            known = ", ".join(["selector", *SEGMENTERS])
+            raise InputError(model, f"unknown model format {fmt!r} (expected one of: {known})")
+        import importlib
+
+        module, func = segmenter.split(":")
+        summary = getattr(importlib.import_module(module), func)(model, data, out, layout=layout,
+                                                                 progress=sys.stderr.isatty())
     typer.echo(f"wrote {len(summary['written'])} masks to {out}")
     for case_id, reason in summary.get("skipped") or []:
         typer.echo(f"skipped {case_id}: {reason}")
