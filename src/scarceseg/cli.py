@@ -102,13 +102,14 @@ def evaluate(
 @_friendly
 def demo(
     out: Path = typer.Option(Path("demo_out"), "--out", help="Folder for the sample data and results."),
-    n: int = typer.Option(20, "--n", min=2, help="Number of sample slices."),
+    n: int = typer.Option(20, "--n", min=4, help="Number of sample slices (half train, half test)."),
+    episodes: int | None = typer.Option(None, "--episodes", help="DQN episodes (default: the paper's 300)."),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
-    """The main job on built-in sample data: generate, segment, evaluate, report."""
+    """The main job on built-in sample data: propose, oracle-pick, train the selector, segment, evaluate, report."""
     from scarceseg.bench.demo import run_demo
 
-    run_demo(out, n=n, seed=seed, echo=typer.echo)
+    run_demo(out, n=n, seed=seed, episodes=episodes, echo=typer.echo, progress=sys.stderr.isatty())
 
 
 @app.command()

@@ -162,8 +162,12 @@ def save_overlay_grid(items: Sequence[tuple[str, np.ndarray, np.ndarray | None, 
 
 
 def save_contact_sheet(image2d: np.ndarray, masks: Sequence[np.ndarray], path: str | Path,
-                       titles: Sequence[str] | None = None, ncols: int | None = None, dpi: int = 100) -> Path:
+                       titles: Sequence[str] | None = None, ncols: int | None = None,
+                       max_panel: int | None = None) -> Path:
     """The image, then one panel per candidate mask drawn over it (green), e.g. proposals to pick from.
+
+    Drawn with Pillow straight from :func:`overlay_rgb` panels (a few ms per candidate; matplotlib took
+    seconds for a 60-candidate sheet), each panel with its title in a strip above it.
 
     Parameters
     ----------
@@ -175,31 +179,45 @@ def save_contact_sheet(image2d: np.ndarray, masks: Sequence[np.ndarray], path: s
         One per mask; ``"candidate 1"``... by default.
     ncols : int, optional
         Panels per row; about square by default.
-    dpi : int
+    max_panel : int, optional
+        Panels are shrunk (nearest neighbour, integer factor) until their longer side is at most this;
+        default 256 px for up to 16 candidates, else 128 px.
 
     Returns
     -------
     Path
         ``path``.
     """
+    from PIL import Image, ImageDraw
+
     masks = list(masks)
     if titles is None:
         titles = [f"candidate {i + 1}" for i in range(len(masks))]
     titles = list(titles)
     if len(titles) != len(masks):
         raise ValueError(f"got {len(titles)} titles for {len(masks)} masks")
+    image2d = np.asarray(image2d)
     n = len(masks) + 1
     ncols = ncols or int(np.ceil(np.sqrt(n)))
     nrows = -(-n // ncols)
-    fig = _new_figure(2.4 * ncols, 2.6 * nrows)
-    panels = [("image", overlay_rgb(image2d))] + [(t, overlay_rgb(image2d, pred=m)) for t, m in zip(titles, masks,
-                                                                                              strict=True)]
-    for i, (panel_title, rgb) in enumerate(panels):
-        ax = fig.add_subplot(nrows, ncols, i + 1)
-        ax.imshow(rgb, interpolation="nearest")
-        ax.set_title(str(panel_title), fontsize=8)
-        ax.set_axis_off()
-    return _save(fig, path, dpi)
+    max_panel = max_panel or (256 if len(masks) <= 16 else 128)
+    step = max(1, int(np.ceil(max(image2d.shape) / max_panel)))
+    small = window(image2d)[::step, ::step]  # windowed once on the full image, then shrunk
+    panels = [("image", overlay_rgb(small))] + [(str(t), overlay_rgb(small, pred=np.asarray(m)[::step, ::step]))
+                                                for t, m in zip(titles, masks, strict=True)]
+    h, w = panels[0][1].shape[:2]
+    strip, gap = 12, 2
+    width = max(w, 60)
+    sheet = Image.new("RGB", (ncols * (width + gap), nrows * (h + strip + gap)), "white")
+    draw = ImageDraw.Draw(sheet)
+    for i, (title, rgb) in enumerate(panels):
+        x0, y0 = (i % ncols) * (width + gap), (i // ncols) * (h + strip + gap)
+        sheet.paste(Image.fromarray(rgb), (x0, y0 + strip))
+        draw.text((x0 + 1, y0), title, fill="black")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(path, compress_level=1)
+    return path
 
 
 def save_boxplot(values_by_method: Mapping[str, Sequence[float] | np.ndarray], path: str | Path, ylabel: str,

@@ -64,7 +64,8 @@ def _proposals(cases: dict, ids: list[str], prop_dir: Path, config: str, seed: i
     return {cid: load_proposal(prop_dir, cid) for cid in ids}
 
 
-def _plot_curves(history: dict, path: Path) -> None:
+def plot_selection_accuracy(history: dict, path: Path) -> None:
+    """Selection accuracy vs episode for every evaluated set of a :class:`TrainingHistory` dict (Figures 7-8)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -85,8 +86,8 @@ def _plot_curves(history: dict, path: Path) -> None:
 
 def run_stember(data: str | Path, out: str | Path, seeds: list[int] | tuple[int, ...] = (0,), n_train: int = 10,
                 max_test: int | None = None, episodes: int | None = None, unet_epochs: int | None = None,
-                proposer: str = "fast", curve_images: int = 40, echo: Callable[[str], None] = print,
-                progress: bool = False) -> dict:
+                proposer: str | object = "fast", curve_images: int = 40, unet: bool = True,
+                echo: Callable[[str], None] = print, progress: bool = False) -> dict:
     """Run paper 000's experiment for each seed and write ``OUT/report.md`` with tables and figures.
 
     Parameters
@@ -103,8 +104,10 @@ def run_stember(data: str | Path, out: str | Path, seeds: list[int] | tuple[int,
         Cap the test slices (a seeded random subset of the other patients' slices); default all.
     episodes, unet_epochs : int, optional
         Budget overrides for quick runs (defaults: the configs' own).
-    proposer : str
-        Proposer preset for every slice.
+    proposer : str or UDCConfig
+        Proposer preset (or config) for every slice; the cache ``OUT/proposals`` belongs to one proposer.
+    unet : bool
+        Also train and test the two U-Net baselines (the slow part on a CPU).
     curve_images : int
         Test slices used for the accuracy-vs-episode curve (Figure 8).
 
@@ -123,7 +126,8 @@ def run_stember(data: str | Path, out: str | Path, seeds: list[int] | tuple[int,
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     ds = open_dataset(data)
-    all_rows: dict[str, list[dict]] = {m: [] for m in METHODS}
+    methods = [m for m in METHODS if unet or not m.startswith("unet")]
+    all_rows: dict[str, list[dict]] = {m: [] for m in methods}
     timings: dict[str, list[float]] = {"dqn_train_s": [], "unet_paper_train_s": [], "unet_fair_train_s": []}
     overlay_items: list = []
     for seed in seeds:
@@ -154,12 +158,12 @@ def run_stember(data: str | Path, out: str | Path, seeds: list[int] | tuple[int,
         timings["dqn_train_s"].append(history.seconds or time.perf_counter() - t0)
         hist = history.as_dict()
         (out / f"history_seed{seed}.json").write_text(json.dumps(hist))
-        _plot_curves(hist, out / f"selection_accuracy_seed{seed}.png")
+        plot_selection_accuracy(hist, out / f"selection_accuracy_seed{seed}.png")
         echo(f"DQN trained in {timings['dqn_train_s'][-1]:.1f} s; final selection accuracy "
              + ", ".join(f"{k} {v[-1]:.2f}" for k, v in hist["accuracy"].items() if v))
 
         unets = {}
-        for name, ucfg in (("unet_paper", UNetConfig.paper()), ("unet_fair", UNetConfig.fair())):
+        for name, ucfg in (("unet_paper", UNetConfig.paper()), ("unet_fair", UNetConfig.fair())) if unet else ():
             if unet_epochs is not None:
                 ucfg = UNetConfig.from_dict({**ucfg.to_dict(), "epochs": unet_epochs})
             model = UNetBaseline(ucfg)
@@ -170,7 +174,7 @@ def run_stember(data: str | Path, out: str | Path, seeds: list[int] | tuple[int,
             unets[name] = model
             echo(f"{name} trained in {timings[f'{name}_train_s'][-1]:.1f} s")
 
-        collectors = {m: MetricCollector() for m in METHODS}
+        collectors = {m: MetricCollector() for m in methods}
         for cid in test_ids:
             case, prop = cases[cid], props[cid]
             truth = case.target
