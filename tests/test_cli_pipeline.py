@@ -113,6 +113,12 @@ def test_bench_stember_tiny(tmp_path: Path):
     # the oracle's best candidate is, by construction, at least as good as any selected candidate
     assert results["summary"]["oracle_best_candidate"]["dice"] >= results["summary"]["udc_dqn_automatic"]["dice"]
 
+    # a second run finds the finished seed and pools the same rows (resume / parallel seeds)
+    again = _run("bench", "stember", "--data", data, "--out", out, "--seed", "0", "--n-train", "3",
+                 "--max-test", "2", "--episodes", "3", "--unet-epochs", "1")
+    assert again.exit_code == 0 and "reused" in again.output
+    assert json.loads((out / "results.json").read_text())["summary"] == results["summary"]
+
 
 def test_demo_pipeline_tiny(tmp_path: Path):
     result = _run("demo", "--out", tmp_path / "demo", "--n", "4", "--episodes", "3")

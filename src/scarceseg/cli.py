@@ -328,12 +328,21 @@ def bench_stember(
     max_test: int | None = typer.Option(None, "--max-test", help="Cap on test slices (default: all)."),
     episodes: int | None = typer.Option(None, "--episodes", help="Override the DQN's 300 episodes."),
     unet_epochs: int | None = typer.Option(None, "--unet-epochs", help="Override U-Net epochs (both configs)."),
+    unet: bool = typer.Option(True, "--unet/--no-unet", help="Also train and test the two U-Net baselines."),
+    unet_device: str = typer.Option("cpu", "--unet-device", help="cpu, cuda or auto for the U-Nets."),
+    workers: int = typer.Option(1, "--workers", min=1, help="Processes for proposing candidates."),
+    propose_only: bool = typer.Option(False, "--propose-only", help="Only fill the proposal cache, then stop."),
 ) -> None:
-    """Paper 000's experiment: UDC + DQN (one-click, automatic) vs U-Net, with figures and report.md."""
+    """Paper 000's experiment: UDC + DQN (one-click, automatic) vs U-Net, with figures and report.md.
+
+    Finished seeds are kept in OUT/seed<S>/ and reused, so an interrupted run resumes and seeds can run in
+    parallel processes; a last run with every --seed writes the pooled report.
+    """
     from scarceseg.bench.stember import run_stember
 
     run_stember(data, out, seeds=seed, n_train=n_train, max_test=max_test, episodes=episodes,
-                unet_epochs=unet_epochs, echo=typer.echo, progress=sys.stderr.isatty())
+                unet_epochs=unet_epochs, unet=unet, unet_device=unet_device, workers=workers,
+                propose_only=propose_only, echo=typer.echo, progress=sys.stderr.isatty())
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -46,22 +46,76 @@ def robot_click(truth: np.ndarray) -> tuple[int, int]:
     return int(y), int(x)
 
 
-def _proposals(cases: dict, ids: list[str], prop_dir: Path, config: str, seed: int, progress: bool,
-               echo: Callable[[str], None]) -> dict:
-    """Load cached proposals from ``prop_dir`` or make and cache them (labels are never used)."""
+def _propose_one(args: tuple) -> object:
+    """Worker: propose one case (module-level so a process pool can pickle it)."""
+    from scarceseg.cluster.propose import propose_case
+
+    case, config, seed = args
+    return propose_case(case, config=config, seed=seed)
+
+
+def _proposals(cases: dict, ids: list[str], prop_dir: Path, config, seed: int, progress: bool,
+               echo: Callable[[str], None], workers: int = 1) -> dict:
+    """Load cached proposals from ``prop_dir`` or make and cache them (labels are never used).
+
+    ``workers > 1`` proposes in that many processes (each at one torch thread); the parent writes the cache.
+    """
     from scarceseg.bench.progress import track
-    from scarceseg.cluster.propose import list_proposals, load_proposal, propose_case, save_proposal
+    from scarceseg.cluster.propose import list_proposals, load_proposal, save_proposal
 
     cached = set(list_proposals(prop_dir)) if prop_dir.exists() else set()
     todo = [cid for cid in ids if cid not in cached]
+    name = config if isinstance(config, str) else "custom"
     if todo:
-        echo(f"proposing {len(todo)} slices ({len(ids) - len(todo)} cached) with the {config} proposer")
+        echo(f"proposing {len(todo)} slices ({len(ids) - len(todo)} cached) with the {name} proposer, "
+             f"{workers} worker(s)")
     t0 = time.perf_counter()
-    for cid in track(todo, description="proposing", enabled=progress):
-        save_proposal(propose_case(cases[cid], config=config, seed=seed), prop_dir)
+    jobs = [(cases[cid], config, seed) for cid in todo]
+    if workers > 1 and len(todo) > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(workers) as pool:
+            for prop in track(pool.map(_propose_one, jobs, chunksize=4), description="proposing", enabled=progress,
+                              total=len(jobs)):
+                save_proposal(prop, prop_dir, pictures=False)
+    else:
+        for job in track(jobs, description="proposing", enabled=progress):
+            save_proposal(_propose_one(job), prop_dir, pictures=False)
     if todo:
-        echo(f"  {time.perf_counter() - t0:.0f} s ({(time.perf_counter() - t0) / len(todo):.2f} s/slice)")
+        echo(f"  {time.perf_counter() - t0:.0f} s ({(time.perf_counter() - t0) / len(todo):.2f} s/slice wall)")
     return {cid: load_proposal(prop_dir, cid) for cid in ids}
+
+
+def _save_seed(out: Path, seed: int, run_key: dict, timings: dict, overlays: list) -> None:
+    """Mark a seed complete: settings, timings and the overlay panels (the rows are in per_case.csv)."""
+    folder = out / f"seed{seed}"
+    if overlays:
+        np.savez_compressed(folder / "overlays.npz", images=np.stack([o[1] for o in overlays]),
+                            truths=np.stack([o[2] for o in overlays]), preds=np.stack([o[3] for o in overlays]))
+    (folder / "done.json").write_text(json.dumps({"settings": run_key, "timings": timings,
+                                                  "overlay_titles": [o[0] for o in overlays]}, indent=1))
+
+
+def _load_seed(out: Path, seed: int, run_key: dict) -> dict | None:
+    """The rows, timings and overlays of a completed seed with the same settings, else None."""
+    import csv
+
+    folder = out / f"seed{seed}"
+    try:
+        info = json.loads((folder / "done.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if info.get("settings") != json.loads(json.dumps(run_key)):
+        return None
+    rows = {}
+    for m in run_key["methods"]:
+        with (folder / m / "per_case.csv").open(newline="", encoding="utf-8") as fh:
+            rows[m] = [{**r, "dice": float(r["dice"]), "hd95": float(r["hd95"])} for r in csv.DictReader(fh)]
+    overlays = []
+    if info.get("overlay_titles"):
+        with np.load(folder / "overlays.npz") as z:
+            overlays = list(zip(info["overlay_titles"], z["images"], z["truths"], z["preds"], strict=True))
+    return {"rows": rows, "timings": info["timings"], "overlays": overlays}
 
 
 def plot_selection_accuracy(history: dict, path: Path) -> None:
@@ -86,8 +140,9 @@ def plot_selection_accuracy(history: dict, path: Path) -> None:
 
 def run_stember(data: str | Path, out: str | Path, seeds: list[int] | tuple[int, ...] = (0,), n_train: int = 10,
                 max_test: int | None = None, episodes: int | None = None, unet_epochs: int | None = None,
-                proposer: str | object = "fast", curve_images: int = 40, unet: bool = True,
-                echo: Callable[[str], None] = print, progress: bool = False) -> dict:
+                proposer: str | object = "fast", curve_images: int = 40, unet: bool = True, workers: int = 1,
+                unet_device: str = "cpu", propose_only: bool = False, echo: Callable[[str], None] = print,
+                progress: bool = False) -> dict:
     """Run paper 000's experiment for each seed and write ``OUT/report.md`` with tables and figures.
 
     Parameters
@@ -110,6 +165,16 @@ def run_stember(data: str | Path, out: str | Path, seeds: list[int] | tuple[int,
         Also train and test the two U-Net baselines (the slow part on a CPU).
     curve_images : int
         Test slices used for the accuracy-vs-episode curve (Figure 8).
+    workers : int
+        Processes proposing candidates (the slow part before training).
+    unet_device : str
+        ``"cpu"``, ``"cuda"`` or ``"auto"`` for the U-Net baselines (the DQN and the proposer run on the CPU).
+    propose_only : bool
+        Stop once every needed slice has cached proposals (run this before parallel per-seed processes).
+
+    A seed whose results are complete in ``OUT/seed<S>/`` (``done.json`` with the same settings) is not run
+    again: its rows are read back, so an interrupted run resumes and several seeds can run in parallel
+    processes (one ``--seed`` each) before a final run with every ``--seed`` pools them into the report.
 
     Returns
     -------
@@ -130,18 +195,42 @@ def run_stember(data: str | Path, out: str | Path, seeds: list[int] | tuple[int,
     all_rows: dict[str, list[dict]] = {m: [] for m in methods}
     timings: dict[str, list[float]] = {"dqn_train_s": [], "unet_paper_train_s": [], "unet_fair_train_s": []}
     overlay_items: list = []
+    splits = {}
     for seed in seeds:
-        echo(f"== seed {seed} ==")
         split = n_shot_split(ds, n_train, seed=seed, pick="largest")
         test_ids = list(split["test"])
         if max_test is not None and len(test_ids) > max_test:
             rng = np.random.default_rng(seed)
             test_ids = sorted(rng.choice(test_ids, size=max_test, replace=False).tolist())
-        ids = list(split["train"]) + test_ids
-        cases = {cid: ds.load(cid) for cid in ids}
-        echo(f"train on {len(split['train'])} slices of {len(split['train'])} patients, "
+        splits[seed] = (list(split["train"]), test_ids)
+    run_key = {"data": str(data), "n_train": n_train, "max_test": max_test, "episodes": episodes,
+               "unet_epochs": unet_epochs, "methods": methods}
+    todo_seeds = [s for s in seeds if _load_seed(out, s, run_key) is None]
+    needed = sorted({c for s in todo_seeds for part in splits[s] for c in part})
+    cases_all = {cid: ds.load(cid) for cid in needed}
+    props_all = _proposals(cases_all, needed, out / "proposals", proposer, 0, progress, echo, workers=workers)
+    if propose_only:
+        echo(f"proposals for {len(needed)} slices are in {out / 'proposals'}")
+        return {"proposed": needed}
+    for seed in seeds:
+        echo(f"== seed {seed} ==")
+        done = _load_seed(out, seed, run_key)
+        if done is not None:
+            echo(f"results of seed {seed} found in {out / f'seed{seed}'}: reused (delete that folder to recompute)")
+            for m in methods:
+                all_rows[m].extend(done["rows"][m])
+            for k, v in done["timings"].items():
+                timings[k].extend(v)
+            if seed == seeds[0]:
+                overlay_items = done["overlays"]
+            continue
+        train_ids, test_ids = splits[seed]
+        split = {"train": train_ids, "test": test_ids}
+        cases = {cid: cases_all[cid] for cid in train_ids + test_ids}
+        props = {cid: props_all[cid] for cid in train_ids + test_ids}
+        seed_timings: dict[str, list[float]] = {k: [] for k in timings}
+        echo(f"train on {len(train_ids)} slices of {len(train_ids)} patients, "
              f"test on {len(test_ids)} slices of the other patients")
-        props = _proposals(cases, ids, out / "proposals", proposer, 0, progress, echo)
 
         def arrays(case_ids, props=props, cases=cases):
             imgs = [props[c].image for c in case_ids]
@@ -155,24 +244,24 @@ def run_stember(data: str | Path, out: str | Path, seeds: list[int] | tuple[int,
         t0 = time.perf_counter()
         selector, history = train_selector_arrays(train_imgs, train_masks, train_picks, cfg, seed=seed,
                                                   eval_sets={"test": arrays(curve_ids)}, progress=progress)
-        timings["dqn_train_s"].append(history.seconds or time.perf_counter() - t0)
+        seed_timings["dqn_train_s"].append(history.seconds or time.perf_counter() - t0)
         hist = history.as_dict()
         (out / f"history_seed{seed}.json").write_text(json.dumps(hist))
         plot_selection_accuracy(hist, out / f"selection_accuracy_seed{seed}.png")
-        echo(f"DQN trained in {timings['dqn_train_s'][-1]:.1f} s; final selection accuracy "
+        echo(f"DQN trained in {seed_timings['dqn_train_s'][-1]:.1f} s; final selection accuracy "
              + ", ".join(f"{k} {v[-1]:.2f}" for k, v in hist["accuracy"].items() if v))
 
         unets = {}
         for name, ucfg in (("unet_paper", UNetConfig.paper()), ("unet_fair", UNetConfig.fair())) if unet else ():
             if unet_epochs is not None:
                 ucfg = UNetConfig.from_dict({**ucfg.to_dict(), "epochs": unet_epochs})
-            model = UNetBaseline(ucfg)
+            model = UNetBaseline(ucfg, device=unet_device)
             t0 = time.perf_counter()
             model.fit([select_channels(cases[c]) for c in split["train"]],
                       [cases[c].target for c in split["train"]], seed=seed, progress=progress)
-            timings[f"{name}_train_s"].append(time.perf_counter() - t0)
+            seed_timings[f"{name}_train_s"].append(time.perf_counter() - t0)
             unets[name] = model
-            echo(f"{name} trained in {timings[f'{name}_train_s'][-1]:.1f} s")
+            echo(f"{name} trained in {seed_timings[f'{name}_train_s'][-1]:.1f} s on {model.device}")
 
         collectors = {m: MetricCollector() for m in methods}
         for cid in test_ids:
@@ -195,6 +284,9 @@ def run_stember(data: str | Path, out: str | Path, seeds: list[int] | tuple[int,
             col.write(out / f"seed{seed}" / m)
             all_rows[m].extend(col.rows)
             echo(f"  {m:24s} Dice {np.nanmean([r['dice'] for r in col.rows]):.3f}")
+        for k, v in seed_timings.items():
+            timings[k].extend(v)
+        _save_seed(out, seed, run_key, seed_timings, overlay_items if seed == seeds[0] else [])
 
     return _report(out, all_rows, timings, overlay_items, seeds, n_train, proposer, save_boxplot,
                    save_overlay_grid, paired_comparison, echo)

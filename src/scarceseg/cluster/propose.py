@@ -237,11 +237,12 @@ def display_image(proposal: Proposal) -> np.ndarray:
     return np.asarray(proposal.image[index], dtype=np.float32)
 
 
-def save_proposal(proposal: Proposal, workdir: str | Path) -> Path:
+def save_proposal(proposal: Proposal, workdir: str | Path, pictures: bool = True) -> Path:
     """Write one proposal's files and its ``index.json`` entry; returns the case's folder.
 
     Only ``WORKDIR/proposals/<case_id>/`` (the four files of the contract) and the case's entry of
     ``WORKDIR/proposals/index.json`` are written; other cases and ``store.sqlite`` are left alone.
+    ``pictures=False`` skips ``contact_sheet.png`` and ``labels.png`` (benchmark caches that nobody looks at).
     """
     from scarceseg.bench.figures import save_contact_sheet
 
@@ -259,13 +260,9 @@ def save_proposal(proposal: Proposal, workdir: str | Path) -> Path:
     _write_atomic(folder / "candidates.json", json.dumps(proposal.candidates, indent=1).encode())
     masks = np.asarray(proposal.masks, dtype=bool)
     titles = [f"{k}: {int(mask.sum())}" for k, mask in enumerate(masks)]  # "index: area"
-    save_contact_sheet(
-        display_image(proposal),
-        list(masks),
-        folder / "contact_sheet.png",
-        titles=titles,
-    )
-    save_label_png(proposal.labels, folder / "labels.png")
+    if pictures:
+        save_contact_sheet(display_image(proposal), list(masks), folder / "contact_sheet.png", titles=titles)
+        save_label_png(proposal.labels, folder / "labels.png")
 
     index = read_index(workdir)
     index[proposal.case_id] = {
