@@ -13,7 +13,14 @@ from typer.testing import CliRunner
 
 from scarceseg.bench.jule_bench import brats_truth, la_truth, matched_dice
 from scarceseg.cluster.gdl import GDLMerger, gdl_cluster, initial_clusters, knn_affinity
-from scarceseg.cluster.jule import extract_patches, grid_centres, pad_for_patches, project_labels, sample_centres
+from scarceseg.cluster.jule import (
+    extract_patches,
+    fill_outside,
+    grid_centres,
+    pad_for_patches,
+    project_labels,
+    sample_centres,
+)
 from scarceseg.cluster.volume_baselines import kmeans_volume, multi_otsu_volume, order_by_intensity
 from scarceseg.methods.jule import JULEConfig, JuleSegmenter, get_config
 from scarceseg.metrics import nmi
@@ -99,6 +106,13 @@ def test_grid_and_projection_give_exact_labels():
     np.testing.assert_array_equal(centres, [[3, 4, 5]])
     out = project_labels(np.array([7]), centres, shape, 2, region)
     assert out[3, 4, 5] == 7 and out.sum() == 7
+
+
+def test_fill_outside_continues_the_region():
+    image = np.array([[9.0, 1.0, 2.0, 9.0], [9.0, 3.0, 4.0, 9.0]])
+    region = image < 9
+    np.testing.assert_array_equal(fill_outside(image, region), [[1, 1, 2, 2], [3, 3, 4, 4]])
+    np.testing.assert_array_equal(fill_outside(image, np.ones_like(region)), image)
 
 
 def test_sample_centres_inside_region_and_seeded():

@@ -66,6 +66,32 @@ def sample_centres(region: np.ndarray, n: int, rng: np.random.Generator) -> np.n
     return np.stack(np.unravel_index(pick, region.shape), axis=1).astype(np.int64)
 
 
+def fill_outside(image: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """``image`` with every voxel outside ``region`` replaced by the value of the nearest region voxel.
+
+    Patches that cross the region's edge then see the tissue continued instead of the background (e.g.
+    the constant value outside a skull-stripped brain); without it every patch on the edge looks alike
+    and the edge becomes a cluster of its own.
+
+    Parameters
+    ----------
+    image : ndarray, shape (Y, X) or (Z, Y, X)
+    region : ndarray of the same shape, bool, not empty
+
+    Returns
+    -------
+    ndarray, same shape, float32
+    """
+    from scipy import ndimage
+
+    region = np.asarray(region, dtype=bool)
+    image = np.asarray(image, dtype=np.float32)
+    if region.all():
+        return image.copy()
+    idx = ndimage.distance_transform_edt(~region, return_distances=False, return_indices=True)
+    return image[tuple(idx)]
+
+
 def pad_for_patches(image: np.ndarray, patch: int) -> np.ndarray:
     """``image`` padded by ``patch // 2`` on every side (edge values), so any voxel can be a patch centre."""
     return np.pad(np.asarray(image, dtype=np.float32), patch // 2, mode="edge")

@@ -11,10 +11,11 @@ Two configurations (:data:`CONFIGS`):
 * ``paper``: the paper's values (10,000 patches of ``27^3``, the Figure 2 CNN, ``C = 100``, ``s = 5``).
   On one CPU thread one forward pass of that CNN takes ~17 ms per patch and a training step ~70 ms
   (measured), so a BRATS volume would take hours; it is kept for machines with a GPU.
-* ``cpu``: the same method scaled down: 2,000 patches of ``15^3``, ``3^3`` kernels, 32 channels, dense
-  256 -> 64, ``C = 10``, one epoch per period and two on the final labels, learning rate 0.001, ``s = 4``.
-  About 15x fewer operations per patch. The learning rate was lowered after a measurement on one BRATS
-  volume (``docs/jule.md``): with 0.01 the trained features clustered worse.
+* ``cpu``: the same method scaled down: 4,000 patches of ``9^3``, ``2^3`` kernels (side 9 -> 8 -> 4 -> 3 -> 2),
+  32 channels, dense 256 -> 64, ``C = 10``, two epochs per period and three on the final labels, learning
+  rate 0.001, ``s = 3``, and the region's intensities continued outside it before patches are cut
+  (:func:`~scarceseg.cluster.jule.fill_outside`). About 100x fewer operations per patch than ``paper``.
+  These choices were made from measurements on one BRATS volume (pat0001), see ``docs/jule.md``.
 
 Deviations from the paper (also in ``docs/jule.md``): the target region is a mask (brain mask, or Otsu
 foreground by default) rather than a hand-set threshold; the backward pass uses a hinge triplet loss on
@@ -44,6 +45,7 @@ import torch
 from scarceseg.cluster.jule import (
     embed,
     extract_patches,
+    fill_outside,
     grid_centres,
     pad_for_patches,
     project_labels,
@@ -84,6 +86,7 @@ class JULEConfig:
     batch_size: int = 100  # ours: triplets per SGD step
     margin: float = 0.2  # ours: hinge triplet margin on cosine similarity
     kmeans_n_init: int = 10  # ours: k-means restarts (paper: "conventional k-means")
+    fill_outside: bool = False  # ours: continue the region's intensities outside it before cutting patches
     threads: int | None = 1  # ours: torch threads (1 is fastest on a shared 2-core machine)
     ndim: int = 3  # 3 for volumes (paper); 2 for slices
     name: str = "paper"
@@ -98,8 +101,9 @@ class JULEConfig:
 #: ``--config`` choices: the paper's values and the CPU configuration the benchmark runs.
 CONFIGS: dict[str, JULEConfig] = {
     "paper": JULEConfig(),
-    "cpu": JULEConfig(n_patches=2000, patch=15, kernel=3, channels=32, hidden=256, out_features=64,
-                      n_final_clusters=10, stride=4, epochs=1, final_epochs=2, lr=0.001, batch_size=64, name="cpu"),
+    "cpu": JULEConfig(n_patches=4000, patch=9, kernel=2, channels=32, hidden=256, out_features=64,
+                      n_final_clusters=10, stride=3, epochs=2, final_epochs=3, lr=0.001, batch_size=64,
+                      fill_outside=True, name="cpu"),
 }
 
 
@@ -195,7 +199,8 @@ class JuleSegmenter:
             seed_everything(seed)
             net = JuleCNN(cfg.patch, cfg.kernel, cfg.channels, cfg.hidden, cfg.out_features, cfg.ndim)
             centres = sample_centres(region, cfg.n_patches, rng)
-            patches = extract_patches(pad_for_patches(image, cfg.patch), centres, cfg.patch)
+            source = fill_outside(image, region) if cfg.fill_outside else image
+            patches = extract_patches(pad_for_patches(source, cfg.patch), centres, cfg.patch)
             mean, std = float(patches.mean()), float(patches.std()) or 1.0
             tensor = torch.from_numpy((patches - mean) / std).unsqueeze(1)
             labels, history = run_jule(
@@ -223,7 +228,8 @@ class JuleSegmenter:
         region = _region(image, region)
         stride = int(stride or self.config.stride)
         centres = grid_centres(region, stride)
-        padded = (pad_for_patches(image, self.config.patch) - self.mean) / self.std
+        source = fill_outside(image, region) if self.config.fill_outside else image
+        padded = (pad_for_patches(source, self.config.patch) - self.mean) / self.std
         out = []
         with torch_threads(self.config.threads):
             for start in range(0, len(centres), batch_size):
