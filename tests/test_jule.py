@@ -277,3 +277,37 @@ def test_real_volumes_crop(shared_data: Path):
     mask = _brainmask(bcase)
     assert mask.shape == bcase.shape and 0.05 < mask.mean() < 0.5
     assert (bcase.label[~mask] == 0).all()
+
+
+def test_bench_on_tiny_synthetic_sets(rng, tmp_path: Path):
+    """The whole experiment on one synthetic BRATS-layout case and one LA-layout HDF5 case (tiny config)."""
+    import h5py
+
+    from scarceseg.bench.jule_bench import run_jule_bench
+
+    image, ball, cube = _cube_volume(rng)
+    case = tmp_path / "data" / "brats2015" / "brats_2013_pat0009_1"
+    case.mkdir(parents=True)
+    label = np.where(cube, 2.0, 0.0).astype(np.float32)
+    label[10:13, 10:13, 11:14] = 4.0
+    for name, arr in (("Flair_subtrMeanDivStd", image), ("OTMultiClass", label),
+                      ("brainmask", ball.astype(np.float32) * np.float32(0.99999997))):
+        _write_nifti(case / f"{name}.nii.gz", arr, spacing=(1.0, 1.0, 1.0))
+    la = tmp_path / "data" / "la2018" / "cases" / "LA0001"
+    la.mkdir(parents=True)
+    with h5py.File(la / "mri_norm2.h5", "w") as f:  # UA-MT stores (H, W, D)
+        f["image"] = image[:20].transpose(1, 2, 0)
+        f["label"] = cube[:20].transpose(1, 2, 0).astype(np.uint8)
+    (tmp_path / "tiny.json").write_text(json.dumps(TINY.__dict__))
+    lines = []
+    summary = run_jule_bench(tmp_path / "data", tmp_path / "out", config=str(tmp_path / "tiny.json"), ks=(2, 3),
+                             la_limit=1, echo=lines.append)
+    assert set(summary["mean_nmi"]) == {"brats", "la"}
+    assert set(summary["mean_nmi"]["brats"]) == {"jule", "kmeans", "otsu", "random-cnn"}
+    for name in ("rows.csv", "timings.csv", "summary.json", "report.md", "nmi_vs_k.png", "slices_brats.png",
+                 "slices_la.png"):
+        assert (tmp_path / "out" / name).stat().st_size > 0, name
+    rows = (tmp_path / "out" / "rows.csv").read_text().splitlines()
+    assert len(rows) == 1 + 2 * 4 * 2  # header + 2 sets x 4 methods x 2 K
+    assert all(0.3 < summary["mean_nmi"]["brats"][m][3] <= 1 for m in ("kmeans", "otsu"))  # the cube stands out
+    assert "mean NMI" in lines[-1]
