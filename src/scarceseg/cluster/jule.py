@@ -232,6 +232,7 @@ def train_period(net: nn.Module, patches: torch.Tensor, labels: np.ndarray, neig
                  margin: float = 0.2) -> float:
     """Backward pass: ``epochs`` passes of triplets over all samples; returns the last epoch's mean loss."""
     net.train()
+    device = next(net.parameters()).device
     last = float("nan")
     for _ in range(int(epochs)):
         triplets = sample_triplets(labels, neighbours, rng)
@@ -243,8 +244,8 @@ def train_period(net: nn.Module, patches: torch.Tensor, labels: np.ndarray, neig
             uniq, inverse = np.unique(batch.ravel(), return_inverse=True)
             if uniq.size < 2:  # batch norm needs more than one sample
                 continue
-            emb = net(patches[torch.from_numpy(uniq)])
-            inv = torch.from_numpy(inverse.reshape(batch.shape))
+            emb = net(patches[torch.from_numpy(uniq)].to(device))
+            inv = torch.from_numpy(inverse.reshape(batch.shape)).to(device)
             loss = triplet_loss(emb[inv[:, 0]], emb[inv[:, 1]], emb[inv[:, 2]], margin)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -257,9 +258,13 @@ def train_period(net: nn.Module, patches: torch.Tensor, labels: np.ndarray, neig
 
 @torch.no_grad()
 def embed(net: nn.Module, patches: torch.Tensor, batch_size: int = 256) -> np.ndarray:
-    """Representations of standardised patches ``(N, 1, w, ...)`` in eval mode -> ``(N, D)`` float64."""
+    """Representations of standardised patches ``(N, 1, w, ...)`` in eval mode -> ``(N, D)`` float64.
+
+    Batches are moved to the network's device; the result is on the CPU.
+    """
     net.eval()
-    out = [net(patches[i:i + batch_size]).numpy() for i in range(0, patches.shape[0], batch_size)]
+    device = next(net.parameters()).device
+    out = [net(patches[i:i + batch_size].to(device)).cpu().numpy() for i in range(0, patches.shape[0], batch_size)]
     return np.concatenate(out).astype(np.float64)
 
 

@@ -55,7 +55,7 @@ from scarceseg.cluster.jule import (
 from scarceseg.cluster.volume_baselines import foreground_region, order_by_intensity
 from scarceseg.errors import CorruptFileError, InputError
 from scarceseg.nets.jule_cnn import JuleCNN
-from scarceseg.rl.dqn import seed_everything, torch_threads
+from scarceseg.rl.dqn import resolve_device, seed_everything, torch_threads
 
 FORMAT = "scarceseg-jule"
 
@@ -88,6 +88,7 @@ class JULEConfig:
     kmeans_n_init: int = 10  # ours: k-means restarts (paper: "conventional k-means")
     fill_outside: bool = False  # ours: continue the region's intensities outside it before cutting patches
     threads: int | None = 1  # ours: torch threads (1 is fastest on a shared 2-core machine)
+    device: str = "cpu"  # ours: "auto" uses a GPU when there is one (the paper config needs one)
     ndim: int = 3  # 3 for volumes (paper); 2 for slices
     name: str = "paper"
 
@@ -198,6 +199,7 @@ class JuleSegmenter:
         with torch_threads(cfg.threads):
             seed_everything(seed)
             net = JuleCNN(cfg.patch, cfg.kernel, cfg.channels, cfg.hidden, cfg.out_features, cfg.ndim)
+            net = net.to(resolve_device(cfg.device))
             centres = sample_centres(region, cfg.n_patches, rng)
             source = fill_outside(image, region) if cfg.fill_outside else image
             patches = extract_patches(pad_for_patches(source, cfg.patch), centres, cfg.patch)
@@ -312,6 +314,7 @@ class JuleSegmenter:
             net.load_state_dict(load_file(str(folder / "model.safetensors")))
         except Exception as exc:  # safetensors raises its own error types on damaged files
             raise CorruptFileError(folder / "model.safetensors", f"cannot load the weights: {exc}") from None
+        net = net.to(resolve_device(config.device))
         return cls(net.eval(), config, float(meta["mean"]), float(meta["std"]), int(meta.get("seed", 0)),
                    meta.get("summary") or {})
 
