@@ -258,8 +258,8 @@ def _write(out: Path, rows, timings, summary) -> None:
             d = summary["mean_dice"][s][m][k_show]
             lines.append(f"| {m} | " + " | ".join(f"{d[n]:.3f}" for n in names) + " |")
         t = summary["mean_seconds"][s]
-        lines += ["", f"Mean seconds per volume: JULE fit {t['jule_fit_s']}, JULE segment (features + k-means for "
-                      f"all K) {t['jule_segment_s']}, JULE total {t['jule_total_s']}; k-means (all K) "
-                      f"{t['kmeans_s']}; multi-Otsu (all K) {t['otsu_s']}.", ""]
+        lines += ["", f"Mean seconds per volume: JULE fit {t['jule_fit_s']:.1f}, JULE segment (features + k-means "
+                      f"for all K) {t['jule_segment_s']:.1f}, JULE total {t['jule_total_s']:.1f}; k-means (all K) "
+                      f"{t['kmeans_s']:.1f}; multi-Otsu (all K) {t['otsu_s']:.1f}.", ""]
     lines += ["Cases: " + "; ".join(f"{s}: {', '.join(c)}" for s, c in summary["cases"].items()), ""]
     (out / "report.md").write_text("\n".join(lines))
