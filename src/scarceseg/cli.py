@@ -345,5 +345,46 @@ def bench_stember(
                 propose_only=propose_only, echo=typer.echo, progress=sys.stderr.isatty())
 
 
+@app.command("cluster")
+@_friendly
+def cluster_cmd(
+    volume: Path = typer.Argument(..., help="Image to cluster (NIfTI/NRRD/... volume, or a 2D image)."),
+    out: Path = typer.Option(..., "--out", help="Folder for labels.nii.gz (labels.png in 2D), slices.png, summary."),
+    method: str = typer.Option("jule", "--method", help="jule | kmeans | otsu."),
+    k: int = typer.Option(3, "--k", min=2, help="Number of clusters K (paper 001: 3)."),
+    mask: Path | None = typer.Option(None, "--mask", help="Region to cluster (default: Otsu foreground)."),
+    threshold: float | None = typer.Option(None, "--threshold", help="Region = intensity above this (no --mask)."),
+    channel: str = typer.Option("0", "--channel", help="Channel index or name (e.g. FLAIR)."),
+    config: str = typer.Option("cpu", "--config", help="JULE config: cpu | paper | a JSON file."),
+    seed: int = typer.Option(0, "--seed", help="Seed; the same seed gives the same labels."),
+) -> None:
+    """Unsupervised clustering of one image into K labels (paper 001): JULE + k-means, k-means or multi-Otsu."""
+    from scarceseg.methods.jule import cluster_image
+
+    summary = cluster_image(volume, out, method=method, k=k, mask=mask, threshold=threshold, channel=channel,
+                            config=config, seed=seed, echo=typer.echo)
+    typer.echo(f"wrote {summary['labels']} and {summary['figure']} ({summary['seconds']:.1f} s)")
+
+
+@bench_app.command("jule")
+@_friendly
+def bench_jule(
+    data: Path = typer.Option(Path("../shared/data"), "--data",
+                              help="Folder holding brats2015/ and/or la2018/, or one such data set."),
+    out: Path = typer.Option(Path("bench_out/jule"), "--out"),
+    config: str = typer.Option("cpu", "--config", help="JULE config: cpu | paper | a JSON file."),
+    brats_limit: int | None = typer.Option(None, "--brats-limit", help="First N BRATS volumes (default: all)."),
+    la_limit: int | None = typer.Option(4, "--la-limit", help="First N LA volumes (0: all)."),
+    seed: int = typer.Option(0, "--seed"),
+    ablation: bool = typer.Option(True, "--ablation/--no-ablation",
+                                  help="Also score k-means on the untrained (random) CNN's features."),
+) -> None:
+    """Paper 001's experiment: NMI and matched Dice vs K for JULE, k-means and multi-Otsu; figure and report."""
+    from scarceseg.bench.jule_bench import run_jule_bench
+
+    run_jule_bench(data, out, config=config, brats_limit=brats_limit, la_limit=la_limit or None, seed=seed,
+                   ablation=ablation, echo=typer.echo, progress=sys.stderr.isatty())
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()
