@@ -279,14 +279,16 @@ def _report(res: dict, path: Path) -> None:
              f"Data: {res['data']}; D_train1/D_train2/D_test slices: {res['sizes']}; seed {res['seed']}.", "",
              f"Budget: {json.dumps(res['budget'])}", "", f"Training seconds: {json.dumps(res['train_seconds'])}", ""]
     for init, rows in res["table2"].items():
+        n = len(next(iter(rows.values()))["mean"])
         lines += [f"## Table 2 — Dice (%) per step, initial = {init}", "",
-                  "| method | " + " | ".join(f"step {t} ({5 * t} clicks)" for t in range(len(next(iter(rows.values()))["mean"])))
-                  + " |", "|---" * (1 + len(next(iter(rows.values()))["mean"])) + "|"]
+                  "| method | " + " | ".join(f"step {t} ({5 * t} clicks)" for t in range(n)) + " |",
+                  "|---" * (1 + n) + "|"]
         for m, r in rows.items():
             lines.append(f"| {m} | " + " | ".join(f"{100 * v:.2f}" for v in r["mean"]) + " |")
         lines.append("")
-    lines += ["## Table 6 — IteR-MRL, initial = unet", "", "| interaction | " + " | ".join(
-        f"step {t}" for t in range(len(res["table6"]["good"]))) + " |", "|---" * (1 + len(res["table6"]["good"])) + "|"]
+    n = len(res["table6"]["good"])
+    lines += ["## Table 6 — IteR-MRL, initial = unet", "",
+              "| interaction | " + " | ".join(f"step {t}" for t in range(n)) + " |", "|---" * (1 + n) + "|"]
     for mode, row in res["table6"].items():
         lines.append(f"| {mode} | " + " | ".join(f"{100 * v:.2f}" for v in row) + " |")
     lines += ["", f"## NoC (NoC robot, max {res['budget']['noc_max']} clicks, first {res['budget']['noc_cases']} "
@@ -294,7 +296,8 @@ def _report(res: dict, path: Path) -> None:
     for init, rows in res["noc"].items():
         for m, r in rows.items():
             lines.append(f"| {init} | {m} | {r['noc85']:.2f} | {r['noc90']:.2f} |")
-    lines += ["", "## Latency per step (hint maps + forward pass; median)", "", "| method | ms | steps |", "|---|---|---|"]
+    lines += ["", "## Latency per step (hint maps + forward pass; median)", "",
+              "| method | ms | steps |", "|---|---|---|"]
     for m, r in res["latency"].items():
         lines.append(f"| {m} | {r['median_ms']:.1f} | {r['n']} |")
     if "3d" in res:
@@ -359,8 +362,9 @@ def run_itermrl_bench(data: str | Path, out: str | Path, budget: ItermrlBudget |
 
     init_train2, init_test = init_of(parts["train2"]), init_of(parts["test"])
     samples = [RefineSample.make(im, t, p, cid) for (cid, im, t), p in zip(parts["train2"], init_train2, strict=True)]
-    echo(f"  U-Net Dice on D_train2 {np.mean([dice(p > 0.5, t) for p, (_, _, t) in zip(init_train2, parts['train2'])]):.3f}"
-         f", on D_test {np.mean([dice(p > 0.5, t) for p, (_, _, t) in zip(init_test, parts['test'])]):.3f}")
+    d2 = np.mean([dice(p > 0.5, t) for p, (_, _, t) in zip(init_train2, parts["train2"], strict=True)])
+    dt = np.mean([dice(p > 0.5, t) for p, (_, _, t) in zip(init_test, parts["test"], strict=True)])
+    echo(f"  U-Net Dice on D_train2 {d2:.3f}, on D_test {dt:.3f}")
 
     cfg = IterMRLConfig.cpu()
     cfg.iterations = budget.itermrl_iterations

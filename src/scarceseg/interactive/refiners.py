@@ -144,11 +144,13 @@ class MinCutRefiner:
     seed_radius : float
         Radius of the seed ball around each click, in voxels.
     eps : float
+        Probabilities are clipped to ``[eps, 1 - eps]``: a network's near-0/1 outputs would otherwise make
+        the unary terms so large that nothing but the seeds could change (our choice).
     """
 
     lam: float = 2.0
     seed_radius: float = 2.0
-    eps: float = 1e-3
+    eps: float = 0.05
     name: str = "mincut"
 
     def refine(self, image, prob, clicks, init=None, spacing=None) -> np.ndarray:

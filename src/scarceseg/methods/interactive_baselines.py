@@ -133,7 +133,8 @@ class SupervisedRefiner:
                 opt, lambda s: 0.5 * (1.0 + math.cos(math.pi * min(s, c.iterations) / c.iterations)))
             net.train()
             for _ in track(range(c.iterations), description=f"training {c.kind}", enabled=progress):
-                batch = [random_crop(samples[int(rng.integers(len(samples)))], c.crop, rng) for _ in range(c.batch_size)]
+                picks = [samples[int(rng.integers(len(samples)))] for _ in range(c.batch_size)]
+                batch = [random_crop(s, c.crop, rng) for s in picks]
                 inits = [b.init if rng.random() >= c.bg_fraction else np.zeros_like(b.init) for b in batch]
                 target = torch.from_numpy(np.stack([b.target for b in batch]).astype(np.float32)[:, None])
                 if c.kind == "rnet":

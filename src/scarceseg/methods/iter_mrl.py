@@ -124,6 +124,12 @@ def _lr_lambda(schedule: str, total: int):
     return lambda s: 1.0
 
 
+def _mean_dice(prob: np.ndarray, target: np.ndarray) -> float:
+    from scarceseg.metrics import dice
+
+    return float(np.mean([dice(p > 0.5, y) for p, y in zip(prob, target, strict=True)]))
+
+
 class IterMRL:
     """The IteR-MRL refiner: fit on D_train2, then ``refine`` one step per round of clicks.
 
@@ -162,7 +168,6 @@ class IterMRL:
             ``dice_end`` (crop Dice before the first and after the last step), ``seconds``, ``seed``.
         """
         from scarceseg.bench.progress import track
-        from scarceseg.metrics import dice
 
         c = self.config
         if not samples:
@@ -180,12 +185,13 @@ class IterMRL:
             net.train()
             for _ in track(range(c.iterations), description="training IteR-MRL (A2C updates)", enabled=progress):
                 # 1. a mini-batch of crops, each with its initial probability (or all background)
-                batch = [random_crop(samples[int(rng.integers(len(samples)))], c.crop, rng) for _ in range(c.batch_size)]
+                picks = [samples[int(rng.integers(len(samples)))] for _ in range(c.batch_size)]
+                batch = [random_crop(s, c.crop, rng) for s in picks]
                 prob = np.stack([b.init if rng.random() >= c.bg_fraction else np.zeros_like(b.init) for b in batch])
                 target = np.stack([b.target for b in batch])
                 clicks: list[list[Click]] = [[] for _ in batch]
                 logits_t, values_t, actions_t, rewards_t = [], [], [], []
-                history["dice_start"].append(float(np.mean([dice(p > 0.5, y) for p, y in zip(prob, target)])))
+                history["dice_start"].append(_mean_dice(prob, target))
                 # 2. the episode: T rounds of clicks and adjustments
                 for t in range(c.steps):
                     states = []
@@ -212,7 +218,7 @@ class IterMRL:
                 sched.step()
                 history["reward"].append(float(rewards.sum(0).mean()))
                 history["loss"].append(float(loss.total.detach()))
-                history["dice_end"].append(float(np.mean([dice(p > 0.5, y) for p, y in zip(prob, target)])))
+                history["dice_end"].append(_mean_dice(prob, target))
         history["seconds"] = time.perf_counter() - t0
         self.net = net.eval()
         self.meta.update(seed=seed, n_train=len(samples), iterations=c.iterations)
@@ -229,7 +235,7 @@ class IterMRL:
         net = self._require_net()
         x = stack_states([[image_z, np.asarray(prob, np.float32), hints[0], hints[1]]]).to(self.device)
         with torch.no_grad(), torch_threads(self.config.threads):
-            logits, _ = net(x)
+            logits, _ = net(x, with_value=False)
         actions = a2c.greedy_actions(logits)[0].cpu().numpy()
         return a2c.apply_adjustments(prob, actions, self.config.adjustments)
 

@@ -58,7 +58,9 @@ class RefineNet(nn.Module):
     -------
     x : Tensor, shape (B, in_channels, *spatial)
         ``spatial`` is (Y, X) or (Z, Y, X), any size.
-    returns : Tensor (B, out_channels, *spatial), or a tuple with the values (B, 1, *spatial) as well.
+    with_value : bool
+        With a value head: also compute the values (False skips the critic, e.g. at inference).
+    returns : Tensor (B, out_channels, *spatial), or a tuple with the values (B, 1, *spatial) (or None).
     """
 
     def __init__(
@@ -82,12 +84,12 @@ class RefineNet(nn.Module):
             nn.Sequential(_stack(dims, width, width, tuple(head_dilations)), conv(width, 1, 1)) if value_head else None
         )
 
-    def forward(self, x: torch.Tensor):
+    def forward(self, x: torch.Tensor, with_value: bool = True):
         h = self.trunk(x)
         out = self.head(h)
         if self.value is None:
             return out
-        return out, self.value(h)
+        return out, (self.value(h) if with_value else None)
 
 
 def net_kwargs(net: RefineNet) -> dict:
