@@ -162,6 +162,12 @@ def test_itermrl_3d_path(tmp_path):
     session.apply_step(PaperRobot(noise=0)(session.mask, target, step=1))
     assert session.prob.shape == target.shape and session.step == 1
     assert random_crop(sample, (8, 12, 12), rng).image.shape == (8, 12, 12)
+    # strided inference on a volume larger than max_voxels: coarse actions cover 3x3x3 blocks
+    loaded.config.max_voxels = 100  # 10*14*14 voxels -> stride 3
+    out = loaded.refine(sample.image, sample.init, [Click((4, 6, 7), True)])
+    assert out.shape == target.shape
+    steps = np.round((out - sample.init) * 10).astype(int)
+    assert np.all(steps[:3, :3, :3] == steps[0, 0, 0]) and np.isin(steps, [-4, -2, -1, 0, 1, 2, 4]).all()
 
 
 @pytest.mark.parametrize("kind", ["rnet", "intercnn"])
@@ -259,3 +265,31 @@ def test_bad_model_folder(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"format": "scarceseg.iter_mrl"}))
     with pytest.raises(InputError, match="missing"):
         load_refiner(tmp_path)
+
+
+# ---- benchmark helpers -----------------------------------------------------------------------------
+class _Oracle:
+    """Returns the target once it has seen a click: NoC must be 1."""
+
+    name = "oracle"
+
+    def __init__(self, target):
+        self.target = target
+
+    def refine(self, image, prob, clicks, init=None, spacing=None):
+        return self.target.astype(np.float32) if clicks else np.asarray(prob, np.float32)
+
+
+def test_bench_sequence_and_noc():
+    from scarceseg.bench.itermrl_bench import run_noc, run_sequence
+    from scarceseg.interactive.refiners import IdentityRefiner
+
+    target = np.zeros((12, 12), bool)
+    target[3:9, 3:9] = True
+    init = np.zeros((12, 12), np.float32)
+    dices, secs = run_sequence(_Oracle(target), np.zeros((12, 12)), target, init, PaperRobot(noise=0), 3)
+    assert dices == [0.0, 1.0, 1.0, 1.0] and len(secs) == 3
+    assert run_noc(_Oracle(target), np.zeros((12, 12)), target, init, 20) == {"noc85": 1, "noc90": 1,
+                                                                             "curve": [0.0, 1.0]}
+    r = run_noc(IdentityRefiner(), np.zeros((12, 12)), target, init, 4)
+    assert (r["noc85"], r["noc90"], len(r["curve"])) == (4, 4, 5)

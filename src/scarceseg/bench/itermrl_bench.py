@@ -108,22 +108,29 @@ def _brats_slices(ds, seed: int, budget: ItermrlBudget) -> dict:
 
 
 # ---- evaluation ---------------------------------------------------------------------------------------
-def run_sequence(refiner, image, target, init, robot, steps: int, hint_noise_rng=None) -> tuple[list[float], list]:
-    """Dice after 0..steps rounds of robot clicks, and the seconds each refinement took.
+class NoisyHintRefiner:
+    """Paper 002 Table 6 "without interaction": IteR-MRL whose hint maps are uniform noise (clicks ignored)."""
 
-    ``hint_noise_rng``: paper 002 Table 6's "no interaction" — no clicks; IteR-MRL sees random hint maps.
-    """
+    name = "itermrl-noise"
+
+    def __init__(self, model, rng: np.random.Generator) -> None:
+        self.model, self.rng = model, rng
+
+    def refine(self, image, prob, clicks, init=None, spacing=None) -> np.ndarray:
+        noise = self.rng.random((2, *np.shape(image))).astype(np.float32)
+        return self.model.step(zscore(image), prob, noise)
+
+
+def _no_clicks(pred, target, step=1) -> list:
+    return []
+
+
+def run_sequence(refiner, image, target, init, robot, steps: int) -> tuple[list[float], list]:
+    """Dice after 0..steps rounds of robot clicks, and the seconds each refinement took."""
     session = InteractiveSession(image, init, refiner)
     dices = [dice(session.mask, target)]
     for t in range(1, steps + 1):
-        if hint_noise_rng is not None:
-            image_z = zscore(image)
-            t0 = time.perf_counter()
-            prob = refiner.step(image_z, session.prob, hint_noise_rng.random((2, *image.shape)).astype(np.float32))
-            session._states.append(session.state.__class__(prob, (), t, (), time.perf_counter() - t0))
-            session._pos += 1
-        else:
-            session.apply_step(robot(session.mask, target, step=t))
+        session.apply_step(robot(session.mask, target, step=t))
         dices.append(dice(session.mask, target))
     return dices, [s["seconds"] for s in session.history()[1:]]
 
@@ -174,8 +181,10 @@ def _evaluate(methods: dict, tests: list, inits: dict, budget: ItermrlBudget, se
         curves = []
         for i, (_, img, tgt) in enumerate(tests):
             robot = RandomRobot(seed=seed * 10007 + i) if mode == "random" else PaperRobot(seed=seed * 10007 + i)
-            noise = np.random.default_rng(seed * 10007 + i) if mode == "none" else None
-            curves.append(run_sequence(ref, img, tgt, init_probs[i], robot, budget.steps, hint_noise_rng=noise)[0])
+            r = ref
+            if mode == "none":
+                r, robot = NoisyHintRefiner(ref, np.random.default_rng(seed * 10007 + i)), _no_clicks
+            curves.append(run_sequence(r, img, tgt, init_probs[i], robot, budget.steps)[0])
         res["table6"][mode] = np.mean(curves, axis=0).tolist()
     # NoC
     for init_name, init_probs in inits.items():

@@ -28,7 +28,10 @@ input                crop around target -> 55x55x30  random 2D crops of 96x96 (w
 initial method       one per run                     D_train2 init, or all-background with prob. 0.3
 ===================  ==============================  ==============================================
 
-Inference (:meth:`IterMRL.refine`) takes the greedy (most probable) action of every voxel.
+Inference (:meth:`IterMRL.refine`) takes the greedy (most probable) action of every voxel. Images with more
+than ``max_voxels`` voxels (3D preset: 64^3) are refined at a stride: the state is area-averaged onto a
+coarser grid, the policy runs there, and each coarse voxel's greedy action adjusts the full-resolution
+voxels it covers (the paper instead resizes every volume to 55x55x30).
 """
 
 from __future__ import annotations
@@ -77,6 +80,7 @@ class IterMRLConfig:
     bg_fraction: float = 0.0  # not in the paper: share of episodes started from an all-background mask
     reward_eps: float = 1e-3  # not in the paper: p clipped to [eps, 1-eps] inside eq. 4
     threads: int | None = 1  # not in the paper: torch threads while training
+    max_voxels: int = 0  # not in the paper (it resizes to 55x55x30): larger images are refined at a stride, 0 = off
 
     def __post_init__(self) -> None:
         self.adjustments = tuple(float(a) for a in self.adjustments)
@@ -102,6 +106,7 @@ class IterMRLConfig:
         return cls(
             lr=1e-3, batch_size=4, iterations=300, advantage="pixel", width=16, entropy_coef=0.01,
             lr_schedule="cosine", bg_fraction=0.3, dims=dims, crop=(96, 96) if dims == 2 else (32, 48, 48),
+            max_voxels=0 if dims == 2 else 64**3,
         )
 
     def to_dict(self) -> dict:
@@ -257,7 +262,33 @@ class IterMRL:
         if np.ndim(image) != self.config.dims:
             raise ValueError(f"this IteR-MRL model is {self.config.dims}D, the image is {np.ndim(image)}D")
         image_z = zscore(image)
+        size = int(np.prod(np.shape(image)))
+        if self.config.max_voxels and size > self.config.max_voxels:
+            return self._refine_strided(image_z, np.asarray(prob, np.float32), clicks, spacing)
         return self.step(image_z, prob, self.hints(image_z, clicks, spacing))
+
+    def _refine_strided(self, image_z: np.ndarray, prob: np.ndarray, clicks, spacing) -> np.ndarray:
+        """Policy on a grid ``stride`` times coarser (area-averaged state, clicks moved with it); each coarse
+        voxel's greedy action is applied to the full-resolution voxels it covers."""
+        import torch.nn.functional as F
+
+        stride = int(np.ceil((image_z.size / self.config.max_voxels) ** (1.0 / image_z.ndim)))
+        pool = F.avg_pool2d if image_z.ndim == 2 else F.avg_pool3d
+        full = torch.from_numpy(np.stack([image_z, prob]).astype(np.float32))[None]
+        small = pool(full, stride, stride=stride, ceil_mode=True)[0].numpy()
+        shape = small.shape[1:]
+        moved = [Click(tuple(min(p // stride, n - 1) for p, n in zip(c.position, shape, strict=True)), c.positive)
+                 for c in clicks]
+        sp = None if spacing is None else [s * stride for s in spacing]
+        hints = self.hints(small[0], moved, sp)
+        x = stack_states([[small[0], small[1], hints[0], hints[1]]]).to(self.device)
+        net = self._require_net()
+        with torch.no_grad(), torch_threads(self.config.threads):
+            logits, _ = net(x, with_value=False)
+            coarse = a2c.greedy_actions(logits)[:, None].float()
+            actions = F.interpolate(coarse, scale_factor=stride, mode="nearest")[0, 0].long().cpu().numpy()
+        actions = actions[tuple(slice(0, n) for n in image_z.shape)]
+        return a2c.apply_adjustments(prob, actions, self.config.adjustments)
 
     # ---- persistence -----------------------------------------------------------------------------
     def save(self, path) -> object:
