@@ -385,18 +385,20 @@ def bench_itermrl(
     data3d: Path | None = typer.Option(None, "--data3d", help="BRATS folder for the 3D part (skipped if absent)."),
     seed: int = typer.Option(0, "--seed"),
     n_train1: int = typer.Option(24, "--n-train1", help="Slices for the initial U-Net (D_train1)."),
-    unet_epochs: int = typer.Option(25, "--unet-epochs"),
+    unet_epochs: int = typer.Option(60, "--unet-epochs"),
+    unet_scale: float = typer.Option(0.5, "--unet-scale", help="U-Net input resize factor (CPU budget)."),
     n_train2: int = typer.Option(80, "--n-train2", help="Slices for the refiners (D_train2)."),
-    n_test: int = typer.Option(40, "--n-test", help="Test slices (D_test)."),
-    itermrl_iterations: int = typer.Option(400, "--itermrl-iterations"),
-    baseline_iterations: int = typer.Option(150, "--baseline-iterations"),
-    noc_cases: int = typer.Option(20, "--noc-cases"),
+    n_test: int = typer.Option(30, "--n-test", help="Test slices (D_test)."),
+    itermrl_iterations: int = typer.Option(300, "--itermrl-iterations"),
+    baseline_iterations: int = typer.Option(200, "--baseline-iterations"),
+    noc_cases: int = typer.Option(10, "--noc-cases"),
     iterations_3d: int = typer.Option(60, "--iterations-3d"),
 ) -> None:
     """Paper 002's tables: Dice per step, interaction ablation, NoC@85/90, latency (2D; 3D with --data3d)."""
     from scarceseg.bench.itermrl_bench import ItermrlBudget, run_itermrl_bench
 
-    budget = ItermrlBudget(n_train1=n_train1, unet_epochs=unet_epochs, n_train2=n_train2, n_test=n_test,
+    budget = ItermrlBudget(n_train1=n_train1, unet_epochs=unet_epochs, unet_scale=unet_scale, n_train2=n_train2,
+                           n_test=n_test,
                            itermrl_iterations=itermrl_iterations, baseline_iterations=baseline_iterations,
                            noc_cases=noc_cases, iterations_3d=iterations_3d, seed=seed, do_3d=data3d is not None)
     run_itermrl_bench(data, out, budget, data3d=data3d, echo=typer.echo, progress=sys.stderr.isatty(),
