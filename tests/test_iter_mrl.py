@@ -293,3 +293,15 @@ def test_bench_sequence_and_noc():
                                                                              "curve": [0.0, 1.0]}
     r = run_noc(IdentityRefiner(), np.zeros((12, 12)), target, init, 4)
     assert (r["noc85"], r["noc90"], len(r["curve"])) == (4, 4, 5)
+
+
+def test_corrupted_init_seeded_and_imperfect():
+    from scarceseg.bench.itermrl_bench import corrupted_init
+
+    target = np.zeros((64, 64), bool)
+    target[20:44, 16:40] = True
+    a = corrupted_init(target, np.random.default_rng(3))
+    b = corrupted_init(target, np.random.default_rng(3))
+    assert np.array_equal(a, b) and a.dtype == np.float32 and 0 <= a.min() and a.max() <= 1
+    assert 0.4 < dice(a > 0.5, target) < 0.97
+    assert not corrupted_init(np.zeros((8, 8), bool), np.random.default_rng(0)).any()
