@@ -386,5 +386,75 @@ def bench_jule(
                    ablation=ablation, echo=typer.echo, progress=sys.stderr.isatty())
 
 
+# ---- interactive refinement (paper 002: IteR-MRL, min-cut, R-Net-style, InterCNN) ---------------------
+@train_app.command("refiner")
+@_friendly
+def train_refiner(
+    data: Path = typer.Option(..., "--data", help="Labelled 2D slices or 3D volumes (paper 002's D_train2)."),
+    out: Path = typer.Option(..., "--out", help="Model folder to write."),
+    method: str = typer.Option("itermrl", "--method", help="itermrl, rnet or intercnn."),
+    init_model: Path | None = typer.Option(None, "--init-model",
+                                           help="U-Net folder giving the initial masks (default: all background)."),
+    iterations: int | None = typer.Option(None, "--iterations", help="Gradient updates (default 300)."),
+    n_train: int | None = typer.Option(None, "--n-train", help="Use only the first N cases."),
+    channel: str | None = typer.Option(None, "--channel", help="Image channel (default FLAIR when present)."),
+    seed: int = typer.Option(0, "--seed"),
+    layout: str | None = typer.Option(None, "--layout"),
+) -> None:
+    """Train a click-to-correct refiner: IteR-MRL (A2C, synchronous) or a supervised baseline."""
+    from scarceseg.methods.refine_entry import train_refiner_from_dataset
+
+    h = train_refiner_from_dataset(data, out, method=method, init_model=init_model, iterations=iterations,
+                                   n_train=n_train, channel=channel, seed=seed, layout=layout,
+                                   progress=sys.stderr.isatty())
+    typer.echo(f"trained {method} in {h['seconds']:.0f} s; wrote {h['out_dir']}")
+
+
+@app.command("refine")
+@_friendly
+def refine(
+    model: str = typer.Option(..., "--model", help="Refiner folder (scarceseg train refiner) or 'mincut'."),
+    image: Path = typer.Option(..., "--image", help="The image (2D or 3D)."),
+    out: Path = typer.Option(..., "--out", help="Refined mask to write (PNG for 2D, NIfTI for 3D)."),
+    init: Path | None = typer.Option(None, "--init", help="Initial mask (default: all background)."),
+    click: list[str] = typer.Option([], "--click", help="Y,X,+ or Z,Y,X,- ; repeat; together one step."),
+    clicks: Path | None = typer.Option(None, "--clicks", help="Clicks JSON (a click log or a list of clicks)."),
+    channel: str | None = typer.Option(None, "--channel", help="Image channel (default FLAIR when present)."),
+) -> None:
+    """Refine a mask with clicks and write it."""
+    from scarceseg.methods.refine_entry import refine_file
+
+    r = refine_file(model, image, out, init_path=init, clicks=click, clicks_json=clicks, channel=channel)
+    typer.echo(f"{r['steps']} step(s), {r['clicks']} click(s): {r['object_voxels']} object voxels; wrote {r['out']}")
+
+
+@bench_app.command("itermrl")
+@_friendly
+def bench_itermrl(
+    data: Path = typer.Option(Path("../shared/data/lgg"), "--data", help="LGG-layout slices (or BRATS, sliced)."),
+    out: Path = typer.Option(Path("bench_out/itermrl"), "--out"),
+    data3d: Path | None = typer.Option(None, "--data3d", help="BRATS folder for the 3D part (skipped if absent)."),
+    seed: int = typer.Option(0, "--seed"),
+    n_train1: int = typer.Option(24, "--n-train1", help="Slices for the initial U-Net (D_train1)."),
+    unet_epochs: int = typer.Option(60, "--unet-epochs"),
+    unet_scale: float = typer.Option(0.5, "--unet-scale", help="U-Net input resize factor (CPU budget)."),
+    n_train2: int = typer.Option(80, "--n-train2", help="Slices for the refiners (D_train2)."),
+    n_test: int = typer.Option(30, "--n-test", help="Test slices (D_test)."),
+    itermrl_iterations: int = typer.Option(300, "--itermrl-iterations"),
+    baseline_iterations: int = typer.Option(200, "--baseline-iterations"),
+    noc_cases: int = typer.Option(10, "--noc-cases"),
+    iterations_3d: int = typer.Option(60, "--iterations-3d"),
+) -> None:
+    """Paper 002's tables: Dice per step, interaction ablation, NoC@85/90, latency (2D; 3D with --data3d)."""
+    from scarceseg.bench.itermrl_bench import ItermrlBudget, run_itermrl_bench
+
+    budget = ItermrlBudget(n_train1=n_train1, unet_epochs=unet_epochs, unet_scale=unet_scale, n_train2=n_train2,
+                           n_test=n_test,
+                           itermrl_iterations=itermrl_iterations, baseline_iterations=baseline_iterations,
+                           noc_cases=noc_cases, iterations_3d=iterations_3d, seed=seed, do_3d=data3d is not None)
+    run_itermrl_bench(data, out, budget, data3d=data3d, echo=typer.echo, progress=sys.stderr.isatty(),
+                      command="scarceseg " + " ".join(sys.argv[1:]))
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()
