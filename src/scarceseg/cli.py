@@ -412,13 +412,15 @@ def bench_acwe(
     threads: int = typer.Option(1, "--threads", min=1, help="torch threads (1: same core count as chan_vese)."),
     paper_timing: int = typer.Option(10, "--paper-timing", min=0,
                                      help="Test images also timed at the paper's 192x192 grid (0: skip)."),
+    device: str = typer.Option("cpu", "--device", help="ConvNet device: cpu (default), cuda or auto."),
 ) -> None:
     """Paper 003's Table 1: ACWE ConvNet modes 1-4 vs scikit-image Chan-Vese, Dice and seconds per image."""
     from scarceseg.bench.acwe_bench import run_acwe_bench
 
     run_acwe_bench(data, out, seed=seed, n_train=n_train or None, n_test=n_test or None, epochs=epochs,
                    finetune_steps=finetune_steps, size=size, slice_step=slice_step, mode4_labels=mode4_labels,
-                   threads=threads, paper_timing=paper_timing, echo=typer.echo, progress=sys.stderr.isatty())
+                   threads=threads, paper_timing=paper_timing, device=device, echo=typer.echo,
+                   progress=sys.stderr.isatty())
 
 
 if __name__ == "__main__":  # pragma: no cover

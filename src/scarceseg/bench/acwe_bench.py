@@ -20,9 +20,10 @@ For each data set (default ``../shared/data/lgg`` and ``../shared/data/la2018``)
    overlays, ``OUT/results.json`` and ``OUT/report.md`` (Table 1 for each data set, timings, settings).
 
 Budget: :meth:`scarceseg.methods.acwe.ACWEConfig.cpu` (64 x 64 grid, 8 epochs, 150 fine-tuning steps)
-with at most ``n_train = 400`` training and ``n_test = 150`` test slices per data set keeps the whole run
-near 25 minutes of one CPU core; ``--n-train``, ``--n-test``, ``--epochs``, ``--finetune-steps`` and
-``--size`` buy more.
+with at most ``n_train = 400`` training and ``n_test = 150`` test slices per data set: the whole run
+took 6.7 minutes of one core on a quiet 2-core machine and 17.9 minutes while other jobs shared it;
+``--n-train``, ``--n-test``, ``--epochs``, ``--finetune-steps``, ``--size`` and ``--device`` buy more.
+Results and their reading: ``docs/acwe.md``.
 """
 
 from __future__ import annotations
@@ -112,7 +113,7 @@ def time_inference(model, images: list[np.ndarray], foreground: str = "bright", 
     size = size or c.size
     preps = [prepare(im, size=size, roi=c.roi, window=c.window, rim=c.rim, centre_fraction=c.centre_fraction)
              for im in images]
-    x = torch.from_numpy(np.stack([p.x for p in preps])[:, None].astype(np.float32))
+    x = torch.from_numpy(np.stack([p.x for p in preps])[:, None].astype(np.float32)).to(model.device)
     net = model.net.eval()
     cv, cnn = [], []
     with torch.inference_mode():
@@ -121,12 +122,12 @@ def time_inference(model, images: list[np.ndarray], foreground: str = "bright", 
             t0 = time.perf_counter()
             classical_acwe(p.x, p.roi, method="chan_vese", foreground=foreground)
             t1 = time.perf_counter()
-            (model.polarity * net(x[i : i + 1])).numpy()
+            (model.polarity * net(x[i : i + 1])).cpu().numpy()  # .cpu() waits for a GPU
             cnn.append(time.perf_counter() - t1)
             cv.append(t1 - t0)
         t0 = time.perf_counter()
         for i in range(0, len(preps), 32):
-            (model.polarity * net(x[i : i + 32])).numpy()
+            (model.polarity * net(x[i : i + 32])).cpu().numpy()
         batched = (time.perf_counter() - t0) / len(preps)
     out = {"size": size, "n": len(preps), "chan_vese": float(np.mean(cv)), "cnn_batch1": float(np.mean(cnn)),
            "cnn_batch32": batched}
@@ -137,7 +138,8 @@ def time_inference(model, images: list[np.ndarray], foreground: str = "bright", 
 
 def run_dataset(data: str | Path, out: Path, seed: int = 0, n_train: int | None = 400, n_test: int | None = 150,
                 config=None, slice_step: int = 2, mode4_labels: int | None = None, timing_images: int = 40,
-                paper_size_images: int = 10, echo: Callable[[str], None] = print, progress: bool = False) -> dict:
+                paper_size_images: int = 10, device: str = "cpu", echo: Callable[[str], None] = print,
+                progress: bool = False) -> dict:
     """The experiment on one data set; returns its summary (see :func:`run_acwe_bench`)."""
     from scarceseg.bench.figures import save_overlay_grid
     from scarceseg.cluster.acwe import acwe_energy_numpy, classical_acwe
@@ -192,7 +194,7 @@ def run_dataset(data: str | Path, out: Path, seed: int = 0, n_train: int | None 
     models: dict[str, ACWESegmenter] = {}
     histories: dict[str, dict] = {}
     for mode in (1, 2, 3, 4):
-        model = ACWESegmenter(cfg)
+        model = ACWESegmenter(cfg, device=device)
         chosen = set(labelled.get(mode, []))
         masks = [truths[s.case_id] if s.case_id in chosen else None for s in train]
         t1 = time.perf_counter()
@@ -213,7 +215,8 @@ def run_dataset(data: str | Path, out: Path, seed: int = 0, n_train: int | None 
     for size, n in ((cfg.size, timing_images), (PAPER_SIZE, paper_size_images)):
         if n <= 0 or (timing and size == cfg.size):
             continue
-        t = time_inference(models["mode1"], [s.image for s in test[:n]], cfg.foreground, size=size)
+        spread = np.unique(np.linspace(0, len(test) - 1, num=min(n, len(test))).astype(int))  # over patients
+        t = time_inference(models["mode1"], [test[i].image for i in spread], cfg.foreground, size=size)
         timing.append(t)
         echo(f"inference per image at {size}x{size} ({t['n']} test images, in turns): chan_vese "
              f"{t['chan_vese'] * 1000:.1f} ms, ConvNet {t['cnn_batch1'] * 1000:.2f} ms one at a time "
@@ -277,7 +280,8 @@ def _timing_table(timing: list[dict]) -> str:
 def run_acwe_bench(data: Sequence[str | Path], out: str | Path, seed: int = 0, n_train: int | None = 400,
                    n_test: int | None = 150, epochs: int | None = None, finetune_steps: int | None = None,
                    size: int | None = None, slice_step: int = 2, mode4_labels: int | None = None, threads: int = 1,
-                   paper_timing: int = 10, echo: Callable[[str], None] = print, progress: bool = False) -> dict:
+                   paper_timing: int = 10, device: str = "cpu", echo: Callable[[str], None] = print,
+                   progress: bool = False) -> dict:
     """Paper 003's Table 1 on each data set, with the classical baselines and the inference timing.
 
     Parameters
@@ -300,6 +304,8 @@ def run_acwe_bench(data: Sequence[str | Path], out: str | Path, seed: int = 0, n
         ``torch.set_num_threads`` while the benchmark runs (restored afterwards).
     paper_timing : int
         Test images on which inference is also timed at the paper's 192 x 192 grid (0: skip).
+    device : str
+        Where the ConvNet trains and runs (``"cpu"``, ``"cuda"``, ``"auto"``); ``chan_vese`` is numpy.
 
     Returns
     -------
@@ -323,15 +329,16 @@ def run_acwe_bench(data: Sequence[str | Path], out: str | Path, seed: int = 0, n
     try:
         summaries = [run_dataset(d, out, seed=seed, n_train=n_train, n_test=n_test, config=config,
                                  slice_step=slice_step, mode4_labels=mode4_labels, paper_size_images=paper_timing,
-                                 echo=echo, progress=progress)
+                                 device=device, echo=echo, progress=progress)
                      for d in data]
     finally:
         torch.set_num_threads(before)
     total = time.perf_counter() - t0
     parts = ["# Paper 003: Chan-Vese as a loss (ACWE ConvNet), Table 1\n",
              f"Seed {seed}; budget: grid {config.size}x{config.size}, {config.epochs} epochs (modes 1 and 4), "
-             f"{config.finetune_steps} fine-tuning steps (modes 2 and 3), batch {config.batch_size}, Adam "
-             f"{config.lr:g}; torch on {threads} thread(s). Whole run {total / 60:.1f} min.\n",
+             f"max({config.finetune_steps} steps, {config.finetune_epochs} passes over the labels) of fine-tuning "
+             f"(modes 2 and 3), batch {config.batch_size}, Adam "
+             f"{config.lr:g}; ConvNet on {device}, torch on {threads} thread(s). Whole run {total / 60:.1f} min.\n",
              "Paper 003 (SPECT bone, 8000 training slices): mode 1 0.593, mode 2 0.661, mode 3 0.732, mode 4 0.856.\n"]
     for s in summaries:
         sec = s["seconds"]
