@@ -17,7 +17,7 @@ import typer
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks and paper experiments.")
 app.add_typer(bench_app, name="bench")
-train_app = typer.Typer(no_args_is_help=True, help="Train a selector (DQN) or a U-Net baseline.")
+train_app = typer.Typer(no_args_is_help=True, help="Train a selector (DQN), a U-Net baseline or an ACWE ConvNet.")
 app.add_typer(train_app, name="train")
 
 
@@ -26,6 +26,7 @@ app.add_typer(train_app, name="train")
 # (model, data, out, layout=..., progress=...) and returns {"written": [paths], "skipped": [(case_id, why)]}.
 SEGMENTERS: dict[str, str] = {
     "unet": "scarceseg.methods.unet_baseline:segment_folder_unet",
+    "acwe": "scarceseg.methods.acwe:segment_folder_acwe",
 }
 
 
@@ -247,10 +248,68 @@ def train_unet_cmd(
         typer.echo(f"final training loss {result['final_loss']:.4f}")
 
 
+@train_app.command("acwe")
+@_friendly
+def train_acwe_cmd(
+    data: Path = typer.Option(..., "--data", help="Data set folder (2D slices, or volumes: slices with the label)."),
+    mode: int = typer.Option(1, "--mode", help="1 unsupervised; 2/3 mode 1 + fine-tuning on 10/80 labels; "
+                                               "4 ACWE + label loss from the start (paper 003)."),
+    out: Path = typer.Option(..., "--out", help="Model folder (model.safetensors + config.json)."),
+    config: str = typer.Option("cpu", "--config", help="cpu (64x64, short budget; default) or paper (192x192)."),
+    preset: str = typer.Option("auto", "--preset", help="auto (from the layout), lgg (brain ROI) or la (central box)."),
+    cases: Path | None = typer.Option(None, "--cases", help="Text file with one training case id per line."),
+    labels: int | None = typer.Option(None, "--labels", help="Labelled images for modes 2-4 (default 10/80/all)."),
+    init: Path | None = typer.Option(None, "--init", help="Modes 2-3: a mode-1 model to fine-tune."),
+    epochs: int | None = typer.Option(None, "--epochs", help="Override the epochs of modes 1 and 4."),
+    finetune_steps: int | None = typer.Option(None, "--finetune-steps",
+                                              help="Exact fine-tuning steps of modes 2-3 (default: 150 or 40 "
+                                                   "passes over the labels, whichever is more)."),
+    size: int | None = typer.Option(None, "--size", help="Override the side of the network grid."),
+    slice_step: int = typer.Option(1, "--slice-step", min=1, help="Volumes: every N-th slice."),
+    threads: int | None = typer.Option(None, "--threads", min=1, help="torch threads (default: torch's)."),
+    layout: str | None = typer.Option(None, "--layout"),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Train the ACWE ConvNet: Chan-Vese's energy as the loss, optionally with a few labels (paper 003)."""
+    from dataclasses import replace
+
+    from scarceseg.errors import ScarcesegError
+    from scarceseg.methods.acwe import MODES, ACWEConfig, train_acwe_from_dataset
+
+    if mode not in MODES:
+        raise ScarcesegError(f"--mode must be 1, 2, 3 or 4, got {mode}")
+    if config not in ("cpu", "paper"):
+        raise ScarcesegError(f"--config must be cpu or paper, got {config!r}")
+    if init is not None and mode not in (2, 3):
+        raise ScarcesegError("--init is for modes 2 and 3 (fine-tuning a mode-1 model)")
+    changes = {k: v for k, v in {"epochs": epochs, "finetune_steps": finetune_steps, "size": size}.items()
+               if v is not None}
+    if finetune_steps is not None:
+        changes["finetune_epochs"] = 0  # an explicit step count is exact
+    try:
+        cfg = replace(ACWEConfig.cpu() if config == "cpu" else ACWEConfig(), **changes)
+    except ValueError as exc:
+        raise ScarcesegError(str(exc)) from None
+    ids = None
+    if cases is not None:
+        ids = [line.strip() for line in cases.read_text().splitlines() if line.strip()]
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    result = train_acwe_from_dataset(data, out, mode=mode, config=cfg, preset=preset, case_ids=ids, n_labels=labels,
+                                     pretrained=init, slice_step=slice_step, seed=seed, layout=layout,
+                                     progress=sys.stderr.isatty())
+    typer.echo(f"trained ACWE ConvNet (mode {mode}) on {result['n_images']} images, {len(result['labelled'])} "
+               f"labelled, in {result['seconds']:.1f} s (polarity {result['polarity']:+d}); saved to {out}")
+    for case_id, reason in result.get("skipped") or []:
+        typer.echo(f"skipped {case_id}: {reason}")
+
+
 @app.command()
 @_friendly
 def segment(
-    model: Path = typer.Option(..., "--model", help="A selector or U-Net model folder."),
+    model: Path = typer.Option(..., "--model", help="A selector, U-Net or ACWE model folder."),
     data: Path = typer.Option(..., "--data", help="Data set folder (or folder of images) to segment."),
     out: Path = typer.Option(..., "--out", help="Folder for <case_id>.png masks."),
     mode: str = typer.Option("automatic", "--mode", help="Selector: automatic (default) or one-click."),
@@ -258,7 +317,7 @@ def segment(
     layout: str | None = typer.Option(None, "--layout"),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
-    """Segment new images: propose candidates, let the trained agent pick (or run a U-Net model)."""
+    """Segment new images: propose candidates, let the trained agent pick (or run a U-Net or ACWE model)."""
     import json
 
     from scarceseg.errors import InputError, ScarcesegError
@@ -454,6 +513,35 @@ def bench_itermrl(
                            noc_cases=noc_cases, iterations_3d=iterations_3d, seed=seed, do_3d=data3d is not None)
     run_itermrl_bench(data, out, budget, data3d=data3d, echo=typer.echo, progress=sys.stderr.isatty(),
                       command="scarceseg " + " ".join(sys.argv[1:]))
+
+
+@bench_app.command("acwe")
+@_friendly
+def bench_acwe(
+    data: list[Path] = typer.Option([Path("../shared/data/lgg"), Path("../shared/data/la2018")], "--data",
+                                    help="Labelled data set; repeat for several (default: LGG and LA 2018)."),
+    out: Path = typer.Option(Path("bench_out/acwe"), "--out"),
+    seed: int = typer.Option(0, "--seed"),
+    n_train: int | None = typer.Option(400, "--n-train", help="Cap on training slices per data set (0 = all)."),
+    n_test: int | None = typer.Option(150, "--n-test", help="Cap on test slices per data set (0 = all)."),
+    epochs: int | None = typer.Option(None, "--epochs", help="Epochs of modes 1 and 4 (default 8)."),
+    finetune_steps: int | None = typer.Option(None, "--finetune-steps",
+                                              help="Exact modes 2-3 steps (default: max(150, 40 label passes))."),
+    size: int | None = typer.Option(None, "--size", help="Network grid side (default 64; the paper's 192)."),
+    slice_step: int = typer.Option(2, "--slice-step", min=1, help="Volumes: every N-th slice with the label."),
+    mode4_labels: int | None = typer.Option(None, "--mode4-labels", help="Labels for mode 4 (default: all)."),
+    threads: int = typer.Option(1, "--threads", min=1, help="torch threads (1: same core count as chan_vese)."),
+    paper_timing: int = typer.Option(10, "--paper-timing", min=0,
+                                     help="Test images also timed at the paper's 192x192 grid (0: skip)."),
+    device: str = typer.Option("cpu", "--device", help="ConvNet device: cpu (default), cuda or auto."),
+) -> None:
+    """Paper 003's Table 1: ACWE ConvNet modes 1-4 vs scikit-image Chan-Vese, Dice and seconds per image."""
+    from scarceseg.bench.acwe_bench import run_acwe_bench
+
+    run_acwe_bench(data, out, seed=seed, n_train=n_train or None, n_test=n_test or None, epochs=epochs,
+                   finetune_steps=finetune_steps, size=size, slice_step=slice_step, mode4_labels=mode4_labels,
+                   threads=threads, paper_timing=paper_timing, device=device, echo=typer.echo,
+                   progress=sys.stderr.isatty())
 
 
 if __name__ == "__main__":  # pragma: no cover
