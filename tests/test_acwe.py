@@ -24,7 +24,8 @@ from scarceseg.cluster.acwe import (
     pick_phase,
 )
 from scarceseg.errors import InputError
-from scarceseg.methods.acwe import ACWEConfig, ACWESegmenter, choose_labelled
+from scarceseg.methods.acwe import ACWEConfig, ACWESegmenter
+from scarceseg.methods.acwe_data import choose_labelled
 from scarceseg.metrics import dice
 from scarceseg.nets.rcnn import RCNN, RecurrentConvLayer, count_parameters
 from scarceseg.preprocess.roi import prepare, roi_mask, to_image_grid, to_input_grid
@@ -345,7 +346,7 @@ def test_cli_volumes_train_and_segment_as_slices(tmp_path: Path):
 @pytest.mark.data
 def test_lgg_small_run(shared_data: Path):
     from scarceseg.datasets import open_dataset, split_patients
-    from scarceseg.methods.acwe import select_channel
+    from scarceseg.methods.acwe_data import select_channel
 
     lgg = shared_data / "lgg"
     if not lgg.is_dir():

@@ -26,7 +26,7 @@ app.add_typer(train_app, name="train")
 # (model, data, out, layout=..., progress=...) and returns {"written": [paths], "skipped": [(case_id, why)]}.
 SEGMENTERS: dict[str, str] = {
     "unet": "scarceseg.methods.unet_baseline:segment_folder_unet",
-    "acwe": "scarceseg.methods.acwe:segment_folder_acwe",
+    "acwe": "scarceseg.methods.acwe_data:segment_folder_acwe",
 }
 
 
@@ -274,7 +274,8 @@ def train_acwe_cmd(
     from dataclasses import replace
 
     from scarceseg.errors import ScarcesegError
-    from scarceseg.methods.acwe import MODES, ACWEConfig, train_acwe_from_dataset
+    from scarceseg.methods.acwe import MODES, ACWEConfig
+    from scarceseg.methods.acwe_data import train_acwe_from_dataset
 
     if mode not in MODES:
         raise ScarcesegError(f"--mode must be 1, 2, 3 or 4, got {mode}")

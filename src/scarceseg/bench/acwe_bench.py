@@ -8,7 +8,7 @@ For each data set (default ``../shared/data/lgg`` and ``../shared/data/la2018``)
 2. Prepare every slice once with the data set's preset (:mod:`scarceseg.preprocess.roi`: brain ROI and
    median window for LGG, central box and percentile window for LA); every method sees that input.
 3. Train mode 1 on the training slices without labels; fine-tune it with 10 (mode 2) and 80 (mode 3)
-   labelled training slices spread over patients (:func:`scarceseg.methods.acwe.choose_labelled`, the
+   labelled training slices spread over patients (:func:`scarceseg.methods.acwe_data.choose_labelled`, the
    10 among the 80); train mode 4 with ``L_ACWE + 0.4 L_label`` and the labels of every training slice.
 4. Segment the test slices with the four models and with scikit-image's ``chan_vese`` and
    ``morphological_chan_vese`` (same grid image, same ROI, foreground = brighter phase).
@@ -62,7 +62,7 @@ def _subsample(ids: list[str], n: int | None, seed: int) -> list[str]:
 
 
 def _load_slices(ds, volume_ids: list[str], model, slice_step: int, progress: bool) -> list[Slice]:
-    from scarceseg.methods.acwe import iter_slices_2d, select_channel
+    from scarceseg.methods.acwe_data import iter_slices_2d, select_channel
 
     out = []
     for case in iter_slices_2d(ds.subset(volume_ids), only_foreground=True, slice_step=slice_step):
@@ -144,7 +144,8 @@ def run_dataset(data: str | Path, out: Path, seed: int = 0, n_train: int | None 
     from scarceseg.bench.figures import save_overlay_grid
     from scarceseg.cluster.acwe import acwe_energy_numpy, classical_acwe
     from scarceseg.datasets import open_dataset, split_patients
-    from scarceseg.methods.acwe import PAPER_SIZE, ACWESegmenter, choose_labelled, resolve_config
+    from scarceseg.methods.acwe import PAPER_SIZE, ACWESegmenter
+    from scarceseg.methods.acwe_data import choose_labelled, resolve_config
     from scarceseg.metrics import EmptyMaskWarning, MetricCollector
     from scarceseg.preprocess.roi import to_image_grid
 
