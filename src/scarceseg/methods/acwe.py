@@ -255,7 +255,8 @@ class ACWESegmenter:
             Training images (one channel each), or already prepared ones.
         masks : sequence of (ndarray (Y, X) or None), optional
             Aligned with ``images``; ``None`` for an unlabelled image. Mode 1 ignores them; modes 2 and 3
-            fine-tune on every given mask (the caller chooses 10 or 80, see :func:`choose_labelled`);
+            fine-tune on every given mask (the caller chooses 10 or 80, see
+            :func:`scarceseg.methods.acwe_data.choose_labelled`);
             mode 4 adds the label loss on every given mask.
         mode : {1, 2, 3, 4}
         seed : int
