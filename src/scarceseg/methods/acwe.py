@@ -67,7 +67,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import json
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, fields, replace
@@ -78,6 +77,7 @@ import torch
 
 from scarceseg.cluster.acwe import HEAVISIDES, acwe_loss, heaviside, label_loss
 from scarceseg.errors import InputError, ShapeMismatchError
+from scarceseg.nets.checkpoint import load_weights, read_checkpoint_info, save_checkpoint
 from scarceseg.nets.rcnn import RCNN, negate_output
 from scarceseg.preprocess.roi import ROIS, WINDOWS, RoiInput, prepare, to_image_grid, to_input_grid
 
@@ -444,16 +444,9 @@ class ACWESegmenter:
     # ---- persistence ---------------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
         """Write ``path/model.safetensors`` and ``path/config.json``; returns the folder."""
-        from safetensors.torch import save_file
-
-        net = self._require_net()
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}, str(path / WEIGHTS_FILE))
         info = {"format": FORMAT, "format_version": FORMAT_VERSION, "mode": self.mode, "polarity": self.polarity,
                 "config": self.config.to_dict(), "meta": self.meta}
-        (path / CONFIG_FILE).write_text(json.dumps(info, indent=2) + "\n")
-        return path
+        return save_checkpoint(path, self._require_net(), info, WEIGHTS_FILE, CONFIG_FILE)
 
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu") -> ACWESegmenter:
@@ -464,30 +457,16 @@ class ACWESegmenter:
         InputError
             Missing files, a config of another format, or weights that do not fit the network.
         """
-        from safetensors.torch import load_file
-
-        path = Path(path)
-        cfg_path, w_path = path / CONFIG_FILE, path / WEIGHTS_FILE
-        for p in (cfg_path, w_path):
-            if not p.is_file():
-                raise InputError(p, "missing: not an ACWE model folder written by `scarceseg train acwe`")
-        try:
-            info = json.loads(cfg_path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise InputError(cfg_path, f"cannot read the model config ({exc})") from exc
-        if info.get("format") != FORMAT:
-            raise InputError(cfg_path, f"not an ACWE model (format {info.get('format')!r})")
+        info, w_path = read_checkpoint_info(path, FORMAT, "an ACWE model folder written by `scarceseg train acwe`",
+                                            "an ACWE model", WEIGHTS_FILE, CONFIG_FILE)
         try:
             model = cls(ACWEConfig.from_dict(info["config"]), device=device)
         except (KeyError, TypeError, ValueError) as exc:
-            raise InputError(cfg_path, f"bad ACWE config ({exc})") from exc
+            raise InputError(Path(path) / CONFIG_FILE, f"bad ACWE config ({exc})") from exc
         model.polarity = int(info.get("polarity", 1))
         model.mode = info.get("mode")
         model.meta = dict(info.get("meta", {}))
         net = model._build()
-        try:
-            net.load_state_dict(load_file(str(w_path)), strict=True)
-        except Exception as exc:  # safetensors header errors, missing/unexpected keys, shape mismatches
-            raise InputError(w_path, f"weights do not fit the ACWE ConvNet ({str(exc)[:300]})") from exc
+        load_weights(net, w_path, "the ACWE ConvNet")
         model.net = net.eval()
         return model

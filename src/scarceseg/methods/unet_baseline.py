@@ -54,6 +54,7 @@ import torch.nn.functional as F
 
 from scarceseg.errors import InputError, ScarcesegError, ShapeMismatchError
 from scarceseg.io.case import Case
+from scarceseg.nets.checkpoint import load_weights, read_checkpoint_info, save_checkpoint
 from scarceseg.nets.unet import DIVISOR, build_unet, pad_to_multiple
 from scarceseg.preprocess.augment import augment as augment_pair
 from scarceseg.preprocess.intensity import normalise
@@ -331,13 +332,6 @@ class UNetBaseline:
     # ---- persistence -----------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
         """Write ``path/model.safetensors`` and ``path/config.json``; returns the folder."""
-        from safetensors.torch import save_file
-
-        net = self._require_net()
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
-        save_file(state, str(path / WEIGHTS_FILE))
         info = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -345,8 +339,7 @@ class UNetBaseline:
             "config": self.config.to_dict(),
             "meta": self.meta,
         }
-        (path / CONFIG_FILE).write_text(json.dumps(info, indent=2) + "\n")
-        return path
+        return save_checkpoint(path, self._require_net(), info, WEIGHTS_FILE, CONFIG_FILE)
 
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu") -> UNetBaseline:
@@ -357,27 +350,13 @@ class UNetBaseline:
         InputError
             Missing files, a config of another format, or weights that do not fit the network.
         """
-        from safetensors.torch import load_file
-
-        path = Path(path)
-        cfg_path, w_path = path / CONFIG_FILE, path / WEIGHTS_FILE
-        for p in (cfg_path, w_path):
-            if not p.is_file():
-                raise InputError(p, "missing: not a U-Net model folder written by `scarceseg train unet`")
-        try:
-            info = json.loads(cfg_path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise InputError(cfg_path, f"cannot read the model config ({exc})") from exc
-        if info.get("format") != FORMAT:
-            raise InputError(cfg_path, f"not a U-Net baseline model (format {info.get('format')!r})")
+        info, w_path = read_checkpoint_info(path, FORMAT, "a U-Net model folder written by `scarceseg train unet`",
+                                            "a U-Net baseline model", WEIGHTS_FILE, CONFIG_FILE)
         model = cls(UNetConfig.from_dict(info["config"]), device=device)
         model.in_channels = int(info["in_channels"])
         model.meta = dict(info.get("meta", {}))
         net = build_unet(model.in_channels, 1, variant=model.config.variant)
-        try:
-            net.load_state_dict(load_file(str(w_path)), strict=True)
-        except Exception as exc:  # safetensors header errors, missing/unexpected keys, shape mismatches
-            raise InputError(w_path, f"weights do not fit the U-Net ({str(exc)[:300]})") from exc
+        load_weights(net, w_path, "the U-Net")
         model.net = net.to(model.device).eval()
         return model
 
