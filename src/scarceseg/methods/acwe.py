@@ -65,10 +65,9 @@ References
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
@@ -79,6 +78,7 @@ from scarceseg.cluster.acwe import HEAVISIDES, acwe_loss, heaviside, label_loss
 from scarceseg.errors import InputError, ShapeMismatchError
 from scarceseg.nets.checkpoint import load_weights, read_checkpoint_info, save_checkpoint
 from scarceseg.nets.rcnn import RCNN, negate_output
+from scarceseg.nets.runtime import deterministic, resolve_device
 from scarceseg.preprocess.roi import ROIS, WINDOWS, RoiInput, prepare, to_image_grid, to_input_grid
 
 FORMAT = "scarceseg.acwe"
@@ -174,22 +174,6 @@ class ACWEConfig:
         return cls(**data)
 
 
-@contextlib.contextmanager
-def _deterministic() -> Iterator[None]:
-    was, warn = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(was, warn_only=warn)
-
-
-def _resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
 class ACWESegmenter:
     """The ACWE ConvNet: fit in one of paper 003's four modes, predict masks, save and load.
 
@@ -212,7 +196,7 @@ class ACWESegmenter:
 
     def __init__(self, config: ACWEConfig | None = None, device: str = "cpu") -> None:
         self.config = config or ACWEConfig()
-        self.device = _resolve_device(device)
+        self.device = resolve_device(device)
         self.net: RCNN | None = None
         self.polarity = 1
         self.mode: int | None = None
@@ -292,7 +276,7 @@ class ACWESegmenter:
         rng = np.random.default_rng(seed)
         history: dict = {"stages": [], "seed": seed, "n_images": len(preps), "n_labels": int(labelled.sum())}
         t0 = time.perf_counter()
-        with torch.random.fork_rng(devices=[]), _deterministic():
+        with torch.random.fork_rng(devices=[]), deterministic():
             torch.manual_seed(seed)
             if mode in (2, 3) and pretrained is not None:
                 if pretrained.net is None:

@@ -55,7 +55,7 @@ from scarceseg.cluster.jule import (
 from scarceseg.cluster.volume_baselines import foreground_region, order_by_intensity
 from scarceseg.errors import CorruptFileError, InputError
 from scarceseg.nets.jule_cnn import JuleCNN
-from scarceseg.rl.dqn import resolve_device, seed_everything, torch_threads
+from scarceseg.nets.runtime import resolve_device, seed_everything, torch_threads
 
 FORMAT = "scarceseg-jule"
 

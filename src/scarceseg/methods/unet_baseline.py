@@ -40,11 +40,10 @@ the augmentations from ``numpy.random.default_rng(seed)``, and turns on
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -55,6 +54,7 @@ import torch.nn.functional as F
 from scarceseg.errors import InputError, ScarcesegError, ShapeMismatchError
 from scarceseg.io.case import Case
 from scarceseg.nets.checkpoint import load_weights, read_checkpoint_info, save_checkpoint
+from scarceseg.nets.runtime import deterministic, resolve_device
 from scarceseg.nets.unet import DIVISOR, build_unet, pad_to_multiple
 from scarceseg.preprocess.augment import augment as augment_pair
 from scarceseg.preprocess.intensity import normalise
@@ -156,22 +156,6 @@ def compute_loss(name: str, logits: torch.Tensor, target: torch.Tensor) -> torch
     raise ValueError(f"unknown loss {name!r}; choose one of {LOSSES}")
 
 
-@contextlib.contextmanager
-def _deterministic() -> Iterator[None]:
-    was, warn = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(was, warn_only=warn)
-
-
-def _resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
 # ---- the method ------------------------------------------------------------------------------------
 class UNetBaseline:
     """Supervised 2D U-Net trained on a handful of labelled images.
@@ -194,7 +178,7 @@ class UNetBaseline:
 
     def __init__(self, config: UNetConfig | None = None, device: str = "cpu") -> None:
         self.config = config or UNetConfig()
-        self.device = _resolve_device(device)
+        self.device = resolve_device(device)
         self.net: torch.nn.Module | None = None
         self.in_channels: int | None = None
         self.meta: dict = {}
@@ -257,7 +241,7 @@ class UNetBaseline:
         square = x_all.shape[2] == x_all.shape[3]
         history: dict = {"loss": [], "lr": [], "steps": 0, "seconds": 0.0, "seed": seed}
         t0 = time.perf_counter()
-        with torch.random.fork_rng(devices=[]), _deterministic():
+        with torch.random.fork_rng(devices=[]), deterministic():
             torch.manual_seed(seed)
             net = build_unet(x_all.shape[1], 1, variant=cfg.variant).to(self.device)
             opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)

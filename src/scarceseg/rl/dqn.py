@@ -17,56 +17,13 @@ References
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` -> ``cuda`` when available, else ``cpu``; anything else is passed to ``torch.device``."""
-    if isinstance(device, str) and device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-@contextmanager
-def torch_threads(n: int | None) -> Iterator[None]:
-    """Run the block with ``torch.set_num_threads(n)`` (``None``: unchanged); the old value is restored.
-
-    One thread is the robust choice for small networks on a shared 2-core machine: with 2 threads and
-    other processes on the cores, OpenMP synchronisation made a DQN update 3-4x *slower* (measured).
-    """
-    previous = torch.get_num_threads()
-    if n is not None:
-        torch.set_num_threads(int(n))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
-def seed_everything(seed: int) -> torch.Generator:
-    """Seed torch for a reproducible run and return a dedicated CPU ``torch.Generator``.
-
-    Calls ``torch.manual_seed(seed)`` (CPU and all CUDA devices), because ``nn.Module`` initialises its
-    weights from torch's global generator. numpy's and Python's global generators are *not* touched:
-    scarceseg code draws its random numbers from explicit ``np.random.Generator`` objects instead.
-
-    Parameters
-    ----------
-    seed : int
-
-    Returns
-    -------
-    torch.Generator
-        A fresh CPU generator seeded with ``seed``, for any torch sampling the caller does itself.
-    """
-    torch.manual_seed(seed)
-    return torch.Generator().manual_seed(seed)
+# re-exported: these used to live here
+from scarceseg.nets.runtime import resolve_device, seed_everything, torch_threads  # noqa: F401
 
 
 def epsilon_greedy(q_values: np.ndarray | torch.Tensor, epsilon: float, rng: np.random.Generator) -> int:
