@@ -110,7 +110,7 @@ def host_allowed(host_header: str | None) -> bool:
 
 
 class BodyLimit:
-    """ASGI middleware: answer 413 to bodies above ``max_bytes`` (by Content-Length, or while streaming)."""
+    """ASGI middleware: answer 413 to bodies above ``max_bytes`` (by Content-Length, or while reading)."""
 
     def __init__(self, app, max_bytes: int = DEFAULT_MAX_BODY) -> None:
         self.app = app
@@ -130,25 +130,28 @@ class BodyLimit:
             if too_big:
                 await _plain(send, 413, f"request body larger than {self.max_bytes} bytes")
                 return
-        seen = 0
-
-        async def limited():
-            nonlocal seen
+        # read the (small) body here, up to the limit, then hand it to the app in one message
+        chunks, seen, more = [], 0, True
+        while more:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise _TooLarge
-            return message
+            if message["type"] != "http.request":  # the client went away
+                return
+            chunks.append(message.get("body", b""))
+            seen += len(chunks[-1])
+            if seen > self.max_bytes:
+                await _plain(send, 413, f"request body larger than {self.max_bytes} bytes")
+                return
+            more = message.get("more_body", False)
+        body, sent = b"".join(chunks), False
 
-        try:
-            await self.app(scope, limited, send)
-        except _TooLarge:
-            await _plain(send, 413, f"request body larger than {self.max_bytes} bytes")
+        async def replay():
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
 
-
-class _TooLarge(Exception):
-    pass
+        await self.app(scope, replay, send)
 
 
 async def _plain(send, status: int, text: str) -> None:
