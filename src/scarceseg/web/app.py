@@ -72,6 +72,11 @@ class ServerConfig:
     layout : str or None
     max_body : int
         Largest request body in bytes (413 above).
+    proposer : str
+        Proposer preset (``fast``).
+    seed : int
+    pick_confidence : float
+        Initial probability inside the picked candidate (see :class:`~scarceseg.web.state.SessionManager`).
     """
 
     folder: Path
@@ -84,6 +89,7 @@ class ServerConfig:
     max_body: int = security.DEFAULT_MAX_BODY
     proposer: str = "fast"
     seed: int = 0
+    pick_confidence: float = 0.6
 
 
 def create_app(config: ServerConfig):
@@ -96,7 +102,7 @@ def create_app(config: ServerConfig):
     default_user = security.check_user(config.user)
     catalog = Catalog(folder, layout=config.layout)
     store = open_store(workdir)
-    sessions = SessionManager(catalog, store, workdir, load_refiner(config.refiner))
+    sessions = SessionManager(catalog, store, workdir, load_refiner(config.refiner), config.pick_confidence)
     jobs = JobManager()
     token = config.token
 

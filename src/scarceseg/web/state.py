@@ -80,9 +80,18 @@ class SessionManager:
         Holds ``proposals/`` (the candidates) and ``masks/<user>/`` (saved masks).
     refiner : Refiner
         Shared by every session (Min-Cut by default).
+    confidence : float
+        The initial probability is ``confidence`` inside the picked candidate and ``1 - confidence``
+        outside. A candidate is a guess, so the default is soft (0.6): with Min-Cut, 8 robot clicks
+        (NoC robot) raised the mean Dice of 10 sample slices from 0.649 to 0.796 at 0.6, to 0.696 only at
+        0.95 (nearly hard: clicks then just flip their seed balls); 0.55 and below collapse after one click.
     """
 
-    def __init__(self, catalog: Catalog, store: LabelStore, workdir: Path, refiner: Any) -> None:
+    def __init__(self, catalog: Catalog, store: LabelStore, workdir: Path, refiner: Any,
+                 confidence: float = 0.6) -> None:
+        if not 0.5 < confidence < 1.0:
+            raise ValueError(f"confidence must be in (0.5, 1), got {confidence}")
+        self.confidence = float(confidence)
         self.catalog = catalog
         self.store = store
         self.workdir = Path(workdir)
@@ -138,7 +147,8 @@ class SessionManager:
         return ws
 
     def _new(self, user, key, session_id, pick, init, proposal) -> WebSession:
-        editor = InteractiveSession(self.image_of(proposal), np.asarray(init, dtype=np.float32), self.refiner)
+        prob = np.where(np.asarray(init, dtype=bool), self.confidence, 1.0 - self.confidence).astype(np.float32)
+        editor = InteractiveSession(self.image_of(proposal), prob, self.refiner)
         ws = WebSession(user, key, session_id, pick.id, pick.candidate, pick.point, editor)
         self._sessions[(user, key)] = ws
         return ws
