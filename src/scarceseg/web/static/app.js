@@ -6,7 +6,7 @@ const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 const S = {
   cases: [], current: null, info: null, z: null, grey: null, W: 0, H: 0,
-  state: null, cand: null, repick: false, busy: false, scale: 2,
+  state: null, cand: null, repick: false, busy: false, scale: 2, hover: 0,
 };
 window.__clickLatencies = [];   // ms from the click event to the overlay drawn (read by the benchmark)
 window.__scarceseg = S;
@@ -66,9 +66,15 @@ function renderOverlay() {
   const g = over.getContext("2d"), img = g.createImageData(S.W, S.H), d = img.data;
   const alpha = Math.round(2.55 * +$("opacity").value), st = S.state;
   const mask = st && st.maskBits, showCand = S.cand && S.cand.labels && (!mask || $("showcand").checked || S.repick);
-  if (showCand) {
-    const lab = S.cand.labels, col = S.cand.colours;
-    for (let i = 0; i < lab.length; i++) if (lab[i]) { const c = col[lab[i] - 1]; d[4 * i] = c[0]; d[4 * i + 1] = c[1]; d[4 * i + 2] = c[2]; d[4 * i + 3] = mask ? alpha >> 1 : alpha; }
+  if (showCand) {  // outlines of what a click selects; the candidate under the mouse filled
+    const lab = S.cand.labels, col = S.cand.colours, W = S.W, H = S.H;
+    for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) {
+      const i = y * W + x, l = lab[i]; if (!l) continue;
+      const edge = x === 0 || y === 0 || x === W - 1 || y === H - 1 || lab[i - 1] !== l || lab[i + 1] !== l || lab[i - W] !== l || lab[i + W] !== l;
+      const big = S.cand.areas[l - 1] > 0.25 * W * H;  // background-like candidates: outline only on hover
+      const a = l === S.hover ? (edge ? 255 : alpha) : (edge && !big ? alpha >> 1 : 0); if (!a) continue;
+      const c = col[l - 1]; d[4 * i] = c[0]; d[4 * i + 1] = c[1]; d[4 * i + 2] = c[2]; d[4 * i + 3] = a;
+    }
   }
   const draw = (m, rgb, a) => {
     if (!m) return;
@@ -202,6 +208,13 @@ function onCanvas(ev, negative) {
 }
 $("canvas").addEventListener("click", (ev) => onCanvas(ev, false));
 $("canvas").addEventListener("contextmenu", (ev) => onCanvas(ev, true));
+$("canvas").addEventListener("mousemove", (ev) => {  // highlight the candidate a click would pick
+  if (!S.cand || !S.cand.labels || (S.state && S.state.picked && !S.repick && !$("showcand").checked)) return;
+  const r = $("canvas").getBoundingClientRect();
+  const x = Math.floor(((ev.clientX - r.left) / r.width) * S.W), y = Math.floor(((ev.clientY - r.top) / r.height) * S.H);
+  const l = x >= 0 && y >= 0 && x < S.W && y < S.H ? S.cand.labels[y * S.W + x] : 0;
+  if (l !== S.hover) { S.hover = l; redraw(); }
+});
 $("canvas").addEventListener("wheel", (ev) => { if (S.z !== null) { ev.preventDefault(); step(ev.deltaY > 0 ? 1 : -1); } }, { passive: false });
 function step(d) {
   if (S.z === null) return;
