@@ -329,3 +329,36 @@ def test_progress_observer_sees_track_loops_in_its_thread_only() -> None:
     assert seen == [("work", 0, 3), ("work", 1, 3), ("work", 2, 3), ("work", 3, 3)]
     assert other == [0, 1]
     assert list(track(range(2), "after", enabled=False)) == [0, 1] and len(seen) == 4
+
+
+def test_serve_command_requires_a_token_off_loopback(sample: dict, tmp_path: Path, monkeypatch) -> None:
+    import uvicorn
+    from typer.testing import CliRunner
+
+    from scarceseg.cli import app as cli
+
+    started: dict = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, host, port, **kw: started.update(app=app, host=host, port=port))
+    work = work_copy(sample, tmp_path)
+    res = CliRunner().invoke(cli, ["serve", str(sample["data"]), "--host", "0.0.0.0", "--port", "9999",
+                                   "--user", "frank", "--workdir", str(work)])
+    assert res.exit_code == 0, res.output
+    assert "?token=" in res.output and "as user 'frank'" in res.output and started["host"] == "0.0.0.0"
+    token = res.output.split("?token=")[1].split()[0]
+    with TestClient(started["app"], base_url="http://192.0.2.1:9999") as c:
+        assert c.get("/api/info").status_code == 401
+        assert c.get("/api/info", headers={"X-Scarceseg-Token": token}).json()["user"] == "frank"
+    res = CliRunner().invoke(cli, ["serve", str(sample["data"]), "--user", "../x", "--workdir", str(work)])
+    assert res.exit_code == 1 and "user name" in res.output
+
+
+def test_default_workdir_inside_the_folder_is_not_read_as_data(sample: dict, tmp_path: Path) -> None:
+    data = tmp_path / "copy"
+    shutil.copytree(sample["data"], data)
+    hidden = data / ".scarceseg" / "masks" / "u"
+    hidden.mkdir(parents=True)
+    for f in (data / "images").iterdir():  # TIFFs inside the hidden WORKDIR must not become cases
+        shutil.copy(f, hidden / f"X{f.name}")
+    with TestClient(create_app(ServerConfig(folder=data, user="u")), base_url=LOCAL) as c:
+        assert [r["case_id"] for r in c.get("/api/cases").json()["cases"]] == sample["ids"]
+    assert (data / ".scarceseg" / "store.sqlite").is_file()
