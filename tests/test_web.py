@@ -174,22 +174,26 @@ def test_two_users_do_not_overwrite_each_other(sample: dict, tmp_path: Path) -> 
     cid = sample["ids"][0]
     work = work_copy(sample, tmp_path)
     point = lesion_point(sample["truth"][cid])
-    with client(sample, work) as c:
-        alice, bob = {"X-Scarceseg-User": "alice"}, {"X-Scarceseg-User": "bob"}
-        a = c.post(f"/api/cases/{cid}/pick", json={"y": point[0], "x": point[1]}, headers=alice).json()
-        assert c.get(f"/api/cases/{cid}/state", headers=bob).json()["picked"] is None
-        b = c.post(f"/api/cases/{cid}/pick", json={"y": point[0], "x": point[1]}, headers=bob).json()
-        b = c.post(f"/api/cases/{cid}/click", json={"y": point[0], "x": point[1], "positive": False},
-                   headers=bob).json()
-        a2 = c.get(f"/api/cases/{cid}/state", headers=alice).json()
+    app = create_app(ServerConfig(folder=sample["data"], workdir=work, user="alice"))
+    with TestClient(app, base_url=LOCAL) as alice, TestClient(app, base_url=LOCAL,
+                                                              headers={"X-Scarceseg-User": "bob"}) as bob:
+        a = alice.post(f"/api/cases/{cid}/pick", json={"y": point[0], "x": point[1]}).json()
+        assert bob.get(f"/api/cases/{cid}/state").json()["picked"] is None
+        bob.post(f"/api/cases/{cid}/pick", json={"y": point[0], "x": point[1]})
+        b = bob.post(f"/api/cases/{cid}/click", json={"y": point[0], "x": point[1], "positive": False}).json()
+        a2 = alice.get(f"/api/cases/{cid}/state").json()
         assert a2["mask"] == a["mask"] and a2["clicks"] == [] and not a2["can_undo"]
         assert not np.array_equal(bits(b["mask"]), bits(a["mask"])) and len(b["clicks"]) == 1
-        fa = c.post(f"/api/cases/{cid}/save", json={}, headers=alice).json()["saved"]["file"]
-        fb = c.post(f"/api/cases/{cid}/save", json={}, headers=bob).json()["saved"]["file"]
+        assert alice.post(f"/api/cases/{cid}/undo", json={}).json()["step"] == 0  # a no-op for alice
+        assert bob.get(f"/api/cases/{cid}/state").json()["step"] == 1
+        fa = alice.post(f"/api/cases/{cid}/save", json={}).json()["saved"]["file"]
+        fb = bob.post(f"/api/cases/{cid}/save", json={}).json()["saved"]["file"]
         assert fa != fb and np.array_equal(read_mask(work / fa) > 0, bits(a["mask"]))
         assert np.array_equal(read_mask(work / fb) > 0, bits(b["mask"]))
+        assert alice.get("/api/info").json()["user"] == "alice" and bob.get("/api/info").json()["user"] == "bob"
     with open_store(work) as store:
         assert sorted(p.who for p in store.all_picks()) == ["alice", "bob"]
+        assert [k.who for k in store.clicks(cid)] == ["bob"]
 
 
 def test_restart_restores_sessions_with_undo_history(sample: dict, tmp_path: Path) -> None:

@@ -181,18 +181,33 @@ async function propose() {
 }
 
 // ---- editing ----------------------------------------------------------------------------------------
-async function edit(kind, body, t0) {
-  if (S.busy) return;
-  S.busy = true;
+let pending = 0, chain = Promise.resolve();
+function edit(kind, body, t0) {  // edits run one after another, in click order (none is dropped)
+  pending++; S.busy = true;
+  const target = { id: S.current, z: S.z };  // the image shown when the user acted
+  chain = chain.then(() => doEdit(kind, body, t0, target)).finally(() => { pending--; S.busy = pending > 0; });
+  return chain;
+}
+async function doEdit(kind, body, t0, target) {
+  if (!target.id) return;
+  const here = () => target.id === S.current && target.z === S.z;  // still showing the image acted on?
+  if (kind === "canvas") {  // the first click picks a candidate, later ones refine
+    if (!here()) return;  // a click is only meaningful on the image still shown
+    if (!S.state.picked || S.repick) {
+      if (!S.cand || !S.cand.labels) { setStatus("no candidates yet: press Propose (g)", true); return; }
+      kind = "pick"; body = { y: body.y, x: body.x };
+    } else kind = "click";
+  }
   try {
-    const st = await api("POST", casePath("/" + kind), { z: S.z, ...body });
+    const st = await api("POST", `/api/cases/${encodeURIComponent(target.id)}/${kind}`, { z: target.z, ...body });
+    if (!here()) { if (kind === "save") refreshCases(); return; }  // saved etc., but the user moved on
     applyState(st);
     if (kind === "pick") S.repick = false;
     redraw();
     if (t0 !== undefined) requestAnimationFrame(() => window.__clickLatencies.push(performance.now() - t0));
     setStatus(`${st.key}: step ${st.step}` + (st.refine_ms !== null ? ` (refined in ${st.refine_ms} ms)` : "") + (st.saved ? ` - saved ${st.saved.file}` : ""));
     if (kind === "pick" || kind === "save") refreshCases();
-  } catch (e) { setStatus(e.message, true); } finally { S.busy = false; }
+  } catch (e) { setStatus(e.message, true); }
 }
 function onCanvas(ev, negative) {
   ev.preventDefault();
@@ -201,10 +216,7 @@ function onCanvas(ev, negative) {
   const r = $("canvas").getBoundingClientRect();
   const x = Math.floor(((ev.clientX - r.left) / r.width) * S.W), y = Math.floor(((ev.clientY - r.top) / r.height) * S.H);
   if (x < 0 || y < 0 || x >= S.W || y >= S.H) return;
-  if (!S.state.picked || S.repick) {
-    if (!S.cand || !S.cand.labels) { setStatus("no candidates yet: press Propose (g)", true); return; }
-    edit("pick", { y, x }, t0);
-  } else edit("click", { y, x, positive: !(negative || ev.shiftKey) }, t0);
+  edit("canvas", { y, x, positive: !(negative || ev.shiftKey) }, t0);  // pick or click: decided in turn
 }
 $("canvas").addEventListener("click", (ev) => onCanvas(ev, false));
 $("canvas").addEventListener("contextmenu", (ev) => onCanvas(ev, true));
