@@ -85,3 +85,15 @@ def test_browser_propose_pick_negative_click_undo_save(tmp_path: Path) -> None:
     score = float(dice(mask, truth))
     print(f"saved mask Dice against the sample truth: {score:.3f}")
     assert score >= MIN_DICE
+
+
+def test_a_missing_browser_fails_loudly_unless_skipped(monkeypatch) -> None:
+    import sys
+
+    monkeypatch.setattr(sys.modules[__name__], "CHROMIUM", "/nonexistent/chromium")
+    monkeypatch.delenv("SCARCESEG_SKIP_BROWSER", raising=False)
+    with pytest.raises(pytest.fail.Exception, match="apt-get install -y chromium"):
+        _browser_or_fail()
+    monkeypatch.setenv("SCARCESEG_SKIP_BROWSER", "1")
+    with pytest.raises(pytest.skip.Exception):
+        _browser_or_fail()
