@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_OUT ?= demo_out
 
-.PHONY: demo test lint venv bench clean
+.PHONY: demo test lint venv bench clean browser
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -25,7 +25,17 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-test: $(STAMP)
+# Debian's Chromium for the browser app's end-to-end test (Playwright drives it; no browser download).
+# SCARCESEG_SKIP_BROWSER=1 skips both the install and the test.
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	@if [ "$$SCARCESEG_SKIP_BROWSER" != 1 ] && [ ! -x $(CHROMIUM) ]; then \
+		echo "installing Debian's chromium for the browser test"; \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium || { $(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }; \
+	fi
+
+test: $(STAMP) browser
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 

@@ -246,3 +246,20 @@ def test_context_manager_closes(tmp_path: Path) -> None:
     with pytest.raises(sqlite3.ProgrammingError):
         s.add_pick("c", 1)
     s.close()  # idempotent
+
+
+def test_latest_mask_records_per_user_with_notes(store: LabelStore) -> None:
+    a1, a2, b1 = (np.eye(3, dtype=bool), np.ones((3, 3), bool), np.zeros((3, 3), bool))
+    store.save_mask("c1", "session", a1, who="alice", note='{"pos": 1}')
+    store.save_mask("c1", "session", b1, who="bob", note='{"pos": 0}')
+    store.save_mask("c1", "session", a2, who="alice", note='{"pos": 2}')
+    store.save_mask("c2", "session", a1, who="bob")
+    rec = store.latest_mask_record("c1", "session", who="alice")
+    assert np.array_equal(rec.mask, a2) and rec.note == '{"pos": 2}' and rec.who == "alice" and rec.when.endswith("Z")
+    assert np.array_equal(store.latest_mask("c1", "session", who="bob"), b1)
+    assert np.array_equal(store.latest_mask("c1", "session"), a2)  # anyone's latest
+    assert store.latest_mask_record("c1", "session", who="carol") is None
+    assert list(store.latest_masks("session", who="bob")) == ["c1", "c2"]
+    assert list(store.latest_masks("session", who="alice")) == ["c1"]
+    assert store.latest_masks("session")["c1"].who == "alice"
+    assert store.latest_masks("final") == {}

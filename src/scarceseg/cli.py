@@ -545,5 +545,43 @@ def bench_acwe(
                    progress=sys.stderr.isatty())
 
 
+# ---- the browser app ---------------------------------------------------------------------------------
+@app.command("serve")
+@_friendly
+def serve_cmd(
+    folder: Path = typer.Argument(..., help="Folder of images / volumes (any layout or format scarceseg reads)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind; anything but loopback needs a token."),
+    port: int = typer.Option(8765, "--port", min=1, max=65535),
+    user: str | None = typer.Option(None, "--user", help="Name recorded with every action (default: OS user)."),
+    token: str | None = typer.Option(None, "--token", help="Require this token (generated and printed when "
+                                                            "--host is not loopback)."),
+    workdir: Path | None = typer.Option(None, "--workdir", help="Proposals, label store and saved masks "
+                                                                 "(default: FOLDER/.scarceseg)."),
+    refiner: str = typer.Option("mincut", "--refiner", help="Trained refiner folder, or mincut (default)."),
+    episodes: int = typer.Option(100, "--episodes", min=1, help="Episodes of the 'train selector' button."),
+    layout: str | None = typer.Option(None, "--layout", help="Data set layout (default: detect, else plain files)."),
+) -> None:
+    """Open FOLDER in the browser: propose, pick, refine with clicks, undo, save, train, segment the rest."""
+    from scarceseg.store.picking import default_user
+    from scarceseg.web.app import ServerConfig, serve
+
+    config = ServerConfig(folder=folder, workdir=workdir, user=user or default_user(), token=token,
+                          refiner=refiner, episodes=episodes, layout=layout)
+    serve(config, host=host, port=port, echo=typer.echo)
+
+
+@bench_app.command("web")
+@_friendly
+def bench_web(
+    clicks: int = typer.Option(30, "--clicks", min=20, help="Refinement clicks to time (median reported)."),
+    out: Path = typer.Option(Path("bench_out/web"), "--out", help="Sample data, server files, screenshot."),
+    chromium: str = typer.Option("/usr/bin/chromium", "--chromium", help="The Chromium binary."),
+) -> None:
+    """Time click -> updated overlay in Chromium on a 256x256 sample slice (the browser app's latency)."""
+    from scarceseg.web.bench import run_web_bench
+
+    run_web_bench(out, n_clicks=clicks, chromium=chromium, echo=typer.echo)
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

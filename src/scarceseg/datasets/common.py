@@ -26,7 +26,7 @@ def is_hidden(path: Path) -> bool:
 
 
 def list_files(folder: Path, recursive: bool = False, endings: tuple[str, ...] | None = None) -> list[Path]:
-    """Supported image files in ``folder`` (optionally below it), hidden files left out, sorted.
+    """Supported image files in ``folder`` (optionally below it), hidden files and folders left out, sorted.
 
     Parameters
     ----------
@@ -40,6 +40,8 @@ def list_files(folder: Path, recursive: bool = False, endings: tuple[str, ...] |
     for p in found:
         if is_hidden(p) or not p.is_file() or not is_supported_file(p):
             continue
+        if recursive and any(part.startswith(".") for part in p.relative_to(folder).parts[:-1]):
+            continue  # inside a hidden folder (e.g. the browser app's FOLDER/.scarceseg WORKDIR)
         if endings is not None and not p.name.lower().endswith(endings):
             continue
         out.append(p)

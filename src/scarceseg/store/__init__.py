@@ -11,6 +11,7 @@ from scarceseg.store.labelstore import (
     STORE_NAME,
     Click,
     LabelStore,
+    MaskRecord,
     Pick,
     open_store,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "STORE_NAME",
     "Click",
     "LabelStore",
+    "MaskRecord",
     "Pick",
     "candidate_at_point",
     "candidates_at_point",

@@ -107,6 +107,19 @@ class Click:
     when: str
 
 
+@dataclass(frozen=True)
+class MaskRecord:
+    """One row of ``masks``: a mask of any shape saved under ``kind`` by ``who`` at ``when``, with a note."""
+
+    id: int
+    case_id: str
+    kind: str
+    mask: np.ndarray = field(compare=False, repr=False)
+    who: str = "user"
+    when: str = ""
+    note: str = ""
+
+
 def utc_now() -> str:
     """The current time as ISO-8601 UTC with milliseconds, e.g. ``"2026-05-01T10:11:12.123Z"``."""
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -227,6 +240,7 @@ class LabelStore:
                 )
             if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
                 conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")  # a COMMIT is on disk before a write method returns
         if version == SCHEMA_VERSION:
             return
         with self._write() as conn:
@@ -406,14 +420,32 @@ class LabelStore:
             )
             return int(cur.lastrowid)
 
-    def latest_mask(self, case_id: str, kind: str) -> np.ndarray | None:
-        """The last mask saved for ``(case_id, kind)``, or None."""
+    def latest_mask(self, case_id: str, kind: str, who: str | None = None) -> np.ndarray | None:
+        """The last mask saved for ``(case_id, kind)`` (by ``who`` when given), or None."""
+        record = self.latest_mask_record(case_id, kind, who=who)
+        return None if record is None else record.mask
+
+    def latest_mask_record(self, case_id: str, kind: str, who: str | None = None) -> MaskRecord | None:
+        """The last mask row of ``(case_id, kind)`` (by ``who`` when given) with its note, or None."""
+        found = self._mask_records(
+            "WHERE id = (SELECT MAX(id) FROM masks WHERE case_id = ? AND kind = ?"
+            + ("" if who is None else " AND who = ?") + ")",
+            (case_id, kind) if who is None else (case_id, kind, str(who)),
+        )
+        return found[0] if found else None
+
+    def latest_masks(self, kind: str, who: str | None = None) -> dict[str, MaskRecord]:
+        """The last mask row of every case under ``kind`` (by ``who`` when given), sorted by case id."""
+        cond = "WHERE kind = ?" + ("" if who is None else " AND who = ?")
+        args = (kind,) if who is None else (kind, str(who))
+        rows = self._mask_records(f"WHERE id IN (SELECT MAX(id) FROM masks {cond} GROUP BY case_id)", args)
+        return {r.case_id: r for r in sorted(rows, key=lambda r: r.case_id)}
+
+    def _mask_records(self, where: str, args: tuple) -> list[MaskRecord]:
+        sql = f"SELECT id, case_id, kind, mask, mask_shape, who, created_at, note FROM masks {where} ORDER BY id"
         with self._guard() as conn:
-            row = conn.execute(
-                "SELECT mask, mask_shape FROM masks WHERE case_id = ? AND kind = ? ORDER BY id DESC LIMIT 1",
-                (case_id, kind),
-            ).fetchone()
-        return None if row is None else unpack_mask(*row)
+            rows = conn.execute(sql, args).fetchall()
+        return [MaskRecord(i, c, k, unpack_mask(b, s), w, t, n) for i, c, k, b, s, w, t, n in rows]
 
     # -- export -------------------------------------------------------------------------------------
 

@@ -1,0 +1,334 @@
+"""The browser app's HTTP API and page (FastAPI): propose, pick, refine, undo/redo, save, train, segment.
+
+``create_app(folder, ...)`` builds the application; ``scarceseg serve FOLDER`` runs it with uvicorn.
+Every route that names a case checks it against the folder's catalog (unknown ids are 404, files are
+resolved inside the folder); bodies are pydantic models with bounds and no extra keys; the user is the
+server's (``--user``) unless a request names another in the ``X-Scarceseg-User`` header.
+"""
+
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from scarceseg.errors import InputError, ScarcesegError
+from scarceseg.web import security
+from scarceseg.web.catalog import Catalog, slice_key
+from scarceseg.web.jobs import JobManager, propose_work, segment_rest_work, train_work
+from scarceseg.web.state import FINAL, SNAPSHOT, NotReady, SessionManager
+
+STATIC = Path(__file__).parent / "static"
+MAX_COORD = 1 << 16
+
+
+# ---- request bodies: bounded, no extra keys ---------------------------------------------------------
+class Body(BaseModel):
+    """A JSON body: unknown keys are refused (422)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class PointBody(Body):
+    y: int = Field(ge=0, lt=MAX_COORD)
+    x: int = Field(ge=0, lt=MAX_COORD)
+    z: int | None = Field(default=None, ge=0, lt=MAX_COORD)
+
+
+class ClickBody(PointBody):
+    positive: bool = True
+
+
+class SliceBody(Body):
+    z: int | None = Field(default=None, ge=0, lt=MAX_COORD)
+
+
+class TrainBody(Body):
+    episodes: int | None = Field(default=None, ge=1, le=5000)
+
+
+@dataclass
+class ServerConfig:
+    """What ``scarceseg serve`` was started with.
+
+    Attributes
+    ----------
+    folder : Path
+        The opened folder of images / volumes.
+    workdir : Path or None
+        Proposals, label store, saved masks; default ``FOLDER/.scarceseg``.
+    user : str
+        The default user name (``--user``, else the OS user).
+    token : str or None
+        Required on every request when set.
+    refiner : str
+        ``"mincut"`` or a trained refiner folder (``scarceseg train refiner``).
+    episodes : int
+        Selector training episodes of the "train selector" button (a small budget; the paper's 300).
+    layout : str or None
+    max_body : int
+        Largest request body in bytes (413 above).
+    proposer : str
+        Proposer preset (``fast``).
+    seed : int
+    pick_confidence : float
+        Initial probability inside the picked candidate (see :class:`~scarceseg.web.state.SessionManager`).
+    """
+
+    folder: Path
+    workdir: Path | None = None
+    user: str = "user"
+    token: str | None = None
+    refiner: str = "mincut"
+    episodes: int = 100
+    layout: str | None = None
+    max_body: int = security.DEFAULT_MAX_BODY
+    proposer: str = "fast"
+    seed: int = 0
+    pick_confidence: float = 0.6
+
+
+def create_app(config: ServerConfig):
+    """The FastAPI application serving ``config.folder``."""
+    from scarceseg.interactive.refiners import load_refiner
+    from scarceseg.store import open_store
+
+    folder = Path(config.folder).resolve()
+    workdir = Path(config.workdir).resolve() if config.workdir else folder / ".scarceseg"
+    default_user = security.check_user(config.user)
+    catalog = Catalog(folder, layout=config.layout)
+    store = open_store(workdir)
+    sessions = SessionManager(catalog, store, workdir, load_refiner(config.refiner), config.pick_confidence)
+    jobs = JobManager()
+    token = config.token
+
+    @asynccontextmanager
+    async def lifespan(_app):
+        yield
+        jobs.shutdown()
+        store.close()
+
+    app = FastAPI(title="scarceseg", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    app.state.store, app.state.jobs, app.state.sessions, app.state.workdir = store, jobs, sessions, workdir
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next):
+        if token is None:
+            if not security.host_allowed(request.headers.get("host")):
+                return JSONResponse({"detail": "Host header must name the loopback server"}, status_code=403)
+            origin = request.headers.get("origin")
+            if request.method != "GET" and origin and not security.host_allowed(origin.split("//")[-1]):
+                return JSONResponse({"detail": "cross-origin request refused"}, status_code=403)
+        else:
+            given = (request.headers.get(security.TOKEN_HEADER) or request.query_params.get("token")
+                     or request.cookies.get(security.TOKEN_COOKIE))
+            auth = request.headers.get("authorization", "")
+            if auth.lower().startswith("bearer "):
+                given = auth[7:].strip()
+            if not security.token_matches(token, given):
+                return JSONResponse({"detail": "token required (open the address printed by scarceseg serve)"},
+                                    status_code=401)
+        response = await call_next(request)
+        if token is not None and request.query_params.get("token"):
+            response.set_cookie(security.TOKEN_COOKIE, token, httponly=True, samesite="strict")
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_body(request: Request, exc: RequestValidationError):
+        # never echo the input back (it may be binary, e.g. a pickle, which FastAPI's default handler chokes on)
+        errors = [{"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", "")), "type": e.get("type")}
+                  for e in exc.errors()]
+        return JSONResponse({"detail": errors}, status_code=422)
+
+    @app.exception_handler(ScarcesegError)
+    async def scarceseg_error(request: Request, exc: ScarcesegError):
+        status = 409 if isinstance(exc, NotReady) else 404 if isinstance(exc, security.PathOutside) else 400
+        return JSONResponse({"detail": str(exc)}, status_code=status)
+
+    def user_of(request: Request) -> str:
+        name = request.headers.get(security.USER_HEADER)
+        return default_user if not name else security.check_user(name)
+
+    def known(case_id: str) -> str:
+        if case_id not in catalog:
+            raise HTTPException(404, f"no case {case_id!r} in the opened folder")
+        return case_id
+
+    def unit(case_id: str, z: int | None) -> str:
+        case = catalog.load(known(case_id))
+        if case.ndim == 3 and (z is None or not 0 <= z < case.shape[0]):
+            raise HTTPException(400, f"{case_id} is a volume of {case.shape[0]} slices: give z in range")
+        return slice_key(case_id, z if case.ndim == 3 else None)
+
+    def answer(user: str, key: str, **extra: Any) -> dict:
+        return {**sessions.state(user, key), **extra}
+
+    # ---- page and static files ------------------------------------------------------------------------
+    @app.get("/")
+    def index():
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    @app.get("/static/{name:path}")
+    def static(name: str):
+        path = security.inside(STATIC, name)
+        if not path.is_file():
+            raise HTTPException(404, "no such file")
+        return FileResponse(path)
+
+    # ---- cases ----------------------------------------------------------------------------------------
+    @app.get("/api/info")
+    def info(request: Request):
+        return {"user": user_of(request), "folder": folder.name, "layout": catalog.layout,
+                "refiner": getattr(sessions.refiner, "name", str(config.refiner)), "episodes": config.episodes,
+                "token_required": token is not None, "n_cases": len(catalog.case_ids),
+                "refused": [list(r) for r in catalog.refused]}
+
+    @app.get("/api/cases")
+    def cases(request: Request):
+        from scarceseg.cluster.propose import list_proposals
+
+        user = user_of(request)
+        saved = store.latest_masks(FINAL, who=user)
+        started = store.latest_masks(SNAPSHOT, who=user)
+        auto = store.latest_masks("auto", who=user)
+        proposed = set(list_proposals(workdir)) if (workdir / "proposals").is_dir() else set()
+        rows = []
+        for cid in catalog.case_ids:
+            slices = [k for k in started if k == cid or k.startswith(cid + "_z")]
+            rows.append({"case_id": cid, "saved": cid in saved, "started": bool(slices),
+                         "proposed": cid in proposed, "auto": cid in auto})
+        return {"cases": rows, "n_saved": sum(r["saved"] for r in rows), "n_cases": len(rows)}
+
+    @app.get("/api/cases/{case_id}")
+    def case_info(case_id: str):
+        case = catalog.load(known(case_id))
+        return {"case_id": case_id, "ndim": case.ndim, "shape": list(case.shape), "spacing": list(case.spacing),
+                "channels": list(case.channel_names)}
+
+    @app.get("/api/cases/{case_id}/image.png")
+    def image(case_id: str, z: int | None = None):
+        key = unit(case_id, z)
+        del key
+        return Response(catalog.slice_png(case_id, z), media_type="image/png")
+
+    @app.get("/api/cases/{case_id}/state")
+    def state(case_id: str, request: Request, z: int | None = None):
+        return answer(user_of(request), unit(case_id, z))
+
+    @app.get("/api/cases/{case_id}/candidates")
+    def candidates(case_id: str, z: int | None = None):
+        import base64
+
+        import numpy as np
+
+        from scarceseg.cluster.propose import label_colours
+
+        key = unit(case_id, z)
+        proposal = sessions.proposal(key)
+        if proposal is None:
+            return {"key": key, "n": 0, "proposed": False}
+        masks = np.asarray(proposal.masks, dtype=bool)
+        areas = masks.reshape(len(masks), -1).sum(axis=1)
+        shown = np.zeros(masks.shape[1:], dtype=np.uint16)  # what a click selects: the smallest candidate
+        for k in sorted(range(len(masks)), key=lambda k: (-areas[k], -k)):
+            shown[masks[k]] = k + 1
+        return {"key": key, "proposed": True, "n": int(len(masks)), "shape": list(shown.shape),
+                "labels": base64.b64encode(shown.astype("<u2").tobytes()).decode(),
+                "areas": areas.tolist(), "colours": label_colours(len(masks)).tolist()}
+
+    @app.get("/api/cases/{case_id}/contact_sheet.png")
+    def contact_sheet(case_id: str, z: int | None = None):
+        key = unit(case_id, z)
+        path = security.inside(workdir, f"proposals/{key}/contact_sheet.png")
+        if not path.is_file():
+            raise HTTPException(404, "no contact sheet yet: propose first")
+        return FileResponse(path, media_type="image/png")
+
+    # ---- jobs -----------------------------------------------------------------------------------------
+    @app.post("/api/cases/{case_id}/propose")
+    def propose(case_id: str, body: SliceBody):
+        key = unit(case_id, body.z)
+        job = jobs.submit("propose", propose_work(catalog, workdir, case_id, body.z if key != case_id else None,
+                                                  config.proposer, config.seed), target=key)
+        return job.as_dict()
+
+    @app.post("/api/train")
+    def train(body: TrainBody):
+        episodes = body.episodes or config.episodes
+        return jobs.submit("train", train_work(workdir, episodes, config.seed), long=True).as_dict()
+
+    @app.post("/api/segment-rest")
+    def segment_rest(request: Request):
+        user = user_of(request)
+
+        def done_keys() -> set[str]:
+            return set(store.latest_masks(FINAL, who=user)) | set(store.latest_masks(SNAPSHOT, who=user))
+
+        work = segment_rest_work(catalog, store, workdir, user, done_keys, config.proposer, config.seed)
+        return jobs.submit("segment", work, target=user, long=True).as_dict()
+
+    @app.get("/api/jobs/{job_id}")
+    def job(job_id: str):
+        try:
+            return jobs.get(job_id).as_dict()
+        except KeyError:
+            raise HTTPException(404, f"no job {job_id!r}") from None
+
+    # ---- editing --------------------------------------------------------------------------------------
+    @app.post("/api/cases/{case_id}/pick")
+    def pick(case_id: str, body: PointBody, request: Request):
+        user, key = user_of(request), unit(case_id, body.z)
+        with sessions.lock(user, key):
+            sessions.pick(user, key, (body.y, body.x))
+            return answer(user, key)
+
+    @app.post("/api/cases/{case_id}/click")
+    def click(case_id: str, body: ClickBody, request: Request):
+        user, key = user_of(request), unit(case_id, body.z)
+        with sessions.lock(user, key):
+            sessions.click(user, key, body.y, body.x, body.positive, z=body.z if key != case_id else None)
+            return answer(user, key)
+
+    @app.post("/api/cases/{case_id}/undo")
+    def undo(case_id: str, body: SliceBody, request: Request):
+        user, key = user_of(request), unit(case_id, body.z)
+        with sessions.lock(user, key):
+            sessions.undo(user, key)
+            return answer(user, key)
+
+    @app.post("/api/cases/{case_id}/redo")
+    def redo(case_id: str, body: SliceBody, request: Request):
+        user, key = user_of(request), unit(case_id, body.z)
+        with sessions.lock(user, key):
+            sessions.undo(user, key, redo=True)
+            return answer(user, key)
+
+    @app.post("/api/cases/{case_id}/save")
+    def save(case_id: str, body: SliceBody, request: Request):
+        user, key = user_of(request), unit(case_id, body.z)
+        with sessions.lock(user, key):
+            path, mask = sessions.save(user, case_id, body.z)
+        return answer(user, key, saved={"file": str(path.relative_to(workdir)), "voxels": int(mask.sum())})
+
+    return security.BodyLimit(app, config.max_body)
+
+
+def serve(config: ServerConfig, host: str = "127.0.0.1", port: int = 8765, echo=print) -> None:
+    """Run the app with uvicorn until interrupted; prints the address to open."""
+    import uvicorn
+
+    token = security.check_bind(host, config.token)
+    config.token = token
+    if not Path(config.folder).is_dir():
+        raise InputError(config.folder, "not a folder")
+    app = create_app(config)
+    shown = f"[{host}]" if ":" in host else host
+    address = f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
+    echo(f"scarceseg serving {Path(config.folder).resolve()} as user {config.user!r}; open {address}")
+    uvicorn.run(app, host=host, port=port, log_level="warning")

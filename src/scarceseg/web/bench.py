@@ -1,0 +1,142 @@
+"""Drive the browser app in Debian's Chromium (Playwright, no browser download): helpers and the latency bench.
+
+``scarceseg bench web`` writes a small sample folder, starts ``scarceseg serve`` in a subprocess on a free
+port, opens the page in headless Chromium, proposes, picks the lesion and then times N refinement clicks
+from the JS click event to the redrawn overlay (``performance.now()`` recorded by the page in
+``window.__clickLatencies``, read back by Playwright). The end-to-end test uses the same helpers.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_server(folder: Path, port: int, user: str = "tester", workdir: Path | None = None,
+                 log: Path | None = None, timeout: float = 60.0, extra: list[str] | None = None) -> subprocess.Popen:
+    """``scarceseg serve FOLDER`` in a subprocess (this interpreter, this package); returns once it answers."""
+    src = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    cmd = [sys.executable, "-m", "scarceseg.cli", "serve", str(folder), "--port", str(port), "--user", user]
+    if workdir is not None:
+        cmd += ["--workdir", str(workdir)]
+    cmd += extra or []
+    out = open(log, "ab") if log is not None else subprocess.DEVNULL  # noqa: SIM115 - closed with the process
+    proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the server exited with status {proc.returncode}" + (f"; see {log}" if log else ""))
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/info", timeout=2) as r:
+                if r.status == 200:
+                    return proc
+        except OSError:
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError(f"the server did not answer on port {port} within {timeout} s")
+
+
+def launch_chromium(playwright, executable: str = CHROMIUM):
+    """Headless Debian Chromium through Playwright (never a downloaded browser)."""
+    if not Path(executable).is_file():
+        raise FileNotFoundError(f"{executable} is missing: install it with `apt-get install -y chromium`")
+    return playwright.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
+
+
+def lesion_point(truth: np.ndarray) -> tuple[int, int]:
+    """The truth pixel farthest from its border (where a person would click the lesion)."""
+    from scipy import ndimage
+
+    depth = ndimage.distance_transform_edt(np.pad(truth, 1))[1:-1, 1:-1]
+    y, x = np.unravel_index(int(np.argmax(depth)), truth.shape)
+    return int(y), int(x)
+
+
+def click_image(page, y: int, x: int, shift: bool = False) -> None:
+    """Click image pixel (y, x) in the page's canvas."""
+    box = page.locator("#canvas").bounding_box()
+    size = page.evaluate("[window.__scarceseg.W, window.__scarceseg.H]")
+    px = box["x"] + (x + 0.5) * box["width"] / size[0]
+    py = box["y"] + (y + 0.5) * box["height"] / size[1]
+    if shift:
+        page.keyboard.down("Shift")
+    page.mouse.click(px, py)
+    if shift:
+        page.keyboard.up("Shift")
+
+
+def open_and_pick(page, url: str, point: tuple[int, int], timeout_ms: float = 120_000) -> None:
+    """Open the page, propose candidates (key g, progress bar) and pick the candidate at ``point``."""
+    page.goto(url)
+    page.wait_for_function("window.__ready === true", timeout=30_000)
+    page.locator("#canvas").focus()
+    page.keyboard.press("g")
+    page.wait_for_function("window.__scarceseg.cand && window.__scarceseg.cand.labels !== null", timeout=timeout_ms)
+    click_image(page, *point)
+    page.wait_for_function("window.__scarceseg.state && window.__scarceseg.state.picked !== null", timeout=30_000)
+
+
+def run_web_bench(out: str | Path, n_clicks: int = 30, chromium: str = CHROMIUM, echo=print) -> dict:
+    """Median click -> overlay latency over ``n_clicks`` refinement clicks on a 256x256 sample slice."""
+    from playwright.sync_api import sync_playwright
+
+    from scarceseg.datasets import open_dataset
+    from scarceseg.datasets.sample import make_sample_data
+
+    out = Path(out)
+    data = out / "sample"
+    if not data.is_dir():
+        make_sample_data(data, n=2, seed=0)
+    case = open_dataset(data).load(0)
+    truth = case.target
+    cy, cx = lesion_point(truth)
+    radius = max(4.0, float(np.sqrt(truth.sum() / np.pi)))
+    port = free_port()
+    proc = start_server(data, port, user="bench", workdir=out / f"work_{port}", log=out / "server.log")
+    try:
+        with sync_playwright() as p:
+            browser = launch_chromium(p, chromium)
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            open_and_pick(page, f"http://127.0.0.1:{port}/?case={case.case_id}", (cy, cx))
+            angles = np.linspace(0, 2 * np.pi, n_clicks, endpoint=False)
+            for i, a in enumerate(angles):  # alternate: add just outside the border, remove just inside
+                r = radius * (1.15 if i % 2 == 0 else 0.85)
+                y = int(np.clip(cy + r * np.sin(a), 0, truth.shape[0] - 1))
+                x = int(np.clip(cx + r * np.cos(a), 0, truth.shape[1] - 1))
+                click_image(page, y, x, shift=i % 2 == 1)
+                page.wait_for_function(f"window.__clickLatencies.length >= {i + 2}", timeout=30_000)
+            lat = np.array(page.evaluate("window.__clickLatencies")[1:], dtype=float)  # [0] is the pick
+            refine_ms = page.evaluate("window.__scarceseg.state.refine_ms")
+            shot = out / "web_bench.png"
+            page.screenshot(path=str(shot))
+            browser.close()
+    finally:
+        proc.kill()
+        proc.wait()
+    result = {"clicks": int(len(lat)), "median_ms": float(np.median(lat)), "p90_ms": float(np.percentile(lat, 90)),
+              "min_ms": float(lat.min()), "max_ms": float(lat.max()), "last_refine_ms": refine_ms,
+              "shape": list(truth.shape), "screenshot": str(shot)}
+    echo(f"click -> overlay in Chromium, {result['clicks']} clicks on a {truth.shape[0]}x{truth.shape[1]} slice: "
+         f"median {result['median_ms']:.1f} ms, p90 {result['p90_ms']:.1f} ms, min {result['min_ms']:.1f}, "
+         f"max {result['max_ms']:.1f} (target <= 300 ms); last server refinement {refine_ms} ms; "
+         f"screenshot {shot}")
+    return result

@@ -1,0 +1,182 @@
+"""Background jobs of the browser app (propose, train the selector, segment the rest) with progress.
+
+A job runs in a worker thread; the page polls ``GET /api/jobs/<id>`` for ``status``, ``done``/``total``
+and a message. Progress comes from :func:`scarceseg.bench.progress.observe_progress`, so the library
+code's own progress loops (``track``) drive the page's progress bar. Proposals run on one worker, the long
+jobs (training, segmenting) on another, so a proposal is not stuck behind a training run.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from scarceseg.errors import ScarcesegError
+
+
+@dataclass
+class Job:
+    """One background job; ``status`` is queued, running, done or failed."""
+
+    id: str
+    kind: str
+    target: str = ""
+    status: str = "queued"
+    done: int = 0
+    total: int | None = None
+    message: str = ""
+    result: dict = field(default_factory=dict)
+    error: str | None = None
+    started: float = field(default_factory=time.time)
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict:
+        return {"id": self.id, "kind": self.kind, "target": self.target, "status": self.status, "done": self.done,
+                "total": self.total, "message": self.message, "result": self.result, "error": self.error,
+                "seconds": round(self.seconds, 2)}
+
+
+class JobManager:
+    """Starts jobs on two worker threads and keeps their state for polling."""
+
+    def __init__(self) -> None:
+        self._jobs: dict[str, Job] = {}
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+        self._quick = ThreadPoolExecutor(1, thread_name_prefix="scarceseg-propose")
+        self._long = ThreadPoolExecutor(1, thread_name_prefix="scarceseg-train")
+
+    def get(self, job_id: str) -> Job:
+        return self._jobs[job_id]  # KeyError: unknown
+
+    def all(self) -> list[Job]:
+        return list(self._jobs.values())
+
+    def active(self, kind: str, target: str = "") -> Job | None:
+        """A queued or running job of this kind and target, if any."""
+        return next((j for j in self._jobs.values()
+                     if j.kind == kind and j.target == target and j.status in ("queued", "running")), None)
+
+    def submit(self, kind: str, work: Callable[[Job], dict], target: str = "", long: bool = False) -> Job:
+        """Run ``work(job)`` in the background (one job per kind and target at a time) and return the job."""
+        with self._lock:
+            running = self.active(kind, target)
+            if running is not None:
+                return running
+            job = Job(str(next(self._ids)), kind, target)
+            self._jobs[job.id] = job
+        (self._long if long else self._quick).submit(self._run, job, work)
+        return job
+
+    @staticmethod
+    def _run(job: Job, work: Callable[[Job], dict]) -> None:
+        from scarceseg.bench.progress import observe_progress
+
+        def report(description: str, done: int, total: int | None) -> None:
+            job.message, job.done, job.total = description, done, total
+
+        job.status, job.started = "running", time.time()
+        try:
+            with observe_progress(report):
+                job.result = work(job) or {}
+            job.status = "done"
+        except ScarcesegError as exc:
+            job.status, job.error = "failed", str(exc)
+        except Exception as exc:  # a bug: keep the server up and show it
+            job.status, job.error = "failed", f"{type(exc).__name__}: {exc}"
+            traceback.print_exc()
+        job.seconds = time.time() - job.started
+
+    def shutdown(self) -> None:
+        self._quick.shutdown(wait=False, cancel_futures=True)
+        self._long.shutdown(wait=False, cancel_futures=True)
+
+
+# ---- the work ---------------------------------------------------------------------------------------
+def propose_work(catalog, workdir: Path, case_id: str, z: int | None, config: str = "fast", seed: int = 0):
+    """A job function: propose candidates for one 2D unit and save them into WORKDIR (contact sheet too)."""
+    from scarceseg.cluster.propose import propose_case, save_proposal
+
+    def work(job: Job) -> dict:
+        job.total, job.message = 3, "loading"
+        case = catalog.slice_case(case_id, z)
+        job.done, job.message = 1, "clustering (UDC)"
+        proposal = propose_case(case, config, channels="flair", seed=seed)
+        job.done, job.message = 2, "writing candidates and contact sheet"
+        save_proposal(proposal, workdir)
+        job.done, job.message = 3, f"{len(proposal.candidates)} candidates"
+        return {"key": proposal.case_id, "n_candidates": len(proposal.candidates), "seconds": proposal.seconds}
+
+    return work
+
+
+def train_work(workdir: Path, episodes: int, seed: int = 0):
+    """A job function: train the DQN selector (#3) on every pick so far; saved to ``WORKDIR/selector``."""
+    from scarceseg.methods.udc_rl import SelectorConfig, train_selector
+
+    def work(job: Job) -> dict:
+        job.message = "reading picks"
+        selector, history = train_selector(workdir, config=SelectorConfig(n_episodes=int(episodes), device="cpu"),
+                                           seed=seed, progress=False)
+        path = selector.save(Path(workdir) / "selector")
+        acc = history.accuracy.get("train") or []
+        return {"model": str(path), "n_images": selector.summary.get("n_images"), "episodes": episodes,
+                "seconds": round(history.seconds, 1), "train_accuracy": acc[-1] if acc else None,
+                "skipped": selector.summary.get("skipped") or []}
+
+    return work
+
+
+def segment_rest_work(catalog, store, workdir: Path, user: str, done_keys: Callable[[], set[str]],
+                      config: str = "fast", seed: int = 0):
+    """A job function: the trained selector proposes a mask for every 2D case the user has not worked on.
+
+    Each case is proposed (or its saved proposal reused), the selector picks a candidate automatically
+    and the mask is stored as kind ``"auto"`` for this user; the page shows it as a suggestion.
+    Volumes are skipped (they are edited slice by slice).
+    """
+    from scarceseg.bench.progress import track
+    from scarceseg.cluster.propose import list_proposals, load_proposal, propose_case, save_proposal
+    from scarceseg.methods.udc_rl import Selector
+
+    def work(job: Job) -> dict:
+        model = Path(workdir) / "selector"
+        if not (model / "config.json").is_file():
+            raise ScarcesegError("train the selector first (no WORKDIR/selector yet)")
+        selector = Selector.load(model, device="cpu")
+        skip = done_keys()
+        todo = [c for c in catalog.case_ids if c not in skip]
+        proposed = set(list_proposals(workdir))
+        written: dict[str, Any] = {}
+        skipped: dict[str, str] = {}
+        for case_id in track(todo, "segmenting the rest", enabled=False):
+            try:
+                case = catalog.load(case_id)
+                if case.ndim != 2:
+                    skipped[case_id] = "a volume: pick slice by slice"
+                    continue
+                if case_id in proposed:
+                    proposal = load_proposal(workdir, case_id)
+                else:
+                    proposal = propose_case(case, config, channels="flair", seed=seed)
+                    save_proposal(proposal, workdir)
+                index, scores = selector.select_automatic(proposal.image, proposal.masks)
+                mask = np.asarray(proposal.masks[index], dtype=bool)
+                store.save_mask(case_id, "auto", mask, who=user,
+                                note=json.dumps({"candidate": index, "score": round(float(scores[index]), 4)}))
+                written[case_id] = index
+            except (ScarcesegError, ValueError) as exc:
+                skipped[case_id] = str(exc)
+        return {"segmented": len(written), "skipped": skipped}
+
+    return work

@@ -1,0 +1,161 @@
+"""Security of the browser app: paths that stay inside the opened folder, a token, body size and host checks.
+
+The server binds 127.0.0.1 by default. On any other address it refuses to start without a token
+(:func:`check_bind`); with a token every request must carry it (header ``Authorization: Bearer T`` or
+``X-Scarceseg-Token: T``, a ``token`` query parameter, or the cookie the page sets after its first load).
+Without a token (loopback only), the ``Host`` header must name the loopback address, so a web page on
+another site cannot reach the server through DNS rebinding, and cross-site writes are refused by an
+``Origin`` check. Request bodies are limited in size (413) before they are read.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import re
+import secrets
+from pathlib import Path
+
+from scarceseg.errors import InputError
+
+TOKEN_COOKIE = "scarceseg_token"
+TOKEN_HEADER = "x-scarceseg-token"
+USER_HEADER = "x-scarceseg-user"
+DEFAULT_MAX_BODY = 64 * 1024  # bytes: clicks and picks are a few dozen bytes
+_USER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
+class PathOutside(InputError):
+    """A path that leaves the opened folder (``..``, an absolute path, a symlink pointing out)."""
+
+
+def inside(root: str | Path, relative: str | Path) -> Path:
+    """``root / relative`` resolved (symlinks followed), refused unless it stays inside ``root``.
+
+    Parameters
+    ----------
+    root : str or Path
+        The folder everything must stay in.
+    relative : str or Path
+        A path relative to ``root``; absolute paths, drive letters and NUL bytes are refused outright.
+
+    Returns
+    -------
+    Path
+        The resolved path (it need not exist).
+
+    Raises
+    ------
+    PathOutside
+    """
+    text = str(relative)
+    if "\0" in text or text.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", text) or Path(text).is_absolute():
+        raise PathOutside(None, f"absolute paths are not allowed: {text!r}")
+    base = Path(root).resolve()
+    target = (base / text).resolve()
+    if target != base and not target.is_relative_to(base):
+        raise PathOutside(None, f"path {text!r} leaves the opened folder")
+    return target
+
+
+def check_inside(root: str | Path, path: str | Path) -> Path:
+    """An absolute ``path`` resolved (symlinks followed) and refused unless it lies inside ``root``."""
+    base = Path(root).resolve()
+    target = Path(path).resolve()
+    if target != base and not target.is_relative_to(base):
+        raise PathOutside(None, f"{path} leaves the opened folder {base}")
+    return target
+
+
+def check_user(name: str) -> str:
+    """A user name safe as a folder name: 1-64 of letters, digits, ``_ . @ -`` (not starting with a dot)."""
+    if not isinstance(name, str) or not _USER_RE.match(name):
+        raise InputError(None, f"user name must be 1-64 letters, digits, '_', '.', '@' or '-', got {name!r}")
+    return name
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an address or ``localhost``) only listens on this machine."""
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(host: str, token: str | None) -> str | None:
+    """The token the server will require: ``token``; a new random one on a non-loopback ``host``; else None."""
+    if token is not None:
+        if len(token) < 16:
+            raise InputError(None, "--token must be at least 16 characters")
+        return token
+    if is_loopback(host):
+        return None
+    return secrets.token_urlsafe(24)
+
+
+def token_matches(expected: str, given: str | None) -> bool:
+    """Constant-time comparison."""
+    return given is not None and hmac.compare_digest(expected.encode(), given.encode())
+
+
+def host_allowed(host_header: str | None) -> bool:
+    """Whether a request's ``Host`` names the loopback server (``127.0.0.1:PORT``, ``localhost``, ``[::1]``)."""
+    if not host_header:
+        return False
+    host = host_header.split("]")[0] + "]" if host_header.startswith("[") else host_header.split(":")[0]
+    return host.lower() in LOOPBACK_NAMES
+
+
+class BodyLimit:
+    """ASGI middleware: answer 413 to bodies above ``max_bytes`` (by Content-Length, or while reading)."""
+
+    def __init__(self, app, max_bytes: int = DEFAULT_MAX_BODY) -> None:
+        self.app = app
+        self.max_bytes = int(max_bytes)
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        length = headers.get(b"content-length")
+        if length is not None:
+            try:
+                too_big = int(length) > self.max_bytes
+            except ValueError:
+                too_big = True
+            if too_big:
+                await _plain(send, 413, f"request body larger than {self.max_bytes} bytes")
+                return
+        # read the (small) body here, up to the limit, then hand it to the app in one message
+        chunks, seen, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away
+                return
+            chunks.append(message.get("body", b""))
+            seen += len(chunks[-1])
+            if seen > self.max_bytes:
+                await _plain(send, 413, f"request body larger than {self.max_bytes} bytes")
+                return
+            more = message.get("more_body", False)
+        body, sent = b"".join(chunks), False
+
+        async def replay():
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+async def _plain(send, status: int, text: str) -> None:
+    body = text.encode()
+    headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,254 @@
+"""Per-user editing sessions of the browser app, kept durable in the label store.
+
+A *unit* is one 2D image: a 2D case, or one slice ``<volume>_z<z>`` of a volume (volumes are picked and
+refined slice by slice; saving a volume writes every edited slice into one NIfTI mask). A session is keyed
+by ``(user, unit)``, so two people editing the same image never see or overwrite each other's state.
+
+Durability: before any answer, every action is committed to ``WORKDIR/store.sqlite`` (WAL):
+
+* a pick: a row of ``picks`` (who, when, point, candidate, mask; via :func:`scarceseg.store.pick`);
+* a click: a row of ``clicks`` (who, when, session id);
+* after every pick, click, undo and redo: a *snapshot* row of ``masks`` with kind ``"session"``, ``who`` =
+  the user, the current mask and a JSON note ``{session, pick_id, steps, pos, event}`` — the clicks of
+  every step (including an undone redo branch) and the position in that history.
+
+A restarted server rebuilds a session from its last snapshot: the pick's mask is the initial mask, the
+steps are replayed with the refiner (so undo / redo keep working) and the current mask is the snapshot's.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from scarceseg.errors import InputError
+from scarceseg.interactive.clicks import Click
+from scarceseg.interactive.session import InteractiveSession
+from scarceseg.store import LabelStore
+from scarceseg.web.catalog import SLICE_SEP, Catalog, slice_key
+
+SNAPSHOT = "session"  # masks.kind of session snapshots
+FINAL = "final"  # masks.kind of saved masks
+AUTO = "auto"  # masks.kind of the trained selector's proposals ("segment the rest")
+
+
+class NotReady(InputError):
+    """The action needs something first (a proposal before a pick, a pick before a click)."""
+
+
+@dataclass
+class WebSession:
+    """One user's editing state of one unit; ``steps`` mirrors the InteractiveSession's history."""
+
+    user: str
+    key: str
+    session_id: str
+    pick_id: int
+    candidate: int | None
+    point: tuple[int, int] | None
+    editor: InteractiveSession
+    steps: list[list[dict]] = field(default_factory=list)
+    pos: int = 0
+
+    def note(self, event: str) -> str:
+        return json.dumps({"session": self.session_id, "pick_id": self.pick_id, "steps": self.steps,
+                           "pos": self.pos, "event": event}, separators=(",", ":"))
+
+
+def pack(mask: np.ndarray) -> dict:
+    """A 2D bool mask for the page: ``{"shape": [Y, X], "bits": base64 of np.packbits (row-major, MSB first)}``."""
+    import base64
+
+    m = np.asarray(mask, dtype=bool)
+    return {"shape": list(m.shape), "bits": base64.b64encode(np.packbits(m.ravel()).tobytes()).decode()}
+
+
+class SessionManager:
+    """Sessions of every user, created from picks and restored from the store on first use.
+
+    Parameters
+    ----------
+    catalog : Catalog
+    store : LabelStore
+    workdir : Path
+        Holds ``proposals/`` (the candidates) and ``masks/<user>/`` (saved masks).
+    refiner : Refiner
+        Shared by every session (Min-Cut by default).
+    confidence : float
+        The initial probability is ``confidence`` inside the picked candidate and ``1 - confidence``
+        outside. A candidate is a guess, so the default is soft (0.6): with Min-Cut, 8 robot clicks
+        (NoC robot) raised the mean Dice of 10 sample slices from 0.649 to 0.796 at 0.6, to 0.696 only at
+        0.95 (nearly hard: clicks then just flip their seed balls); 0.55 and below collapse after one click.
+    """
+
+    def __init__(self, catalog: Catalog, store: LabelStore, workdir: Path, refiner: Any,
+                 confidence: float = 0.6) -> None:
+        if not 0.5 < confidence < 1.0:
+            raise ValueError(f"confidence must be in (0.5, 1), got {confidence}")
+        self.confidence = float(confidence)
+        self.catalog = catalog
+        self.store = store
+        self.workdir = Path(workdir)
+        self.refiner = refiner
+        self._sessions: dict[tuple[str, str], WebSession] = {}
+        self._locks: dict[tuple[str, str], threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def lock(self, user: str, key: str) -> threading.Lock:
+        """The lock serialising actions on one (user, unit)."""
+        with self._guard:
+            return self._locks.setdefault((user, key), threading.Lock())
+
+    # ---- proposals -----------------------------------------------------------------------------------
+    def proposal(self, key: str):
+        """The saved proposal of a unit, or None when it was not proposed yet."""
+        from scarceseg.cluster.propose import load_proposal
+
+        try:
+            return load_proposal(self.workdir, key)
+        except InputError:
+            return None
+
+    def image_of(self, proposal) -> np.ndarray:
+        from scarceseg.cluster.propose import display_image
+
+        return display_image(proposal)
+
+    # ---- sessions ------------------------------------------------------------------------------------
+    def get(self, user: str, key: str) -> WebSession | None:
+        """The user's session of a unit (restored from the store after a restart), or None without a pick."""
+        if (user, key) in self._sessions:
+            return self._sessions[(user, key)]
+        record = self.store.latest_mask_record(key, SNAPSHOT, who=user)
+        if record is None:
+            return None
+        note = json.loads(record.note)
+        proposal = self.proposal(key)
+        if proposal is None:
+            return None
+        pick = self.store.get_pick(int(note["pick_id"]))
+        init = pick.mask if pick.mask is not None else np.asarray(proposal.masks[pick.candidate], dtype=bool)
+        ws = self._new(user, key, note["session"], pick, init, proposal)
+        for step in note["steps"]:  # replay, then walk back to the stored position
+            ws.editor.apply_step([Click.from_dict(c) for c in step])
+        ws.steps = [list(s) for s in note["steps"]]
+        while ws.editor.step > int(note["pos"]) and ws.editor.undo():
+            pass
+        ws.pos = int(note["pos"])
+        if not np.array_equal(ws.editor.mask, record.mask):  # a refiner that does not replay exactly
+            ws.editor._states[ws.editor._pos] = _with_prob(ws.editor.state, record.mask)
+        self._sessions[(user, key)] = ws
+        return ws
+
+    def _new(self, user, key, session_id, pick, init, proposal) -> WebSession:
+        prob = np.where(np.asarray(init, dtype=bool), self.confidence, 1.0 - self.confidence).astype(np.float32)
+        editor = InteractiveSession(self.image_of(proposal), prob, self.refiner)
+        ws = WebSession(user, key, session_id, pick.id, pick.candidate, pick.point, editor)
+        self._sessions[(user, key)] = ws
+        return ws
+
+    def _snapshot(self, ws: WebSession, event: str) -> None:
+        self.store.save_mask(ws.key, SNAPSHOT, ws.editor.mask, who=ws.user, note=ws.note(event))
+
+    def pick(self, user: str, key: str, point: tuple[int, int]) -> WebSession:
+        """Pick the candidate at ``point`` (stored with the user's name) and start a new session from it."""
+        from scarceseg.store.picking import pick as store_pick
+
+        proposal = self.proposal(key)
+        if proposal is None:
+            raise NotReady(None, f"{key} has no candidates yet: propose first")
+        picked = store_pick(self.workdir, key, point=point, who=user, proposal=proposal, note="browser")
+        ws = self._new(user, key, f"web:{user}:{picked.id}", picked, picked.mask, proposal)
+        self._snapshot(ws, "pick")
+        return ws
+
+    def click(self, user: str, key: str, y: int, x: int, positive: bool, z: int | None = None) -> WebSession:
+        """Refine the current mask with one click; the click and the new state are stored first."""
+        ws = self.get(user, key)
+        if ws is None:
+            raise NotReady(None, f"{key}: pick a candidate first (click on the lesion)")
+        shape = ws.editor.image.shape
+        if not (0 <= y < shape[0] and 0 <= x < shape[1]):
+            raise InputError(None, f"click ({y}, {x}) is outside the image {shape}")
+        self.store.add_click(key, y, x, positive=positive, z=z, session=ws.session_id, who=user)
+        ws.editor.apply_click(Click((y, x), positive))
+        del ws.steps[ws.pos:]
+        ws.steps.append([c.to_dict() for c in ws.editor.state.added])
+        ws.pos += 1
+        self._snapshot(ws, "click")
+        return ws
+
+    def undo(self, user: str, key: str, redo: bool = False) -> WebSession:
+        """Undo (or redo) the last step; a no-op at either end of the history."""
+        ws = self.get(user, key)
+        if ws is None:
+            raise NotReady(None, f"{key}: nothing to undo")
+        if (ws.editor.redo() if redo else ws.editor.undo()):
+            ws.pos += 1 if redo else -1
+            self._snapshot(ws, "redo" if redo else "undo")
+        return ws
+
+    # ---- saving --------------------------------------------------------------------------------------
+    def save(self, user: str, case_id: str, z: int | None = None) -> tuple[Path, np.ndarray]:
+        """Write the user's mask of a case next to the store: ``WORKDIR/masks/<user>/<case>.png`` (2D) or
+        ``.nii.gz`` with the input's geometry (3D: every slice the user edited), and store it as ``final``.
+        """
+        from scarceseg.io import write_mask
+
+        case = self.catalog.load(case_id)
+        if case.ndim == 2:
+            ws = self.get(user, slice_key(case_id, None))
+            if ws is None:
+                raise NotReady(None, f"{case_id}: nothing to save; pick a candidate first")
+            mask = ws.editor.mask
+            path = self.workdir / "masks" / user / f"{case_id}.png"
+        else:
+            mask = np.zeros(case.shape, dtype=bool)
+            for zz in self.edited_slices(user, case_id):
+                ws = self.get(user, slice_key(case_id, zz))
+                if ws is not None and 0 <= zz < case.shape[0]:
+                    mask[zz] = ws.editor.mask
+            if z is not None and self.get(user, slice_key(case_id, z)) is None and not mask.any():
+                raise NotReady(None, f"{case_id}: nothing to save; pick a candidate first")
+            path = self.workdir / "masks" / user / f"{case_id}.nii.gz"
+        write_mask(mask, path, like=case)
+        self.store.save_mask(case_id, FINAL, mask, who=user, note=json.dumps({"file": str(path)}))
+        return path, mask
+
+    def edited_slices(self, user: str, case_id: str) -> list[int]:
+        """Slices of a volume the user has a session for (from the store)."""
+        pattern = re.compile(re.escape(case_id) + re.escape(SLICE_SEP) + r"(\d+)")
+        found = {int(m.group(1)) for k in self.store.latest_masks(SNAPSHOT, who=user)
+                 if (m := pattern.fullmatch(k))}
+        found |= {int(m.group(1)) for (u, k) in self._sessions if u == user and (m := pattern.fullmatch(k))}
+        return sorted(found)
+
+    def state(self, user: str, key: str) -> dict:
+        """What the page shows for a unit: pick, current mask, clicks, undo/redo, auto mask, saved."""
+        ws = self.get(user, key)
+        out: dict[str, Any] = {"key": key, "user": user, "picked": None, "mask": None, "clicks": [],
+                               "can_undo": False, "can_redo": False, "step": 0, "refine_ms": None}
+        if ws is not None:
+            out.update(
+                picked={"pick_id": ws.pick_id, "candidate": ws.candidate,
+                        "point": None if ws.point is None else list(ws.point)},
+                mask=pack(ws.editor.mask),
+                clicks=[{"y": c.position[0], "x": c.position[1], "positive": c.positive} for c in ws.editor.clicks],
+                can_undo=ws.editor.can_undo, can_redo=ws.editor.can_redo, step=ws.editor.step,
+                refine_ms=round(ws.editor.state.seconds * 1000, 1),
+            )
+        auto = self.store.latest_mask_record(key, AUTO, who=user)
+        out["auto"] = None if auto is None else {"mask": pack(auto.mask), **json.loads(auto.note or "{}")}
+        return out
+
+
+def _with_prob(state, mask: np.ndarray):
+    import dataclasses
+
+    return dataclasses.replace(state, prob=np.asarray(mask, dtype=np.float32))

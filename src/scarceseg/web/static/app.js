@@ -1,0 +1,277 @@
+// scarceseg browser app: plain JS, no build step. Images come as 8-bit PNGs, windowed here;
+// masks as packed bits, candidates as a uint16 label map; overlays are drawn in the canvas.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
+const S = {
+  cases: [], current: null, info: null, z: null, grey: null, W: 0, H: 0,
+  state: null, cand: null, repick: false, busy: false, scale: 2, hover: 0,
+};
+window.__clickLatencies = [];   // ms from the click event to the overlay drawn (read by the benchmark)
+window.__scarceseg = S;
+
+// ---- HTTP -----------------------------------------------------------------------------------------
+function headers(json) {
+  const h = {};
+  if (json) h["Content-Type"] = "application/json";
+  if (params.get("user")) h["X-Scarceseg-User"] = params.get("user");
+  if (params.get("token")) h["X-Scarceseg-Token"] = params.get("token");
+  return h;
+}
+async function api(method, path, body) {
+  const r = await fetch(path, { method, headers: headers(body !== undefined),
+    body: body === undefined ? undefined : JSON.stringify(body) });
+  const ct = r.headers.get("content-type") || "";
+  const data = ct.includes("json") ? await r.json() : await r.text();
+  if (!r.ok) throw new Error((data && data.detail) ? (typeof data.detail === "string" ? data.detail : JSON.stringify(data.detail)) : r.statusText);
+  return data;
+}
+function casePath(extra) { return `/api/cases/${encodeURIComponent(S.current)}${extra}`; }
+function zq() { return S.z === null ? "" : `?z=${S.z}`; }
+function setStatus(text, error) { const s = $("status"); s.textContent = text; s.className = error ? "error" : ""; }
+
+// ---- decoding ---------------------------------------------------------------------------------------
+function b64bytes(b64) { const s = atob(b64); const out = new Uint8Array(s.length); for (let i = 0; i < s.length; i++) out[i] = s.charCodeAt(i); return out; }
+function unpackMask(m) {
+  if (!m) return null;
+  const bytes = b64bytes(m.bits), n = m.shape[0] * m.shape[1], out = new Uint8Array(n);
+  for (let i = 0; i < n; i++) out[i] = (bytes[i >> 3] >> (7 - (i & 7))) & 1;
+  return out;
+}
+async function loadGrey(url) {
+  const r = await fetch(url, { headers: headers(false) });
+  if (!r.ok) throw new Error(`image: ${r.status}`);
+  const bmp = await createImageBitmap(await r.blob());
+  const c = new OffscreenCanvas(bmp.width, bmp.height), g = c.getContext("2d");
+  g.drawImage(bmp, 0, 0);
+  const d = g.getImageData(0, 0, bmp.width, bmp.height).data, grey = new Uint8Array(bmp.width * bmp.height);
+  for (let i = 0; i < grey.length; i++) grey[i] = d[4 * i];
+  return { grey, W: bmp.width, H: bmp.height };
+}
+
+// ---- drawing ----------------------------------------------------------------------------------------
+const base = document.createElement("canvas"), over = document.createElement("canvas");
+function renderBase() {
+  base.width = S.W; base.height = S.H;
+  const g = base.getContext("2d"), img = g.createImageData(S.W, S.H);
+  const level = +$("level").value, width = +$("width").value, lo = level - width / 2;
+  const lut = new Uint8ClampedArray(256);
+  for (let v = 0; v < 256; v++) lut[v] = ((v - lo) * 255) / width;
+  for (let i = 0; i < S.grey.length; i++) { const v = lut[S.grey[i]]; img.data[4 * i] = v; img.data[4 * i + 1] = v; img.data[4 * i + 2] = v; img.data[4 * i + 3] = 255; }
+  g.putImageData(img, 0, 0);
+}
+function renderOverlay() {
+  over.width = S.W; over.height = S.H;
+  const g = over.getContext("2d"), img = g.createImageData(S.W, S.H), d = img.data;
+  const alpha = Math.round(2.55 * +$("opacity").value), st = S.state;
+  const mask = st && st.maskBits, showCand = S.cand && S.cand.labels && (!mask || $("showcand").checked || S.repick);
+  if (showCand) {  // outlines of what a click selects; the candidate under the mouse filled
+    const lab = S.cand.labels, col = S.cand.colours, W = S.W, H = S.H;
+    for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) {
+      const i = y * W + x, l = lab[i]; if (!l) continue;
+      const edge = x === 0 || y === 0 || x === W - 1 || y === H - 1 || lab[i - 1] !== l || lab[i + 1] !== l || lab[i - W] !== l || lab[i + W] !== l;
+      const big = S.cand.areas[l - 1] > 0.25 * W * H;  // background-like candidates: outline only on hover
+      const a = l === S.hover ? (edge ? 255 : alpha) : (edge && !big ? alpha >> 1 : 0); if (!a) continue;
+      const c = col[l - 1]; d[4 * i] = c[0]; d[4 * i + 1] = c[1]; d[4 * i + 2] = c[2]; d[4 * i + 3] = a;
+    }
+  }
+  const draw = (m, rgb, a) => {
+    if (!m) return;
+    for (let y = 0; y < S.H; y++) for (let x = 0; x < S.W; x++) {
+      const i = y * S.W + x; if (!m[i]) continue;
+      const edge = x === 0 || y === 0 || x === S.W - 1 || y === S.H - 1 || !m[i - 1] || !m[i + 1] || !m[i - S.W] || !m[i + S.W];
+      d[4 * i] = rgb[0]; d[4 * i + 1] = rgb[1]; d[4 * i + 2] = rgb[2]; d[4 * i + 3] = edge ? 255 : a;
+    }
+  };
+  if (!mask && st && st.autoBits) draw(st.autoBits, [80, 170, 255], alpha >> 1);
+  draw(mask, [255, 90, 40], alpha);
+  g.putImageData(img, 0, 0);
+}
+function paint() {
+  const c = $("canvas"), g = c.getContext("2d");
+  c.width = S.W * S.scale; c.height = S.H * S.scale;
+  g.imageSmoothingEnabled = true; g.drawImage(base, 0, 0, c.width, c.height);
+  g.imageSmoothingEnabled = false; g.drawImage(over, 0, 0, c.width, c.height);
+  for (const k of (S.state && S.state.clicks) || []) {
+    g.beginPath(); g.arc((k.x + 0.5) * S.scale, (k.y + 0.5) * S.scale, 5, 0, 2 * Math.PI);
+    g.fillStyle = k.positive ? "#3ddc55" : "#ff3b3b"; g.fill(); g.strokeStyle = "#000"; g.stroke();
+  }
+  const p = S.state && S.state.picked && S.state.picked.point;
+  if (p) { g.strokeStyle = "#fff"; g.lineWidth = 2; g.strokeRect((p[1] - 3) * S.scale, (p[0] - 3) * S.scale, 7 * S.scale, 7 * S.scale); g.lineWidth = 1; }
+}
+function redraw() { renderOverlay(); paint(); }
+
+function applyState(st) {
+  st.maskBits = unpackMask(st.mask);
+  st.autoBits = st.auto ? unpackMask(st.auto.mask) : null;
+  S.state = st;
+  $("undo").disabled = !st.can_undo; $("redo").disabled = !st.can_redo;
+  $("save").disabled = !st.picked;
+}
+
+// ---- loading a case / slice ---------------------------------------------------------------------------
+async function openCase(id) {
+  S.current = id; S.repick = false;
+  for (const el of document.querySelectorAll("nav .case")) el.classList.toggle("current", el.dataset.id === id);
+  S.info = await api("GET", casePath(""));
+  const vol = S.info.ndim === 3;
+  $("sliceRow").hidden = !vol;
+  if (vol) { $("slice").max = S.info.shape[0] - 1; S.z = Math.floor(S.info.shape[0] / 2); $("slice").value = S.z; }
+  else S.z = null;
+  await loadSlice();
+}
+async function loadSlice() {
+  if (S.z !== null) $("sliceText").textContent = `${S.z} / ${S.info.shape[0] - 1}`;
+  const [img, st] = await Promise.all([loadGrey(casePath("/image.png") + zq()), api("GET", casePath("/state") + zq())]);
+  Object.assign(S, img);
+  const maxSide = Math.max(S.W, S.H);
+  S.scale = Math.max(1, Math.min(4, Math.floor(640 / maxSide))) || 1;
+  applyState(st);
+  await loadCandidates();
+  renderBase(); redraw();
+  setStatus(st.picked ? `${st.key}: step ${st.step}; click adds, shift-click removes` :
+    (S.cand && S.cand.labels ? `${st.key}: click on the lesion to pick its candidate` : `${st.key}: press Propose (g) to compute candidates`));
+}
+async function loadCandidates() {
+  const c = await api("GET", casePath("/candidates") + zq());
+  if (c.proposed) {
+    const bytes = b64bytes(c.labels); c.labels = new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.length / 2);
+    $("sheet").src = casePath("/contact_sheet.png") + (S.z === null ? "?" : zq() + "&") + "t=" + Date.now();
+  } else { c.labels = null; $("sheet").removeAttribute("src"); }
+  S.cand = c;
+}
+async function refreshCases() {
+  const r = await api("GET", "/api/cases");
+  S.cases = r.cases.map((c) => c.case_id);
+  $("overall").textContent = `${r.n_saved} / ${r.n_cases} saved`;
+  const nav = $("cases"); nav.innerHTML = "";
+  for (const c of r.cases) {
+    const el = document.createElement("div"); el.className = "case" + (c.case_id === S.current ? " current" : ""); el.dataset.id = c.case_id;
+    const name = document.createElement("span"); name.textContent = c.case_id;
+    const b = document.createElement("span"); b.className = "badges";
+    b.innerHTML = (c.saved ? '<span class="saved" title="saved">&#10003;</span> ' : "") + (c.started ? '<span class="started" title="in progress">&#9679;</span> ' : "")
+      + (c.auto ? '<span class="auto" title="proposed by the selector">A</span> ' : "") + (c.proposed ? '<span title="candidates computed">&#9675;</span>' : "");
+    el.append(name, b); el.onclick = () => openCase(c.case_id).catch((e) => setStatus(e.message, true));
+    nav.append(el);
+  }
+}
+
+// ---- jobs -------------------------------------------------------------------------------------------
+async function runJob(start, label) {
+  let job = await start();
+  $("progress").value = 0;
+  while (job.status === "queued" || job.status === "running") {
+    $("progress").max = job.total || 1; $("progress").value = job.done || 0;
+    $("jobtext").textContent = `${label}: ${job.message || job.status} ${job.total ? `${job.done}/${job.total}` : ""}`;
+    await new Promise((r) => setTimeout(r, 250));
+    job = await api("GET", `/api/jobs/${job.id}`);
+  }
+  $("progress").max = 1; $("progress").value = job.status === "done" ? 1 : 0;
+  $("jobtext").textContent = job.status === "done" ? `${label}: done in ${job.seconds} s` : `${label} failed: ${job.error}`;
+  if (job.status !== "done") throw new Error(job.error);
+  return job;
+}
+async function propose() {
+  if (!S.current) return;
+  const id = S.current, z = S.z;
+  await runJob(() => api("POST", `/api/cases/${encodeURIComponent(id)}/propose`, { z }), "propose");
+  if (S.current === id && S.z === z) { await loadSlice(); }
+  refreshCases();
+}
+
+// ---- editing ----------------------------------------------------------------------------------------
+let pending = 0, chain = Promise.resolve();
+function edit(kind, body, t0) {  // edits run one after another, in click order (none is dropped)
+  pending++; S.busy = true;
+  const target = { id: S.current, z: S.z };  // the image shown when the user acted
+  chain = chain.then(() => doEdit(kind, body, t0, target)).finally(() => { pending--; S.busy = pending > 0; });
+  return chain;
+}
+async function doEdit(kind, body, t0, target) {
+  if (!target.id) return;
+  const here = () => target.id === S.current && target.z === S.z;  // still showing the image acted on?
+  if (kind === "canvas") {  // the first click picks a candidate, later ones refine
+    if (!here()) return;  // a click is only meaningful on the image still shown
+    if (!S.state.picked || S.repick) {
+      if (!S.cand || !S.cand.labels) { setStatus("no candidates yet: press Propose (g)", true); return; }
+      kind = "pick"; body = { y: body.y, x: body.x };
+    } else kind = "click";
+  }
+  try {
+    const st = await api("POST", `/api/cases/${encodeURIComponent(target.id)}/${kind}`, { z: target.z, ...body });
+    if (!here()) { if (kind === "save") refreshCases(); return; }  // saved etc., but the user moved on
+    applyState(st);
+    if (kind === "pick") S.repick = false;
+    redraw();
+    if (t0 !== undefined) requestAnimationFrame(() => window.__clickLatencies.push(performance.now() - t0));
+    setStatus(`${st.key}: step ${st.step}` + (st.refine_ms !== null ? ` (refined in ${st.refine_ms} ms)` : "") + (st.saved ? ` - saved ${st.saved.file}` : ""));
+    if (kind === "pick" || kind === "save") refreshCases();
+  } catch (e) { setStatus(e.message, true); }
+}
+function onCanvas(ev, negative) {
+  ev.preventDefault();
+  const t0 = performance.now();
+  if (!S.current || !S.W) return;
+  const r = $("canvas").getBoundingClientRect();
+  const x = Math.floor(((ev.clientX - r.left) / r.width) * S.W), y = Math.floor(((ev.clientY - r.top) / r.height) * S.H);
+  if (x < 0 || y < 0 || x >= S.W || y >= S.H) return;
+  edit("canvas", { y, x, positive: !(negative || ev.shiftKey) }, t0);  // pick or click: decided in turn
+}
+$("canvas").addEventListener("click", (ev) => onCanvas(ev, false));
+$("canvas").addEventListener("contextmenu", (ev) => onCanvas(ev, true));
+$("canvas").addEventListener("mousemove", (ev) => {  // highlight the candidate a click would pick
+  if (!S.cand || !S.cand.labels || (S.state && S.state.picked && !S.repick && !$("showcand").checked)) return;
+  const r = $("canvas").getBoundingClientRect();
+  const x = Math.floor(((ev.clientX - r.left) / r.width) * S.W), y = Math.floor(((ev.clientY - r.top) / r.height) * S.H);
+  const l = x >= 0 && y >= 0 && x < S.W && y < S.H ? S.cand.labels[y * S.W + x] : 0;
+  if (l !== S.hover) { S.hover = l; redraw(); }
+});
+$("canvas").addEventListener("wheel", (ev) => { if (S.z !== null) { ev.preventDefault(); step(ev.deltaY > 0 ? 1 : -1); } }, { passive: false });
+function step(d) {
+  if (S.z === null) return;
+  const z = Math.max(0, Math.min(S.info.shape[0] - 1, S.z + d));
+  if (z !== S.z) { S.z = z; $("slice").value = z; loadSlice().catch((e) => setStatus(e.message, true)); }
+}
+function move(d) {
+  const i = S.cases.indexOf(S.current), j = Math.max(0, Math.min(S.cases.length - 1, (i < 0 ? 0 : i + d)));
+  if (S.cases[j] && S.cases[j] !== S.current) openCase(S.cases[j]).catch((e) => setStatus(e.message, true));
+}
+function resetWindow() { $("level").value = 128; $("width").value = 255; renderBase(); paint(); }
+
+$("propose").onclick = () => propose().catch((e) => setStatus(e.message, true));
+$("repick").onclick = () => { S.repick = true; redraw(); setStatus("click on the lesion to pick its candidate again"); };
+$("undo").onclick = () => edit("undo", {});
+$("redo").onclick = () => edit("redo", {});
+$("save").onclick = () => edit("save", {});
+$("opacity").oninput = redraw;
+$("showcand").onchange = redraw;
+$("level").oninput = $("width").oninput = () => { if (S.grey) { renderBase(); paint(); } };
+$("slice").oninput = () => { S.z = +$("slice").value; loadSlice().catch((e) => setStatus(e.message, true)); };
+$("train").onclick = () => runJob(() => api("POST", "/api/train", { episodes: +$("episodes").value }), "train selector")
+  .then((j) => setStatus(`selector trained on ${j.result.n_images} picks (accuracy ${j.result.train_accuracy ?? "?"})`))
+  .catch((e) => setStatus(e.message, true));
+$("segrest").onclick = () => runJob(() => api("POST", "/api/segment-rest", {}), "segment the rest")
+  .then((j) => { setStatus(`the selector proposed masks for ${j.result.segmented} images`); refreshCases(); if (S.current) loadSlice(); })
+  .catch((e) => setStatus(e.message, true));
+document.addEventListener("keydown", (ev) => {
+  if (ev.target.tagName === "INPUT" && ev.target.type !== "range" && ev.target.type !== "checkbox") return;
+  const k = ev.key.toLowerCase();
+  const acts = { z: () => edit("undo", {}), y: () => edit("redo", {}), s: () => edit("save", {}), n: () => move(1),
+    p: () => move(-1), g: () => $("propose").click(), r: () => $("repick").click(), w: resetWindow,
+    c: () => { $("showcand").checked = !$("showcand").checked; redraw(); },
+    arrowup: () => step(1), arrowdown: () => step(-1) };
+  if (acts[k] && !ev.metaKey && !ev.altKey) { ev.preventDefault(); acts[k](); }
+});
+
+(async () => {
+  try {
+    const info = await api("GET", "/api/info");
+    $("folder").textContent = `${info.folder} (${info.layout}, ${info.n_cases} images, refiner ${info.refiner})`;
+    $("user").textContent = `user: ${info.user}`;
+    $("episodes").value = info.episodes;
+    await refreshCases();
+    if (S.cases.length) await openCase(params.get("case") && S.cases.includes(params.get("case")) ? params.get("case") : S.cases[0]);
+    window.__ready = true;
+  } catch (e) { setStatus(e.message, true); }
+})();
