@@ -19,13 +19,14 @@ project's CPU budget and what the benchmark trains. Differences (also in docs/it
 ===================  ==============================  ==============================================
 setting              paper                           cpu()
 ===================  ==============================  ==============================================
-learner              A3C, batch 1, lr 1e-4 (step)    A2C, batch 4 crops, lr 1e-3 (cosine)
-advantage            eq. 7 (mean reward, one value)  per voxel (PixelRL), plus entropy bonus 0.01
-pre-training         1000 epochs IteR-MRL0           none
-budget               500 epochs                      a few hundred updates (minutes)
+learner              A3C, batch 1, lr 1e-4 (step)    A2C, batch 4 crops (3D: 2), lr 2e-3 (cosine)
+advantage            eq. 7 (mean reward, one value)  per voxel (PixelRL), no entropy bonus
+pre-training         1000 epochs IteR-MRL0           ``pretrain_iterations`` (no clicks); cpu(): 0
+budget               500 epochs                      600 interactive updates (minutes)
 network              R-Net width (64)                width 16
-input                crop around target -> 55x55x30  random 2D crops of 96x96 (whole slice at test)
-initial method       one per run                     D_train2 init, or all-background with prob. 0.3
+input                crop around target -> 55x55x30  random crops of 96x96 / 24x40x40 (whole image at test)
+hint maps            geodesic (GeoS)                 geodesic, one raster-scan pass (``hint_passes``)
+initial method       one per run                     D_train2 init, or all-background with prob. 0.15
 ===================  ==============================  ==============================================
 
 Inference (:meth:`IterMRL.refine`) takes the greedy (most probable) action of every voxel. Images with more
