@@ -305,3 +305,73 @@ def test_corrupted_init_seeded_and_imperfect():
     assert np.array_equal(a, b) and a.dtype == np.float32 and 0 <= a.min() and a.max() <= 1
     assert 0.4 < dice(a > 0.5, target) < 0.97
     assert not corrupted_init(np.zeros((8, 8), bool), np.random.default_rng(0)).any()
+
+
+def test_corrupted_init_3d_and_brats_split():
+    from scarceseg.bench.itermrl_data import brats_split, corrupted_init
+
+    target = np.zeros((16, 24, 24), bool)
+    target[4:12, 6:18, 5:19] = True
+    a = corrupted_init(target, np.random.default_rng(0))
+    assert a.shape == target.shape and np.array_equal(a, corrupted_init(target, np.random.default_rng(0)))
+    assert 0.4 < dice(a > 0.5, target) < 0.97
+    split = brats_split(["a", "b", "c", "d"], seed=0)
+    assert [len(split[k]) for k in ("train1", "train2", "test")] == [1, 2, 1]
+    assert sorted(sum(split.values(), [])) == ["a", "b", "c", "d"] and split == brats_split(["a", "b", "c", "d"], 0)
+
+
+@pytest.mark.data
+def test_bench_data_brats_slices_and_la_crops(shared_data):
+    from scarceseg.bench.itermrl_data import crops_3d, slices_2d
+
+    brats, la = shared_data / "brats2015", shared_data / "la2018"
+    if not (brats.is_dir() and la.is_dir()):
+        pytest.skip(f"brats2015 / la2018 not found under {shared_data}")
+    parts = slices_2d(brats, 0, {"train1": 2, "train2": 3, "test": 2}, echo=lambda _: None)
+    cases = {k: {cid.split("_z")[0] for cid, _, _ in v} for k, v in parts.items()}
+    assert [len(parts[k]) for k in ("train1", "train2", "test")] == [2, 3, 2]
+    assert not (cases["test"] & (cases["train1"] | cases["train2"]))  # split by case
+    assert all(im.shape == t.shape == (240, 240) and t.sum() >= 100 for _, im, t in parts["test"])
+    crops = crops_3d(la, size=(8, 16, 16), max_cases=2)
+    assert len(crops) == 2 and all(im.shape == (8, 16, 16) and t.any() and not t.all() for _, im, t in crops)
+
+
+def test_one_adjustment_per_step_and_the_half_tie():
+    """The step-5 collapse of the first benchmark (docs/itermrl.md): no loop applies extra actions; a voxel that
+    creeps by -0.1 per step from p = 1 (or +0.1 from 0) sits on the 0.5 threshold after exactly 5 steps."""
+    model = IterMRL(_tiny_config(1))
+    model.net = model.build().eval()
+    image = np.random.default_rng(0).normal(size=(20, 24))
+    for clicks in ([], [Click((3, 4), True)], [Click((3, 4), True), Click((15, 20), False)]):
+        session = InteractiveSession(image, np.full((20, 24), 0.5, np.float32), model)
+        session.apply_step(clicks)  # from 0.5 no adjustment of A clips
+        steps = np.round((session.prob - 0.5) * 10).astype(int)
+        np.testing.assert_allclose(session.prob - 0.5, steps / 10, atol=1e-6)
+        assert np.isin(steps, [-4, -2, -1, 1, 2, 4]).all() and session.step == 1
+    p_down, p_up = np.float32(1.0), np.float32(0.0)
+    for _ in range(5):
+        p_down = a2c.apply_adjustments(np.array([p_down]), np.array([2]))[0]
+        p_up = a2c.apply_adjustments(np.array([p_up]), np.array([3]))[0]
+    assert not p_down > 0.5 and not p_up > 0.5  # both leave the mask (p > 0.5) at the same step
+
+
+@pytest.mark.slow
+def test_no_collapse_from_a_confident_start():
+    """Regression for the step-5 collapse: from a confident, partly wrong start (corrupted truth, p = 0 / 1) the
+    refined mask must keep improving over T = 5 steps and beyond. With too few updates (80 here) the policy
+    creeps by -0.1 per step on object voxels it is unsure about, and the Dice falls to ~0 exactly at step 5
+    (1 - 5 x 0.1 = 0.5 is not > 0.5); 150 updates learn to keep them."""
+    from scarceseg.bench.itermrl_bench import run_sequence
+    from scarceseg.bench.itermrl_data import corrupted_init
+
+    def confident(samples, seed):
+        rng = np.random.default_rng(seed)
+        return [RefineSample.make(s.image, s.target, corrupted_init(s.target, rng)) for s in samples]
+
+    cfg = _tiny_config(150)
+    model = IterMRL(cfg)
+    model.fit(confident(_toy(6), 0), seed=0)
+    curves = np.mean([run_sequence(model, s.image, s.target, s.init, PaperRobot(noise=0, seed=i), 8)[0]
+                      for i, s in enumerate(confident(_toy(6, seed=1), 1))], axis=0)
+    assert all(curves[t + 1] >= curves[t] - 0.02 for t in range(8)), curves  # no step loses the mask
+    assert curves[5] > curves[0] + 0.15 and curves[8] > curves[0] + 0.15, curves

@@ -491,16 +491,18 @@ def refine(
 @bench_app.command("itermrl")
 @_friendly
 def bench_itermrl(
-    data: Path = typer.Option(Path("../shared/data/lgg"), "--data", help="LGG-layout slices (or BRATS, sliced)."),
+    data: Path = typer.Option(Path("../shared/data/brats2015"), "--data",
+                              help="2D data: BRATS volumes (split by case, sliced) or LGG-layout slices."),
     out: Path = typer.Option(Path("bench_out/itermrl"), "--out"),
-    data3d: Path | None = typer.Option(None, "--data3d", help="BRATS folder for the 3D part (skipped if absent)."),
+    data3d: Path | None = typer.Option(None, "--data3d",
+                                       help="3D data: LA 2018 (HDF5) or BRATS volumes; crops around the target."),
     seed: int = typer.Option(0, "--seed"),
     n_train1: int = typer.Option(24, "--n-train1", help="Slices for the initial U-Net (D_train1)."),
-    unet_epochs: int = typer.Option(60, "--unet-epochs"),
+    unet_epochs: int = typer.Option(40, "--unet-epochs"),
     unet_scale: float = typer.Option(0.5, "--unet-scale", help="U-Net input resize factor (CPU budget)."),
     n_train2: int = typer.Option(80, "--n-train2", help="Slices for the refiners (D_train2)."),
     n_test: int = typer.Option(30, "--n-test", help="Test slices (D_test)."),
-    itermrl_iterations: int = typer.Option(300, "--itermrl-iterations"),
+    itermrl_iterations: int = typer.Option(600, "--itermrl-iterations"),
     baseline_iterations: int = typer.Option(200, "--baseline-iterations"),
     noc_cases: int = typer.Option(10, "--noc-cases"),
     iterations_3d: int = typer.Option(60, "--iterations-3d"),

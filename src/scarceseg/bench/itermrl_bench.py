@@ -1,25 +1,28 @@
 """Paper 002's experiments on our data: click-to-correct refinement, every method with the same robot user.
 
-2D (LGG FLAIR slices, the default; BRATS volumes are sliced when ``--data`` is a BRATS folder):
+2D (BRATS 2015 FLAIR whole tumour, the default; LGG-layout folders work too), data from
+:mod:`scarceseg.bench.itermrl_data`:
 
-1. Patients are split into three equal parts (paper 002 §4.1): D_train1 trains the initial method (a
-   weak U-Net: :class:`scarceseg.methods.unet_baseline.UNetBaseline`, fair recipe, few epochs, on
-   slices resized to half size to fit the CPU budget), D_train2 trains the refiners on the initial
-   method's outputs, D_test is only evaluated. A third start, ``corrupt`` (:func:`corrupted_init`: the
-   truth grown/shrunk, a bite taken out, a false blob added, blurred; Dice ~0.75), stands in for a
-   decent automatic method like the paper's V-Net (77 Dice); the refiners train on D_train2 with both the
-   U-Net's and the corrupted starts (and all-background in 30 % of the episodes).
+1. Cases are split like paper 002 §4.1: D_train1 trains the initial method (a weak U-Net:
+   :class:`scarceseg.methods.unet_baseline.UNetBaseline`, fair recipe, few epochs, on slices resized to half
+   size to fit the CPU budget), D_train2 trains the refiners on the initial method's outputs, D_test is only
+   evaluated. BRATS: four volumes split by case one / two / one (seeded), training and testing on axial
+   slices; LGG: patients split in three. A third start, ``corrupt`` (:func:`corrupted_init`: the truth
+   grown/shrunk, a bite taken out, a false blob added, blurred; Dice ~0.75), stands in for a decent
+   automatic method like the paper's V-Net (77 Dice); the refiners train on D_train2 with both the U-Net's
+   and the corrupted starts (and all-background in a share of the episodes).
 2. Refiners: IteR-MRL (:mod:`scarceseg.methods.iter_mrl`, ``IterMRLConfig.cpu()``), Min-Cut, R-Net-style
    and InterCNN (:mod:`scarceseg.methods.interactive_baselines`).
 3. Table 2: Dice at steps 0..5 (5 paper-robot clicks per step) from each initial method
    (all-background, weak U-Net, corrupted truth). Table 6: IteR-MRL from the corrupted truth with good /
-   no / random interaction.
-   NoC@85 / NoC@90: one NoC-robot click at a time, at most 20. Latency: median seconds per refinement
-   step (hint maps + forward pass, robot excluded) over all Table 2 steps on the test slices.
+   no (noise hint maps, as the paper) / random interaction.
+   NoC@85 / NoC@90: one NoC-robot click at a time, at most 20. Latency: median milliseconds per refinement
+   step (hint maps + forward pass, robot excluded) over all Table 2 steps, and over >= 50 steps on test
+   slices resized to 256x256, every method in the same run.
 
-3D (BRATS 2015, optional): crops around the whole tumour resized to ``(32, 64, 64)``, IteR-MRL and
-Min-Cut from an all-background start, two volumes for training and two for testing; and the latency of
-one IteR-MRL step on a 128^3 volume.
+3D (``data3d``: LA 2018 HDF5 volumes or BRATS, optional): one crop per volume around the target resized to
+``(32, 64, 64)``, a seeded case split (3/8 of the volumes for testing), IteR-MRL and Min-Cut from
+all-background and corrupted starts; and the latency of one step on a 128^3 volume.
 
 Outputs: ``results.json``, ``report.md``, ``curves.png`` (Dice vs step), the models under ``models/``.
 """
@@ -34,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
+from scarceseg.bench.itermrl_data import corrupted_init, crops_3d, slices_2d
 from scarceseg.interactive.clicks import NoCRobot, PaperRobot, RandomRobot
 from scarceseg.interactive.refiners import IdentityRefiner, MinCutRefiner, zscore
 from scarceseg.interactive.session import InteractiveSession
@@ -45,104 +49,24 @@ class ItermrlBudget:
     """Sizes and budgets of a benchmark run (defaults: ~40 CPU minutes on two shared cores)."""
 
     n_train1: int = 24  # slices for the initial U-Net (D_train1)
-    unet_epochs: int = 60
+    unet_epochs: int = 40
     unet_scale: float = 0.5  # the U-Net sees slices resized by this (4x cheaper at 0.5); outputs resized back
     n_train2: int = 80  # slices for the refiners (D_train2)
     n_test: int = 30  # slices evaluated (D_test)
-    itermrl_iterations: int = 300
+    itermrl_iterations: int = 600
     baseline_iterations: int = 200
     steps: int = 5  # paper 002 Table 2: steps 0..5
     noc_max: int = 20  # NoC: at most 20 clicks
     noc_cases: int = 10  # NoC is run on the first N test slices
+    latency_steps: int = 50  # refinement steps timed per method on 256x256 slices
     do_3d: bool = True
     iterations_3d: int = 60
+    crop_3d: tuple[int, int, int] = (32, 64, 64)  # 3D crops around the target are resized to this
+    latency_3d_repeats: int = 5  # IteR-MRL / Min-Cut steps timed on a 128^3 volume
     seed: int = 0
 
 
 # ---- data ---------------------------------------------------------------------------------------------
-def _pick(ds, ids: list[str], n: int, rng: np.random.Generator) -> list[str]:
-    """Up to ``n`` case ids, round-robin over patients in a random order (spreads slices over patients)."""
-    by_patient: dict[str, list[str]] = {}
-    for cid in ids:
-        by_patient.setdefault(ds.patient_of(cid), []).append(cid)
-    queues = [list(rng.permutation(v)) for _, v in sorted(by_patient.items())]
-    queues = [queues[i] for i in rng.permutation(len(queues))]
-    out: list[str] = []
-    while len(out) < n and any(queues):
-        for q in queues:
-            if q and len(out) < n:
-                out.append(str(q.pop()))
-    return out
-
-
-def _slices_2d(data: Path, seed: int, budget: ItermrlBudget, echo) -> dict:
-    """``{"train1"|"train2"|"test": [(case_id, flair (Y, X), target (Y, X))]}`` with a patient-level split."""
-    from scarceseg.datasets import open_dataset, split_patients
-
-    ds = open_dataset(data)
-    if ds.layout == "brats":
-        return _brats_slices(ds, seed, budget)
-    parts = split_patients(ds, (1 / 3, 1 / 3, 1 / 3), seed=seed)
-    rng = np.random.default_rng(seed)
-    sizes = {"train": budget.n_train1, "val": budget.n_train2, "test": budget.n_test}
-    out = {}
-    for part, name in (("train", "train1"), ("val", "train2"), ("test", "test")):
-        ids = _pick(ds, parts[part], sizes[part], rng)
-        out[name] = [(cid, ds.load(cid).channel("FLAIR").astype(np.float32), ds.load_label(cid) > 0) for cid in ids]
-        echo(f"  {name}: {len(ids)} slices of {len({ds.patient_of(c) for c in ids})} patients")
-    return out
-
-
-def _brats_slices(ds, seed: int, budget: ItermrlBudget) -> dict:
-    """BRATS volumes split by case (1 / 2 / 1 with four volumes); axial slices with >= 100 tumour voxels."""
-    ids = [ds.case_ids[i] for i in np.random.default_rng(seed).permutation(len(ds.case_ids))]
-    k = max(1, len(ids) // 4)
-    groups = {"train1": ids[:k], "train2": ids[k : len(ids) - k], "test": ids[len(ids) - k :]}
-    sizes = {"train1": budget.n_train1, "train2": budget.n_train2, "test": budget.n_test}
-    rng = np.random.default_rng(seed)
-    out = {}
-    for name, vols in groups.items():
-        items = []
-        for cid in vols:
-            case = ds.load(cid)
-            flair, target = case.channel("FLAIR"), case.target
-            for z in np.flatnonzero(target.sum(axis=(1, 2)) >= 100):
-                items.append((f"{cid}_z{z}", flair[z].astype(np.float32), target[z]))
-        pick = rng.permutation(len(items))[: sizes[name]]
-        out[name] = [items[i] for i in sorted(pick)]
-    return out
-
-
-def corrupted_init(target: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A stand-in for a decent automatic method (Dice ~0.75): the truth grown or shrunk by 1-3 pixels, with a
-    disc cut out at its border and a false disc added beside it, then blurred into a probability.
-
-    Parameters
-    ----------
-    target : ndarray of bool, shape (Y, X)
-    rng : numpy Generator
-
-    Returns
-    -------
-    ndarray of float32, shape (Y, X), in [0, 1]
-    """
-    from scipy import ndimage
-
-    m = np.asarray(target, bool).copy()
-    if not m.any():
-        return np.zeros(m.shape, np.float32)
-    r = int(rng.integers(1, 4))
-    m = ndimage.binary_dilation(m, iterations=r) if rng.random() < 0.5 else ndimage.binary_erosion(m, iterations=r)
-    radius = max(2.0, np.sqrt(target.sum() / np.pi))
-    yy, xx = np.indices(m.shape)
-    border = np.argwhere(target & ~ndimage.binary_erosion(target))
-    cy, cx = border[rng.integers(len(border))]
-    m &= (yy - cy) ** 2 + (xx - cx) ** 2 > (0.5 * radius) ** 2
-    cy, cx = border[rng.integers(len(border))]
-    m |= (yy - cy) ** 2 + (xx - cx) ** 2 <= (0.35 * radius) ** 2
-    return np.clip(ndimage.gaussian_filter(m.astype(np.float32), 1.0), 0.0, 1.0)
-
-
 def _unet_at_scale(unet, image: np.ndarray, scale: float) -> np.ndarray:
     from scipy import ndimage
 
@@ -204,6 +128,28 @@ def run_noc(refiner, image, target, init, max_clicks: int, thresholds=(0.85, 0.9
         "curve": curve}
 
 
+def _latency_256(methods: dict, tests: list, inits: list, budget: ItermrlBudget, seed: int) -> dict:
+    """Median milliseconds per step (hint maps + forward pass / graph cut) on test slices resized to 256x256,
+    ``budget.steps`` steps from the corrupted start on enough slices for >= ``budget.latency_steps`` steps."""
+    from scipy import ndimage
+
+    n_slices = int(np.ceil(budget.latency_steps / budget.steps))
+    out = {}
+    for mname, ref in methods.items():
+        if mname == "initial":
+            continue
+        secs = []
+        for i in range(n_slices):
+            _, img, tgt = tests[i % len(tests)]
+            zoom = np.divide((256, 256), img.shape)
+            img256 = ndimage.zoom(img, zoom, order=1)
+            tgt256 = ndimage.zoom(tgt.astype(np.float32), zoom, order=1) > 0.5
+            init256 = np.clip(ndimage.zoom(inits[i % len(tests)], zoom, order=1), 0, 1)
+            secs += run_sequence(ref, img256, tgt256, init256, PaperRobot(seed=seed * 10007 + i), budget.steps)[1]
+        out[mname] = {"median_ms": 1000 * float(np.median(secs)), "n": len(secs)}
+    return out
+
+
 def _evaluate(methods: dict, tests: list, inits: dict, budget: ItermrlBudget, seed: int, echo, progress) -> dict:
     from scarceseg.bench.progress import track
 
@@ -221,6 +167,8 @@ def _evaluate(methods: dict, tests: list, inits: dict, budget: ItermrlBudget, se
             res["latency"].setdefault(mname, []).extend(secs)
             echo(f"  {init_name:>4} {mname:>9}: " + " ".join(f"{100 * v:6.2f}" for v in mean))
     res["latency"] = {m: {"median_ms": 1000 * float(np.median(v)), "n": len(v)} for m, v in res["latency"].items()}
+    res["latency_256"] = _latency_256(methods, tests, inits["corrupt"], budget, seed)
+    echo("  latency on 256x256: " + ", ".join(f"{m} {r['median_ms']:.1f} ms" for m, r in res["latency_256"].items()))
     # Table 6 (IteR-MRL, from the corrupted truth, ~0.75 Dice like the paper's start): good / no / bad interaction
     ref, init_probs = methods["itermrl"], inits["corrupt"]
     for mode in ("good", "none", "random"):
@@ -228,7 +176,7 @@ def _evaluate(methods: dict, tests: list, inits: dict, budget: ItermrlBudget, se
         for i, (_, img, tgt) in enumerate(tests):
             robot = RandomRobot(seed=seed * 10007 + i) if mode == "random" else PaperRobot(seed=seed * 10007 + i)
             r = ref
-            if mode == "none":
+            if mode == "none":  # paper 002 §4.3: "always fill the hint maps with random noise"
                 r, robot = NoisyHintRefiner(ref, np.random.default_rng(seed * 10007 + i)), _no_clicks
             curves.append(run_sequence(r, img, tgt, init_probs[i], robot, budget.steps)[0])
         res["table6"][mode] = np.mean(curves, axis=0).tolist()
@@ -247,64 +195,55 @@ def _evaluate(methods: dict, tests: list, inits: dict, budget: ItermrlBudget, se
 
 
 # ---- 3D -----------------------------------------------------------------------------------------------
-def _brats_crops(data: Path, size=(32, 64, 64), margin: int = 8) -> list:
-    """Whole-tumour crops (bounding box + ``margin``) of every BRATS volume, resized to ``size``."""
-    from scipy import ndimage
-
-    from scarceseg.datasets import open_dataset
-
-    ds = open_dataset(data, layout="brats")
-    out = []
-    for cid in ds.case_ids:
-        case = ds.load(cid)
-        target = case.target
-        idx = np.argwhere(target)
-        lo = np.maximum(idx.min(0) - margin, 0)
-        hi = np.minimum(idx.max(0) + margin + 1, target.shape)
-        sl = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
-        img, tgt = case.channel("FLAIR")[sl], target[sl]
-        zoom = [s / n for s, n in zip(size, img.shape, strict=True)]
-        out.append((cid, ndimage.zoom(img, zoom, order=1).astype(np.float32),
-                    ndimage.zoom(tgt.astype(np.float32), zoom, order=1) > 0.5))
-    return out
-
-
 def _run_3d(data3d: Path, out: Path, budget: ItermrlBudget, echo) -> dict:
+    """3D: crops around the target (bounding box + 8 voxels, resized to ``budget.crop_3d``); a seeded case split
+    (3/8 of the volumes, at least one, for testing); IteR-MRL and Min-Cut from all-background and corrupted
+    starts; the latency of one IteR-MRL step on a 128^3 volume."""
+    from scarceseg.interactive.clicks import Click
     from scarceseg.methods.iter_mrl import IterMRL, IterMRLConfig
     from scarceseg.methods.refine_data import RefineSample
 
-    crops = _brats_crops(data3d)
-    train, test = crops[: len(crops) // 2], crops[len(crops) // 2 :]
+    crops = crops_3d(data3d, size=tuple(budget.crop_3d))
+    order = np.random.default_rng(budget.seed).permutation(len(crops))
+    n_test = max(1, int(np.ceil(0.375 * len(crops))))
+    test = [crops[i] for i in sorted(order[:n_test])]
+    train = [crops[i] for i in sorted(order[n_test:])]
+    crng = np.random.default_rng(budget.seed + 2)
+    samples = [RefineSample.make(img, tgt, corrupted_init(tgt, crng), cid) for cid, img, tgt in train for _ in (0, 1)]
     cfg = IterMRLConfig.cpu(dims=3)
     cfg.iterations = budget.iterations_3d
-    cfg.batch_size = 2
-    cfg.bg_fraction = 1.0
     model = IterMRL(cfg)
-    t0 = time.perf_counter()
-    model.fit([RefineSample.make(img, tgt, None, cid) for cid, img, tgt in train], seed=budget.seed)
-    train_s = time.perf_counter() - t0
+    echo(f"  3D IteR-MRL: {len(train)} training crops, {cfg.iterations} updates of {cfg.batch_size} crops {cfg.crop}")
+    h = model.fit(samples, seed=budget.seed)
     model.save(out / "models" / "itermrl_3d")
-    res: dict = {"train": [c[0] for c in train], "test": [c[0] for c in test], "train_seconds": train_s,
-                 "crop_size": list(test[0][1].shape), "table2": {}}
-    for mname, ref in (("initial", IdentityRefiner()), ("mincut", MinCutRefiner()), ("itermrl", model)):
-        curves = [run_sequence(ref, img, tgt, np.zeros(img.shape, np.float32), PaperRobot(seed=i), budget.steps)
-                  for i, (_, img, tgt) in enumerate(test)]
-        res["table2"][mname] = {"mean": np.mean([c[0] for c in curves], axis=0).tolist(),
-                                "median_ms": 1000 * float(np.median([s for c in curves for s in c[1]]))}
-        echo(f"  3D bg {mname:>9}: " + " ".join(f"{100 * v:6.2f}" for v in res["table2"][mname]["mean"]))
-    # latency of one IteR-MRL step on a 128^3 volume (hints + forward pass)
-    rng = np.random.default_rng(0)
-    vol = rng.normal(size=(128, 128, 128)).astype(np.float32)
-    from scarceseg.interactive.clicks import Click
-
-    clicks = [Click((64, 64, 64), True), Click((20, 30, 40), False)]
-    times = []
-    for _ in range(3):
-        t0 = time.perf_counter()
-        model.refine(vol, np.zeros(vol.shape, np.float32), clicks)
-        times.append(time.perf_counter() - t0)
-    res["latency_128cubed_ms"] = 1000 * float(np.median(times))
-    echo(f"  3D latency, 128^3 volume: {res['latency_128cubed_ms']:.0f} ms per step (median of 3)")
+    res: dict = {"data": str(data3d), "train": [c[0] for c in train], "test": [c[0] for c in test],
+                 "train_seconds": h["seconds"], "crop_size": list(test[0][1].shape), "table2": {}}
+    inits = {"bg": [np.zeros(img.shape, np.float32) for _, img, _ in test],
+             "corrupt": [corrupted_init(tgt, crng) for _, _, tgt in test]}
+    for init_name, probs in inits.items():
+        res["table2"][init_name] = {}
+        for mname, ref in (("initial", IdentityRefiner()), ("mincut", MinCutRefiner()), ("itermrl", model)):
+            curves = [run_sequence(ref, img, tgt, probs[i], PaperRobot(seed=budget.seed * 10007 + i), budget.steps)
+                      for i, (_, img, tgt) in enumerate(test)]
+            res["table2"][init_name][mname] = {
+                "mean": np.mean([c[0] for c in curves], axis=0).tolist(),
+                "median_ms": 1000 * float(np.median([s for c in curves for s in c[1]]))}
+            echo(f"  3D {init_name:>7} {mname:>9}: "
+                 + " ".join(f"{100 * v:6.2f}" for v in res["table2"][init_name][mname]["mean"]))
+    # latency of one IteR-MRL step on a 128^3 volume (hints + forward pass) against Min-Cut's
+    vol = np.random.default_rng(0).normal(size=(128, 128, 128)).astype(np.float32)
+    prob = np.zeros(vol.shape, np.float32)
+    prob[40:90, 40:90, 40:90] = 0.8
+    clicks = [Click((64, 64, 64), True), Click((20, 30, 40), False), Click((100, 64, 30), True)]
+    for mname, ref in (("itermrl", model), ("mincut", MinCutRefiner())):
+        times = []
+        for _ in range(budget.latency_3d_repeats):
+            t0 = time.perf_counter()
+            ref.refine(vol, prob, clicks, init=prob)
+            times.append(time.perf_counter() - t0)
+        res[f"latency_128cubed_ms_{mname}"] = 1000 * float(np.median(times))
+        echo(f"  3D latency, 128^3 volume, {mname}: {res[f'latency_128cubed_ms_{mname}']:.0f} ms per step "
+             f"(median of {len(times)})")
     return res
 
 
@@ -351,19 +290,26 @@ def _report(res: dict, path: Path) -> None:
     for init, rows in res["noc"].items():
         for m, r in rows.items():
             lines.append(f"| {init} | {m} | {r['noc85']:.2f} | {r['noc90']:.2f} |")
-    lines += ["", "## Latency per step (hint maps + forward pass; median)", "",
-              "| method | ms | steps |", "|---|---|---|"]
+    lines += ["", "## Latency per step (hint maps + forward pass / graph cut; median ms)", "",
+              "| method | test slices (Table 2 steps) | steps | 256x256 slices | steps |", "|---|---|---|---|---|"]
     for m, r in res["latency"].items():
-        lines.append(f"| {m} | {r['median_ms']:.1f} | {r['n']} |")
+        r256 = res.get("latency_256", {}).get(m)
+        tail = f"{r256['median_ms']:.1f} | {r256['n']}" if r256 else "— | —"
+        lines.append(f"| {m} | {r['median_ms']:.1f} | {r['n']} | {tail} |")
     if "3d" in res:
         r3 = res["3d"]
-        lines += ["", f"## 3D — BRATS whole-tumour crops {r3['crop_size']}, all-background start", "",
-                  f"train volumes {r3['train']}, test volumes {r3['test']}, training {r3['train_seconds']:.0f} s", "",
-                  "| method | " + " | ".join(f"step {t}" for t in range(len(r3["table2"]["itermrl"]["mean"])))
-                  + " | ms/step |", "|---" * (2 + len(r3["table2"]["itermrl"]["mean"])) + "|"]
-        for m, r in r3["table2"].items():
-            lines.append(f"| {m} | " + " | ".join(f"{100 * v:.2f}" for v in r["mean"]) + f" | {r['median_ms']:.0f} |")
-        lines += ["", f"IteR-MRL step on a 128^3 volume: {r3['latency_128cubed_ms']:.0f} ms"]
+        lines += ["", f"## 3D — crops around the target {r3['crop_size']} ({r3['data']})", "",
+                  f"train volumes {r3['train']}, test volumes {r3['test']}, training {r3['train_seconds']:.0f} s"]
+        for init, rows in r3["table2"].items():
+            n = len(rows["itermrl"]["mean"])
+            lines += ["", f"initial = {init}", "", "| method | " + " | ".join(f"step {t}" for t in range(n))
+                      + " | ms/step |", "|---" * (2 + n) + "|"]
+            for m, r in rows.items():
+                lines.append(f"| {m} | " + " | ".join(f"{100 * v:.2f}" for v in r["mean"])
+                             + f" | {r['median_ms']:.0f} |")
+        lines += ["", "One step on a 128^3 volume (hint maps + forward pass / graph cut): "
+                  + ", ".join(f"{m} {r3[f'latency_128cubed_ms_{m}']:.0f} ms" for m in ("itermrl", "mincut")
+                              if f"latency_128cubed_ms_{m}" in r3)]
     lines += ["", "![Dice vs step](curves.png)", ""]
     path.write_text("\n".join(lines))
 
@@ -399,7 +345,8 @@ def run_itermrl_bench(data: str | Path, out: str | Path, budget: ItermrlBudget |
     (out / "models").mkdir(parents=True, exist_ok=True)
     t_all = time.perf_counter()
     echo(f"data {data}: patient split D_train1 / D_train2 / D_test")
-    parts = _slices_2d(Path(data), seed, budget, echo)
+    parts = slices_2d(Path(data), seed, {"train1": budget.n_train1, "train2": budget.n_train2,
+                                         "test": budget.n_test}, echo)
     train_s: dict = {}
 
     from scipy import ndimage
@@ -457,7 +404,7 @@ def run_itermrl_bench(data: str | Path, out: str | Path, budget: ItermrlBudget |
     res.update(command=command, data=str(data), seed=seed, budget=asdict(budget), train_seconds=train_s,
                sizes={k: len(v) for k, v in parts.items()}, test_ids=[c for c, _, _ in parts["test"]])
     if budget.do_3d and data3d is not None and Path(data3d).is_dir():
-        echo("3D: BRATS whole-tumour crops")
+        echo(f"3D: crops around the target ({data3d})")
         res["3d"] = _run_3d(Path(data3d), out, budget, echo)
     res["total_seconds"] = time.perf_counter() - t_all
     (out / "results.json").write_text(json.dumps(res, indent=1) + "\n")

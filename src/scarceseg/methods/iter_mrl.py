@@ -19,13 +19,14 @@ project's CPU budget and what the benchmark trains. Differences (also in docs/it
 ===================  ==============================  ==============================================
 setting              paper                           cpu()
 ===================  ==============================  ==============================================
-learner              A3C, batch 1, lr 1e-4 (step)    A2C, batch 4 crops, lr 1e-3 (cosine)
-advantage            eq. 7 (mean reward, one value)  per voxel (PixelRL), plus entropy bonus 0.01
-pre-training         1000 epochs IteR-MRL0           none
-budget               500 epochs                      a few hundred updates (minutes)
+learner              A3C, batch 1, lr 1e-4 (step)    A2C, batch 4 crops (3D: 2), lr 2e-3 (cosine)
+advantage            eq. 7 (mean reward, one value)  per voxel (PixelRL), no entropy bonus
+pre-training         1000 epochs IteR-MRL0           ``pretrain_iterations`` (no clicks); cpu(): 0
+budget               500 epochs                      600 interactive updates (minutes)
 network              R-Net width (64)                width 16
-input                crop around target -> 55x55x30  random 2D crops of 96x96 (whole slice at test)
-initial method       one per run                     D_train2 init, or all-background with prob. 0.3
+input                crop around target -> 55x55x30  random crops of 96x96 / 24x40x40 (whole image at test)
+hint maps            geodesic (GeoS)                 geodesic, one raster-scan pass (``hint_passes``)
+initial method       one per run                     D_train2 init, or all-background with prob. 0.15
 ===================  ==============================  ==============================================
 
 Inference (:meth:`IterMRL.refine`) takes the greedy (most probable) action of every voxel. Images with more
@@ -67,6 +68,7 @@ class IterMRLConfig:
     lr: float = 1e-4  # paper 002 §4.2: initial learning rate 1e-4 (step decay)
     batch_size: int = 1  # paper 002 §4.2: Adam with mini-batch size 1
     iterations: int = 58500  # paper 002 §4.2: 500 epochs x 117 BraTS training volumes, batch 1
+    pretrain_iterations: int = 117000  # paper 002 §4.2: IteR-MRL0 (no interaction), 1000 epochs x 117 volumes
     hint_kind: str = "geodesic"  # paper 002 §3.2: geodesic-distance hint maps (Criminisi et al. 2008)
     advantage: str = "mean"  # paper 002 eq. 7: mean reward over voxels, one value per state
     width: int = 64  # DeepIGeoS R-Net (paper 002 §3.3's backbone): 64 features per layer
@@ -74,6 +76,7 @@ class IterMRLConfig:
     crop: tuple[int, ...] = (128, 128)  # not in the paper (crops resized to 55x55x30): training crop size
     hint_scale: float = 10.0  # not in the paper: hint = exp(-distance / scale)
     hint_lamb: float = 0.5  # not in the paper: intensity weight of the geodesic cost
+    hint_passes: int = 2  # not in the paper: raster-scan passes of the geodesic distance (2: exact or nearly)
     value_coef: float = 0.5  # not in the paper: weight of the critic loss (eq. 6)
     entropy_coef: float = 0.0  # not in the paper: entropy bonus
     lr_schedule: str = "step"  # paper 002 §4.2: "step decay schedule" (here: x0.1 at 2/3 of the budget)
@@ -93,7 +96,8 @@ class IterMRLConfig:
             raise ValueError(f"unknown lr_schedule {self.lr_schedule!r}")
         if self.dims not in (2, 3) or len(self.crop) != self.dims:
             raise ValueError(f"dims must be 2 or 3 and crop must have dims entries, got {self.dims}, {self.crop}")
-        if self.steps < 1 or self.iterations < 1 or self.batch_size < 1 or not 0 < self.gamma <= 1:
+        if self.steps < 1 or self.iterations < 1 or self.batch_size < 1 or not 0 < self.gamma <= 1 \
+                or self.pretrain_iterations < 0:
             raise ValueError("steps, iterations and batch_size must be >= 1 and gamma in (0, 1]")
 
     @classmethod
@@ -104,9 +108,9 @@ class IterMRLConfig:
     def cpu(cls, dims: int = 2) -> IterMRLConfig:
         """The budget version trained by the benchmark (see the module docstring)."""
         return cls(
-            lr=1e-3, batch_size=4, iterations=300, advantage="pixel", width=16, entropy_coef=0.01,
-            lr_schedule="cosine", bg_fraction=0.3, dims=dims, crop=(96, 96) if dims == 2 else (32, 48, 48),
-            max_voxels=0 if dims == 2 else 64**3,
+            lr=2e-3, batch_size=4 if dims == 2 else 2, iterations=600, pretrain_iterations=0, advantage="pixel",
+            width=16, entropy_coef=0.0, lr_schedule="cosine", bg_fraction=0.15, dims=dims, hint_passes=1,
+            crop=(96, 96) if dims == 2 else (24, 40, 40), max_voxels=0 if dims == 2 else 64**3,
         )
 
     def to_dict(self) -> dict:
@@ -160,7 +164,8 @@ class IterMRL:
         """The two hint channels ``(2, *spatial)`` of a z-scored image and its clicks."""
         pos, neg = split_clicks(clicks)
         c = self.config
-        return hint_maps(image_z, pos, neg, kind=c.hint_kind, scale=c.hint_scale, lamb=c.hint_lamb, spacing=spacing)
+        return hint_maps(image_z, pos, neg, kind=c.hint_kind, scale=c.hint_scale, lamb=c.hint_lamb, spacing=spacing,
+                         max_passes=c.hint_passes)
 
     # ---- training --------------------------------------------------------------------------------
     def fit(self, samples: Sequence[RefineSample], seed: int = 0, progress: bool = False) -> dict:
@@ -186,9 +191,12 @@ class IterMRL:
             gen = torch.Generator().manual_seed(seed)
             net = self.build().to(self.device)
             opt = torch.optim.Adam(net.parameters(), lr=c.lr)
-            sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(c.lr_schedule, c.iterations))
+            total = c.pretrain_iterations + c.iterations
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(c.lr_schedule, total))
             net.train()
-            for _ in track(range(c.iterations), description="training IteR-MRL (A2C updates)", enabled=progress):
+            for it in track(range(total), description="training IteR-MRL (A2C updates)", enabled=progress):
+                # IteR-MRL0 (paper 002 §4.2): the first pretrain_iterations updates see no clicks (empty hints)
+                interactive = it >= c.pretrain_iterations
                 # 1. a mini-batch of crops, each with its initial probability (or all background)
                 picks = [samples[int(rng.integers(len(samples)))] for _ in range(c.batch_size)]
                 batch = [random_crop(s, c.crop, rng) for s in picks]
@@ -201,7 +209,8 @@ class IterMRL:
                 for t in range(c.steps):
                     states = []
                     for i, b in enumerate(batch):
-                        clicks[i] += robot(prob[i] > 0.5, b.target, step=t + 1)
+                        if interactive:
+                            clicks[i] += robot(prob[i] > 0.5, b.target, step=t + 1)
                         states.append([b.image, prob[i], *self.hints(b.image, clicks[i])])
                     logits, values = net(stack_states(states).to(self.device))
                     actions = a2c.sample_actions(logits, gen)
@@ -226,7 +235,8 @@ class IterMRL:
                 history["dice_end"].append(_mean_dice(prob, target))
         history["seconds"] = time.perf_counter() - t0
         self.net = net.eval()
-        self.meta.update(seed=seed, n_train=len(samples), iterations=c.iterations)
+        self.meta.update(seed=seed, n_train=len(samples), iterations=c.iterations,
+                         pretrain_iterations=c.pretrain_iterations)
         return history
 
     # ---- inference -------------------------------------------------------------------------------
