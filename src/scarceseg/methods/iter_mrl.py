@@ -50,8 +50,8 @@ from scarceseg.interactive.hints import HINT_KINDS, hint_maps
 from scarceseg.interactive.refiners import check_inputs, zscore
 from scarceseg.methods.refine_data import RefineSample, load_model, random_crop, save_model, stack_states
 from scarceseg.nets.refine_net import RefineNet
+from scarceseg.nets.runtime import torch_threads
 from scarceseg.rl import a2c
-from scarceseg.rl.dqn import torch_threads
 
 FORMAT = "scarceseg.iter_mrl"
 
