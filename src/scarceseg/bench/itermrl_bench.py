@@ -61,6 +61,7 @@ class ItermrlBudget:
     latency_steps: int = 50  # refinement steps timed per method on 256x256 slices
     do_3d: bool = True
     iterations_3d: int = 60
+    baseline_iterations_3d: int = 60  # R-Net-style and InterCNN in 3D (same number of updates as IteR-MRL)
     crop_3d: tuple[int, int, int] = (32, 64, 64)  # 3D crops around the target are resized to this
     latency_3d_repeats: int = 5  # IteR-MRL / Min-Cut steps timed on a 128^3 volume
     seed: int = 0
@@ -197,9 +198,10 @@ def _evaluate(methods: dict, tests: list, inits: dict, budget: ItermrlBudget, se
 # ---- 3D -----------------------------------------------------------------------------------------------
 def _run_3d(data3d: Path, out: Path, budget: ItermrlBudget, echo) -> dict:
     """3D: crops around the target (bounding box + 8 voxels, resized to ``budget.crop_3d``); a seeded case split
-    (3/8 of the volumes, at least one, for testing); IteR-MRL and Min-Cut from all-background and corrupted
-    starts; the latency of one IteR-MRL step on a 128^3 volume."""
+    (3/8 of the volumes, at least one, for testing); IteR-MRL, Min-Cut, R-Net-style and InterCNN from
+    all-background and corrupted starts; the latency of one IteR-MRL step on a 128^3 volume."""
     from scarceseg.interactive.clicks import Click
+    from scarceseg.methods.interactive_baselines import BaselineConfig, SupervisedRefiner
     from scarceseg.methods.iter_mrl import IterMRL, IterMRLConfig
     from scarceseg.methods.refine_data import RefineSample
 
@@ -216,13 +218,21 @@ def _run_3d(data3d: Path, out: Path, budget: ItermrlBudget, echo) -> dict:
     echo(f"  3D IteR-MRL: {len(train)} training crops, {cfg.iterations} updates of {cfg.batch_size} crops {cfg.crop}")
     h = model.fit(samples, seed=budget.seed)
     model.save(out / "models" / "itermrl_3d")
+    refiners = {"initial": IdentityRefiner(), "mincut": MinCutRefiner(), "itermrl": model}
+    seconds = {"itermrl": h["seconds"]}
+    for kind in ("rnet", "intercnn"):  # the supervised baselines on the same 3D crops and budget
+        bcfg = BaselineConfig.for_dims(kind, dims=3)
+        bcfg.iterations = budget.baseline_iterations_3d
+        refiners[kind] = SupervisedRefiner(bcfg)
+        echo(f"  3D {kind}: {bcfg.iterations} updates of {bcfg.batch_size} crops {bcfg.crop}")
+        seconds[kind] = refiners[kind].fit(samples, seed=budget.seed)["seconds"]
     res: dict = {"data": str(data3d), "train": [c[0] for c in train], "test": [c[0] for c in test],
-                 "train_seconds": h["seconds"], "crop_size": list(test[0][1].shape), "table2": {}}
+                 "train_seconds": seconds, "crop_size": list(test[0][1].shape), "table2": {}}
     inits = {"bg": [np.zeros(img.shape, np.float32) for _, img, _ in test],
              "corrupt": [corrupted_init(tgt, crng) for _, _, tgt in test]}
     for init_name, probs in inits.items():
         res["table2"][init_name] = {}
-        for mname, ref in (("initial", IdentityRefiner()), ("mincut", MinCutRefiner()), ("itermrl", model)):
+        for mname, ref in refiners.items():
             curves = [run_sequence(ref, img, tgt, probs[i], PaperRobot(seed=budget.seed * 10007 + i), budget.steps)
                       for i, (_, img, tgt) in enumerate(test)]
             res["table2"][init_name][mname] = {
@@ -298,8 +308,9 @@ def _report(res: dict, path: Path) -> None:
         lines.append(f"| {m} | {r['median_ms']:.1f} | {r['n']} | {tail} |")
     if "3d" in res:
         r3 = res["3d"]
+        seconds = {k: round(v) for k, v in r3["train_seconds"].items()}
         lines += ["", f"## 3D — crops around the target {r3['crop_size']} ({r3['data']})", "",
-                  f"train volumes {r3['train']}, test volumes {r3['test']}, training {r3['train_seconds']:.0f} s"]
+                  f"train volumes {r3['train']}, test volumes {r3['test']}, training seconds {json.dumps(seconds)}"]
         for init, rows in r3["table2"].items():
             n = len(rows["itermrl"]["mean"])
             lines += ["", f"initial = {init}", "", "| method | " + " | ".join(f"step {t}" for t in range(n))
