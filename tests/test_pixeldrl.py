@@ -273,3 +273,16 @@ def test_cli_train_and_segment_with_action_maps(tmp_path):
     assert res.exit_code == 0, res.output
     assert len(list((tmp_path / "seg").glob("*.png"))) == 10
     assert len(list((tmp_path / "seg" / "action_maps").glob("*.png"))) == 10
+
+
+def test_paper_config_network_runs_one_update_with_the_state_in_the_vgg():
+    from dataclasses import replace
+
+    x, g = squares(2, size=32)
+    x = np.repeat(x, 3, axis=1)
+    model = PixelDRL(replace(PixelDRLConfig.paper(), size=32, t_max=2))
+    hist = model.fit(x, g, steps=1)
+    assert hist["steps"] == 1 and hist["warm_steps"] == 0  # paper: PA3C only
+    assert model.net.state_in_trunk and model.net.vgg.layers[0].in_channels == 4  # image + f^(t-1)
+    assert model.net.vgg.layers[-2].out_channels == 256  # conv4_3 at half of VGG16's 512
+    assert model.predict_prepared(x).shape == (2, 2, 32, 32)
