@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from scarceseg.metrics import compute_all
+from scarceseg.metrics import compute_all, dice
 
 METRICS = (("dice", "DICE"), ("ppv", "PPV"), ("sensitivity", "SEN"), ("iou", "IoU"), ("boundary_iou", "BIoU"),
            ("hd95", "HD95"))
@@ -90,8 +90,7 @@ def run_setting(name: str, x: np.ndarray, g: np.ndarray, xt: np.ndarray, truth: 
         hist = model.fit(x, g, seed=b.seed, budget_s=budget_s)
         steps = model.predict_prepared(xt, t_max=max(b.eval_steps, model.config.t_max), out_size=out_size)
         pred = steps[model.config.t_max - 1]
-        extra["dice_vs_steps"] = [float(np.mean([compute_all(s[i], truth[i])["dice"] for i in range(len(truth))]))
-                                  for s in steps]
+        extra["dice_vs_steps"] = [float(np.mean([dice(s[i], truth[i]) for i in range(len(truth))])) for s in steps]
         extra["pixeldrl_model"] = model
         ms = _time_per_slice(lambda v: model.predict_prepared(v, out_size=out_size), xt, b.n_timing)
         per_case["PixelDRL-MG"] = _masks_metrics(list(pred), truth)
