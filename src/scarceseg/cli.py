@@ -17,7 +17,8 @@ import typer
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks and paper experiments.")
 app.add_typer(bench_app, name="bench")
-train_app = typer.Typer(no_args_is_help=True, help="Train a selector (DQN), a U-Net baseline or an ACWE ConvNet.")
+train_app = typer.Typer(no_args_is_help=True,
+                        help="Train a selector (DQN), a U-Net baseline, an ACWE ConvNet or PixelDRL-MG.")
 app.add_typer(train_app, name="train")
 
 
@@ -27,6 +28,7 @@ app.add_typer(train_app, name="train")
 SEGMENTERS: dict[str, str] = {
     "unet": "scarceseg.methods.unet_baseline:segment_folder_unet",
     "acwe": "scarceseg.methods.acwe_data:segment_folder_acwe",
+    "pixeldrl": "scarceseg.methods.pixeldrl_data:segment_folder_pixeldrl",
 }
 
 
@@ -307,18 +309,56 @@ def train_acwe_cmd(
         typer.echo(f"skipped {case_id}: {reason}")
 
 
+@train_app.command("pixeldrl")
+@_friendly
+def train_pixeldrl_cmd(
+    data: Path = typer.Option(..., "--data", help="Labelled 2D data set (trains on its 70 % patient split)."),
+    out: Path = typer.Option(..., "--out", help="Model folder; a rerun resumes from OUT/checkpoint."),
+    shots: int | None = typer.Option(None, "--shots", min=1, help="Train on N slices (distinct patients first)."),
+    config: str = typer.Option("cpu", "--config", help="cpu (128x128, narrow, warm start + PA3C) or paper."),
+    budget_minutes: float | None = typer.Option(None, "--budget-minutes", help="Process CPU minutes of training."),
+    steps: int | None = typer.Option(None, "--steps", min=1, help="Number of updates (default: the epochs)."),
+    channels: str = typer.Option("all", "--channels", help="all, or channel names/indices (e.g. flair)."),
+    threads: int | None = typer.Option(None, "--threads", min=1, help="torch threads (default: torch's)."),
+    fresh: bool = typer.Option(False, "--fresh", help="Ignore an existing checkpoint in OUT."),
+    layout: str | None = typer.Option(None, "--layout"),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Train PixelDRL-MG: pixel agents that write the mask with PA3C (paper 004)."""
+    from scarceseg.errors import ScarcesegError
+    from scarceseg.methods.pixeldrl import PixelDRLConfig
+    from scarceseg.methods.pixeldrl_data import train_pixeldrl_from_dataset
+
+    try:
+        cfg = PixelDRLConfig.named(config)
+    except ValueError as exc:
+        raise ScarcesegError(str(exc)) from None
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    r = train_pixeldrl_from_dataset(data, out, config=cfg, shots=shots, budget_minutes=budget_minutes, steps=steps,
+                                    seed=seed, channels=channels, layout=layout, resume=not fresh,
+                                    progress=sys.stderr.isatty())
+    typer.echo(f"trained PixelDRL-MG ({config}) on {r['n_train']} slices: {r['steps']} updates "
+               f"({r['warm_steps']} warm start), {r['cpu_seconds']:.0f} CPU s, {r['n_parameters']} parameters; "
+               f"saved to {out}")
+
+
 @app.command()
 @_friendly
 def segment(
-    model: Path = typer.Option(..., "--model", help="A selector, U-Net or ACWE model folder."),
+    model: Path = typer.Option(..., "--model", help="A selector, U-Net, ACWE or PixelDRL-MG model folder."),
     data: Path = typer.Option(..., "--data", help="Data set folder (or folder of images) to segment."),
     out: Path = typer.Option(..., "--out", help="Folder for <case_id>.png masks."),
     mode: str = typer.Option("automatic", "--mode", help="Selector: automatic (default) or one-click."),
     points: Path | None = typer.Option(None, "--points", help="One-click: JSON {case_id: [y, x]} or CSV."),
+    action_maps: bool = typer.Option(False, "--action-maps", help="PixelDRL-MG: also write the action map of "
+                                                                    "every step to OUT/action_maps/."),
     layout: str | None = typer.Option(None, "--layout"),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
-    """Segment new images: propose candidates, let the trained agent pick (or run a U-Net or ACWE model)."""
+    """Segment new images: propose candidates, let the trained agent pick (or run a U-Net, ACWE or PixelDRL model)."""
     import json
 
     from scarceseg.errors import InputError, ScarcesegError
@@ -345,8 +385,13 @@ def segment(
         import importlib
 
         module, func = segmenter.split(":")
+        extra = {}
+        if action_maps:
+            if "pixeldrl" not in fmt.lower():
+                raise ScarcesegError("--action-maps is for PixelDRL-MG models")
+            extra["action_maps"] = True
         summary = getattr(importlib.import_module(module), func)(model, data, out, layout=layout,
-                                                                 progress=sys.stderr.isatty())
+                                                                 progress=sys.stderr.isatty(), **extra)
     typer.echo(f"wrote {len(summary['written'])} masks to {out}")
     for case_id, reason in summary.get("skipped") or []:
         typer.echo(f"skipped {case_id}: {reason}")
@@ -583,6 +628,31 @@ def bench_web(
     from scarceseg.web.bench import run_web_bench
 
     run_web_bench(out, n_clicks=clicks, chromium=chromium, echo=typer.echo)
+
+
+@bench_app.command("pixeldrl")
+@_friendly
+def bench_pixeldrl(
+    data: Path = typer.Option(Path("../shared/data/lgg"), "--data", help="LGG-layout slices."),
+    out: Path = typer.Option(Path("bench_out/pixeldrl"), "--out"),
+    budget_minutes: float = typer.Option(8.0, "--budget-minutes", help="CPU minutes per method, full training set."),
+    shot_minutes: float = typer.Option(2.5, "--shot-minutes", help="CPU minutes per method on the N-shot sets."),
+    shots: list[int] = typer.Option([50, 100], "--shots", help="N-shot sets (repeat)."),
+    folds: int = typer.Option(0, "--folds", help="Run k-fold CV of PixelDRL-MG and U-Net instead (e.g. 5)."),
+    threads: int = typer.Option(1, "--threads", min=1, help="torch threads per training (budget is CPU seconds)."),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Paper 004: Table 2 / Table 4 (PixelDRL-MG vs U-Net, Attention U-Net, PixelRL-U-Net), Fig. 7, Fig. 4."""
+    from scarceseg.bench.pixeldrl_bench import PixelDRLBudget, run_pixeldrl_bench, run_pixeldrl_cv
+
+    if folds:
+        run_pixeldrl_cv(data, out, folds=folds, budget_s=budget_minutes * 60.0, seed=seed, threads=threads,
+                        echo=typer.echo, progress=sys.stderr.isatty())
+        return
+    budget = PixelDRLBudget(full_s=budget_minutes * 60.0, shot_s=shot_minutes * 60.0, shots=tuple(shots),
+                            threads=threads, seed=seed)
+    run_pixeldrl_bench(data, out, budget, echo=typer.echo, progress=sys.stderr.isatty(),
+                       command="scarceseg " + " ".join(sys.argv[1:]))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -13,6 +13,9 @@ The pieces, in the order a training loop uses them:
 2. :func:`apply_adjustments` — eq. 2: ``p' = clip(p + A[a], 0, 1)``.
 3. :func:`cross_entropy_map`, :func:`relative_ce_reward` — eqs. 3-4: ``r = X(p_prev) - X(p_cur)``.
 4. :func:`discounted_returns` — eq. 5 / 7: ``R_t = sum_k gamma^(k-t) r_k``.
+   :func:`kernel_returns` — PixelRL / paper 004 eq. 8: ``R_t = r_t + gamma * (omega * R_{t+1})`` where ``omega``
+   is a learned convolution kernel that mixes the returns of neighbouring pixels.
+   :func:`mask_reward` — paper 004 eq. 12: ``r = (f_prev - G)^2 - (f_cur - G)^2`` for binary masks.
 5. :func:`a2c_loss` — policy gradient ``-log pi(a|s) * A``, value regression ``A^2`` (eq. 6), optional
    entropy bonus.
 
@@ -116,6 +119,69 @@ def discounted_returns(rewards, gamma: float, bootstrap=None):
     return out
 
 
+def mask_reward(prev_mask, mask, target):
+    """Paper 004 eq. 12 per pixel: ``r = (f^(t-1) - G)^2 - (f^(t) - G)^2``.
+
+    With binary masks ``r`` is +1 where a pixel became right, -1 where it became wrong, 0 otherwise.
+
+    Parameters
+    ----------
+    prev_mask, mask, target : Tensor or ndarray, same shape
+        ``f^(t-1)``, ``f^(t)`` and ``G`` (0/1 or probabilities).
+
+    Returns
+    -------
+    same type, float, same shape
+    """
+    if isinstance(mask, torch.Tensor):
+        prev_mask, target = prev_mask.to(mask.dtype), target.to(mask.dtype)
+        return (prev_mask - target) ** 2 - (mask - target) ** 2
+    f0, f1, g = (np.asarray(a, dtype=np.float64) for a in (prev_mask, mask, target))
+    return (f0 - g) ** 2 - (f1 - g) ** 2
+
+
+def kernel_returns(rewards: torch.Tensor, gamma: float, kernel: torch.nn.Module | torch.Tensor,
+                   bootstrap: torch.Tensor | None = None) -> torch.Tensor:
+    """n-step returns whose future term is a convolution of the neighbours' returns (paper 004 eq. 8, PixelRL).
+
+    ``R^(T-1) = r^(T-1) + gamma * (omega * B)`` with ``B`` the bootstrap value map (0 for a terminal state, as in
+    Algorithm 1 line 16), then backwards ``R^(t) = r^(t) + gamma * (omega * R^(t+1))``. With ``omega`` the
+    identity kernel (1 in the centre) this is :func:`discounted_returns`. Gradients flow into ``omega`` (it is
+    learned with the value loss, eq. 13).
+
+    Parameters
+    ----------
+    rewards : Tensor, shape (T, B, Y, X)
+    gamma : float
+    kernel : nn.Module or Tensor
+        A module mapping (B, 1, Y, X) to (B, 1, Y, X) (e.g. ``Conv2d(1, 1, 3, padding=1, bias=False)``), or a
+        (kh, kw) weight tensor applied with zero padding ("same" size, odd sides).
+    bootstrap : Tensor, shape (B, Y, X), optional
+        ``V(s^(T))``; zeros when None (terminal).
+
+    Returns
+    -------
+    Tensor, shape (T, B, Y, X)
+    """
+    if isinstance(kernel, torch.Tensor):
+        weight = kernel.reshape(1, 1, *kernel.shape[-2:]).to(rewards.dtype)
+        pad = (weight.shape[-2] // 2, weight.shape[-1] // 2)
+
+        def mix(z: torch.Tensor) -> torch.Tensor:
+            return F.conv2d(z.unsqueeze(1), weight, padding=pad).squeeze(1)
+    else:
+
+        def mix(z: torch.Tensor) -> torch.Tensor:
+            return kernel(z.unsqueeze(1)).squeeze(1)
+
+    running = torch.zeros_like(rewards[0]) if bootstrap is None else bootstrap
+    out = []
+    for t in range(len(rewards) - 1, -1, -1):
+        running = rewards[t] + gamma * mix(running)
+        out.append(running)
+    return torch.stack(out[::-1])
+
+
 @dataclass
 class A2CLoss:
     """The parts of one A2C loss (scalars as tensors so ``total`` can be back-propagated)."""
@@ -145,7 +211,9 @@ def a2c_loss(
         Value head output (per voxel; averaged over voxels for ``advantage="mean"``).
     actions : Tensor of int64, shape (T, B, *spatial)
     returns : Tensor, shape (T, B, *spatial)
-        Discounted per-voxel returns (:func:`discounted_returns` of the per-voxel rewards).
+        Discounted per-voxel returns (:func:`discounted_returns` of the per-voxel rewards, or
+        :func:`kernel_returns`; when they carry gradients, e.g. into a learned kernel, the value loss reaches
+        them while the policy term uses the detached advantage).
     advantage : {"pixel", "mean"}
         ``"pixel"``: ``A = R_i - V_i`` per voxel (PixelRL). ``"mean"``: paper 002 eq. 7, ``A = mean_i R_i
         - mean_i V_i``, one advantage per image and step.
