@@ -87,9 +87,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from scarceseg.methods.unet_baseline import _deterministic, _resolve_device
 from scarceseg.nets.checkpoint import load_weights, read_checkpoint_info, save_checkpoint
 from scarceseg.nets.pixeldrl_net import KEEP, PixelDRLNet, count_parameters
+from scarceseg.nets.runtime import deterministic, resolve_device
 from scarceseg.preprocess.intensity import normalise
 from scarceseg.rl.a2c import a2c_loss, kernel_returns, mask_reward, sample_actions
 
@@ -220,7 +220,7 @@ class PixelDRL:
 
     def __init__(self, config: PixelDRLConfig | None = None, device: str = "cpu") -> None:
         self.config = config or PixelDRLConfig()
-        self.device = _resolve_device(device)
+        self.device = resolve_device(device)
         self.net: PixelDRLNet | None = None
         self.in_channels: int | None = None
         self.meta: dict = {}
@@ -330,7 +330,7 @@ class PixelDRL:
         per_epoch = math.ceil(n / cfg.batch_size)
         total = steps if steps is not None else cfg.epochs * per_epoch
         t_wall, t_cpu = time.perf_counter(), time.process_time()
-        with torch.random.fork_rng(devices=[]), _deterministic():
+        with torch.random.fork_rng(devices=[]), deterministic():
             torch.manual_seed(seed)
             net = self.build(x_all.shape[1])
             opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)

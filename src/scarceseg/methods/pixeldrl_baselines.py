@@ -25,7 +25,8 @@ import torch
 import torch.nn.functional as F
 
 from scarceseg.methods.pixeldrl import _augment_batch
-from scarceseg.methods.unet_baseline import _deterministic, compute_loss
+from scarceseg.methods.unet_baseline import compute_loss
+from scarceseg.nets.runtime import deterministic
 from scarceseg.rl.a2c import a2c_loss, apply_adjustments, discounted_returns, relative_ce_reward, sample_actions
 
 PIXELRL_ADJUSTMENTS = (-1.0, -0.4, -0.2, -0.1, 0.1, 0.2, 0.4, 1.0)  # paper 004 §Ablation: ±1.0, ±0.4, ±0.2, ±0.1
@@ -68,7 +69,7 @@ def train_supervised(name: str, x: np.ndarray, g: np.ndarray, seed: int = 0, ste
     rng = np.random.default_rng(seed)
     t0 = time.process_time()
     hist: dict = {"loss": [], "steps": 0}
-    with torch.random.fork_rng(devices=[]), _deterministic():
+    with torch.random.fork_rng(devices=[]), deterministic():
         torch.manual_seed(seed)
         net = build_baseline(name, x.shape[1])
         opt = torch.optim.Adam(net.parameters(), lr=lr)
@@ -149,7 +150,7 @@ class PixelRLRefiner:
         t0 = time.process_time()
         hist: dict = {"loss": [], "steps": 0}
         stack = np.concatenate([x, p0[:, None]], 1).astype(np.float32)
-        with torch.random.fork_rng(devices=[]), _deterministic():
+        with torch.random.fork_rng(devices=[]), deterministic():
             torch.manual_seed(seed)
             net = RefineNet(x.shape[1] + 1, len(PIXELRL_ADJUSTMENTS), value_head=True, width=self.width)
             opt = torch.optim.Adam(net.parameters(), lr=lr)
