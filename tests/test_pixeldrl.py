@@ -286,3 +286,29 @@ def test_paper_config_network_runs_one_update_with_the_state_in_the_vgg():
     assert model.net.state_in_trunk and model.net.vgg.layers[0].in_channels == 4  # image + f^(t-1)
     assert model.net.vgg.layers[-2].out_channels == 256  # conv4_3 at half of VGG16's 512
     assert model.predict_prepared(x).shape == (2, 2, 32, 32)
+
+
+def test_oracle_adjustment_on_3x3_and_pixelrl_refiner_learns_a_toy_task():
+    from scarceseg.methods.pixeldrl_baselines import oracle_adjustment
+
+    p = torch.tensor([[[0.0, 0.5, 1.0], [0.35, 0.65, 0.9], [0.05, 0.95, 0.0]]])
+    g = torch.tensor([[[1, 1, 1], [0, 0, 1], [0, 0, 0]]])
+    table = np.array(PIXELRL_ADJUSTMENTS)
+    got = table[oracle_adjustment(p, g).numpy()[0]]
+    # exact hits win (+1.0 from 0 or 0.5 to 1); ties go to the smaller step (0.35 -> 0 by -0.4 or -1.0);
+    # at the label: the smallest step towards it
+    assert np.allclose(got, [[1.0, 1.0, 0.1], [-0.4, -1.0, 0.1], [-0.1, -1.0, -0.1]])
+
+    # toy: a coarse, too-large probability square must be pulled towards the true square
+    rng = np.random.default_rng(0)
+    x = rng.normal(0, 0.1, (8, 1, 24, 24)).astype(np.float32)
+    g = np.zeros((8, 24, 24), np.float32)
+    g[:, 8:16, 8:16] = 1
+    x[:, 0] += 2 * g
+    p0 = np.zeros_like(g)
+    p0[:, 5:19, 5:19] = 0.7
+    refiner = PixelRLRefiner(t_max=2, width=8)
+    refiner.fit(x, p0, g, steps=200, seed=0)
+    out = refiner.refine(x, p0) > 0.5
+    dice = 2 * (out & (g > 0)).sum() / (out.sum() + g.sum())
+    assert dice > 0.9 > 2 * 64 / (196 + 64)  # the start's Dice is 0.49
