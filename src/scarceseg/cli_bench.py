@@ -1,0 +1,183 @@
+"""`scarceseg bench ...`: the papers' experiments and the speed benchmarks, each a thin wrapper over a plain
+function (imports inside the commands so that ``--help`` is instant)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from scarceseg.cli_util import friendly as _friendly
+
+bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks and paper experiments.")
+
+
+@bench_app.command("foundation")
+@_friendly
+def bench_foundation(
+    data: Path = typer.Option(Path("../shared/data/lgg"), "--data", help="An LGG-layout folder."),
+    limit: int | None = typer.Option(None, "--limit", help="Use only the first N cases."),
+) -> None:
+    """Time loading every slice of a data set and computing every metric on each pair."""
+    from scarceseg.bench.foundation import run_foundation_bench
+
+    run_foundation_bench(data, limit=limit, echo=typer.echo)
+
+
+@bench_app.command("propose")
+@_friendly
+def bench_propose(
+    data: Path = typer.Option(Path("../shared/data/lgg"), "--data"),
+    n: int = typer.Option(20, "--n", help="Number of slices (spread over patients)."),
+    out: Path | None = typer.Option(None, "--out", help="Also write the figures as JSON here."),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Faithful vs fast proposer side by side: seconds per slice and best-candidate Dice."""
+    from scarceseg.bench.propose_bench import run_propose_bench
+
+    run_propose_bench(data, n=n, seed=seed, echo=typer.echo, out=out)
+
+
+@bench_app.command("stember")
+@_friendly
+def bench_stember(
+    data: Path = typer.Option(Path("../shared/data/lgg"), "--data", help="LGG-layout data set."),
+    out: Path = typer.Option(Path("bench_out/stember"), "--out"),
+    seed: list[int] = typer.Option([0], "--seed", help="Split/training seed; repeat for several."),
+    n_train: int = typer.Option(10, "--n-train", help="Training images, one per patient."),
+    max_test: int | None = typer.Option(None, "--max-test", help="Cap on test slices (default: all)."),
+    episodes: int | None = typer.Option(None, "--episodes", help="Override the DQN's 300 episodes."),
+    unet_epochs: int | None = typer.Option(None, "--unet-epochs", help="Override U-Net epochs (both configs)."),
+    unet: bool = typer.Option(True, "--unet/--no-unet", help="Also train and test the two U-Net baselines."),
+    unet_device: str = typer.Option("cpu", "--unet-device", help="cpu, cuda or auto for the U-Nets."),
+    workers: int = typer.Option(1, "--workers", min=1, help="Processes for proposing candidates."),
+    propose_only: bool = typer.Option(False, "--propose-only", help="Only fill the proposal cache, then stop."),
+) -> None:
+    """Paper 000's experiment: UDC + DQN (one-click, automatic) vs U-Net, with figures and report.md.
+
+    Finished seeds are kept in OUT/seed<S>/ and reused, so an interrupted run resumes and seeds can run in
+    parallel processes; a last run with every --seed writes the pooled report.
+    """
+    from scarceseg.bench.stember import run_stember
+
+    run_stember(data, out, seeds=seed, n_train=n_train, max_test=max_test, episodes=episodes,
+                unet_epochs=unet_epochs, unet=unet, unet_device=unet_device, workers=workers,
+                propose_only=propose_only, echo=typer.echo, progress=sys.stderr.isatty())
+
+
+@bench_app.command("jule")
+@_friendly
+def bench_jule(
+    data: Path = typer.Option(Path("../shared/data"), "--data",
+                              help="Folder holding brats2015/ and/or la2018/, or one such data set."),
+    out: Path = typer.Option(Path("bench_out/jule"), "--out"),
+    config: str = typer.Option("cpu", "--config", help="JULE config: cpu | paper | a JSON file."),
+    brats_limit: int | None = typer.Option(None, "--brats-limit", help="First N BRATS volumes (default: all)."),
+    la_limit: int | None = typer.Option(4, "--la-limit", help="First N LA volumes (0: all)."),
+    seed: int = typer.Option(0, "--seed"),
+    ablation: bool = typer.Option(True, "--ablation/--no-ablation",
+                                  help="Also score k-means on the untrained (random) CNN's features."),
+) -> None:
+    """Paper 001's experiment: NMI and matched Dice vs K for JULE, k-means and multi-Otsu; figure and report."""
+    from scarceseg.bench.jule_bench import run_jule_bench
+
+    run_jule_bench(data, out, config=config, brats_limit=brats_limit, la_limit=la_limit or None, seed=seed,
+                   ablation=ablation, echo=typer.echo, progress=sys.stderr.isatty())
+
+
+@bench_app.command("itermrl")
+@_friendly
+def bench_itermrl(
+    data: Path = typer.Option(Path("../shared/data/brats2015"), "--data",
+                              help="2D data: BRATS volumes (split by case, sliced) or LGG-layout slices."),
+    out: Path = typer.Option(Path("bench_out/itermrl"), "--out"),
+    data3d: Path | None = typer.Option(None, "--data3d",
+                                       help="3D data: LA 2018 (HDF5) or BRATS volumes; crops around the target."),
+    seed: int = typer.Option(0, "--seed"),
+    n_train1: int = typer.Option(24, "--n-train1", help="Slices for the initial U-Net (D_train1)."),
+    unet_epochs: int = typer.Option(40, "--unet-epochs"),
+    unet_scale: float = typer.Option(0.5, "--unet-scale", help="U-Net input resize factor (CPU budget)."),
+    n_train2: int = typer.Option(80, "--n-train2", help="Slices for the refiners (D_train2)."),
+    n_test: int = typer.Option(30, "--n-test", help="Test slices (D_test)."),
+    itermrl_iterations: int = typer.Option(600, "--itermrl-iterations"),
+    baseline_iterations: int = typer.Option(200, "--baseline-iterations"),
+    noc_cases: int = typer.Option(10, "--noc-cases"),
+    iterations_3d: int = typer.Option(60, "--iterations-3d"),
+) -> None:
+    """Paper 002's tables: Dice per step, interaction ablation, NoC@85/90, latency (2D; 3D with --data3d)."""
+    from scarceseg.bench.itermrl_bench import ItermrlBudget, run_itermrl_bench
+
+    budget = ItermrlBudget(n_train1=n_train1, unet_epochs=unet_epochs, unet_scale=unet_scale, n_train2=n_train2,
+                           n_test=n_test,
+                           itermrl_iterations=itermrl_iterations, baseline_iterations=baseline_iterations,
+                           noc_cases=noc_cases, iterations_3d=iterations_3d, seed=seed, do_3d=data3d is not None)
+    run_itermrl_bench(data, out, budget, data3d=data3d, echo=typer.echo, progress=sys.stderr.isatty(),
+                      command="scarceseg " + " ".join(sys.argv[1:]))
+
+
+@bench_app.command("acwe")
+@_friendly
+def bench_acwe(
+    data: list[Path] = typer.Option([Path("../shared/data/lgg"), Path("../shared/data/la2018")], "--data",
+                                    help="Labelled data set; repeat for several (default: LGG and LA 2018)."),
+    out: Path = typer.Option(Path("bench_out/acwe"), "--out"),
+    seed: int = typer.Option(0, "--seed"),
+    n_train: int | None = typer.Option(400, "--n-train", help="Cap on training slices per data set (0 = all)."),
+    n_test: int | None = typer.Option(150, "--n-test", help="Cap on test slices per data set (0 = all)."),
+    epochs: int | None = typer.Option(None, "--epochs", help="Epochs of modes 1 and 4 (default 8)."),
+    finetune_steps: int | None = typer.Option(None, "--finetune-steps",
+                                              help="Exact modes 2-3 steps (default: max(150, 40 label passes))."),
+    size: int | None = typer.Option(None, "--size", help="Network grid side (default 64; the paper's 192)."),
+    slice_step: int = typer.Option(2, "--slice-step", min=1, help="Volumes: every N-th slice with the label."),
+    mode4_labels: int | None = typer.Option(None, "--mode4-labels", help="Labels for mode 4 (default: all)."),
+    threads: int = typer.Option(1, "--threads", min=1, help="torch threads (1: same core count as chan_vese)."),
+    paper_timing: int = typer.Option(10, "--paper-timing", min=0,
+                                     help="Test images also timed at the paper's 192x192 grid (0: skip)."),
+    device: str = typer.Option("cpu", "--device", help="ConvNet device: cpu (default), cuda or auto."),
+) -> None:
+    """Paper 003's Table 1: ACWE ConvNet modes 1-4 vs scikit-image Chan-Vese, Dice and seconds per image."""
+    from scarceseg.bench.acwe_bench import run_acwe_bench
+
+    run_acwe_bench(data, out, seed=seed, n_train=n_train or None, n_test=n_test or None, epochs=epochs,
+                   finetune_steps=finetune_steps, size=size, slice_step=slice_step, mode4_labels=mode4_labels,
+                   threads=threads, paper_timing=paper_timing, device=device, echo=typer.echo,
+                   progress=sys.stderr.isatty())
+
+
+@bench_app.command("web")
+@_friendly
+def bench_web(
+    clicks: int = typer.Option(30, "--clicks", min=20, help="Refinement clicks to time (median reported)."),
+    out: Path = typer.Option(Path("bench_out/web"), "--out", help="Sample data, server files, screenshot."),
+    chromium: str = typer.Option("/usr/bin/chromium", "--chromium", help="The Chromium binary."),
+) -> None:
+    """Time click -> updated overlay in Chromium on a 256x256 sample slice (the browser app's latency)."""
+    from scarceseg.web.bench import run_web_bench
+
+    run_web_bench(out, n_clicks=clicks, chromium=chromium, echo=typer.echo)
+
+
+@bench_app.command("pixeldrl")
+@_friendly
+def bench_pixeldrl(
+    data: Path = typer.Option(Path("../shared/data/lgg"), "--data", help="LGG-layout slices."),
+    out: Path = typer.Option(Path("bench_out/pixeldrl"), "--out"),
+    budget_minutes: float = typer.Option(8.0, "--budget-minutes", help="CPU minutes per method, full training set."),
+    shot_minutes: float = typer.Option(2.5, "--shot-minutes", help="CPU minutes per method on the N-shot sets."),
+    shots: list[int] = typer.Option([50, 100], "--shots", help="N-shot sets (repeat)."),
+    folds: int = typer.Option(0, "--folds", help="Run k-fold CV of PixelDRL-MG and U-Net instead (e.g. 5)."),
+    threads: int = typer.Option(1, "--threads", min=1, help="torch threads per training (budget is CPU seconds)."),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Paper 004: Table 2 / Table 4 (PixelDRL-MG vs U-Net, Attention U-Net, PixelRL-U-Net), Fig. 7, Fig. 4."""
+    from scarceseg.bench.pixeldrl_bench import PixelDRLBudget, run_pixeldrl_bench, run_pixeldrl_cv
+
+    if folds:
+        run_pixeldrl_cv(data, out, folds=folds, budget_s=budget_minutes * 60.0, seed=seed, threads=threads,
+                        echo=typer.echo, progress=sys.stderr.isatty())
+        return
+    budget = PixelDRLBudget(full_s=budget_minutes * 60.0, shot_s=shot_minutes * 60.0, shots=tuple(shots),
+                            threads=threads, seed=seed)
+    run_pixeldrl_bench(data, out, budget, echo=typer.echo, progress=sys.stderr.isatty(),
+                       command="scarceseg " + " ".join(sys.argv[1:]))
