@@ -104,6 +104,7 @@ def bench_itermrl(
     baseline_iterations: int = typer.Option(200, "--baseline-iterations"),
     noc_cases: int = typer.Option(10, "--noc-cases"),
     iterations_3d: int = typer.Option(60, "--iterations-3d"),
+    baseline_iterations_3d: int = typer.Option(60, "--baseline-iterations-3d", help="R-Net / InterCNN updates in 3D."),
 ) -> None:
     """Paper 002's tables: Dice per step, interaction ablation, NoC@85/90, latency (2D; 3D with --data3d)."""
     from scarceseg.bench.itermrl_bench import ItermrlBudget, run_itermrl_bench
@@ -111,7 +112,8 @@ def bench_itermrl(
     budget = ItermrlBudget(n_train1=n_train1, unet_epochs=unet_epochs, unet_scale=unet_scale, n_train2=n_train2,
                            n_test=n_test,
                            itermrl_iterations=itermrl_iterations, baseline_iterations=baseline_iterations,
-                           noc_cases=noc_cases, iterations_3d=iterations_3d, seed=seed, do_3d=data3d is not None)
+                           noc_cases=noc_cases, iterations_3d=iterations_3d,
+                           baseline_iterations_3d=baseline_iterations_3d, seed=seed, do_3d=data3d is not None)
     run_itermrl_bench(data, out, budget, data3d=data3d, echo=typer.echo, progress=sys.stderr.isatty(),
                       command="scarceseg " + " ".join(sys.argv[1:]))
 
