@@ -208,7 +208,7 @@ def test_modes_two_to_four_and_save_load(tmp_path: Path):
 
     tuned.meta["note"] = "x"
     path = tuned.save(tmp_path / "m")
-    info = json.loads((path / "config.json").read_text())
+    info = json.loads((path / "config.json").read_text(encoding="utf-8"))
     assert info["format"] == "scarceseg.acwe" and info["mode"] == 2 and info["config"]["nu"] == 0.004
     back = ACWESegmenter.load(path)
     assert back.polarity == tuned.polarity and back.mode == 2 and back.meta["note"] == "x"
@@ -310,9 +310,9 @@ def test_cli_train_segment_bench_on_sample_data(tmp_path: Path):
                  "--paper-timing", "0",
                  *tiny)
     assert bench.exit_code == 0, bench.output
-    report = (tmp_path / "bench" / "report.md").read_text()
+    report = (tmp_path / "bench" / "report.md").read_text(encoding="utf-8")
     assert "mode4" in report and "chan_vese" in report and "ConvNet batch 32" in report
-    summary = json.loads((tmp_path / "bench" / "data" / "mode1" / "summary.json").read_text())
+    summary = json.loads((tmp_path / "bench" / "data" / "mode1" / "summary.json").read_text(encoding="utf-8"))
     assert summary["dice"]["n"] >= 1
 
 
@@ -333,7 +333,7 @@ def test_cli_volumes_train_and_segment_as_slices(tmp_path: Path):
                   "--epochs", "2", "--size", "16")
     assert result.exit_code == 0, result.output
     assert "on 9 images" in result.output  # 3 volumes x 3 slices with the atrium
-    assert json.loads((tmp_path / "m" / "config.json").read_text())["config"]["roi"] == "centre"
+    assert json.loads((tmp_path / "m" / "config.json").read_text(encoding="utf-8"))["config"]["roi"] == "centre"
     seg = _run("segment", "--model", tmp_path / "m", "--data", tmp_path / "la", "--out", tmp_path / "pred")
     assert seg.exit_code == 0, seg.output
     from scarceseg.io import read_mask

@@ -86,10 +86,10 @@ def test_sample_data_then_evaluate(tmp_path: Path):
     result = _run("evaluate", "--pred", pred_dir, "--gt", data, "--out", out)
     assert result.exit_code == 0, result.output
     assert "match no case" in result.output and "stray" in result.output
-    summary = json.loads((out / "summary.json").read_text())
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     assert summary["dice"]["n"] == 3
     assert summary["dice"]["mean"] == pytest.approx(2 / 3)
-    rows = (out / "per_case.csv").read_text().splitlines()
+    rows = (out / "per_case.csv").read_text(encoding="utf-8").splitlines()
     assert len(rows) == 4 and rows[0].startswith("case_id")
 
 

@@ -21,10 +21,10 @@ def test_propose_pick_history(tmp_path: Path):
     assert _run("sample-data", "--out", data, "--n", "2").exit_code == 0
     result = _run("propose", data, "--out", work)
     assert result.exit_code == 0, result.output
-    index = json.loads((work / "proposals" / "index.json").read_text())
+    index = json.loads((work / "proposals" / "index.json").read_text(encoding="utf-8"))
     assert len(index) == 2
     case_id = sorted(index)[0]
-    cands = json.loads((work / "proposals" / case_id / "candidates.json").read_text())
+    cands = json.loads((work / "proposals" / case_id / "candidates.json").read_text(encoding="utf-8"))
     assert cands and (work / "proposals" / case_id / "contact_sheet.png").stat().st_size > 0
 
     assert _run("pick", work, case_id, "--candidate", "0", "--who", "alice").exit_code == 0
@@ -63,7 +63,7 @@ def test_train_selector_and_segment_both_modes(tmp_path: Path):
     result = _run("segment", "--model", model, "--data", data, "--out", auto)
     assert result.exit_code == 0, result.output
     assert "wrote 3 masks" in result.output
-    selection = json.loads((auto / "selection.json").read_text())
+    selection = json.loads((auto / "selection.json").read_text(encoding="utf-8"))
     assert selection["mode"] == "automatic" and len(selection["cases"]) == 3
 
     # one-click: the click is each truth's innermost pixel; the chosen candidate must contain it
@@ -104,12 +104,12 @@ def test_bench_stember_tiny(tmp_path: Path):
     result = _run("bench", "stember", "--data", data, "--out", out, "--seed", "0", "--n-train", "3",
                   "--max-test", "2", "--episodes", "3", "--unet-epochs", "1")
     assert result.exit_code == 0, result.output
-    report = (out / "report.md").read_text()
+    report = (out / "report.md").read_text(encoding="utf-8")
     for method in ("oracle_best_candidate", "udc_dqn_one_click", "udc_dqn_automatic", "unet_paper", "unet_fair"):
         assert method in report
     assert (out / "dice_boxplot.png").stat().st_size > 0
     assert (out / "selection_accuracy_seed0.png").stat().st_size > 0
-    results = json.loads((out / "results.json").read_text())
+    results = json.loads((out / "results.json").read_text(encoding="utf-8"))
     # the oracle's best candidate is, by construction, at least as good as any selected candidate
     assert results["summary"]["oracle_best_candidate"]["dice"] >= results["summary"]["udc_dqn_automatic"]["dice"]
 
@@ -117,14 +117,14 @@ def test_bench_stember_tiny(tmp_path: Path):
     again = _run("bench", "stember", "--data", data, "--out", out, "--seed", "0", "--n-train", "3",
                  "--max-test", "2", "--episodes", "3", "--unet-epochs", "1")
     assert again.exit_code == 0 and "reused" in again.output
-    assert json.loads((out / "results.json").read_text())["summary"] == results["summary"]
+    assert json.loads((out / "results.json").read_text(encoding="utf-8"))["summary"] == results["summary"]
 
 
 def test_demo_pipeline_tiny(tmp_path: Path):
     result = _run("demo", "--out", tmp_path / "demo", "--n", "4", "--episodes", "3")
     assert result.exit_code == 0, result.output
     assert "[6/6]" in result.output and "report:" in result.output
-    report = (tmp_path / "demo" / "report.md").read_text()
+    report = (tmp_path / "demo" / "report.md").read_text(encoding="utf-8")
     for method in ("oracle_best_candidate", "udc_dqn_one_click", "udc_dqn_automatic", "multi_otsu", "kmeans"):
         assert f"| {method} |" in report
     # the oracle picks went through the label store, labelled as oracle

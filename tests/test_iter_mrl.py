@@ -213,7 +213,7 @@ def test_cli_train_refiner_and_refine(sample_dir, tmp_path):
     r = runner.invoke(app, ["train", "refiner", "--data", str(sample_dir), "--out", str(model),
                             "--iterations", "2", "--seed", "0"])
     assert r.exit_code == 0, r.output
-    assert json.loads((model / "config.json").read_text())["format"] == "scarceseg.iter_mrl"
+    assert json.loads((model / "config.json").read_text(encoding="utf-8"))["format"] == "scarceseg.iter_mrl"
     from scarceseg.datasets import open_dataset
 
     ds = open_dataset(sample_dir)

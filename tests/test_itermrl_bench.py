@@ -33,7 +33,7 @@ def test_bench_itermrl_tiny_budget_writes_every_table(tmp_path):
                            baseline_iterations=2, noc_max=2, noc_cases=1, latency_steps=2, iterations_3d=1,
                            baseline_iterations_3d=1, crop_3d=(24, 40, 40), latency_3d_repeats=1)
     res = run_itermrl_bench(tmp_path / "lgg", tmp_path / "out", budget, data3d=tmp_path / "la", echo=lambda s: None)
-    saved = json.loads((tmp_path / "out" / "results.json").read_text())
+    saved = json.loads((tmp_path / "out" / "results.json").read_text(encoding="utf-8"))
     methods = {"initial", "mincut", "itermrl", "rnet", "intercnn"}
     for part in (saved, saved["3d"]):
         assert set(part["table2"]) == {"bg", "unet", "corrupt"} - ({"unet"} if part is saved["3d"] else set())
@@ -45,6 +45,6 @@ def test_bench_itermrl_tiny_budget_writes_every_table(tmp_path):
             assert len(set(np.round(rows["initial"]["mean"], 9))) == 1
     assert set(saved["3d"]["train_seconds"]) == {"itermrl", "rnet", "intercnn"}
     assert res["3d"]["latency_128cubed_ms_itermrl"] > 0
-    report = (tmp_path / "out" / "report.md").read_text()
+    report = (tmp_path / "out" / "report.md").read_text(encoding="utf-8")
     assert "## 3D" in report and "| intercnn |" in report
     assert (tmp_path / "out" / "curves.png").stat().st_size > 0

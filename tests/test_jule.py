@@ -234,7 +234,7 @@ def test_cli_cluster_each_method(method, rng, tmp_path: Path):
     assert labels.shape == image.shape and (labels[~ball] == 0).all()
     assert set(np.unique(labels[ball])) == {1, 2, 3}
     assert (out / "slices.png").stat().st_size > 0
-    summary = json.loads((out / "summary.json").read_text())
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     assert summary["method"] == method and summary["k"] == 3
     if method == "otsu":  # the bright cube is the brightest class
         assert nmi(labels[ball] == 3, (image > 2)[ball]) > 0.8
@@ -307,7 +307,7 @@ def test_bench_on_tiny_synthetic_sets(rng, tmp_path: Path):
     for name in ("rows.csv", "timings.csv", "summary.json", "report.md", "nmi_vs_k.png", "slices_brats.png",
                  "slices_la.png"):
         assert (tmp_path / "out" / name).stat().st_size > 0, name
-    rows = (tmp_path / "out" / "rows.csv").read_text().splitlines()
+    rows = (tmp_path / "out" / "rows.csv").read_text(encoding="utf-8").splitlines()
     assert len(rows) == 1 + 2 * 4 * 2  # header + 2 sets x 4 methods x 2 K
     assert all(0.3 < summary["mean_nmi"]["brats"][m][3] <= 1 for m in ("kmeans", "otsu"))  # the cube stands out
     assert "mean NMI" in lines[-1]

@@ -216,7 +216,7 @@ def test_resume_from_checkpoint_equals_uninterrupted_run(tmp_path):
     h_whole = whole.fit(x, g, seed=3, steps=6)  # 3 warm-start + 3 PA3C updates
     first = PixelDRL(tiny_config())
     first.fit(x, g, seed=3, steps=6, checkpoint_dir=tmp_path / "ck", checkpoint_every=2, stop_at=3)
-    assert json.loads((tmp_path / "ck" / "state.json").read_text())["history"]["steps"] == 3
+    assert json.loads((tmp_path / "ck" / "state.json").read_text(encoding="utf-8"))["history"]["steps"] == 3
     second = PixelDRL(tiny_config())
     h_second = second.fit(x, g, seed=3, steps=6, checkpoint_dir=tmp_path / "ck", resume=True)
     assert h_second["steps"] == 6 and h_second["warm_steps"] == 3
@@ -235,7 +235,7 @@ def test_save_load_roundtrip_and_wrong_format(tmp_path):
     again = PixelDRL.load(tmp_path / "m")
     assert again.config == model.config
     assert np.array_equal(again.predict_prepared(x), model.predict_prepared(x))
-    info = json.loads((tmp_path / "m" / "config.json").read_text())
+    info = json.loads((tmp_path / "m" / "config.json").read_text(encoding="utf-8"))
     info["format"] = "scarceseg.unet_baseline"
     (tmp_path / "m" / "config.json").write_text(json.dumps(info))
     with pytest.raises(InputError, match="not a PixelDRL-MG model"):

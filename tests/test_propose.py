@@ -108,9 +108,9 @@ def test_save_load_round_trip_and_files(tmp_path):
         assert (folder / name).is_file(), name
     with np.load(folder / "proposal.npz") as data:
         assert set(data.files) == {"image", "labels", "masks"}
-    cands = json.loads((folder / "candidates.json").read_text())
+    cands = json.loads((folder / "candidates.json").read_text(encoding="utf-8"))
     assert cands and all(set(c) == {"index", "area", "centroid", "bbox", "source"} for c in cands)
-    index = json.loads((tmp_path / "proposals" / "index.json").read_text())
+    index = json.loads((tmp_path / "proposals" / "index.json").read_text(encoding="utf-8"))
     assert set(index["synthetic_1"]) == {"source", "patient_id", "config", "seed", "seconds", "created"}
     assert Image.open(folder / "labels.png").size == (64, 64)
 
@@ -158,7 +158,7 @@ def test_propose_inputs_skips_corrupt_and_keeps_other_content(tmp_path):
     assert [s[0] for s in summary["skipped"]] == ["broken.tif", "absent.png"]
     assert any("broken.tif" in m for m in messages)
     assert (work / "store.sqlite").read_bytes() == b"not touched"
-    assert (work / "proposals" / "other" / "keep.txt").read_text() == "mine"
+    assert (work / "proposals" / "other" / "keep.txt").read_text(encoding="utf-8") == "mine"
     assert list_proposals(work) == ["good"]
 
     # a folder of loose images works too, and re-proposing overwrites only that case

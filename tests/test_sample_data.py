@@ -39,8 +39,8 @@ def test_layout_and_manifest(sample):
     for p in paths:
         assert re.fullmatch(r"SAMPLE_\d{2}_\d{8}_\d+\.tif", p.name), p.name
         assert _mask_path(p).is_file()
-    assert "SYNTHETIC" in (out / "README.txt").read_text()
-    manifest = json.loads((out / "manifest.json").read_text())
+    assert "SYNTHETIC" in (out / "README.txt").read_text(encoding="utf-8")
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["synthetic"] is True and manifest["seed"] == 0 and manifest["n"] == N
     assert [c["case_id"] for c in manifest["cases"]] == [p.stem for p in paths]
     for case in manifest["cases"]:

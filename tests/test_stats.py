@@ -52,7 +52,7 @@ def test_collector_writes_csv_and_json(collector, tmp_path):
     assert float(rows[1]["dice"]) == collector.rows[1]["dice"]  # full precision round trip
     assert rows[2]["hd95"] == "nan" and rows[2]["patient"] == "p2"
 
-    summary = json.loads(json_path.read_text())
+    summary = json.loads(json_path.read_text(encoding="utf-8"))
     assert list(summary) == list(STANDARD_METRICS)
     for fields in summary.values():
         assert tuple(fields) == SUMMARY_FIELDS
@@ -105,7 +105,7 @@ def test_summarize_edge_cases():
 def test_empty_summary_is_valid_json(tmp_path):
     col = MetricCollector()
     _, json_path = col.write(tmp_path)
-    assert json.loads(json_path.read_text())["dice"]["mean"] is None
+    assert json.loads(json_path.read_text(encoding="utf-8"))["dice"]["mean"] is None
 
 
 # ---------------------------------------------------------------- paired statistics

@@ -230,7 +230,7 @@ def test_export_json_is_readable(store: LabelStore, tmp_path: Path) -> None:
     store.add_click("c1", 1, 1, positive=False)
     store.save_mask("c1", "final", np.ones((2, 2), bool))
     out = store.export_json(tmp_path / "dump" / "picks.json")
-    dump = json.loads(out.read_text())
+    dump = json.loads(out.read_text(encoding="utf-8"))
     assert dump["schema_version"] == SCHEMA_VERSION and dump["current"] == {"c1": 2}
     assert dump["picks"][0] | {"when": None} == {
         "id": 1, "case_id": "c1", "candidate": 3, "point": [1, 2], "who": "alice", "when": None,

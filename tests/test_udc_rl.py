@@ -179,7 +179,7 @@ def test_save_load_round_trip_gives_identical_scores(tmp_path):
     selector, _ = train_selector_arrays(*data, config=TINY, seed=0)
     folder = selector.save(tmp_path / "model")
     assert (folder / "model.safetensors").is_file()
-    meta = json.loads((folder / "config.json").read_text())
+    meta = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     assert meta["config"]["gamma"] == 0.99 and meta["seed"] == 0 and "scarceseg_version" in meta
     loaded = Selector.load(folder, device="cpu")
     assert loaded.config.channels == TINY.channels
@@ -267,7 +267,7 @@ def test_train_from_workdir_and_segment_a_folder(tmp_path, monkeypatch):
     out = segment_folder(model, data, tmp_path / "auto", progress=False)
     assert sorted(out["selection"]) == ["t0", "t1", "t2"] and out["skipped"] == []
     assert (tmp_path / "auto" / "t0.png").is_file()
-    report = json.loads((tmp_path / "auto" / "selection.json").read_text())
+    report = json.loads((tmp_path / "auto" / "selection.json").read_text(encoding="utf-8"))
     assert report["mode"] == "automatic" and len(report["cases"]["t1"]["scores"]) == len(by_id["t1"][1])
 
     points = {cid: interior_point(m[k]) for cid, (_, m, k) in by_id.items() if cid != "t2"}

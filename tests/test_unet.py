@@ -99,7 +99,7 @@ def test_predict_save_load(tmp_path):
 
     folder = model.save(tmp_path / "m")
     assert (folder / "model.safetensors").is_file()
-    info = json.loads((folder / "config.json").read_text())
+    info = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     assert info["in_channels"] == 1 and info["config"]["lr"] == 1e-3 and info["meta"]["channels"] == "flair"
     loaded = UNetBaseline.load(folder)
     for image in images:
@@ -138,7 +138,7 @@ def test_train_and_segment_an_lgg_style_folder(tmp_path):
     history = train_unet_from_dataset(data, ids[:2], tmp_path / "model", cfg, channels="flair", seed=0,
                                       progress=False)
     assert history["steps"] == 1 and (tmp_path / "model" / "history.json").is_file()
-    info = json.loads((tmp_path / "model" / "config.json").read_text())
+    info = json.loads((tmp_path / "model" / "config.json").read_text(encoding="utf-8"))
     assert info["meta"]["channels"] == "flair" and info["meta"]["case_ids"] == ids[:2]
 
     result = segment_folder_unet(tmp_path / "model", data, tmp_path / "masks", progress=False)

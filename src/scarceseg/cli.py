@@ -214,7 +214,7 @@ def train_unet_cmd(
     if (cases is None) == (n_shot is None):
         raise ScarcesegError("give exactly one of --cases FILE or --n-shot N")
     if cases is not None:
-        ids = [line.strip() for line in cases.read_text().splitlines() if line.strip()]
+        ids = [line.strip() for line in cases.read_text(encoding="utf-8").splitlines() if line.strip()]
     else:
         ids = choose_n_shot(open_dataset(data, layout=layout), n_shot, seed=seed, pick="largest")
     cfg = UNetConfig.named(config)
@@ -272,7 +272,7 @@ def train_acwe_cmd(
         raise ScarcesegError(str(exc)) from None
     ids = None
     if cases is not None:
-        ids = [line.strip() for line in cases.read_text().splitlines() if line.strip()]
+        ids = [line.strip() for line in cases.read_text(encoding="utf-8").splitlines() if line.strip()]
     if threads is not None:
         import torch
 
@@ -344,7 +344,7 @@ def segment(
     if not config_path.is_file():
         raise InputError(model, "not a model folder (no config.json)")
     try:
-        fmt = str(json.loads(config_path.read_text()).get("format", ""))
+        fmt = str(json.loads(config_path.read_text(encoding="utf-8")).get("format", ""))
     except (json.JSONDecodeError, AttributeError) as exc:
         raise InputError(config_path, f"unreadable model config: {exc}") from None
     if "selector" in fmt.lower():

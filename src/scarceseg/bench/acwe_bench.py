@@ -238,7 +238,7 @@ def run_dataset(data: str | Path, out: Path, seed: int = 0, n_train: int | None 
         col.write(out / method)
         summary["methods"][method] = {**{m: v for m, v in col.summary().items()},
                                       "acwe_energy": float(np.mean(energy[method]))}
-    (out / "histories.json").write_text(json.dumps(histories, indent=2) + "\n")
+    (out / "histories.json").write_text(json.dumps(histories, indent=2) + "\n", encoding="utf-8")
     picks = np.linspace(0, len(test) - 1, num=min(8, len(test))).astype(int)
     items = []
     for i in picks:
@@ -357,8 +357,8 @@ def run_acwe_bench(data: Sequence[str | Path], out: str | Path, seed: int = 0, n
                   + ".\n", f"![overlays]({s['name']}/overlays.png)\n"]
         echo(f"-- {s['name']} --\n{_table(s)}")
     report = out / "report.md"
-    report.write_text("\n".join(parts))
+    report.write_text("\n".join(parts), encoding="utf-8")
     (out / "results.json").write_text(json.dumps({"seed": seed, "minutes": total / 60, "datasets": summaries},
-                                                 indent=2, default=float) + "\n")
+                                                 indent=2, default=float) + "\n", encoding="utf-8")
     echo(f"whole run {total / 60:.1f} min; report: {report}")
     return {"datasets": summaries, "report": report}

@@ -124,7 +124,7 @@ def run_demo(out: str | Path, n: int = 20, seed: int = 0, episodes: int | None =
     segment_folder(model, test_dir, pred / "udc_dqn_automatic", mode="automatic", layout="lgg", seed=seed,
                    progress=progress)
     points = {cid: list(robot_click(cases[cid].target)) for cid in test_ids}
-    (out / "robot_clicks.json").write_text(json.dumps(points, indent=1))
+    (out / "robot_clicks.json").write_text(json.dumps(points, indent=1), encoding="utf-8")
     segment_folder(model, test_dir, pred / "udc_dqn_one_click", mode="one_click", points=out / "robot_clicks.json",
                    layout="lgg", seed=seed, progress=progress)
     for cid in test_ids:
@@ -175,7 +175,7 @@ def run_demo(out: str | Path, n: int = 20, seed: int = 0, episodes: int | None =
         f"Total time {seconds:.0f} s. Files: `work/` (proposals, contact sheets, label store), `selector/` (model), "
         "`pred/<method>/` (masks), `eval/<method>/` (per-case CSV, summary JSON).\n\n"
         "![Dice box plot](dice_boxplot.png)\n\n![selection accuracy](selection_accuracy.png)\n\n"
-        "![overlays](overlays.png)\n")
+        "![overlays](overlays.png)\n", encoding="utf-8")
     step(6, "evaluated every method")
     echo("\n" + table + "\n")
     echo(f"report: {report}")

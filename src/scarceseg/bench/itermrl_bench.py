@@ -322,7 +322,7 @@ def _report(res: dict, path: Path) -> None:
                   + ", ".join(f"{m} {r3[f'latency_128cubed_ms_{m}']:.0f} ms" for m in ("itermrl", "mincut")
                               if f"latency_128cubed_ms_{m}" in r3)]
     lines += ["", "![Dice vs step](curves.png)", ""]
-    path.write_text("\n".join(lines))
+    path.write_text("\n".join(lines), encoding="utf-8")
 
 
 def run_itermrl_bench(data: str | Path, out: str | Path, budget: ItermrlBudget | None = None,
@@ -397,7 +397,7 @@ def run_itermrl_bench(data: str | Path, out: str | Path, budget: ItermrlBudget |
     h = itermrl.fit(samples, seed=seed, progress=progress)
     train_s["itermrl"] = h["seconds"]
     itermrl.save(out / "models" / "itermrl")
-    (out / "models" / "itermrl" / "history.json").write_text(json.dumps(h) + "\n")
+    (out / "models" / "itermrl" / "history.json").write_text(json.dumps(h) + "\n", encoding="utf-8")
     methods = {"initial": IdentityRefiner(), "mincut": MinCutRefiner(), "itermrl": itermrl}
     for kind in ("rnet", "intercnn"):
         bcfg = BaselineConfig.for_dims(kind)
@@ -418,7 +418,7 @@ def run_itermrl_bench(data: str | Path, out: str | Path, budget: ItermrlBudget |
         echo(f"3D: crops around the target ({data3d})")
         res["3d"] = _run_3d(Path(data3d), out, budget, echo)
     res["total_seconds"] = time.perf_counter() - t_all
-    (out / "results.json").write_text(json.dumps(res, indent=1) + "\n")
+    (out / "results.json").write_text(json.dumps(res, indent=1) + "\n", encoding="utf-8")
     _plot(res, out / "curves.png")
     _report(res, out / "report.md")
     echo(f"wrote {out / 'report.md'} ({res['total_seconds'] / 60:.1f} min)")

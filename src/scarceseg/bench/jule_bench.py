@@ -195,7 +195,7 @@ def run_jule_bench(data: str | Path, out: str | Path, config: str = "cpu", ks: S
     save_nmi_vs_k({s: {m: {int(k): v for k, v in by_k.items()} for m, by_k in t.items()}
                    for s, t in summary["mean_nmi"].items()}, out / "nmi_vs_k.png",
                   title=f"NMI vs K (JULE config {cfg.name!r})")
-    echo((out / "report.md").read_text())
+    echo((out / "report.md").read_text(encoding="utf-8"))
     return summary
 
 
@@ -231,15 +231,15 @@ def _summarise(rows, timings, cfg, ks, seed, data, brats_limit, la_limit) -> dic
 
 def _write(out: Path, rows, timings, summary) -> None:
     columns = list(dict.fromkeys(k for r in rows for k in r))
-    with (out / "rows.csv").open("w", newline="") as f:
+    with (out / "rows.csv").open("w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=columns, restval="")
         writer.writeheader()
         writer.writerows(rows)
-    with (out / "timings.csv").open("w", newline="") as f:
+    with (out / "timings.csv").open("w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=list(timings[0]))
         writer.writeheader()
         writer.writerows(timings)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     ks = summary["ks"]
     lines = [f"# JULE + k-means vs k-means and multi-Otsu (config `{summary['config']['name']}`, seed "
              f"{summary['seed']})", ""]
@@ -262,4 +262,4 @@ def _write(out: Path, rows, timings, summary) -> None:
                       f"for all K) {t['jule_segment_s']:.1f}, JULE total {t['jule_total_s']:.1f}; k-means (all K) "
                       f"{t['kmeans_s']:.1f}; multi-Otsu (all K) {t['otsu_s']:.1f}.", ""]
     lines += ["Cases: " + "; ".join(f"{s}: {', '.join(c)}" for s, c in summary["cases"].items()), ""]
-    (out / "report.md").write_text("\n".join(lines))
+    (out / "report.md").write_text("\n".join(lines), encoding="utf-8")

@@ -200,7 +200,7 @@ def run_pixeldrl_bench(data: str | Path, out: str | Path, budget: PixelDRLBudget
     t_start = time.perf_counter()
     ds = open_dataset(data)
     split = paper_split(ds, seed=b.seed)
-    (out / "split.json").write_text(json.dumps(split, indent=1) + "\n")
+    (out / "split.json").write_text(json.dumps(split, indent=1) + "\n", encoding="utf-8")
     x_tr, g_tr, _, ids_tr = load_prepared(ds, split["train"], b.size, b.channels, progress=progress)
     xt, _, truth, ids_t = load_prepared(ds, split["test"], b.size, b.channels, progress=progress)
     echo(f"train pool {len(ids_tr)} slices / test {len(ids_t)} slices ({len(set(map(ds.patient_of, ids_t)))} "
@@ -224,7 +224,7 @@ def run_pixeldrl_bench(data: str | Path, out: str | Path, budget: PixelDRLBudget
                 raw_ms = time_raw_predict(model, ds, ids_t[: b.n_timing], b.channels)
                 echo(f"PixelDRL-MG predict() on raw 256x256 slices incl. normalisation and resizing: "
                      f"median {raw_ms:.1f} ms/slice")
-                (out / "raw_inference_ms.json").write_text(json.dumps({"median_ms": raw_ms}) + "\n")
+                (out / "raw_inference_ms.json").write_text(json.dumps({"median_ms": raw_ms}) + "\n", encoding="utf-8")
             t_train = model.config.t_max
         _write_outputs(out, rows, curves, b, command, time.perf_counter() - t_start, split, ds, t_train)
     return {"rows": rows, "dice_vs_steps": curves}
@@ -261,7 +261,7 @@ def _action_maps(ds, ids_t, truth, model, b: PixelDRLBudget, out: Path) -> None:
 
 
 def _write_per_case(path: Path, ids: list[str], per_case: dict[str, list[dict]]) -> None:
-    with path.open("w", newline="") as fh:
+    with path.open("w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(["case_id", "method", *[k for k, _ in METRICS]])
         for method, vals in per_case.items():
@@ -271,11 +271,11 @@ def _write_per_case(path: Path, ids: list[str], per_case: dict[str, list[dict]])
 
 def _write_outputs(out: Path, rows: list[dict], curves: dict, b: PixelDRLBudget, command: str, seconds: float,
                    split: dict, ds, t_train: int) -> None:
-    with (out / "table.csv").open("w", newline="") as fh:
+    with (out / "table.csv").open("w", newline="", encoding="utf-8") as fh:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
-    with (out / "dice_vs_steps.csv").open("w", newline="") as fh:
+    with (out / "dice_vs_steps.csv").open("w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(["curve", *[f"t={t}" for t in range(1, b.eval_steps + 1)]])
         for name, ys in curves.items():
@@ -314,7 +314,7 @@ bottom: truth red / prediction green / overlap yellow): `action_maps_*.png`.
 
 Wall time so far: {seconds / 60:.1f} min. Settings: `{json.dumps({k: v for k, v in asdict(b).items()})}`
 """
-    (out / "report.md").write_text(text)
+    (out / "report.md").write_text(text, encoding="utf-8")
 
 
 def run_pixeldrl_cv(data: str | Path, out: str | Path, folds: int = 5, budget_s: float = 480.0, seed: int = 0,
@@ -349,7 +349,7 @@ def run_pixeldrl_cv(data: str | Path, out: str | Path, folds: int = 5, budget_s:
         lines.append(f"| {m} | {d.mean():.4f} ± {d.std(ddof=1):.4f} | {bi.mean():.4f} ± {bi.std(ddof=1):.4f} |")
     table = "\n".join(lines)
     (out / "cv.md").write_text(f"# {folds}-fold cross-validation, {budget_s:.0f} CPU s per method and fold\n\n"
-                               f"{table}\n")
-    (out / "cv.json").write_text(json.dumps(results, indent=1) + "\n")
+                               f"{table}\n", encoding="utf-8")
+    (out / "cv.json").write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
     echo(table)
     return results

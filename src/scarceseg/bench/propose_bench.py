@@ -210,5 +210,5 @@ def run_propose_bench(
     result = {"data": str(data_dir), "n": len(cases), "seed": seed, "cases": [c.case_id for c in cases], "runs": runs}
     if out is not None:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(json.dumps(result, indent=1))
+        Path(out).write_text(json.dumps(result, indent=1), encoding="utf-8")
     return result

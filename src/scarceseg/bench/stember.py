@@ -92,8 +92,8 @@ def _save_seed(out: Path, seed: int, run_key: dict, timings: dict, overlays: lis
     if overlays:
         np.savez_compressed(folder / "overlays.npz", images=np.stack([o[1] for o in overlays]),
                             truths=np.stack([o[2] for o in overlays]), preds=np.stack([o[3] for o in overlays]))
-    (folder / "done.json").write_text(json.dumps({"settings": run_key, "timings": timings,
-                                                  "overlay_titles": [o[0] for o in overlays]}, indent=1))
+    done = {"settings": run_key, "timings": timings, "overlay_titles": [o[0] for o in overlays]}
+    (folder / "done.json").write_text(json.dumps(done, indent=1), encoding="utf-8")
 
 
 def _load_seed(out: Path, seed: int, run_key: dict) -> dict | None:
@@ -102,7 +102,7 @@ def _load_seed(out: Path, seed: int, run_key: dict) -> dict | None:
 
     folder = out / f"seed{seed}"
     try:
-        info = json.loads((folder / "done.json").read_text())
+        info = json.loads((folder / "done.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     if info.get("settings") != json.loads(json.dumps(run_key)):
@@ -246,7 +246,7 @@ def run_stember(data: str | Path, out: str | Path, seeds: list[int] | tuple[int,
                                                   eval_sets={"test": arrays(curve_ids)}, progress=progress)
         seed_timings["dqn_train_s"].append(history.seconds or time.perf_counter() - t0)
         hist = history.as_dict()
-        (out / f"history_seed{seed}.json").write_text(json.dumps(hist))
+        (out / f"history_seed{seed}.json").write_text(json.dumps(hist), encoding="utf-8")
         plot_selection_accuracy(hist, out / f"selection_accuracy_seed{seed}.png")
         echo(f"DQN trained in {seed_timings['dqn_train_s'][-1]:.1f} s; final selection accuracy "
              + ", ".join(f"{k} {v[-1]:.2f}" for k, v in hist["accuracy"].items() if v))
@@ -323,10 +323,10 @@ def _report(out, all_rows, timings, overlay_items, seeds, n_train, proposer, sav
         f"{table}\n\nMean seconds: {timing_line}.\n\n"
         "![Dice box plot](dice_boxplot.png)\n\n"
         + "".join(f"![selection accuracy seed {s}](selection_accuracy_seed{s}.png)\n" for s in seeds)
-        + ("\n![overlays](overlays.png)\n" if overlay_items else ""))
-    (out / "results.json").write_text(json.dumps(
-        {"seeds": list(seeds), "timings": timings, "stats": stats,
-         "summary": {m: {k: float(np.nanmean(v[k])) for k in v} for m, v in methods.items()}}, indent=2, default=float))
+        + ("\n![overlays](overlays.png)\n" if overlay_items else ""), encoding="utf-8")
+    summary = {m: {k: float(np.nanmean(v[k])) for k in v} for m, v in methods.items()}
+    results = {"seeds": list(seeds), "timings": timings, "stats": stats, "summary": summary}
+    (out / "results.json").write_text(json.dumps(results, indent=2, default=float), encoding="utf-8")
     echo(table)
     echo(f"timings (s): {timing_line}")
     echo(f"report: {report}")

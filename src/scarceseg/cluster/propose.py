@@ -205,7 +205,7 @@ def read_index(workdir: str | Path) -> dict:
     if not path.is_file():
         return {}
     try:
-        return json.loads(path.read_text())
+        return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise InputError(path, f"index of proposals does not parse as JSON ({exc})") from None
 
@@ -291,7 +291,7 @@ def load_proposal(workdir: str | Path, case_id: str) -> Proposal:
         raise InputError(npz, f"no proposal for case {case_id!r} (run `scarceseg propose` first)")
     with np.load(npz, allow_pickle=False) as data:
         image, labels, masks = data["image"], data["labels"], data["masks"]
-    candidates = json.loads((folder / "candidates.json").read_text())
+    candidates = json.loads((folder / "candidates.json").read_text(encoding="utf-8"))
     entry = read_index(workdir).get(case_id, {})
     return Proposal(
         case_id=case_id,

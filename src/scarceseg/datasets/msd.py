@@ -38,7 +38,7 @@ def _read_json(root: Path) -> dict:
     if not path.is_file():
         return {}
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CorruptFileError(path, f"cannot parse dataset.json ({exc})") from exc
     if not isinstance(data, dict):

@@ -496,6 +496,6 @@ def make_sample_data(out_dir: str | Path, n: int = 20, seed: int = 0) -> list[Pa
         "template": "MNI ICBM152 2009a symmetric (nilearn package data: " + ", ".join(TEMPLATE_FILES.values()) + ")",
         "cases": cases,
     }
-    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
-    (out_dir / "README.txt").write_text(_README.format(seed=seed, n=n))
+    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
+    (out_dir / "README.txt").write_text(_README.format(seed=seed, n=n), encoding="utf-8")
     return paths

@@ -200,7 +200,7 @@ def load_refiner(path: str | Path, device: str = "cpu"):
     if not cfg.is_file():
         raise InputError(path, "not a refiner model folder (no config.json); train one with `scarceseg train refiner`")
     try:
-        fmt = json.loads(cfg.read_text()).get("format")
+        fmt = json.loads(cfg.read_text(encoding="utf-8")).get("format")
     except (OSError, json.JSONDecodeError) as exc:
         raise InputError(cfg, f"cannot read the model config ({exc})") from exc
     if fmt not in REFINER_FORMATS:

@@ -178,7 +178,7 @@ def train_acwe_from_dataset(
     history = model.fit(preps, masks, mode=mode, seed=seed, pretrained=base, progress=progress)
     model.meta.update(case_ids=ids, labelled=labelled, data_dir=str(data_dir), layout=ds.layout)
     out = model.save(out_dir)
-    (out / "history.json").write_text(json.dumps(history, indent=2) + "\n")
+    (out / "history.json").write_text(json.dumps(history, indent=2) + "\n", encoding="utf-8")
     skipped = [(cid, reason) for cid, _, reason in ds.skipped]
     return {**history, "out_dir": str(out), "labelled": labelled, "skipped": skipped}
 

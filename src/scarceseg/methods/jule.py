@@ -122,7 +122,7 @@ def get_config(config: str | JULEConfig | None) -> JULEConfig:
     path = Path(config)
     if path.suffix.lower() == ".json" and path.is_file():
         try:
-            values = json.loads(path.read_text())
+            values = json.loads(path.read_text(encoding="utf-8"))
             return JULEConfig.from_dict(values.get("config", values))
         except (ValueError, TypeError, AttributeError) as exc:
             raise CorruptFileError(path, f"not a JULE config: {exc}") from None
@@ -282,7 +282,7 @@ class JuleSegmenter:
         meta = {"format": FORMAT, "format_version": 1, "scarceseg_version": __version__,
                 "config": asdict(self.config), "net": self.net.config(), "mean": self.mean, "std": self.std,
                 "seed": self.seed, "summary": self.summary}
-        (folder / "config.json").write_text(json.dumps(meta, indent=2))
+        (folder / "config.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
         return folder
 
     @classmethod
@@ -303,7 +303,7 @@ class JuleSegmenter:
             if not (folder / name).is_file():
                 raise InputError(folder / name, "missing: not a JULE model folder")
         try:
-            meta = json.loads((folder / "config.json").read_text())
+            meta = json.loads((folder / "config.json").read_text(encoding="utf-8"))
             if meta.get("format") != FORMAT:
                 raise ValueError(f"format is {meta.get('format')!r}, expected {FORMAT!r}")
             config = JULEConfig.from_dict(meta["config"])
@@ -396,5 +396,5 @@ def cluster_image(path: str | Path, out: str | Path, method: str = "jule", k: in
                "figure": str(figure), "seconds": round(seconds, 2),
                "voxels": {int(v): int(n) for v, n in zip(*np.unique(labels, return_counts=True), strict=True)},
                **extra}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     return summary

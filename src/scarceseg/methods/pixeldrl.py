@@ -477,13 +477,13 @@ def _save_state(folder: Path, net, opt, gen: torch.Generator, rng: np.random.Gen
     tmp.replace(folder / STATE_WEIGHTS)
     meta = {"history": hist, "rng": rng.bit_generator.state, "param_groups": opt_state["param_groups"],
             "config": cfg.to_dict()}
-    (folder / STATE_JSON).write_text(json.dumps(meta) + "\n")
+    (folder / STATE_JSON).write_text(json.dumps(meta) + "\n", encoding="utf-8")
 
 
 def _load_state(folder: Path, net, opt, gen: torch.Generator, rng: np.random.Generator) -> dict:
     from safetensors.torch import load_file
 
-    meta = json.loads((folder / STATE_JSON).read_text())
+    meta = json.loads((folder / STATE_JSON).read_text(encoding="utf-8"))
     tensors = load_file(str(folder / STATE_WEIGHTS))
     net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")}, strict=True)
     state: dict = {}

@@ -121,8 +121,8 @@ def train_pixeldrl_from_dataset(data_dir: str | Path, out_dir: str | Path, confi
     hist = model.fit(x, g, seed=seed, steps=steps, budget_s=budget, checkpoint_dir=out / "checkpoint",
                      resume=resume, progress=progress)
     model.save(out)
-    (out / "history.json").write_text(json.dumps(hist) + "\n")
-    (out / "split.json").write_text(json.dumps({**split, "trained_on": ids}, indent=1) + "\n")
+    (out / "history.json").write_text(json.dumps(hist) + "\n", encoding="utf-8")
+    (out / "split.json").write_text(json.dumps({**split, "trained_on": ids}, indent=1) + "\n", encoding="utf-8")
     return {**{k: v for k, v in hist.items() if k not in ("loss", "reward")}, "out_dir": str(out),
             "n_train": len(ids), "n_parameters": model.n_parameters}
 

@@ -81,7 +81,7 @@ def save_model(path: str | Path, net: RefineNet, info: dict) -> Path:
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     save_file({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}, str(path / WEIGHTS_FILE))
-    (path / CONFIG_FILE).write_text(json.dumps({**info, "net": net_kwargs(net)}, indent=2) + "\n")
+    (path / CONFIG_FILE).write_text(json.dumps({**info, "net": net_kwargs(net)}, indent=2) + "\n", encoding="utf-8")
     return path
 
 
@@ -101,7 +101,7 @@ def load_model(path: str | Path, fmt: str) -> tuple[RefineNet, dict]:
         if not p.is_file():
             raise InputError(p, "missing: not a refiner model folder written by `scarceseg train refiner`")
     try:
-        info = json.loads(cfg_path.read_text())
+        info = json.loads(cfg_path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise InputError(cfg_path, f"cannot read the model config ({exc})") from exc
     if info.get("format") != fmt:

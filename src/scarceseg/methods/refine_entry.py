@@ -107,7 +107,7 @@ def train_refiner_from_dataset(
                       channel=channel)
     history = model.fit(samples, seed=seed, progress=progress)
     out = model.save(out_dir)
-    (Path(out) / "history.json").write_text(json.dumps(history) + "\n")
+    (Path(out) / "history.json").write_text(json.dumps(history) + "\n", encoding="utf-8")
     return {**history, "out_dir": str(out)}
 
 

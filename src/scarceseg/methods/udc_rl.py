@@ -238,7 +238,7 @@ class Selector:
                 "config": asdict(self.config), "input_size": self.config.input_size,
                 "in_channels": self.net.in_channels, "n_actions": self.net.n_actions,
                 "seed": self.seed, "summary": self.summary}
-        (folder / "config.json").write_text(json.dumps(meta, indent=2, default=_json_default))
+        (folder / "config.json").write_text(json.dumps(meta, indent=2, default=_json_default), encoding="utf-8")
         return folder
 
     @classmethod
@@ -262,7 +262,7 @@ class Selector:
                 raise InputError(folder / name, "missing: not a selector model folder (train one with "
                                                 "`scarceseg train selector`)")
         try:
-            meta = json.loads((folder / "config.json").read_text())
+            meta = json.loads((folder / "config.json").read_text(encoding="utf-8"))
             if meta.get("format") != FORMAT:
                 raise ValueError(f"format is {meta.get('format')!r}, expected {FORMAT!r}")
             config = SelectorConfig.from_dict(meta["config"])
@@ -471,7 +471,7 @@ def load_points(path: str | Path) -> dict[str, tuple[int, int]]:
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "points file does not exist")
-    text = path.read_text()
+    text = path.read_text(encoding="utf-8")
     try:
         if path.suffix.lower() == ".json":
             return {str(k): (int(v[0]), int(v[1])) for k, v in json.loads(text).items()}
@@ -553,5 +553,5 @@ def segment_folder(model_path: str | Path, data_dir: str | Path, out_dir: str | 
             skipped.append((cid, str(exc)))
     skipped = [(cid, reason) for cid, _, reason in ds.skipped] + skipped
     report = {"model": str(model_path), "mode": mode, "cases": selection, "skipped": skipped}
-    (out / "selection.json").write_text(json.dumps(report, indent=2, default=_json_default))
+    (out / "selection.json").write_text(json.dumps(report, indent=2, default=_json_default), encoding="utf-8")
     return {"written": written, "skipped": skipped, "selection": selection}

@@ -433,7 +433,7 @@ def train_unet_from_dataset(
     model.meta.update(channels=channels, case_ids=ids, data_dir=str(data_dir), layout=ds.layout)
     history = model.fit(images, masks, seed=seed, progress=progress)
     out = model.save(out_dir)
-    (out / "history.json").write_text(json.dumps(history, indent=2) + "\n")
+    (out / "history.json").write_text(json.dumps(history, indent=2) + "\n", encoding="utf-8")
     return {**history, "out_dir": str(out)}
 
 

@@ -22,7 +22,7 @@ def save_checkpoint(folder: str | Path, net: torch.nn.Module, info: dict, weight
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     save_file({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}, str(folder / weights_file))
-    (folder / config_file).write_text(json.dumps(info, indent=2) + "\n")
+    (folder / config_file).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     return folder
 
 
@@ -43,7 +43,7 @@ def read_checkpoint_info(folder: str | Path, fmt: str, folder_desc: str, model_d
         if not p.is_file():
             raise InputError(p, f"missing: not {folder_desc}")
     try:
-        info = json.loads(cfg_path.read_text())
+        info = json.loads(cfg_path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise InputError(cfg_path, f"cannot read the model config ({exc})") from exc
     if info.get("format") != fmt:

@@ -489,7 +489,7 @@ class LabelStore:
         }
         out = Path(path)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(dump, indent=2) + "\n")
+        out.write_text(json.dumps(dump, indent=2) + "\n", encoding="utf-8")
         return out
 
 
