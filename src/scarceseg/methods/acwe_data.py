@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from scarceseg.errors import InputError, ScarcesegError
+from scarceseg.errors import InputError
 from scarceseg.methods.acwe import LAYOUT_PRESETS, ACWEConfig, ACWESegmenter
 
 
@@ -201,26 +201,14 @@ def segment_folder_acwe(
     dict
         ``written``: list of mask paths; ``skipped``: list of ``(case_id, reason)``.
     """
-    from scarceseg.datasets import open_dataset
-    from scarceseg.io import write_mask
+    from scarceseg.methods.folder import segment_cases
 
     model = ACWESegmenter.load(model_dir)
-    ds = open_dataset(data_dir, layout=layout)
-    if case_ids is not None:
-        ds = ds.subset(case_ids)
-    out = Path(out_dir)
-    written: list[str] = []
-    skipped: list[tuple[str, str]] = []
-    for case in ds.iter_cases(progress=progress, description="segmenting (ACWE ConvNet)"):
-        try:
-            image = select_channel(case, model.config.channel)
-            if case.ndim == 2:
-                mask, name = model.predict(image)[1], f"{case.case_id}.png"
-            else:
-                mask = np.stack(model.predict_prepared([model.prepare(sl) for sl in image]))
-                name = f"{case.case_id}.nii.gz"
-            written.append(str(write_mask(mask, out / name, like=case)))
-        except (ScarcesegError, ValueError) as exc:
-            skipped.append((case.case_id, str(exc)))
-    skipped = [(cid, reason) for cid, _, reason in ds.skipped] + skipped
-    return {"written": written, "skipped": skipped}
+
+    def predict_case(case) -> tuple[np.ndarray, str]:
+        image = select_channel(case, model.config.channel)
+        if case.ndim == 2:
+            return model.predict(image)[1], f"{case.case_id}.png"
+        return np.stack(model.predict_prepared([model.prepare(sl) for sl in image])), f"{case.case_id}.nii.gz"
+
+    return segment_cases(data_dir, out_dir, predict_case, "segmenting (ACWE ConvNet)", case_ids, layout, progress)

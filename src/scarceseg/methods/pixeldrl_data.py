@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from scarceseg.errors import InputError, ScarcesegError
+from scarceseg.errors import InputError
 
 SPLIT = (0.7, 0.1, 0.2)  # paper 004 §Datasets: training 70 %, validation 10 %, testing 20 %
 
@@ -161,26 +161,18 @@ def segment_folder_pixeldrl(model_dir: str | Path, data_dir: str | Path, out_dir
     With ``action_maps``, also ``action_maps/<case_id>.png``: the action map of every step (Fig. 4 colours,
     see :func:`action_map_rgb`). Cases that cannot be read or segmented are skipped and listed.
     """
-    from scarceseg.datasets import open_dataset
-    from scarceseg.io import write_mask
+    from scarceseg.methods.folder import segment_cases
     from scarceseg.methods.pixeldrl import PixelDRL
     from scarceseg.methods.unet_baseline import select_channels
 
     model = PixelDRL.load(model_dir)
     channels = model.meta.get("channels", "all")
-    ds = open_dataset(data_dir, layout=layout)
-    if case_ids is not None:
-        ds = ds.subset(case_ids)
     out = Path(out_dir)
-    written: list[str] = []
-    skipped: list[tuple[str, str]] = []
-    for case in ds.iter_cases(progress=progress, description="segmenting (PixelDRL-MG)"):
-        try:
-            mask, steps = model.predict(select_channels(case, channels), return_steps=True)
-            written.append(str(write_mask(mask, out / f"{case.case_id}.png", like=case)))
-            if action_maps:
-                save_action_maps(steps, out / "action_maps" / f"{case.case_id}.png")
-        except (ScarcesegError, ValueError) as exc:
-            skipped.append((case.case_id, str(exc)))
-    skipped = [(cid, reason) for cid, _, reason in ds.skipped] + skipped
-    return {"written": written, "skipped": skipped}
+
+    def predict_case(case) -> tuple[np.ndarray, str]:
+        mask, steps = model.predict(select_channels(case, channels), return_steps=True)
+        if action_maps:
+            save_action_maps(steps, out / "action_maps" / f"{case.case_id}.png")
+        return mask, f"{case.case_id}.png"
+
+    return segment_cases(data_dir, out, predict_case, "segmenting (PixelDRL-MG)", case_ids, layout, progress)

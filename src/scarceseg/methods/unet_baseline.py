@@ -51,7 +51,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from scarceseg.errors import InputError, ScarcesegError, ShapeMismatchError
+from scarceseg.errors import InputError, ShapeMismatchError
 from scarceseg.io.case import Case
 from scarceseg.nets.checkpoint import load_weights, read_checkpoint_info, save_checkpoint
 from scarceseg.nets.runtime import deterministic, resolve_device
@@ -467,23 +467,13 @@ def segment_folder_unet(
     dict
         ``written``: list of mask paths; ``skipped``: list of ``(case_id, reason)``.
     """
-    from scarceseg.datasets import open_dataset
-    from scarceseg.io import write_mask
+    from scarceseg.methods.folder import segment_cases
 
     model = UNetBaseline.load(model_dir)
     channels = model.meta.get("channels", "flair")
-    ds = open_dataset(data_dir, layout=layout)
-    if case_ids is not None:
-        ds = ds.subset(case_ids)
-    out = Path(out_dir)
-    written: list[str] = []
-    skipped: list[tuple[str, str]] = []
-    for case in ds.iter_cases(progress=progress, description="segmenting (U-Net)"):
-        try:
-            _, mask = model.predict(select_channels(case, channels))
-            written.append(str(write_mask(mask, out / f"{case.case_id}.png", like=case)))
-        except (ScarcesegError, ValueError) as exc:
-            skipped.append((case.case_id, str(exc)))
-    skipped = [(cid, reason) for cid, _, reason in ds.skipped] + skipped
-    return {"written": written, "skipped": skipped}
+
+    def predict_case(case: Case) -> tuple[np.ndarray, str]:
+        return model.predict(select_channels(case, channels))[1], f"{case.case_id}.png"
+
+    return segment_cases(data_dir, out_dir, predict_case, "segmenting (U-Net)", case_ids, layout, progress)
 
