@@ -4,12 +4,11 @@ A :class:`RefineSample` is one image channel, its binary target and the initial 
 it (paper 002 §4.1: the refiners learn on D_train2 *with the initial method's outputs on it*). Training
 works on random crops that contain part of the target (:func:`random_crop`), because the networks are
 fully convolutional and whole 256x256 slices or volumes cost too much CPU per step; inference runs on the
-whole image or crop. The helpers here also hold the safetensors + JSON persistence all three share.
+whole image or crop. The helpers here also hold the model folder all three share (via :mod:`scarceseg.nets.checkpoint`).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from scarceseg.errors import InputError
 from scarceseg.interactive.refiners import zscore
+from scarceseg.nets.checkpoint import load_weights, read_checkpoint_info, save_checkpoint
 from scarceseg.nets.refine_net import RefineNet, net_kwargs
 
 WEIGHTS_FILE = "model.safetensors"
@@ -76,13 +75,7 @@ def stack_states(channels: Sequence[Sequence[np.ndarray]]) -> torch.Tensor:
 
 def save_model(path: str | Path, net: RefineNet, info: dict) -> Path:
     """Write ``model.safetensors`` and ``config.json`` (``info`` plus the network's constructor args)."""
-    from safetensors.torch import save_file
-
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}, str(path / WEIGHTS_FILE))
-    (path / CONFIG_FILE).write_text(json.dumps({**info, "net": net_kwargs(net)}, indent=2) + "\n", encoding="utf-8")
-    return path
+    return save_checkpoint(path, net, {**info, "net": net_kwargs(net)}, WEIGHTS_FILE, CONFIG_FILE)
 
 
 def load_model(path: str | Path, fmt: str) -> tuple[RefineNet, dict]:
@@ -93,25 +86,11 @@ def load_model(path: str | Path, fmt: str) -> tuple[RefineNet, dict]:
     InputError
         Missing files, another format, or weights that do not fit.
     """
-    from safetensors.torch import load_file
-
-    path = Path(path)
-    cfg_path, w_path = path / CONFIG_FILE, path / WEIGHTS_FILE
-    for p in (cfg_path, w_path):
-        if not p.is_file():
-            raise InputError(p, "missing: not a refiner model folder written by `scarceseg train refiner`")
-    try:
-        info = json.loads(cfg_path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise InputError(cfg_path, f"cannot read the model config ({exc})") from exc
-    if info.get("format") != fmt:
-        raise InputError(cfg_path, f"expected format {fmt!r}, found {info.get('format')!r}")
+    info, w_path = read_checkpoint_info(path, fmt, "a refiner model folder written by `scarceseg train refiner`",
+                                        f"a {fmt} model", WEIGHTS_FILE, CONFIG_FILE)
     kw = dict(info["net"])
     kw["trunk_dilations"] = tuple(kw["trunk_dilations"])
     kw["head_dilations"] = tuple(kw["head_dilations"])
     net = RefineNet(**kw)
-    try:
-        net.load_state_dict(load_file(str(w_path)), strict=True)
-    except Exception as exc:  # header errors, missing keys, shape mismatches
-        raise InputError(w_path, f"weights do not fit the network ({str(exc)[:300]})") from exc
+    load_weights(net, w_path, "the network")
     return net.eval(), info
