@@ -217,6 +217,20 @@ def test_session_undo_redo_round_trip(tmp_path):
     assert s.step == 0 and not s.can_redo and np.array_equal(s.prob, init)
 
 
+def test_session_all_steps_keeps_the_redo_tail_and_replace_current():
+    image = np.zeros((10, 10), np.float32)
+    s = InteractiveSession(image, np.zeros((10, 10), np.float32), _PaintRefiner())
+    s.apply_click(Click((2, 2), True))
+    s.apply_step([Click((7, 7), True), Click((5, 5), False)])
+    s.undo()
+    assert s.step == 1 and [[c.position for c in added] for added in s.all_steps] == [[(2, 2)], [(7, 7), (5, 5)]]
+    clicks = s.clicks
+    s.replace_current(np.ones((10, 10)))
+    assert s.mask.all() and s.clicks == clicks and s.step == 1 and s.can_redo
+    with pytest.raises(ValueError, match="shape"):
+        s.replace_current(np.ones((3, 3)))
+
+
 def test_session_3d_and_bad_clicks():
     image = np.zeros((4, 6, 6), np.float32)
     s = InteractiveSession(image, np.zeros_like(image), _PaintRefiner())

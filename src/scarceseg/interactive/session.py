@@ -101,6 +101,11 @@ class InteractiveSession:
         return self.state.step
 
     @property
+    def all_steps(self) -> list[tuple[Click, ...]]:
+        """The clicks added at each step, redoable (undone) steps included: what replays the whole history."""
+        return [s.added for s in self._states[1:]]
+
+    @property
     def can_undo(self) -> bool:
         return self._pos > 0
 
@@ -147,6 +152,14 @@ class InteractiveSession:
         self._pos += 1
         self._notify("redo")
         return True
+
+    def replace_current(self, prob: np.ndarray) -> None:
+        """Replace the current state's probability, keeping its clicks (restoring a stored state exactly when a
+        refiner does not replay bit for bit)."""
+        prob = np.clip(np.asarray(prob, dtype=np.float32), 0.0, 1.0)
+        if prob.shape != self.state.prob.shape:
+            raise ValueError(f"probability shape {prob.shape} does not match {self.state.prob.shape}")
+        self._states[self._pos] = dataclasses.replace(self.state, prob=prob)
 
     def reset(self) -> None:
         """Back to the initial probability; the whole history is dropped."""

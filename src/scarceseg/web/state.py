@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import re
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,7 @@ class NotReady(InputError):
 
 @dataclass
 class WebSession:
-    """One user's editing state of one unit; ``steps`` mirrors the InteractiveSession's history."""
+    """One user's editing state of one unit (the history lives in ``editor``)."""
 
     user: str
     key: str
@@ -53,12 +53,12 @@ class WebSession:
     candidate: int | None
     point: tuple[int, int] | None
     editor: InteractiveSession
-    steps: list[list[dict]] = field(default_factory=list)
-    pos: int = 0
 
     def note(self, event: str) -> str:
-        return json.dumps({"session": self.session_id, "pick_id": self.pick_id, "steps": self.steps,
-                           "pos": self.pos, "event": event}, separators=(",", ":"))
+        """The stored snapshot's note: every step's clicks (redoable ones too) and the current position."""
+        steps = [[c.to_dict() for c in added] for added in self.editor.all_steps]
+        return json.dumps({"session": self.session_id, "pick_id": self.pick_id, "steps": steps,
+                           "pos": self.editor.step, "event": event}, separators=(",", ":"))
 
 
 def pack(mask: np.ndarray) -> dict:
@@ -137,12 +137,10 @@ class SessionManager:
         ws = self._new(user, key, note["session"], pick, init, proposal)
         for step in note["steps"]:  # replay, then walk back to the stored position
             ws.editor.apply_step([Click.from_dict(c) for c in step])
-        ws.steps = [list(s) for s in note["steps"]]
         while ws.editor.step > int(note["pos"]) and ws.editor.undo():
             pass
-        ws.pos = int(note["pos"])
         if not np.array_equal(ws.editor.mask, record.mask):  # a refiner that does not replay exactly
-            ws.editor._states[ws.editor._pos] = _with_prob(ws.editor.state, record.mask)
+            ws.editor.replace_current(record.mask)
         self._sessions[(user, key)] = ws
         return ws
 
@@ -178,9 +176,6 @@ class SessionManager:
             raise InputError(None, f"click ({y}, {x}) is outside the image {shape}")
         self.store.add_click(key, y, x, positive=positive, z=z, session=ws.session_id, who=user)
         ws.editor.apply_click(Click((y, x), positive))
-        del ws.steps[ws.pos:]
-        ws.steps.append([c.to_dict() for c in ws.editor.state.added])
-        ws.pos += 1
         self._snapshot(ws, "click")
         return ws
 
@@ -190,7 +185,6 @@ class SessionManager:
         if ws is None:
             raise NotReady(None, f"{key}: nothing to undo")
         if (ws.editor.redo() if redo else ws.editor.undo()):
-            ws.pos += 1 if redo else -1
             self._snapshot(ws, "redo" if redo else "undo")
         return ws
 
@@ -247,8 +241,3 @@ class SessionManager:
         out["auto"] = None if auto is None else {"mask": pack(auto.mask), **json.loads(auto.note or "{}")}
         return out
 
-
-def _with_prob(state, mask: np.ndarray):
-    import dataclasses
-
-    return dataclasses.replace(state, prob=np.asarray(mask, dtype=np.float32))
