@@ -21,16 +21,6 @@ train_app = typer.Typer(no_args_is_help=True,
 app.add_typer(train_app, name="train")
 
 
-# Model formats that `scarceseg segment` dispatches to (besides the DQN selector, which takes --mode and
-# --points): a substring of config.json's "format" -> "module:function". Each function takes
-# (model, data, out, layout=..., progress=...) and returns {"written": [paths], "skipped": [(case_id, why)]}.
-SEGMENTERS: dict[str, str] = {
-    "unet": "scarceseg.methods.unet_baseline:segment_folder_unet",
-    "acwe": "scarceseg.methods.acwe_data:segment_folder_acwe",
-    "pixeldrl": "scarceseg.methods.pixeldrl_data:segment_folder_pixeldrl",
-}
-
-
 @app.command()
 def version() -> None:
     """Print the scarceseg version."""
@@ -102,16 +92,37 @@ def propose(
     channels: str = typer.Option("flair", "--channels", help="flair (default) or all."),
     layout: str | None = typer.Option(None, "--layout", help="Data set layout (default: auto-detect)."),
     seed: int = typer.Option(0, "--seed"),
+    workers: int | None = typer.Option(None, "--workers", min=1, help="Local processes (default: all cores)."),
+    ray: str | None = typer.Option(None, "--ray", help="Run on Ray: auto (running cluster, else a local one) "
+                                                      "or a cluster ADDRESS. Needs scarceseg[ray]."),
+    force: bool = typer.Option(False, "--force", help="Propose again the cases a previous run finished."),
 ) -> None:
     """Split each image into candidate regions (SLIC + clustering CNN) and write them into WORKDIR."""
-    from scarceseg.cluster.propose import propose_inputs
+    from scarceseg.bench.cohort import propose_cohort
     from scarceseg.cluster.udc import UDCConfig
 
     cfg = UDCConfig.preset(config)
     if candidates is not None:
         cfg = UDCConfig.from_dict({**cfg.__dict__, "candidates": candidates})
-    propose_inputs(list(inputs), out, config=cfg, channels=channels, seed=seed, layout=layout,
-                   progress=sys.stderr.isatty(), echo=typer.echo)
+    summary = propose_cohort(list(inputs), out, config=cfg, channels=channels, seed=seed, layout=layout,
+                             workers=workers, ray=ray, resume=not force, progress=sys.stderr.isatty())
+    report = summary["report"]
+    typer.echo(f"proposed {len(summary['proposed'])} case(s) into {out / 'proposals'} "
+               f"(median {summary['median_seconds']:.2f} s per case; {len(report.reused)} already there); "
+               f"skipped {len(summary['skipped'])}")
+    for name, where, reason in summary["skipped"]:
+        typer.echo(f"  skipped {name}: {where}: {reason}")
+    _report_failed(summary["failed"])
+
+
+def _report_failed(failed: list) -> None:
+    """Cases that failed after their retries: listed, and the command exits with status 1."""
+    for case_id, reason in failed:
+        typer.echo(f"failed {case_id}: {reason}", err=True)
+    if failed:
+        typer.echo(f"error: {len(failed)} case(s) failed after retries; run the command again to retry them "
+                   "(finished cases are kept)", err=True)
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -334,44 +345,26 @@ def segment(
                                                                     "every step to OUT/action_maps/."),
     layout: str | None = typer.Option(None, "--layout"),
     seed: int = typer.Option(0, "--seed"),
+    workers: int | None = typer.Option(None, "--workers", min=1, help="Local processes (default: all cores)."),
+    ray: str | None = typer.Option(None, "--ray", help="Run on Ray: auto (running cluster, else a local one) "
+                                                      "or a cluster ADDRESS. Needs scarceseg[ray]."),
+    force: bool = typer.Option(False, "--force", help="Segment again the cases a previous run finished."),
 ) -> None:
-    """Segment new images: propose candidates, let the trained agent pick (or run a U-Net, ACWE or PixelDRL model)."""
-    import json
+    """Segment new images: propose candidates, let the trained agent pick (or run a U-Net, ACWE or PixelDRL model).
 
-    from scarceseg.errors import InputError, ScarcesegError
+    One task per case on a local process pool (or Ray); masks are written as they finish, and a rerun
+    skips the cases that are finished.
+    """
+    from scarceseg.bench.cohort import segment_cohort
 
-    config_path = model / "config.json"
-    if not config_path.is_file():
-        raise InputError(model, "not a model folder (no config.json)")
-    try:
-        fmt = str(json.loads(config_path.read_text(encoding="utf-8")).get("format", ""))
-    except (json.JSONDecodeError, AttributeError) as exc:
-        raise InputError(config_path, f"unreadable model config: {exc}") from None
-    if "selector" in fmt.lower():
-        from scarceseg.methods.udc_rl import SEGMENT_MODES, segment_folder
-
-        if mode.replace("-", "_") not in SEGMENT_MODES:
-            raise ScarcesegError(f"--mode must be automatic or one-click, got {mode!r}")
-        summary = segment_folder(model, data, out, mode=mode.replace("-", "_"), points=points, layout=layout,
-                                 seed=seed, progress=sys.stderr.isatty())
-    else:
-        segmenter = next((target for key, target in SEGMENTERS.items() if key in fmt.lower()), None)
-        if segmenter is None:
-            known = ", ".join(["selector", *SEGMENTERS])
-            raise InputError(model, f"unknown model format {fmt!r} (expected one of: {known})")
-        import importlib
-
-        module, func = segmenter.split(":")
-        extra = {}
-        if action_maps:
-            if "pixeldrl" not in fmt.lower():
-                raise ScarcesegError("--action-maps is for PixelDRL-MG models")
-            extra["action_maps"] = True
-        summary = getattr(importlib.import_module(module), func)(model, data, out, layout=layout,
-                                                                 progress=sys.stderr.isatty(), **extra)
-    typer.echo(f"wrote {len(summary['written'])} masks to {out}")
+    summary = segment_cohort(model, data, out, mode=mode, points=points, action_maps=action_maps, layout=layout,
+                             seed=seed, workers=workers, ray=ray, resume=not force, progress=sys.stderr.isatty())
+    reused = len(summary["report"].reused)
+    typer.echo(f"wrote {len(summary['written']) - reused} masks to {out}"
+               + (f" ({reused} finished earlier, kept)" if reused else ""))
     for case_id, reason in summary.get("skipped") or []:
         typer.echo(f"skipped {case_id}: {reason}")
+    _report_failed(summary["failed"])
 
 
 @app.command("cluster")
