@@ -1,5 +1,5 @@
 # make demo / make test: each creates .venv if missing, installs torch==2.13.0 (the local CPU build)
-# first, then the package with its dev extras, then runs.
+# first, then the package with its dev and ray extras, then runs.
 PY ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
@@ -14,7 +14,7 @@ $(BIN)/python:
 
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,ray]'
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -117,8 +117,7 @@ def test_pool_same_files_as_serial_and_survives_a_killed_worker(tmp_path):
 
 
 # ---- segment and propose as cohorts -----------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def tiny_acwe(tmp_path_factory):
+def build_tiny_acwe(root: Path) -> Path:
     """Six sample slices and an ACWE ConvNet trained for one epoch on a 32x32 grid (seconds)."""
     from dataclasses import replace
 
@@ -126,11 +125,15 @@ def tiny_acwe(tmp_path_factory):
     from scarceseg.methods.acwe import ACWEConfig
     from scarceseg.methods.acwe_data import train_acwe_from_dataset
 
-    root = tmp_path_factory.mktemp("cohort")
     make_sample_data(root / "data", n=6, seed=3)
     cfg = replace(ACWEConfig.cpu(), epochs=1, size=32)
     train_acwe_from_dataset(root / "data", root / "model", mode=1, config=cfg, seed=0, progress=False)
     return root
+
+
+@pytest.fixture(scope="module")
+def tiny_acwe(tmp_path_factory):
+    return build_tiny_acwe(tmp_path_factory.mktemp("cohort"))
 
 
 def _files(folder: Path) -> dict[str, bytes]:
