@@ -183,3 +183,24 @@ def bench_pixeldrl(
                             threads=threads, seed=seed)
     run_pixeldrl_bench(data, out, budget, echo=typer.echo, progress=sys.stderr.isatty(),
                        command="scarceseg " + " ".join(sys.argv[1:]))
+
+
+@bench_app.command("scale")
+@_friendly
+def bench_scale(
+    data: Path = typer.Option(Path("../shared/data/lgg"), "--data", help="2D slices (LGG layout): one task each."),
+    volumes: Path | None = typer.Option(None, "--volumes", help="3D volumes (BraTS layout): one task each."),
+    out: Path = typer.Option(Path("bench_out/scale"), "--out"),
+    slices: int = typer.Option(200, "--slices", min=1, help="Slices, spread over the data set."),
+    n_volumes: int = typer.Option(4, "--n-volumes", min=1, help="First N volumes."),
+    workers: list[int] = typer.Option([1, 2], "--workers", help="Worker counts to measure (repeat)."),
+    ray: str = typer.Option("auto", "--ray", help="auto (running cluster, else a local one), ADDRESS, or none."),
+    noop: int = typer.Option(200, "--noop", min=2, help="No-op tasks for the per-task overhead."),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Cohort throughput (cases/s) for 1 and 2 workers, process pool against Ray; Ray's start-up and overhead."""
+    from scarceseg.bench.scale_bench import run_scale_bench
+
+    run_scale_bench(data, out, volumes=volumes, n_slices=slices, n_volumes=n_volumes, workers=workers,
+                    ray=None if ray == "none" else ray, n_noop=noop, seed=seed, echo=typer.echo,
+                    progress=sys.stderr.isatty(), command="scarceseg " + " ".join(sys.argv[1:]))

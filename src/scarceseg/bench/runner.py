@@ -73,7 +73,12 @@ class CohortReport:
     seconds : float
         Wall time of the run, start-up of the pool or of Ray included.
     startup_seconds : float
-        Time to start the pool / connect to or start Ray (0 for serial).
+        Time to connect to or start Ray (0 for serial and for the pool, whose processes start lazily).
+    first_result_seconds : float
+        From the start of the run to the first finished task (start-up, workers' imports and model loading
+        included).
+    finish_seconds : list of float
+        When each task of this run finished, from the start of the run (in order).
     """
 
     done: list[str] = field(default_factory=list)
@@ -86,6 +91,17 @@ class CohortReport:
     workers: int = 1
     seconds: float = 0.0
     startup_seconds: float = 0.0
+    first_result_seconds: float = 0.0
+    finish_seconds: list[float] = field(default_factory=list)
+
+    def steady_seconds_per_case(self) -> float | None:
+        """Median time between finished tasks over the second half of the run (start-up left out), or None."""
+        times = self.finish_seconds
+        if len(times) < 4:
+            return None
+        half = times[len(times) // 2 - 1:]
+        gaps = sorted(b - a for a, b in zip(half, half[1:], strict=False))
+        return gaps[len(gaps) // 2]
 
     def summary(self) -> str:
         """One line: computed / reused / skipped / failed, backend and time."""
@@ -276,6 +292,8 @@ def run_cohort(
     for item, status, value, attempts, seconds in track(events, description=description, enabled=progress,
                                                         total=len(todo)):
         report.attempts[item.case_id] = attempts
+        report.finish_seconds.append(time.perf_counter() - start)
+        report.first_result_seconds = report.finish_seconds[0]
         if status == "ok":
             _save(out, item.case_id, value, attempts, seconds)
             report.done.append(item.case_id)
@@ -324,10 +342,8 @@ def _run_pool(task_fn, shared, todo, workers, retries, report):
     queue = list(todo)
     context = multiprocessing.get_context("spawn")
     while queue:
-        t0 = time.perf_counter()
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_pool_worker,
                                    initargs=(task_fn, shared, threads))
-        report.startup_seconds += time.perf_counter() - t0
         broken = False
         try:
             pending = {}
