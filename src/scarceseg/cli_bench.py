@@ -204,3 +204,20 @@ def bench_scale(
     run_scale_bench(data, out, volumes=volumes, n_slices=slices, n_volumes=n_volumes, workers=workers,
                     ray=None if ray == "none" else ray, n_noop=noop, seed=seed, echo=typer.echo,
                     progress=sys.stderr.isatty(), command="scarceseg " + " ".join(sys.argv[1:]))
+
+
+@bench_app.command("all")
+@_friendly
+def bench_all(
+    out: Path = typer.Option(..., "--out", help="Folder: one sub-folder per section and report.html."),
+    budget: str = typer.Option("paper", "--budget", help="tiny (sample data, checks), small (< 30 min) or "
+                                                         "paper (the README's commands)."),
+    data: Path = typer.Option(Path("../shared/data"), "--data", help="Root holding lgg/, brats2015/, la2018/."),
+    ray: str | None = typer.Option(None, "--ray", help="The scale section on Ray: auto or ADDRESS (default: none)."),
+    only: list[str] = typer.Option([], "--only", help="Run only this section (repeat)."),
+    section_timeout: float | None = typer.Option(None, "--section-timeout", help="Stop a section after N s."),
+) -> None:
+    """Re-run every benchmark the README quotes and write OUT/report.html (tables, figures, commands, versions)."""
+    from scarceseg.bench.bench_all import run_all
+
+    run_all(out, budget=budget, data=data, ray=ray, only=only or None, timeout_s=section_timeout, echo=typer.echo)
