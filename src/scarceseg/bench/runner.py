@@ -331,8 +331,10 @@ def _run_serial(task_fn, shared, todo, retries, report):
 
 
 def _run_pool(task_fn, shared, todo, workers, retries, report):
-    """Local processes (spawned: no inherited torch threads or locks). A dead worker breaks the whole pool:
-    every case in flight then counts one attempt and the pool is started again for what is left."""
+    """Local processes (forked from a clean server: no inherited torch threads or locks).
+
+    A dead worker breaks the whole pool: every case in flight then counts one attempt and the pool is started
+    again for what is left."""
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     from concurrent.futures.process import BrokenProcessPool
@@ -340,7 +342,11 @@ def _run_pool(task_fn, shared, todo, workers, retries, report):
     threads = max(1, default_workers() // workers)
     attempts = {item.case_id: 0 for item in todo}
     queue = list(todo)
-    context = multiprocessing.get_context("spawn")
+    # forkserver: a clean server process (no threads of ours) imports torch and this module once; each worker
+    # is a fork of it, so a pool starts in a fraction of a second after the first one (spawn: a full import
+    # per worker and per pool)
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["torch", "scarceseg.bench.runner"])
     while queue:
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_pool_worker,
                                    initargs=(task_fn, shared, threads))

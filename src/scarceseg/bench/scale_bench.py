@@ -107,7 +107,7 @@ def run_scale_bench(
             import ray as ray_module
 
             facts["ray_version"] = ray_module.__version__
-            facts["ray_startup_seconds"] = ray_connect(ray, {"num_cpus": max(workers)})
+            facts["ray_startup_seconds"] = round(ray_connect(ray, {"num_cpus": max(workers)}), 2)
             facts["ray_cluster_cpus"] = ray_module.cluster_resources().get("CPU")
             backends.append("ray")
         except ImportError:
