@@ -32,11 +32,13 @@ def bench_propose(
     n: int = typer.Option(20, "--n", help="Number of slices (spread over patients)."),
     out: Path | None = typer.Option(None, "--out", help="Also write the figures as JSON here."),
     seed: int = typer.Option(0, "--seed"),
+    config: list[str] = typer.Option(["faithful", "fast"], "--config", help="Proposer presets (repeat)."),
+    channels: list[str] = typer.Option(["flair", "all"], "--channels", help="flair and/or all (repeat)."),
 ) -> None:
     """Faithful vs fast proposer side by side: seconds per slice and best-candidate Dice."""
     from scarceseg.bench.propose_bench import run_propose_bench
 
-    run_propose_bench(data, n=n, seed=seed, echo=typer.echo, out=out)
+    run_propose_bench(data, n=n, seed=seed, configs=config, channels=channels, echo=typer.echo, out=out)
 
 
 @bench_app.command("stember")

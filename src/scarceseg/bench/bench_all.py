@@ -74,14 +74,16 @@ def _foundation(ctx: Context) -> list[str]:
 
 def _propose(ctx: Context) -> list[str]:
     return ["bench", "propose", "--data", _lgg(ctx), "--out", str(ctx.section_dir("propose") / "propose.json"),
-            "--n", {"tiny": "1", "small": "3", "paper": "20"}[ctx.budget]]
+            "--n", {"tiny": "1", "small": "3", "paper": "20"}[ctx.budget],
+            *_pick(ctx, ["--config", "fast", "--channels", "flair"], [], [])]
 
 
 def _stember(ctx: Context) -> list[str]:
     base = ["bench", "stember", "--data", _lgg(ctx), "--out", str(ctx.section_dir("stember"))]
-    return base + _pick(ctx, ["--n-train", "3", "--max-test", "2", "--episodes", "3", "--unet-epochs", "1"],
+    return base + _pick(ctx, ["--n-train", "3", "--max-test", "2", "--episodes", "3", "--no-unet"],
                         ["--max-test", "40", "--episodes", "100", "--unet-epochs", "10"],
-                        ["--seed", "0", "--seed", "1", "--seed", "2"])
+                        ["--seed", "0", "--seed", "1", "--seed", "2", "--max-test", "150", "--no-unet",
+                         "--workers", "2"])
 
 
 def _jule(ctx: Context) -> list[str]:
