@@ -107,6 +107,8 @@ def bench_itermrl(
     noc_cases: int = typer.Option(10, "--noc-cases"),
     iterations_3d: int = typer.Option(60, "--iterations-3d"),
     baseline_iterations_3d: int = typer.Option(60, "--baseline-iterations-3d", help="R-Net / InterCNN updates in 3D."),
+    noc_max: int = typer.Option(20, "--noc-max", min=1, help="NoC: at most this many clicks."),
+    latency_steps: int = typer.Option(50, "--latency-steps", min=1, help="Refinement steps timed per method."),
 ) -> None:
     """Paper 002's tables: Dice per step, interaction ablation, NoC@85/90, latency (2D; 3D with --data3d)."""
     from scarceseg.bench.itermrl_bench import ItermrlBudget, run_itermrl_bench
@@ -115,7 +117,8 @@ def bench_itermrl(
                            n_test=n_test,
                            itermrl_iterations=itermrl_iterations, baseline_iterations=baseline_iterations,
                            noc_cases=noc_cases, iterations_3d=iterations_3d,
-                           baseline_iterations_3d=baseline_iterations_3d, seed=seed, do_3d=data3d is not None)
+                           baseline_iterations_3d=baseline_iterations_3d, noc_max=noc_max,
+                           latency_steps=latency_steps, seed=seed, do_3d=data3d is not None)
     run_itermrl_bench(data, out, budget, data3d=data3d, echo=typer.echo, progress=sys.stderr.isatty(),
                       command="scarceseg " + " ".join(sys.argv[1:]))
 

@@ -100,7 +100,7 @@ def _itermrl(ctx: Context) -> list[str]:
     if ctx.budget == "tiny":
         return ["bench", "itermrl", "--data", _lgg(ctx), *out, "--n-train1", "2", "--unet-epochs", "1",
                 "--n-train2", "2", "--n-test", "2", "--itermrl-iterations", "2", "--baseline-iterations", "2",
-                "--noc-cases", "1"]
+                "--noc-cases", "1", "--noc-max", "2", "--latency-steps", "2"]
     return ["bench", "itermrl", "--data", str(ctx.data / "brats2015"), *out,
             *_pick(ctx, [], ["--unet-epochs", "10", "--n-train2", "30", "--n-test", "10", "--itermrl-iterations",
                              "100", "--baseline-iterations", "50", "--noc-cases", "3"],
