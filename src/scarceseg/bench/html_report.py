@@ -26,8 +26,7 @@ h1{font-size:1.6em}h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin-to
 table{border-collapse:collapse;margin:.6em 0;font-size:13px}td,th{border:1px solid #ccc;padding:2px 6px}
 th{background:#f3f3f3}pre{background:#f6f6f6;padding:.6em;overflow-x:auto;font-size:12px}
 code{background:#f3f3f3;padding:0 2px}.ok{color:#1a7f37;font-weight:bold}.failed{color:#c00;font-weight:bold}
-img{max-width:100%;border:1px solid #ddd;margin:.4em 0}dl.facts dt{font-weight:bold;float:left;width:9em}
-dl.facts dd{margin-left:10em}.links a{margin-right:1em}
+img{max-width:100%;border:1px solid #ddd;margin:.4em 0}table.facts th{text-align:left}.links a{margin-right:1em}
 """
 
 
@@ -178,8 +177,8 @@ def write_report(out: Path, results: list[dict], budget: str, total_seconds: flo
     body = [f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>scarceseg bench all "
             f"({budget})</title><style>{CSS}</style></head><body>",
             f"<h1>scarceseg benchmarks: every figure, one run (budget {html.escape(budget)})</h1>",
-            '<dl class="facts">' + "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>"
-                                           for k, v in facts.items()) + "</dl>",
+            '<table class="facts">' + "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
+                                              for k, v in facts.items()) + "</table>",
             f"<h2>Sections</h2><ul>{nav}</ul>",
             '<h2 id="missing">What is missing</h2><ul>'
             + "".join(f"<li>{html.escape(m)}</li>" for m in missing or ["nothing: every section ran"]) + "</ul>",

@@ -222,8 +222,10 @@ def _write(out: Path, summary: dict) -> None:
               f"Ray {summary['ray_version']}.",
               f"Pool / Ray throughput ratio, same run: {summary['ratios_pool_over_ray']}.",
               f"Model: ACWE ConvNet (mode 1, one epoch, {summary['model_bytes']} bytes of files), trained in "
-              f"{summary['train_seconds']} s (not counted). Workers: 1 = in this process; the pool spawns processes "
-              "(one torch thread each). Steady = median time between results over the second half of a run.", ""]
+              f"{summary['train_seconds']} s (not counted). Workers: 1 = in this process; the pool forks its workers "
+              "from a forkserver that imported torch (one torch thread each; its RSS counts pages shared with "
+              "the server); Ray's workers stay up between runs of one job. Steady = median time between results "
+              "over the second half of a run.", ""]
     (out / "report.md").write_text("\n".join(lines), encoding="utf-8")
 
 
