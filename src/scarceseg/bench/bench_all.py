@@ -13,6 +13,7 @@ timings, not run whole), ``paper`` (the README's commands).
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -225,10 +226,15 @@ def run_section(section: Section, ctx: Context, timeout_s: float | None = None,
     args = section.args(ctx)
     command = "scarceseg " + " ".join(args)
     echo(f"[{section.name}] {command}")
+    # the section's process must import this scarceseg (a source tree on PYTHONPATH, maybe relative, included)
+    root = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, *[str(Path(p).resolve()) for p in
+                                                               os.environ.get("PYTHONPATH", "").split(os.pathsep)
+                                                               if p]])}
     t0 = time.perf_counter()
     try:
         proc = subprocess.run([sys.executable, "-m", "scarceseg.cli", *args], capture_output=True, text=True,
-                              timeout=timeout_s, cwd=ctx.out, encoding="utf-8", errors="replace")
+                              timeout=timeout_s, cwd=ctx.out, env=env, encoding="utf-8", errors="replace")
         code, stdout, stderr = proc.returncode, proc.stdout, proc.stderr
     except subprocess.TimeoutExpired as exc:
         code, stdout = -1, exc.stdout if isinstance(exc.stdout, str) else ""
