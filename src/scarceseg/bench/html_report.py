@@ -180,8 +180,9 @@ def write_report(out: Path, results: list[dict], budget: str, total_seconds: flo
             '<table class="facts">' + "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
                                               for k, v in facts.items()) + "</table>",
             f"<h2>Sections</h2><ul>{nav}</ul>",
-            '<h2 id="missing">What is missing</h2><ul>'
-            + "".join(f"<li>{html.escape(m)}</li>" for m in missing or ["nothing: every section ran"]) + "</ul>",
+            '<section id="missing"><h2>What is missing</h2><ul>'
+            + "".join(f"<li>{html.escape(m)}</li>" for m in missing or ["nothing: every section ran"])
+            + "</ul></section>",
             *[_section_html(out, r) for r in results], "</body></html>"]
     path = out / "report.html"
     path.write_text("\n".join(body), encoding="utf-8")
