@@ -6,7 +6,6 @@ Each command is a thin wrapper over a plain function; imports live inside the co
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import typer
@@ -74,7 +73,7 @@ def evaluate(
     """Compare predictions with the truth: per-case CSV, summary JSON and a printed table."""
     from scarceseg.bench.evaluate import evaluate_folder
 
-    result = evaluate_folder(pred, gt, out, layout=layout, method=method, progress=sys.stderr.isatty())
+    result = evaluate_folder(pred, gt, out, layout=layout, method=method, progress=True)
     typer.echo(result.report())
 
 
@@ -89,7 +88,7 @@ def demo(
     """The main job on built-in sample data: propose, oracle-pick, train the selector, segment, evaluate, report."""
     from scarceseg.bench.demo import run_demo
 
-    run_demo(out, n=n, seed=seed, episodes=episodes, echo=typer.echo, progress=sys.stderr.isatty())
+    run_demo(out, n=n, seed=seed, episodes=episodes, echo=typer.echo, progress=True)
 
 
 @app.command()
@@ -111,7 +110,7 @@ def propose(
     if candidates is not None:
         cfg = UDCConfig.from_dict({**cfg.__dict__, "candidates": candidates})
     propose_inputs(list(inputs), out, config=cfg, channels=channels, seed=seed, layout=layout,
-                   progress=sys.stderr.isatty(), echo=typer.echo)
+                   progress=True, echo=typer.echo)
 
 
 @app.command()
@@ -183,7 +182,7 @@ def train_selector_cmd(
         config = SelectorConfig(**changes)
     except ValueError as exc:
         raise ScarcesegError(str(exc)) from None
-    selector, history = train_selector(work, config=config, seed=seed, progress=sys.stderr.isatty())
+    selector, history = train_selector(work, config=config, seed=seed, progress=True)
     path = selector.save(out)
     acc = history.accuracy.get("train") or []
     final = f"{acc[-1]:.2f}" if acc else "not evaluated"
@@ -221,7 +220,7 @@ def train_unet_cmd(
     if epochs is not None:
         cfg = UNetConfig.from_dict({**cfg.to_dict(), "epochs": epochs})
     result = train_unet_from_dataset(data, ids, out, config=cfg, seed=seed, layout=layout,
-                                     progress=sys.stderr.isatty())
+                                     progress=True)
     typer.echo(f"trained U-Net ({config}) on {len(ids)} cases; saved to {out}")
     if isinstance(result, dict) and result.get("final_loss") is not None:
         typer.echo(f"final training loss {result['final_loss']:.4f}")
@@ -279,7 +278,7 @@ def train_acwe_cmd(
         torch.set_num_threads(threads)
     result = train_acwe_from_dataset(data, out, mode=mode, config=cfg, preset=preset, case_ids=ids, n_labels=labels,
                                      pretrained=init, slice_step=slice_step, seed=seed, layout=layout,
-                                     progress=sys.stderr.isatty())
+                                     progress=True)
     typer.echo(f"trained ACWE ConvNet (mode {mode}) on {result['n_images']} images, {len(result['labelled'])} "
                f"labelled, in {result['seconds']:.1f} s (polarity {result['polarity']:+d}); saved to {out}")
     for case_id, reason in result.get("skipped") or []:
@@ -316,7 +315,7 @@ def train_pixeldrl_cmd(
         torch.set_num_threads(threads)
     r = train_pixeldrl_from_dataset(data, out, config=cfg, shots=shots, budget_minutes=budget_minutes, steps=steps,
                                     seed=seed, channels=channels, layout=layout, resume=not fresh,
-                                    progress=sys.stderr.isatty())
+                                    progress=True)
     typer.echo(f"trained PixelDRL-MG ({config}) on {r['n_train']} slices: {r['steps']} updates "
                f"({r['warm_steps']} warm start), {r['cpu_seconds']:.0f} CPU s, {r['n_parameters']} parameters; "
                f"saved to {out}")
@@ -353,7 +352,7 @@ def segment(
         if mode.replace("-", "_") not in SEGMENT_MODES:
             raise ScarcesegError(f"--mode must be automatic or one-click, got {mode!r}")
         summary = segment_folder(model, data, out, mode=mode.replace("-", "_"), points=points, layout=layout,
-                                 seed=seed, progress=sys.stderr.isatty())
+                                 seed=seed, progress=True)
     else:
         segmenter = next((target for key, target in SEGMENTERS.items() if key in fmt.lower()), None)
         if segmenter is None:
@@ -368,7 +367,7 @@ def segment(
                 raise ScarcesegError("--action-maps is for PixelDRL-MG models")
             extra["action_maps"] = True
         summary = getattr(importlib.import_module(module), func)(model, data, out, layout=layout,
-                                                                 progress=sys.stderr.isatty(), **extra)
+                                                                 progress=True, **extra)
     typer.echo(f"wrote {len(summary['written'])} masks to {out}")
     for case_id, reason in summary.get("skipped") or []:
         typer.echo(f"skipped {case_id}: {reason}")
@@ -415,7 +414,7 @@ def train_refiner(
 
     h = train_refiner_from_dataset(data, out, method=method, init_model=init_model, iterations=iterations,
                                    n_train=n_train, channel=channel, seed=seed, layout=layout,
-                                   progress=sys.stderr.isatty())
+                                   progress=True)
     typer.echo(f"trained {method} in {h['seconds']:.0f} s; wrote {h['out_dir']}")
 
 

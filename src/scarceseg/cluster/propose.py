@@ -391,7 +391,7 @@ def propose_inputs(
         Unreadable files, 3D cases and repeated case ids are skipped with a warning; the others
         are still proposed.
     """
-    from scarceseg.bench.progress import track
+    from scarceseg.progress import track
 
     if channels not in CHANNEL_MODES:
         raise InputError(None, f"--channels must be one of {CHANNEL_MODES}, got {channels!r}")
