@@ -366,3 +366,21 @@ def test_default_workdir_inside_the_folder_is_not_read_as_data(sample: dict, tmp
     with TestClient(create_app(ServerConfig(folder=data, user="u")), base_url=LOCAL) as c:
         assert [r["case_id"] for r in c.get("/api/cases").json()["cases"]] == sample["ids"]
     assert (data / ".scarceseg" / "store.sqlite").is_file()
+
+
+def test_propose_on_an_oversized_image_is_a_clear_4xx(sample: dict, tmp_path: Path) -> None:
+    """Issue 16 item 5 through the server: refused before any job runs, the server stays up."""
+    from scarceseg.io.limits import SizeLimit, size_limit_set
+
+    cid = sample["ids"][2]
+    work = work_copy(sample, tmp_path)
+    with client(sample, work) as c:
+        with size_limit_set(SizeLimit(max_voxels=10**9, max_megabytes=1.0)):  # proposing 256² needs ~24 MB
+            r = c.post(f"/api/cases/{cid}/propose", json={})
+        assert r.status_code == 400
+        assert "limit of 1 MB" in r.json()["detail"] and "proposing" in r.json()["detail"]
+        assert c.get("/api/jobs/1").status_code == 404  # no job was started
+        with size_limit_set(SizeLimit(max_voxels=1000, max_megabytes=1e6)):  # over the read limit (not cached)
+            r = c.post(f"/api/cases/{sample['ids'][1]}/propose", json={})
+        assert r.status_code == 400 and "size limit of 1,000 values" in r.json()["detail"]
+        assert c.get("/api/cases").status_code == 200

@@ -21,12 +21,13 @@ References
 from __future__ import annotations
 
 import colorsys
+import functools
 import json
+import logging
 import os
 import tempfile
 import time
-import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,6 +43,11 @@ CHANNEL_MODES = ("flair", "all")
 PROPOSALS = "proposals"
 INDEX = "index.json"
 FILES = ("proposal.npz", "candidates.json", "contact_sheet.png", "labels.png")
+#: Peak memory of proposing, per pixel: (812 - 532) MB / (1024² - 512²) px on grey PNGs with the fast preset
+#: (``/usr/bin/time -f %M scarceseg propose`` on this machine); the size guard uses it.
+BYTES_PER_PIXEL = 360.0
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -121,6 +127,15 @@ def make_candidates(
     return cand.stack(masks, shape), sources
 
 
+def check_propose_size(case: Case) -> None:
+    """Raise :class:`~scarceseg.io.limits.ImageTooLargeError` when proposing on ``case`` would exceed the
+    memory limit (:func:`scarceseg.io.limits.size_limit`), before any work is done."""
+    from scarceseg.io.limits import check_method_memory
+
+    check_method_memory(case.source or case.case_id or None, tuple(case.shape), BYTES_PER_PIXEL,
+                        "proposing candidates")
+
+
 def propose_case(case: Case, config: UDCConfig | str | None = None, channels: str = "flair", seed: int = 0) -> Proposal:
     """Cluster one 2D case and turn the clusters into candidate masks.
 
@@ -142,6 +157,8 @@ def propose_case(case: Case, config: UDCConfig | str | None = None, channels: st
     ------
     DimensionError
         The case is 3D (the method is 2D; propose slices instead).
+    ImageTooLargeError
+        Proposing would need more memory than the size limit allows (see :func:`check_propose_size`).
     """
     if case.ndim != 2:
         raise DimensionError(
@@ -149,6 +166,7 @@ def propose_case(case: Case, config: UDCConfig | str | None = None, channels: st
             f"propose works on 2D images; this case is 3D with shape {case.shape} "
             "(slice the volume first, e.g. Dataset.as_slices())",
         )
+    check_propose_size(case)
     cfg = UDCConfig.preset(config)
     start = time.perf_counter()
     image, names = select_channels(case, channels)
@@ -313,44 +331,48 @@ def list_proposals(workdir: str | Path) -> list[str]:
 
 
 # ---- many inputs -----------------------------------------------------------------------------------
-def _iter_input(
-    path: Path, layout: str | None, skipped: list[tuple[str, str, str]], warned: list[tuple[str, str, str]]
-) -> Iterator[Case]:
-    """Cases of one input: a data set folder, a DICOM series folder, a folder of images, or a file.
+@dataclass
+class _Work:
+    """One case to propose, before loading: its id, where it comes from, and how to load it."""
 
-    Cases that fail to load are appended to ``skipped``; a data set's own skips (which it already
-    warned about) go to ``warned``.
-    """
-    from scarceseg.io import is_supported_file, read_image
+    case_id: str
+    where: str
+    load: Callable[[], Case]
 
-    if path.is_dir():
-        try:
-            from scarceseg.datasets import open_dataset
-        except ImportError:  # pragma: no cover - the data set module is part of the package
-            from scarceseg.datasets.layouts import open_dataset
-        try:
-            ds = open_dataset(path, layout=layout)
-        except ScarcesegError as exc:
-            if layout is not None:
-                skipped.append((path.name, str(path), getattr(exc, "reason", str(exc))))
-                return
-            loose = sorted(p for p in path.iterdir() if p.is_file() and is_supported_file(p))
-            if loose:  # a plain folder of images: each one a case
-                for file in loose:
-                    yield from _iter_input(file, None, skipped, warned)
-                return
-            try:  # a DICOM series folder
-                yield read_image(path)
-            except ScarcesegError:
-                skipped.append((path.name, str(path), getattr(exc, "reason", str(exc))))
-            return
-        yield from ds.iter_cases()  # warns about each case it skips
-        warned.extend(ds.skipped)
-        return
+
+def _collect(path: Path, layout: str | None, skipped: list[tuple[str, str, str]], notes: list[str]) -> list[_Work]:
+    """The cases of one input (a data set folder in any layout, a plain folder of images, a DICOM series
+    folder, or a file), without loading them. Inputs that cannot be opened are appended to ``skipped``."""
+    from scarceseg.datasets import open_dataset
+    from scarceseg.io import read_image, stem_of
+
+    if not path.exists():
+        skipped.append((path.name, str(path), "no such file or folder"))
+        return []
+    if path.is_file():
+        return [_Work(stem_of(path), str(path), lambda: read_image(path))]
     try:
-        yield read_image(path)
+        ds = open_dataset(path, layout=layout)
     except ScarcesegError as exc:
         skipped.append((path.name, str(path), getattr(exc, "reason", str(exc))))
+        return []
+    notes.extend(f"{path}: {note}" for note in ds.notes)
+    return [_Work(e.case_id, str(e.images[0]), functools.partial(ds.load, e.case_id)) for e in ds.entries]
+
+
+def _finished(index: dict, workdir: Path, case_id: str, config: dict, channels: str, seed: int) -> bool:
+    """Whether ``case_id`` was proposed into ``workdir`` with the same config, channels and seed.
+
+    The index entry is written after the case's files (each written atomically), so an entry whose
+    ``proposal.npz`` and ``candidates.json`` exist marks a finished case, never a half-written one.
+    """
+    entry = index.get(case_id)
+    folder = Path(workdir) / PROPOSALS / case_id
+    if not entry or not (folder / "proposal.npz").is_file() or not (folder / "candidates.json").is_file():
+        return False
+    saved = entry.get("config") or {}
+    same = all(saved.get(k) == v for k, v in config.items())
+    return same and saved.get("seed") == seed and saved.get("input_channels") == channels
 
 
 def propose_inputs(
@@ -362,16 +384,18 @@ def propose_inputs(
     layout: str | None = None,
     progress: bool = True,
     echo: Callable[[str], None] | None = print,
+    force: bool = False,
 ) -> dict:
     """Propose candidates for every case of every input and write them into ``workdir``.
 
     Parameters
     ----------
     inputs : list of Path
-        Data set folders (any layout :func:`scarceseg.datasets.open_dataset` knows), folders of
-        image files, DICOM series folders, or single image files.
+        Data set folders (any layout :func:`scarceseg.datasets.open_dataset` knows, plain folders of image
+        files included), DICOM series folders, or single image files.
     workdir : Path
-        Created when missing. Only ``proposals/`` entries of the cases proposed are written.
+        Created when the first case is written (not at all when no case can be read). Only
+        ``proposals/`` entries of the cases proposed are written.
     config : UDCConfig or {"fast", "faithful"}, optional
         Default: fast.
     channels : {"flair", "all"}
@@ -379,17 +403,26 @@ def propose_inputs(
     layout : str, optional
         Force a data set layout for folder inputs.
     progress : bool
-        Rich progress bar on stderr.
+        Report progress on stderr (:func:`scarceseg.progress.track`: a bar with total and ETA on a terminal,
+        a plain line every few seconds otherwise).
     echo : callable, optional
-        Where the one-line summary and the skipped inputs are printed (None: silent).
+        Where the summary, one line per skipped input and the notes are printed (None: silent).
+    force : bool
+        Propose again cases already proposed with the same config, channels and seed (default: keep them,
+        so a rerun after an interruption resumes).
 
     Returns
     -------
     dict
-        ``workdir``, ``proposed`` (case ids), ``skipped`` (``[case_or_file, path, reason]``),
-        ``seconds`` (per proposed case), ``median_seconds``, ``candidates`` (count per case).
-        Unreadable files, 3D cases and repeated case ids are skipped with a warning; the others
-        are still proposed.
+        ``workdir``, ``proposed`` (case ids), ``kept`` (finished before, not redone), ``skipped``
+        (``[file_or_case, path, reason]``), ``notes``, ``seconds`` (per proposed case), ``median_seconds``,
+        ``candidates`` (count per case). Unreadable files, 3D cases and repeated case ids are skipped and
+        listed; the others are still proposed.
+
+    Raises
+    ------
+    InputError
+        No input holds a readable case (after the skipped inputs were echoed); nothing is created.
     """
     from scarceseg.progress import track
 
@@ -399,54 +432,71 @@ def propose_inputs(
     workdir = Path(workdir)
     if workdir.exists() and not workdir.is_dir():
         raise InputError(workdir, "WORKDIR exists and is not a folder")
-    workdir.mkdir(parents=True, exist_ok=True)
     skipped: list[tuple[str, str, str]] = []
-    warned: list[tuple[str, str, str]] = []
+    notes: list[str] = []
     proposed: list[str] = []
+    kept: list[str] = []
     seconds: dict[str, float] = {}
     counts: dict[str, int] = {}
     origin: dict[str, str] = {}
 
-    def cases() -> Iterator[Case]:
-        for item in inputs:
-            item = Path(item)
-            if not item.exists():
-                skipped.append((item.name, str(item), "no such file or folder"))
-                continue
-            yield from _iter_input(item, layout, skipped, warned)
+    work = [item for path in inputs for item in _collect(Path(path), layout, skipped, notes)]
+    if not work and len(skipped) == 1:  # the one input cannot be opened: that is the error, in one line
+        raise InputError(skipped[0][1], skipped[0][2])
+    index = read_index(workdir) if workdir.is_dir() else {}
+    wanted = json.loads(json.dumps(asdict(cfg)))  # as saved in index.json (tuples become lists)
+    todo = []
+    for item in work:
+        if item.case_id in origin:
+            skipped.append((Path(item.where).name, item.where,
+                            f"same case id {item.case_id!r} as {origin[item.case_id]} (proposed once)"))
+        elif not force and _finished(index, workdir, item.case_id, wanted, channels, seed):
+            kept.append(item.case_id)
+        else:
+            todo.append(item)
+        origin.setdefault(item.case_id, item.where)
 
-    for case in track(cases(), description="proposing", enabled=progress):
-        where = str(case.source or case.case_id)
-        if case.case_id in origin:
-            skipped.append((case.case_id, where, f"same case id as {origin[case.case_id]} (proposed once)"))
-            continue
+    for item in track(todo, description="proposing", enabled=progress):
         try:
+            case = item.load()
+            problem = case.meta.get("label_problem")
+            if problem is not None:
+                notes.append(f"mask ignored for {item.case_id} (the image is proposed unlabelled): "
+                             f"{problem[0]}: {problem[1]}")
             proposal = propose_case(case, cfg, channels=channels, seed=seed)
             save_proposal(proposal, workdir)
         except ScarcesegError as exc:
-            skipped.append((case.case_id, where, getattr(exc, "reason", str(exc))))
+            where = str(getattr(exc, "path", None) or item.where)
+            skipped.append((Path(where).name, where, getattr(exc, "reason", str(exc))))
             continue
-        origin[case.case_id] = where
-        proposed.append(case.case_id)
-        seconds[case.case_id] = round(proposal.seconds, 4)
-        counts[case.case_id] = len(proposal.candidates)
+        proposed.append(item.case_id)
+        seconds[item.case_id] = round(proposal.seconds, 4)
+        counts[item.case_id] = len(proposal.candidates)
 
     for name, where, reason in skipped:
-        warnings.warn(f"skipped {name}: {where}: {reason}", stacklevel=2)
-    skipped = warned + skipped
+        logger.info("skipped %s: %s: %s", name, where, reason)
     summary = {
         "workdir": str(workdir),
         "proposed": proposed,
+        "kept": kept,
         "skipped": [list(s) for s in skipped],
+        "notes": notes,
         "seconds": seconds,
         "median_seconds": float(np.median(list(seconds.values()))) if seconds else 0.0,
         "candidates": counts,
     }
     if echo is not None:
-        echo(
-            f"proposed {len(proposed)} case(s) into {workdir / PROPOSALS} "
-            f"(median {summary['median_seconds']:.2f} s per case); skipped {len(skipped)}"
-        )
         for name, where, reason in skipped:
             echo(f"  skipped {name}: {where}: {reason}")
+        for note in notes:
+            echo(f"  note: {note}")
+    if not proposed and not kept:
+        shown = ", ".join(str(p) for p in inputs[:3]) + (" ..." if len(inputs) > 3 else "")
+        raise InputError(None, f"no readable 2D case in {shown}; nothing was written")
+    if echo is not None:
+        again = f"; kept {len(kept)} finished before (--force redoes them)" if kept else ""
+        echo(
+            f"proposed {len(proposed)} case(s) into {workdir / PROPOSALS} "
+            f"(median {summary['median_seconds']:.2f} s per case){again}; skipped {len(skipped)}"
+        )
     return summary

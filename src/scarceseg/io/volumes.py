@@ -8,7 +8,9 @@ written as NIfTI with it overlays the input; ``origin`` is that affine's transla
 
 from __future__ import annotations
 
+import logging
 import re
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +20,49 @@ from scarceseg.io.raw import RawImage, reason_of
 
 #: ITK/DICOM world coordinates are LPS; NIfTI's (and Case.affine's) are RAS.
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+
+_itk_logger = None  # the process-wide ITK logger that writes into Python logging (kept alive here)
+
+
+def _route_itk_messages() -> bool:
+    """Send ITK's C++ messages to the ``scarceseg.itk`` logger (INFO) instead of stderr; False if impossible."""
+    global _itk_logger
+    if _itk_logger is not None:
+        return True
+    import SimpleITK as sitk
+
+    base = getattr(sitk, "LoggerBase", None)
+    if base is None:  # SimpleITK < 2.2
+        return False
+
+    class _ToLogging(base):
+        def _log(self, text: str) -> None:
+            logging.getLogger("scarceseg.itk").info("ITK: %s", " ".join(str(text).split()))
+
+        DisplayText = DisplayErrorText = DisplayWarningText = DisplayGenericOutputText = DisplayDebugText = _log
+
+    logger = _ToLogging()
+    logger.SetAsGlobalITKLogger()
+    _itk_logger = logger
+    return True
+
+
+@contextmanager
+def quiet_itk():
+    """No ITK/GDCM C++ warnings (``WARNING: In ...cxx``) on stderr while reading: they go to the log file
+    (logger ``scarceseg.itk``); scarceseg reports the problem itself in one line."""
+    import SimpleITK as sitk
+
+    if _route_itk_messages():
+        yield
+        return
+    previous = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)
+    try:
+        yield
+    finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(previous)
 
 
 def read_nifti(path: Path) -> RawImage:
@@ -69,7 +114,8 @@ def read_itk(path: Path, fmt: str = "itk") -> RawImage:
     import SimpleITK as sitk
 
     try:
-        img = sitk.ReadImage(str(path))
+        with quiet_itk():
+            img = sitk.ReadImage(str(path))
     except RuntimeError as exc:
         raise CorruptFileError(path, f"cannot decode {path.name} ({_itk_reason(exc)})") from exc
     raw = from_sitk(img, path)
@@ -93,6 +139,11 @@ def read_dicom_series(folder: Path, series_id: str | None = None) -> RawImage:
     InputError
         No DICOM series in the folder, several series and no ``series_id``, or an unknown one.
     """
+    with quiet_itk():
+        return _read_dicom_series(folder, series_id)
+
+
+def _read_dicom_series(folder: Path, series_id: str | None) -> RawImage:
     import SimpleITK as sitk
 
     reader = sitk.ImageSeriesReader()

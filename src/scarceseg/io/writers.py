@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -67,10 +69,19 @@ def write_mask(mask: np.ndarray, path: str | Path, like: Case | None = None) -> 
     labels = to_label_map(mask, path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        if wanted == 2:
-            _write_2d(labels, path, ending)
-        else:
-            _write_nifti(labels, path, like)
+        # atomic: a temporary file beside it, renamed over it when complete; an interrupted run never
+        # leaves a half-written mask that a resumed run would take as done
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=ending)
+        os.close(fd)
+        try:
+            if wanted == 2:
+                _write_2d(labels, Path(tmp), ending)
+            else:
+                _write_nifti(labels, Path(tmp), like)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
     except OSError as exc:
         raise InputError(path, f"cannot write the mask ({reason_of(exc)})") from exc
     return path
