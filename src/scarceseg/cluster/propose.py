@@ -47,6 +47,9 @@ FILES = ("proposal.npz", "candidates.json", "contact_sheet.png", "labels.png")
 #: (``/usr/bin/time -f %M scarceseg propose`` on this machine); the size guard uses it.
 BYTES_PER_PIXEL = 360.0
 
+#: The shortest image side proposing works on (a 1 x 1 "image" has no region to propose).
+MIN_SIDE = 8
+
 logger = logging.getLogger(__name__)
 
 
@@ -129,9 +132,14 @@ def make_candidates(
 
 def check_propose_size(case: Case) -> None:
     """Raise :class:`~scarceseg.io.limits.ImageTooLargeError` when proposing on ``case`` would exceed the
-    memory limit (:func:`scarceseg.io.limits.size_limit`), before any work is done."""
+    memory limit (:func:`scarceseg.io.limits.size_limit`), before any work is done; :class:`InputError`
+    for an image too small to hold a lesion (a side under :data:`MIN_SIDE` pixels)."""
     from scarceseg.io.limits import check_method_memory
 
+    if min(case.shape) < MIN_SIDE:
+        raise InputError(case.source or case.case_id or None,
+                         f"image of {' x '.join(map(str, case.shape))} pixels is too small to propose regions "
+                         f"(at least {MIN_SIDE} x {MIN_SIDE})")
     check_method_memory(case.source or case.case_id or None, tuple(case.shape), BYTES_PER_PIXEL,
                         "proposing candidates")
 

@@ -95,11 +95,16 @@ def header_shape(path: Path, fmt: str) -> tuple[tuple[int, ...], np.dtype] | Non
         if fmt in ("png", "jpeg"):
             from PIL import Image
 
-            with Image.open(path) as im:
-                width, height = im.size
-                bands = len(im.getbands())
-                dtype = np.dtype(np.uint16) if im.mode.startswith("I;16") else np.dtype(
-                    np.int32 if im.mode in ("I", "F") else np.uint8)
+            bomb_limit = Image.MAX_IMAGE_PIXELS
+            Image.MAX_IMAGE_PIXELS = None  # our limit decides, with our message; Pillow's applies when decoding
+            try:
+                with Image.open(path) as im:
+                    width, height = im.size
+                    bands = len(im.getbands())
+                    dtype = np.dtype(np.uint16) if im.mode.startswith("I;16") else np.dtype(
+                        np.int32 if im.mode in ("I", "F") else np.uint8)
+            finally:
+                Image.MAX_IMAGE_PIXELS = bomb_limit
             return (height, width, bands), dtype
         if fmt == "tiff":
             import tifffile

@@ -18,6 +18,8 @@ import numpy as np
 from scarceseg.errors import CorruptFileError, DimensionError, InputError
 from scarceseg.io.raw import RawImage, reason_of
 
+#: The longest 4th NIfTI axis read as channels (see :func:`read_nifti`).
+MAX_NIFTI_CHANNELS = 8
 #: ITK/DICOM world coordinates are LPS; NIfTI's (and Case.affine's) are RAS.
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
@@ -70,6 +72,11 @@ def read_nifti(path: Path) -> RawImage:
 
     ``(i, j)`` -> ``(1, Y, X)``; ``(i, j, k)`` -> ``(1, Z, Y, X)``; ``(i, j, k, c)`` -> ``(C, Z, Y, X)``
     (4D NIfTI such as MSD BraTS stores channels last). Scaling (``scl_slope``) is applied.
+
+    4D files: the 4th axis is read as channels, the way MSD stores its multi-sequence tasks (2 to 4
+    sequences), when it has at most :data:`MAX_NIFTI_CHANNELS` entries; ``meta["channels_from"]`` says so
+    and ``scarceseg info`` shows it. A longer 4th axis is a time series (fMRI, DCE, cine), which scarceseg
+    does not segment: it raises :class:`DimensionError` instead of yielding dozens of "channels".
     """
     import nibabel as nib
 
@@ -83,6 +90,11 @@ def read_nifti(path: Path) -> RawImage:
         data = data[:, :, :, 0, :]
     if data.ndim not in (2, 3, 4):
         raise DimensionError(path, f"NIfTI with {data.ndim} dimensions {data.shape} is not supported")
+    if data.ndim == 4 and data.shape[3] > MAX_NIFTI_CHANNELS:
+        raise DimensionError(
+            path, f"4D NIfTI {data.shape} has {data.shape[3]} volumes along its 4th axis; scarceseg reads the 4th "
+                  f"axis as channels (MRI sequences) only up to {MAX_NIFTI_CHANNELS}: a longer one is a time "
+                  "series (fMRI, DCE, cine); save the volume to segment as a 3D NIfTI")
     zooms = [_positive(z) for z in img.header.get_zooms()]
     affine = np.asarray(img.affine, dtype=np.float64)
     meta = {
@@ -93,6 +105,8 @@ def read_nifti(path: Path) -> RawImage:
         "sform_code": int(img.header["sform_code"]),
         "axcodes": "".join(nib.aff2axcodes(affine)),
     }
+    if data.ndim == 4:
+        meta["channels_from"] = "the 4th NIfTI axis"
     if data.ndim == 2:
         array = data.T[None]
         return RawImage(array=np.ascontiguousarray(array), spacing=tuple(zooms[:2][::-1]), meta=meta)

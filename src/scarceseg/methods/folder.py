@@ -71,7 +71,7 @@ def segment_cases(
             written.append(str(write_mask(mask, out / name, like=case)))
         except (ScarcesegError, ValueError) as exc:
             skipped.append((case.case_id, str(exc)))
-    skipped = [(cid, reason) for cid, _, reason in ds.skipped] + skipped
+    skipped = [(cid, f"{where}: {reason}") for cid, where, reason in ds.skipped] + skipped
     return {"written": written, "kept": kept, "skipped": skipped}
 
 
