@@ -95,7 +95,10 @@ def friendly(func: Callable[..., Any]) -> Callable[..., Any]:
                 return func(*args, **kwargs)
             except ScarcesegError as exc:
                 log.info("error: %s", exc)
-                typer.echo(f"error: {exc}", err=True)
+                where = _where(handler) if handler is not None and handler.problems else ""
+                if handler is not None:
+                    handler.problems = 0  # the log is named on the error line itself
+                typer.echo(f"error: {exc}{' (' + where + ')' if where else ''}", err=True)
                 raise typer.Exit(1) from None
             except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as exc:
                 log.info("error: %s", exc)

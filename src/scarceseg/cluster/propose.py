@@ -449,8 +449,6 @@ def propose_inputs(
     origin: dict[str, str] = {}
 
     work = [item for path in inputs for item in _collect(Path(path), layout, skipped, notes)]
-    if not work and len(skipped) == 1:  # the one input cannot be opened: that is the error, in one line
-        raise InputError(skipped[0][1], skipped[0][2])
     index = read_index(workdir) if workdir.is_dir() else {}
     wanted = json.loads(json.dumps(asdict(cfg)))  # as saved in index.json (tuples become lists)
     todo = []
@@ -476,13 +474,12 @@ def propose_inputs(
         except ScarcesegError as exc:
             where = str(getattr(exc, "path", None) or item.where)
             skipped.append((Path(where).name, where, getattr(exc, "reason", str(exc))))
+            logger.warning("skipped %s: %s", item.case_id, exc, exc_info=exc)
             continue
         proposed.append(item.case_id)
         seconds[item.case_id] = round(proposal.seconds, 4)
         counts[item.case_id] = len(proposal.candidates)
 
-    for name, where, reason in skipped:
-        logger.info("skipped %s: %s: %s", name, where, reason)
     summary = {
         "workdir": str(workdir),
         "proposed": proposed,
@@ -493,6 +490,8 @@ def propose_inputs(
         "median_seconds": float(np.median(list(seconds.values()))) if seconds else 0.0,
         "candidates": counts,
     }
+    if not proposed and not kept and len(skipped) == 1:  # the one case there is cannot be used: one line
+        raise InputError(skipped[0][1], skipped[0][2])
     if echo is not None:
         for name, where, reason in skipped:
             echo(f"  skipped {name}: {where}: {reason}")
