@@ -260,3 +260,16 @@ def test_gzip_module_is_what_nibabel_reads(corpus):
     """The truncated NIfTI really is a cut gzip stream (so the corpus tests the decoder's error path)."""
     with pytest.raises((EOFError, OSError)):
         gzip.decompress((corpus["mixed"] / "truncated.nii.gz").read_bytes())
+
+
+@pytest.mark.data
+def test_real_broken_lgg_files_one_line_each_nothing_created(shared_data, tmp_path):
+    """The four real LGG slices whose TIFF is broken: four lines naming them, exit 1, no WORKDIR."""
+    folder = shared_data / "corrupt" / "lgg"
+    images = sorted(p.name for p in (folder / "images").iterdir())
+    code, lines, text = _run("propose", folder, "--out", tmp_path / "work")
+    assert code == 1 and lines[-1].startswith("error:"), text
+    _one_line_each(lines[:-1], images, text)
+    assert not (tmp_path / "work").exists()
+    code, lines, text = _run("info", folder / "images" / images[0])
+    assert code == 1 and len(lines) == 1 and images[0] in lines[0] and "cannot decode TIFF" in lines[0]
