@@ -384,3 +384,22 @@ def test_propose_on_an_oversized_image_is_a_clear_4xx(sample: dict, tmp_path: Pa
             r = c.post(f"/api/cases/{sample['ids'][1]}/propose", json={})
         assert r.status_code == 400 and "size limit of 1,000 values" in r.json()["detail"]
         assert c.get("/api/cases").status_code == 200
+
+
+@pytest.mark.filterwarnings("ignore:case .* mask ignored")
+def test_image_without_mask_or_with_a_wrong_mask_opens_in_the_app(sample: dict, tmp_path: Path) -> None:
+    """Issue 16 item 7: a new image in a labelled folder can be opened (and so labelled) in the app."""
+    from PIL import Image
+
+    data = tmp_path / "data"
+    shutil.copytree(sample["data"], data)
+    ids = sample["ids"]
+    mask_of = {cid: next(data.rglob(f"{cid}_mask.*")) for cid in ids}
+    mask_of[ids[0]].unlink()  # no mask
+    Image.fromarray(np.zeros((10, 10), np.uint8)).save(mask_of[ids[1]])  # a mask of the wrong shape
+    app = create_app(ServerConfig(folder=data, workdir=tmp_path / "work", user="alice"))
+    with TestClient(app, base_url=LOCAL) as c:
+        assert [r["case_id"] for r in c.get("/api/cases").json()["cases"]] == ids
+        for cid in ids[:2]:
+            assert c.get(f"/api/cases/{cid}/image.png").status_code == 200
+            assert c.get(f"/api/cases/{cid}").json()["shape"] == [256, 256]
