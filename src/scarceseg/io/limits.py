@@ -6,6 +6,9 @@ page shape, nibabel's header shape, h5py's dataset shape, ITK's image informatio
 * the number of values (voxels x channels) with :attr:`SizeLimit.max_voxels`, and
 * the memory reading needs (the stored array plus its float32 copy) with :attr:`SizeLimit.max_megabytes`.
 
+A DICOM series folder is not checked (its size is known only after GDCM has scanned every file, which
+reading does anyway); single ``.dcm``, NRRD and MetaImage files are, through ITK's image information.
+
 Methods that need much more memory per pixel than reading (the proposer: about 360 bytes per pixel, measured
 on 512² and 1024² images) call :func:`check_method_memory` with their own estimate.
 
