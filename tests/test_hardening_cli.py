@@ -75,8 +75,15 @@ def test_size_guard_reads_only_headers_and_names_file_and_limit(tmp_path, monkey
 
 
 def test_propose_refuses_an_image_over_the_memory_limit_in_one_line(tmp_path, monkeypatch):
+    import scarceseg.io
+
     Image.fromarray(_lesion(200)).save(tmp_path / "big.png")  # proposing needs ~14 MB at 360 B/px
     monkeypatch.setenv("SCARCESEG_MAX_MEMORY_MB", "5")
+
+    def never(*_a, **_k):
+        raise AssertionError("decoded although the header says it is too large")
+
+    monkeypatch.setattr(scarceseg.io, "read_image", never)  # refused from the header, before decoding
     result = _run("propose", tmp_path / "big.png", "--out", tmp_path / "work")
     assert result.exit_code == 1
     lines = _lines(result.output)

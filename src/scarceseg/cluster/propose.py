@@ -432,6 +432,7 @@ def propose_inputs(
     InputError
         No input holds a readable case (after the skipped inputs were echoed); nothing is created.
     """
+    from scarceseg.io.limits import check_method_memory, header_plane
     from scarceseg.progress import track
 
     if channels not in CHANNEL_MODES:
@@ -464,6 +465,9 @@ def propose_inputs(
 
     for item in track(todo, description="proposing", enabled=progress):
         try:
+            plane = header_plane(Path(item.where)) if Path(item.where).is_file() else None
+            if plane is not None:  # refuse a picture too large to propose before decoding it
+                check_method_memory(item.where, plane, BYTES_PER_PIXEL, "proposing candidates")
             case = item.load()
             problem = case.meta.get("label_problem")
             if problem is not None:

@@ -143,6 +143,32 @@ def header_shape(path: Path, fmt: str) -> tuple[tuple[int, ...], np.dtype] | Non
     return None
 
 
+def header_plane(path: Path) -> tuple[int, int] | None:
+    """``(Y, X)`` of a 2D picture (PNG, JPEG, TIFF) from its header, without decoding; None otherwise."""
+    from scarceseg.io.formats import RASTER_FORMATS, format_of
+
+    try:
+        fmt = format_of(path)
+    except Exception:
+        return None
+    if fmt not in RASTER_FORMATS:
+        return None
+    if fmt == "tiff":
+        try:
+            import tifffile
+
+            with tifffile.TiffFile(path) as tf:
+                series = tf.series[0]
+                axes, shape = series.axes, series.shape
+        except Exception:
+            return None
+        if "Y" not in axes or "X" not in axes:
+            return None
+        return int(shape[axes.index("Y")]), int(shape[axes.index("X")])
+    found = header_shape(path, fmt)
+    return None if found is None else (int(found[0][0]), int(found[0][1]))
+
+
 def check_file_size(path: Path, fmt: str, limit: SizeLimit | None = None) -> None:
     """Raise :class:`ImageTooLargeError` when the file's header announces an image over the limit."""
     found = header_shape(path, fmt)
