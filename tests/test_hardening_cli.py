@@ -452,3 +452,15 @@ def test_evaluate_says_mm_when_the_spacing_is_known(tmp_path):
     nib.save(nib.Nifti1Image(volume.astype(np.uint8), affine), str(data / "masks" / "v.nii.gz"))
     nib.save(nib.Nifti1Image(volume.astype(np.uint8), affine), str(preds / "v.nii.gz"))
     assert "hd95 (mm)" in evaluate_folder(preds, data, tmp_path / "ev").table
+
+
+def test_an_unwritable_log_folder_costs_the_details_only(tmp_path, monkeypatch):
+    (tmp_path / "file").write_text("not a folder", encoding="utf-8")
+    monkeypatch.setenv("SCARCESEG_LOG_DIR", str(tmp_path / "file" / "logs"))
+    data = tmp_path / "data"
+    data.mkdir()
+    Image.fromarray(_lesion()).save(data / "good.png")
+    (data / "bad.png").write_bytes(b"junk")
+    result = _run("propose", data, "--out", tmp_path / "work")
+    assert result.exit_code == 0 and "Logging error" not in result.output and "details in" not in result.output
+    assert sum("bad.png" in line for line in _lines(result.output)) == 1

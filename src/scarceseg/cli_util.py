@@ -37,24 +37,28 @@ class _Counting(logging.FileHandler):
     def __init__(self, path: Path) -> None:
         super().__init__(path, encoding="utf-8", delay=True)
         self.problems = 0
+        self.unwritable = False
 
     def emit(self, record: logging.LogRecord) -> None:
+        if self.unwritable:
+            return
         if self.stream is None:
-            Path(self.baseFilename).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                Path(self.baseFilename).parent.mkdir(parents=True, exist_ok=True)
+                self.stream = self._open()
+            except OSError:  # no writable log folder: the details are dropped, the one-line messages remain
+                self.unwritable = True
+                return
         if record.levelno >= logging.WARNING:
             self.problems += 1
         super().emit(record)
 
 
 @contextmanager
-def command_log(name: str) -> Iterator[_Counting | None]:
+def command_log(name: str) -> Iterator[_Counting]:
     """Within this block, Python warnings and every logger's records (INFO and up) go to a log file."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    try:
-        handler = _Counting(log_dir() / f"scarceseg-{name}-{stamp}-{os.getpid()}.log")
-    except OSError:  # no writable log folder: details are dropped, the one-line messages remain
-        yield None
-        return
+    handler = _Counting(log_dir() / f"scarceseg-{name}-{stamp}-{os.getpid()}.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()  # every library's logger (tifffile, nibabel, ...) and py.warnings end here
     level = root.level
