@@ -316,7 +316,7 @@ def test_propose_knows_its_total(tmp_path, monkeypatch):
 
     seen = []
     monkeypatch.setattr(progress, "PLAIN_INTERVAL", 0.0)
-    from scarceseg.cluster.propose import propose_inputs
+    from scarceseg.cluster.propose_many import propose_inputs
 
     data = tmp_path / "data"
     data.mkdir()

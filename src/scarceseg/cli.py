@@ -128,7 +128,7 @@ def propose(
                                                       "them, so a rerun resumes)."),
 ) -> None:
     """Split each image into candidate regions (SLIC + clustering CNN) and write them into WORKDIR."""
-    from scarceseg.cluster.propose import propose_inputs
+    from scarceseg.cluster.propose_many import propose_inputs
     from scarceseg.cluster.udc import UDCConfig
 
     cfg = UDCConfig.preset(config)
