@@ -207,6 +207,7 @@ def test_evaluate_empty_mask_warning_is_not_printed_as_code(tmp_path):
     result = _run("evaluate", "--pred", pred, "--gt", data, "--out", tmp_path / "ev")
     assert result.exit_code == 0, result.output
     assert "EmptyMaskWarning" not in result.output and ".py:" not in result.output
+    assert "1 cases with an empty mask" in result.output and "a (prediction empty)" in result.output
     assert "details in" in result.output
 
 

@@ -63,6 +63,7 @@ class EvaluationResult:
     unmatched: list[str] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     truth_only: list[str] = field(default_factory=list)
+    empty: list[str] = field(default_factory=list)
 
     def report(self) -> str:
         """The printed table plus one line for each kind of problem."""
@@ -71,6 +72,9 @@ class EvaluationResult:
             lines.append(f"no prediction for {len(self.missing)} cases: {_short(self.missing)}")
         if self.unmatched:
             lines.append(f"{len(self.unmatched)} predictions match no case: {_short(self.unmatched)}")
+        if self.empty:
+            lines.append(f"{len(self.empty)} cases with an empty mask (distances undefined, NaN in the table): "
+                         f"{', '.join(self.empty)}")
         if self.truth_only:
             lines.append(f"scored {len(self.truth_only)} cases from the truth mask alone (image unreadable, "
                          f"distances in px): {', '.join(self.truth_only)}")
@@ -133,6 +137,7 @@ def evaluate_folder(
     collector = MetricCollector()
     skipped: list[tuple[str, str]] = []
     truth_only: list[str] = []
+    empty: list[str] = []
     units: set[str] = set()
     for case_id in track(todo, description="evaluating", enabled=progress):
         try:
@@ -148,6 +153,8 @@ def evaluate_folder(
             continue
         if spacing is None:
             truth_only.append(case_id)
+        if not pred.any() or not (truth > 0).any():
+            empty.append(f"{case_id} ({'prediction' if not pred.any() else 'truth'} empty)")
         units.add("mm" if known else "px")
         extra = {"patient_id": patient}
         if method:
@@ -168,6 +175,7 @@ def evaluate_folder(
         unmatched=unmatched,
         skipped=skipped,
         truth_only=truth_only,
+        empty=empty,
     )
 
 
