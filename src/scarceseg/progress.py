@@ -22,7 +22,7 @@ from typing import TextIO, TypeVar
 T = TypeVar("T")
 
 #: Seconds between two plain progress lines when stderr is not a terminal.
-PLAIN_INTERVAL = 10.0
+PLAIN_INTERVAL = 5.0
 
 # per-thread observer of track(): a background job (the browser app's) sees the progress of the work it runs
 _observer = threading.local()
