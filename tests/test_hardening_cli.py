@@ -465,3 +465,16 @@ def test_an_unwritable_log_folder_costs_the_details_only(tmp_path, monkeypatch):
     result = _run("propose", data, "--out", tmp_path / "work")
     assert result.exit_code == 0 and "Logging error" not in result.output and "details in" not in result.output
     assert sum("bad.png" in line for line in _lines(result.output)) == 1
+
+
+def test_segment_lists_the_files_its_layout_does_not_use(tmp_path):
+    from scarceseg.methods.folder import segment_cases
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    Image.fromarray(_lesion()).save(tmp_path / "images" / "a.png")
+    Image.fromarray((_lesion() > 150).astype(np.uint8)).save(tmp_path / "masks" / "a.png")
+    Image.fromarray(_lesion()).save(tmp_path / "stray.png")
+    result = segment_cases(tmp_path, tmp_path / "out", lambda c: (c.image[0] > 100, f"{c.case_id}.png"),
+                           progress=False)
+    assert any("stray.png" in note for note in result["notes"])

@@ -408,6 +408,8 @@ def segment(
                                                                  progress=True, force=force, **extra)
     for case_id, reason in summary.get("skipped") or []:
         typer.echo(f"  skipped {case_id}: {reason}")
+    for note in summary.get("notes") or []:
+        typer.echo(f"  note: {note}")
     kept = summary.get("kept") or []
     again = f"; kept {len(kept)} written before (--force redoes them)" if kept else ""
     if not summary["written"] and not kept:

@@ -51,7 +51,8 @@ def segment_cases(
     -------
     dict
         ``written``: list of mask paths; ``kept``: case ids whose mask was there already; ``skipped``: list
-        of ``(case_id, reason)`` (unreadable cases first).
+        of ``(case_id, reason)`` (unreadable cases first); ``notes``: the data set's notes (files that match
+        no case, images without a mask).
     """
     from scarceseg.datasets import open_dataset
     from scarceseg.io import write_mask
@@ -72,7 +73,7 @@ def segment_cases(
         except (ScarcesegError, ValueError) as exc:
             skipped.append((case.case_id, str(exc)))
     skipped = [(cid, f"{where}: {reason}") for cid, where, reason in ds.skipped] + skipped
-    return {"written": written, "kept": kept, "skipped": skipped}
+    return {"written": written, "kept": kept, "skipped": skipped, "notes": list(ds.notes)}
 
 
 #: Endings of the masks ``segment`` writes.

@@ -565,7 +565,7 @@ def segment_folder(model_path: str | Path, data_dir: str | Path, out_dir: str | 
     skipped = [(cid, f"{where}: {reason}") for cid, where, reason in ds.skipped] + skipped
     report = {"model": str(model_path), "mode": mode, "cases": selection, "skipped": skipped}
     (out / "selection.json").write_text(json.dumps(report, indent=2, default=_json_default), encoding="utf-8")
-    return {"written": written, "kept": kept, "skipped": skipped, "selection": selection}
+    return {"written": written, "kept": kept, "skipped": skipped, "selection": selection, "notes": list(ds.notes)}
 
 
 def _read_selection(path: Path) -> dict:
