@@ -478,3 +478,13 @@ def test_segment_lists_the_files_its_layout_does_not_use(tmp_path):
     result = segment_cases(tmp_path, tmp_path / "out", lambda c: (c.image[0] > 100, f"{c.case_id}.png"),
                            progress=False)
     assert any("stray.png" in note for note in result["notes"])
+
+
+def test_plain_folder_names_the_sub_folders_it_does_not_read(tmp_path):
+    from scarceseg.datasets import open_dataset
+
+    Image.fromarray(_lesion()).save(tmp_path / "a.png")
+    (tmp_path / "more").mkdir()
+    Image.fromarray(_lesion()).save(tmp_path / "more" / "b.png")
+    ds = open_dataset(tmp_path)
+    assert ds.case_ids == ["a"] and any("more/" in note and "1 image" in note for note in ds.notes)

@@ -41,7 +41,14 @@ def scan(root: Path) -> tuple[list[Entry], list[str]]:
         if stems.count(cid) > 1:  # a.png and a.tif: both are cases, named by their whole file name
             cid = path.name
         entries.append(Entry(case_id=cid, patient_id=cid, images=(path,), label=None))
-    return entries, []
+    dicom = set(_dicom_folders(root))
+    notes = []
+    for sub in sorted(d for d in root.iterdir() if d.is_dir() and not is_hidden(d) and d not in dicom):
+        inside = list_files(sub, recursive=True)
+        if inside:
+            notes.append(f"sub-folder {sub.name}/ holds {len(inside)} image(s) that are not read "
+                         "(open it as a folder of its own)")
+    return entries, notes
 
 
 def load(entry: Entry) -> Case:

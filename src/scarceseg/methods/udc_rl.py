@@ -539,7 +539,6 @@ def segment_folder(model_path: str | Path, data_dir: str | Path, out_dir: str | 
     kept = [] if force else finished_cases(ds.case_ids, out)
     if kept:
         ds = ds.subset([c for c in ds.case_ids if c not in set(kept)])
-    out.mkdir(parents=True, exist_ok=True)
     written, skipped, selection = [], [], {}
     previous = _read_selection(out / "selection.json")
     selection.update({c: previous[c] for c in kept if c in previous})
@@ -563,8 +562,10 @@ def segment_folder(model_path: str | Path, data_dir: str | Path, out_dir: str | 
         except (ScarcesegError, ValueError) as exc:
             skipped.append((cid, str(exc)))
     skipped = [(cid, f"{where}: {reason}") for cid, where, reason in ds.skipped] + skipped
-    report = {"model": str(model_path), "mode": mode, "cases": selection, "skipped": skipped}
-    (out / "selection.json").write_text(json.dumps(report, indent=2, default=_json_default), encoding="utf-8")
+    if selection:  # nothing segmented: nothing written, not even the folder
+        report = {"model": str(model_path), "mode": mode, "cases": selection, "skipped": skipped}
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "selection.json").write_text(json.dumps(report, indent=2, default=_json_default), encoding="utf-8")
     return {"written": written, "kept": kept, "skipped": skipped, "selection": selection, "notes": list(ds.notes)}
 
 
