@@ -222,6 +222,18 @@ def test_segment_on_the_mixed_folder(corpus, tmp_path):
     assert code == 0 and f"kept {len(GOOD)} written before" in text, text
 
 
+def test_segment_on_a_folder_of_only_bad_files_is_an_error(corpus, tmp_path):
+    only_bad = tmp_path / "only_bad"
+    only_bad.mkdir()
+    for name in ("zero.png", "nan.nii.gz", "one_pixel.png"):
+        (only_bad / name).write_bytes((corpus["mixed"] / name).read_bytes())
+    model = _tiny_selector(tmp_path / "model")
+    code, lines, text = _run("segment", "--model", model, "--data", only_bad, "--out", tmp_path / "masks")
+    assert code == 1 and lines[-1].startswith("error:"), text
+    _one_line_each(lines, ["zero.png", "nan.nii.gz", "one_pixel.png"], text)
+    assert not (tmp_path / "masks").exists()
+
+
 def test_evaluate_mixed_truth_and_predictions(corpus, tmp_path):
     code, lines, text = _run("evaluate", "--pred", corpus["preds"], "--gt", corpus["truth"], "--out", tmp_path / "ev")
     assert code == 0, text
