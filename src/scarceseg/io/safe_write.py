@@ -97,8 +97,6 @@ def write_bytes(path: str | Path, data: bytes) -> Path:
     path = Path(path)
     with replacing(path) as tmp, open(tmp, "wb") as handle:
         handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
     return path
 
 
