@@ -103,7 +103,11 @@ def test_app_save_refuses_a_symlinked_mask_or_folder(sample: dict, tmp_path: Pat
         bob = {"X-Scarceseg-User": "bob"}
         assert c.post(f"/api/cases/{cid}/pick", json={"y": y, "x": x}, headers=bob).status_code == 200
         res = c.post(f"/api/cases/{cid}/save", json={}, headers=bob)
-        assert res.status_code in (400, 404) and str(tmp_path) not in res.text
+        assert res.status_code == 400 and "leads out of WORKDIR" in res.text and str(tmp_path) not in res.text
+        shutil.rmtree(work / "proposals" / sample["ids"][1], ignore_errors=True)
+        (work / "proposals" / sample["ids"][1]).symlink_to(elsewhere, target_is_directory=True)
+        res = c.post(f"/api/cases/{sample['ids'][1]}/propose", json={})
+        assert res.status_code == 400 and "leads out of WORKDIR" in res.text
     assert outside.read_bytes() == b"precious" and list(elsewhere.iterdir()) == []
 
 
@@ -329,7 +333,9 @@ def test_read_only_data_folder_opens_and_saves_elsewhere(sample: dict, tmp_path:
     data = tmp_path / "ro"
     shutil.copytree(sample["data"], data)
     cid, (y, x) = sample["ids"][0], sample["point"]
+    listing = sorted(data.rglob("*"))
     modes = {}
+    # (as root the modes do not stop a write: then "nothing written into the folder" is what is checked)
     for p in sorted(data.rglob("*"), reverse=True) + [data]:
         modes[p] = p.stat().st_mode
         p.chmod(0o555 if p.is_dir() else 0o444)
@@ -341,7 +347,7 @@ def test_read_only_data_folder_opens_and_saves_elsewhere(sample: dict, tmp_path:
             assert c.post(f"/api/cases/{cid}/pick", json={"y": y, "x": x}).status_code == 200
             saved = c.post(f"/api/cases/{cid}/save", json={}).json()["saved"]["file"]
         assert (app.app.state.workdir / saved).is_file()
-        assert not (data / ".scarceseg").exists()
+        assert sorted(data.rglob("*")) == listing  # nothing written into the data folder
     finally:
         for p, mode in modes.items():
             p.chmod(mode)
@@ -387,3 +393,18 @@ def test_mask_written_over_an_existing_file_is_replaced_not_appended(tmp_path: P
     with pytest.raises(InputError):
         (tmp_path / "l.png").symlink_to(path)
         write_mask(np.zeros((4, 4), bool), tmp_path / "l.png")
+
+
+@pytest.mark.data
+def test_saved_mask_of_a_brats_volume_keeps_its_header_codes(shared_data: Path, tmp_path: Path) -> None:
+    import nibabel as nib
+
+    folder = shared_data / "brats2015"
+    if not folder.is_dir():
+        pytest.skip(f"{folder} is missing")
+    case = open_dataset(folder).load(0)
+    source = nib.load(case.meta["channel_files"][0] if "channel_files" in case.meta else case.source)
+    assert (int(source.header["qform_code"]), int(source.header["sform_code"])) == (0, 2)  # as shipped
+    out = nib.load(write_mask(case.target, tmp_path / "mask.nii.gz", like=case))
+    assert (int(out.header["qform_code"]), int(out.header["sform_code"])) == (0, 2)
+    assert np.allclose(out.affine, source.affine) and out.shape == source.shape

@@ -284,7 +284,7 @@ def create_app(config: ServerConfig):
     @app.post("/api/cases/{case_id}/propose")
     def propose(case_id: str, body: SliceBody, request: Request):
         user, key = user_of(request), unit(case_id, body.z)
-        security.check_inside(workdir, workdir / "proposals" / key)
+        security.check_writable(workdir, workdir / "proposals" / key)
         job = jobs.submit("propose", propose_work(catalog, workdir, case_id, body.z if key != case_id else None,
                                                   config.proposer, config.seed), target=key, user=user)
         return public(job.as_dict())
@@ -292,7 +292,7 @@ def create_app(config: ServerConfig):
     @app.post("/api/train")
     def train(body: TrainBody):
         episodes = body.episodes or config.episodes
-        security.check_inside(workdir, workdir / "selector")
+        security.check_writable(workdir, workdir / "selector")
         return public(jobs.submit("train", train_work(workdir, episodes, config.seed), long=True).as_dict())
 
     @app.post("/api/segment-rest")
@@ -302,6 +302,7 @@ def create_app(config: ServerConfig):
         def done_keys() -> set[str]:
             return set(store.latest_masks(FINAL, who=user)) | set(store.latest_masks(SNAPSHOT, who=user))
 
+        security.check_writable(workdir, workdir / "proposals")
         work = segment_rest_work(catalog, store, workdir, user, done_keys, config.proposer, config.seed)
         return public(jobs.submit("segment", work, target=user, long=True).as_dict())
 

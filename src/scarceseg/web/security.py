@@ -73,6 +73,20 @@ def check_inside(root: str | Path, path: str | Path) -> Path:
     return target
 
 
+def check_writable(workdir: str | Path, path: str | Path) -> Path:
+    """``path`` (inside ``workdir``) if writing there stays in ``workdir``: no folder on the way links out.
+
+    Raises
+    ------
+    InputError
+        A symbolic link on the way leads out of ``workdir`` (400: a refused write, not a missing file).
+    """
+    try:
+        return check_inside(workdir, path)
+    except PathOutside:
+        raise InputError(path, "a symbolic link on the way leads out of WORKDIR; refusing to write there") from None
+
+
 def check_user(name: str) -> str:
     """A user name safe as a folder name: 1-64 of letters, digits, ``_ . @ -`` (not starting with a dot)."""
     if not isinstance(name, str) or not _USER_RE.match(name):  # the name is not repeated: it may be anything

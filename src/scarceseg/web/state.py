@@ -32,7 +32,7 @@ from scarceseg.interactive.clicks import Click
 from scarceseg.interactive.session import InteractiveSession
 from scarceseg.store import LabelStore
 from scarceseg.web.catalog import SLICE_SEP, Catalog, slice_key
-from scarceseg.web.security import PathOutside, check_inside
+from scarceseg.web.security import check_writable
 
 SNAPSHOT = "session"  # masks.kind of session snapshots
 FINAL = "final"  # masks.kind of saved masks
@@ -215,10 +215,7 @@ class SessionManager:
             if z is not None and self.get(user, slice_key(case_id, z)) is None and not mask.any():
                 raise NotReady(None, f"{case_id}: nothing to save; pick a candidate first")
             path = self.workdir / "masks" / user / f"{case_id}.nii.gz"
-        try:
-            check_inside(self.workdir, path.parent)
-        except PathOutside:
-            raise InputError(path.parent, "is a symbolic link out of WORKDIR; refusing to write there") from None
+        check_writable(self.workdir, path.parent)
         write_mask(mask, path, like=case)
         self.store.save_mask(case_id, FINAL, mask, who=user, note=json.dumps({"file": str(path)}))
         return path, mask
