@@ -220,6 +220,17 @@ def test_error_bodies_hide_server_paths_and_do_not_echo_the_user(tmp_path: Path)
         assert "secret" not in c.get("/api/info").text
 
 
+def test_redact_keeps_paths_relative_and_cuts_other_absolute_paths() -> None:
+    from scarceseg.web.security import redact
+
+    roots = {"/srv/data/scans": "", "/home/u/.local/share/scarceseg/scans-1": "WORKDIR"}
+    text = ("/srv/data/scans/a b.png: cannot decode (/usr/lib/libpng.so); "
+            "/home/u/.local/share/scarceseg/scans-1/masks/u is a link; see http://127.0.0.1:8765/api/info; "
+            r"C:\Users\u\x.nii.gz; /srv/data/scans")
+    assert redact(text, roots) == ("a b.png: cannot decode (libpng.so); WORKDIR/masks/u is a link; "
+                                   "see http://127.0.0.1:8765/api/info; x.nii.gz; .")
+
+
 # ---- 4. bounded propose queue ----------------------------------------------------------------------------
 def test_propose_queue_is_bounded_per_user_and_overall(tmp_path: Path, monkeypatch) -> None:
     import scarceseg.web.app as web_app

@@ -152,8 +152,9 @@ def same_origin(origin: str | None, scheme: str, host_header: str | None) -> boo
             and given.hostname == own.hostname and ports[0] == ports[1] and ports[0] is not None)
 
 
-# an absolute POSIX path of two or more parts (not the '//' of a URL): the last part is kept
-_ABS_PATH = re.compile(r"(?<![\w.:/~-])(?:/[^\s/'\"<>:,;()\[\]]+)+/(?P<name>[^\s/'\"<>:,;()\[\]]*)")
+# an absolute POSIX path of two or more parts (not the '//' of a URL), or a Windows drive path: the last part is kept
+_ABS_PATH = re.compile(r"(?<![\w.:/~-])(?:/[^\s/'\"<>:,;()\[\]]+)+/(?P<name>[^\s/'\"<>:,;()\[\]]*)"
+                       r"|(?<![\w])[A-Za-z]:\\(?:[^\s\\/'\"<>:,;()\[\]]+\\)*(?P<wname>[^\s\\/'\"<>:,;()\[\]]*)")
 
 
 def redact(text: str, roots: Mapping[str | Path, str] | None = None) -> str:
@@ -163,12 +164,13 @@ def redact(text: str, roots: Mapping[str | Path, str] | None = None) -> str:
     an empty label leaves the path relative); any other absolute path is cut to its last part.
     """
     for root, label in sorted((roots or {}).items(), key=lambda kv: -len(str(kv[0]))):
-        base = str(root).rstrip("/")
+        base = str(root).rstrip("/\\")
         if not base:
             continue
-        text = text.replace(base + "/", f"{label}/" if label else "")
+        for sep in ("/", "\\"):
+            text = text.replace(base + sep, f"{label}/" if label else "")
         text = re.sub(re.escape(base) + r"(?![\w.-])", label or ".", text)
-    return _ABS_PATH.sub(lambda m: m.group("name"), text)
+    return _ABS_PATH.sub(lambda m: m.group("name") if m.group("name") is not None else m.group("wname"), text)
 
 
 class BodyLimit:
