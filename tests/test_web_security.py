@@ -279,6 +279,28 @@ def test_propose_queue_is_bounded_per_user_and_overall(tmp_path: Path, monkeypat
         release.set()
 
 
+def test_finished_jobs_are_forgotten_beyond_a_limit(monkeypatch) -> None:
+    import time
+
+    from scarceseg.web import jobs as web_jobs
+
+    monkeypatch.setattr(web_jobs, "KEEP_FINISHED", 2)
+    manager = web_jobs.JobManager(max_per_user=1, max_total=1)
+    try:
+        ids = []
+        for i in range(5):
+            job = manager.submit("propose", lambda job: {"n": 1}, target=f"k{i}", user="u")
+            ids.append(job.id)
+            for _ in range(3000):  # a trivial job: waits only as long as the worker thread needs
+                if job.status == "done":
+                    break
+                time.sleep(0.01)
+            assert job.status == "done"
+        assert [j.id for j in manager.all()] == ids[-3:]  # two finished ones kept, plus the newest
+    finally:
+        manager.shutdown()
+
+
 # ---- 8. serve on a busy port -------------------------------------------------------------------------------
 def test_serve_on_a_busy_port_says_so_and_exits_1(sample: dict, tmp_path: Path) -> None:
     from typer.testing import CliRunner
