@@ -491,7 +491,8 @@ def serve_cmd(
     token: str | None = typer.Option(None, "--token", help="Require this token (generated and printed when "
                                                             "--host is not loopback)."),
     workdir: Path | None = typer.Option(None, "--workdir", help="Proposals, label store and saved masks "
-                                                                 "(default: FOLDER/.scarceseg)."),
+                                                                 "(default: a user data folder keyed by "
+                                                                 "FOLDER's path; FOLDER is never written)."),
     refiner: str = typer.Option("mincut", "--refiner", help="Trained refiner folder, or mincut (default)."),
     episodes: int = typer.Option(300, "--episodes", min=1, help="Episodes of the 'train selector' button "
                                                                 "(the paper's 300, as `train selector`)."),
