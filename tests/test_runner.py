@@ -166,7 +166,7 @@ def test_segment_cli_workers_resume_and_force(tiny_acwe, tmp_path):
     assert first.exit_code == 0, first.output
     assert "wrote 6 masks" in first.output
     second = CliRunner().invoke(app, args)
-    assert second.exit_code == 0 and "wrote 0 masks" in second.output and "6 finished earlier" in second.output
+    assert second.exit_code == 0 and "wrote 0 masks" in second.output and "kept 6 written before" in second.output
     forced = CliRunner().invoke(app, [*args, "--force"])
     assert forced.exit_code == 0 and "wrote 6 masks" in forced.output
 

@@ -1,12 +1,12 @@
-"""scarceseg: segment medical images when labels are scarce.
+"""The ``scarceseg`` command line: each command a thin wrapper over a plain function.
 
-Each command is a thin wrapper over a plain function; imports live inside the commands so that
-``--help`` is instant. Errors a user can cause print one line and exit with status 1.
+Imports live inside the commands so that ``--help`` is instant. Errors a user can cause print one line and
+exit with status 1; details go to a log file (:mod:`scarceseg.cli_util`). Help texts are shown as written
+(``rich_markup_mode=None``), so ``[y, x]`` is not taken for rich markup.
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import typer
@@ -14,11 +14,33 @@ import typer
 from scarceseg.cli_bench import bench_app
 from scarceseg.cli_util import friendly as _friendly
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+HELP = """Segment medical images when labels are scarce.
+
+Propose candidate regions, pick the lesion, learn to pick, refine with clicks, and measure.
+Start with `scarceseg demo`, or `scarceseg serve FOLDER` to label your own images in the browser.
+"""
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=HELP, rich_markup_mode=None)
 app.add_typer(bench_app, name="bench")
 train_app = typer.Typer(no_args_is_help=True,
                         help="Train a selector (DQN), a U-Net baseline, an ACWE ConvNet or PixelDRL-MG.")
 app.add_typer(train_app, name="train")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from scarceseg import __version__
+
+        typer.echo(f"scarceseg {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    show_version: bool = typer.Option(False, "--version", help="Print the version and exit.",
+                                      callback=_print_version, is_eager=True),
+) -> None:
+    """Segment medical images when labels are scarce."""
 
 
 @app.command()
@@ -64,7 +86,7 @@ def evaluate(
     """Compare predictions with the truth: per-case CSV, summary JSON and a printed table."""
     from scarceseg.bench.evaluate import evaluate_folder
 
-    result = evaluate_folder(pred, gt, out, layout=layout, method=method, progress=sys.stderr.isatty())
+    result = evaluate_folder(pred, gt, out, layout=layout, method=method, progress=True)
     typer.echo(result.report())
 
 
@@ -79,7 +101,7 @@ def demo(
     """The main job on built-in sample data: propose, oracle-pick, train the selector, segment, evaluate, report."""
     from scarceseg.bench.demo import run_demo
 
-    run_demo(out, n=n, seed=seed, episodes=episodes, echo=typer.echo, progress=sys.stderr.isatty())
+    run_demo(out, n=n, seed=seed, episodes=episodes, echo=typer.echo, progress=True)
 
 
 @app.command()
@@ -92,26 +114,33 @@ def propose(
     channels: str = typer.Option("flair", "--channels", help="flair (default) or all."),
     layout: str | None = typer.Option(None, "--layout", help="Data set layout (default: auto-detect)."),
     seed: int = typer.Option(0, "--seed"),
-    workers: int | None = typer.Option(None, "--workers", min=1, help="Local processes (default: all cores)."),
+    force: bool = typer.Option(False, "--force", help="Propose again cases already in WORKDIR (default: keep "
+                                                      "them, so a rerun resumes)."),
+    workers: int | None = typer.Option(None, "--workers", min=1, help="Local processes (default: 1, this one)."),
     ray: str | None = typer.Option(None, "--ray", help="Run on Ray: auto (running cluster, else a local one) "
                                                       "or a cluster ADDRESS. Needs scarceseg[ray]."),
-    force: bool = typer.Option(False, "--force", help="Propose again the cases a previous run finished."),
 ) -> None:
     """Split each image into candidate regions (SLIC + clustering CNN) and write them into WORKDIR."""
-    from scarceseg.bench.cohort import propose_cohort
+    from scarceseg.cluster.propose_many import propose_inputs
     from scarceseg.cluster.udc import UDCConfig
 
     cfg = UDCConfig.preset(config)
     if candidates is not None:
         cfg = UDCConfig.from_dict({**cfg.__dict__, "candidates": candidates})
+    if (workers or 1) == 1 and ray is None:
+        propose_inputs(list(inputs), out, config=cfg, channels=channels, seed=seed, layout=layout,
+                       progress=True, echo=typer.echo, force=force)
+        return
+    from scarceseg.bench.cohort import propose_cohort
+
     summary = propose_cohort(list(inputs), out, config=cfg, channels=channels, seed=seed, layout=layout,
-                             workers=workers, ray=ray, resume=not force, progress=sys.stderr.isatty())
-    report = summary["report"]
-    typer.echo(f"proposed {len(summary['proposed'])} case(s) into {out / 'proposals'} "
-               f"(median {summary['median_seconds']:.2f} s per case; {len(report.reused)} already there); "
-               f"skipped {len(summary['skipped'])}")
+                             workers=workers, ray=ray, resume=not force, progress=True)
     for name, where, reason in summary["skipped"]:
         typer.echo(f"  skipped {name}: {where}: {reason}")
+    kept = summary["report"].reused
+    again = f"; kept {len(kept)} finished before (--force redoes them)" if kept else ""
+    typer.echo(f"proposed {len(summary['proposed']) - len(kept)} case(s) into {out / 'proposals'} "
+               f"(median {summary['median_seconds']:.2f} s per case){again}; skipped {len(summary['skipped'])}")
     _report_failed(summary["failed"])
 
 
@@ -139,7 +168,13 @@ def pick(
 ) -> None:
     """Record which candidate is the lesion: by click point, by index, or by the oracle (experiments)."""
     from scarceseg.errors import ScarcesegError
-    from scarceseg.store.picking import format_oracle_summary, format_pick, oracle_pick_dataset, parse_point
+    from scarceseg.store.picking import (
+        format_oracle_summary,
+        format_pick,
+        oracle_pick_dataset,
+        parse_point,
+        pick_warnings,
+    )
     from scarceseg.store.picking import pick as do_pick
 
     if oracle is not None:
@@ -154,6 +189,8 @@ def pick(
     result = do_pick(workdir, case_id, point=parse_point(point) if point else None, candidate=candidate,
                      who=who, note=note)
     typer.echo(format_pick(result))
+    for warning in pick_warnings(workdir, result):
+        typer.echo(f"warning: {warning}", err=True)
 
 
 @app.command()
@@ -194,12 +231,15 @@ def train_selector_cmd(
         config = SelectorConfig(**changes)
     except ValueError as exc:
         raise ScarcesegError(str(exc)) from None
-    selector, history = train_selector(work, config=config, seed=seed, progress=sys.stderr.isatty())
+    selector, history = train_selector(work, config=config, seed=seed, progress=True)
     path = selector.save(out)
     acc = history.accuracy.get("train") or []
     final = f"{acc[-1]:.2f}" if acc else "not evaluated"
     typer.echo(f"trained selector on {selector.summary.get('n_images', '?')} picked images in "
                f"{history.seconds:.1f} s; final training selection accuracy {final}; saved to {path}")
+    if acc and acc[-1] <= 0.0:
+        typer.echo("warning: the final training selection accuracy is 0.00: the selector picks no lesion of its "
+                   "own training images; check the picks, add more, or train more --episodes", err=True)
     if selector.summary.get("skipped"):
         typer.echo(f"skipped {len(selector.summary['skipped'])} picks: {selector.summary['skipped']}")
 
@@ -232,7 +272,7 @@ def train_unet_cmd(
     if epochs is not None:
         cfg = UNetConfig.from_dict({**cfg.to_dict(), "epochs": epochs})
     result = train_unet_from_dataset(data, ids, out, config=cfg, seed=seed, layout=layout,
-                                     progress=sys.stderr.isatty())
+                                     progress=True)
     typer.echo(f"trained U-Net ({config}) on {len(ids)} cases; saved to {out}")
     if isinstance(result, dict) and result.get("final_loss") is not None:
         typer.echo(f"final training loss {result['final_loss']:.4f}")
@@ -290,7 +330,7 @@ def train_acwe_cmd(
         torch.set_num_threads(threads)
     result = train_acwe_from_dataset(data, out, mode=mode, config=cfg, preset=preset, case_ids=ids, n_labels=labels,
                                      pretrained=init, slice_step=slice_step, seed=seed, layout=layout,
-                                     progress=sys.stderr.isatty())
+                                     progress=True)
     typer.echo(f"trained ACWE ConvNet (mode {mode}) on {result['n_images']} images, {len(result['labelled'])} "
                f"labelled, in {result['seconds']:.1f} s (polarity {result['polarity']:+d}); saved to {out}")
     for case_id, reason in result.get("skipped") or []:
@@ -327,7 +367,7 @@ def train_pixeldrl_cmd(
         torch.set_num_threads(threads)
     r = train_pixeldrl_from_dataset(data, out, config=cfg, shots=shots, budget_minutes=budget_minutes, steps=steps,
                                     seed=seed, channels=channels, layout=layout, resume=not fresh,
-                                    progress=sys.stderr.isatty())
+                                    progress=True)
     typer.echo(f"trained PixelDRL-MG ({config}) on {r['n_train']} slices: {r['steps']} updates "
                f"({r['warm_steps']} warm start), {r['cpu_seconds']:.0f} CPU s, {r['n_parameters']} parameters; "
                f"saved to {out}")
@@ -345,10 +385,11 @@ def segment(
                                                                     "every step to OUT/action_maps/."),
     layout: str | None = typer.Option(None, "--layout"),
     seed: int = typer.Option(0, "--seed"),
+    force: bool = typer.Option(False, "--force", help="Segment again cases whose mask is already in OUT "
+                                                      "(default: keep them, so a rerun resumes)."),
     workers: int | None = typer.Option(None, "--workers", min=1, help="Local processes (default: all cores)."),
     ray: str | None = typer.Option(None, "--ray", help="Run on Ray: auto (running cluster, else a local one) "
                                                       "or a cluster ADDRESS. Needs scarceseg[ray]."),
-    force: bool = typer.Option(False, "--force", help="Segment again the cases a previous run finished."),
 ) -> None:
     """Segment new images: propose candidates, let the trained agent pick (or run a U-Net, ACWE or PixelDRL model).
 
@@ -356,14 +397,19 @@ def segment(
     skips the cases that are finished.
     """
     from scarceseg.bench.cohort import segment_cohort
+    from scarceseg.errors import ScarcesegError
 
     summary = segment_cohort(model, data, out, mode=mode, points=points, action_maps=action_maps, layout=layout,
-                             seed=seed, workers=workers, ray=ray, resume=not force, progress=sys.stderr.isatty())
-    reused = len(summary["report"].reused)
-    typer.echo(f"wrote {len(summary['written']) - reused} masks to {out}"
-               + (f" ({reused} finished earlier, kept)" if reused else ""))
+                             seed=seed, workers=workers, ray=ray, resume=not force, progress=True)
     for case_id, reason in summary.get("skipped") or []:
-        typer.echo(f"skipped {case_id}: {reason}")
+        typer.echo(f"  skipped {case_id}: {reason}")
+    for note in summary.get("notes") or []:
+        typer.echo(f"  note: {note}")
+    kept = summary.get("kept") or []
+    again = f"; kept {len(kept)} written before (--force redoes them)" if kept else ""
+    if not summary["written"] and not kept and not summary["failed"]:
+        raise ScarcesegError(f"no case of {data} could be segmented; nothing was written")
+    typer.echo(f"wrote {len(summary['written'])} masks to {out}{again}; skipped {len(summary.get('skipped') or [])}")
     _report_failed(summary["failed"])
 
 
@@ -408,7 +454,7 @@ def train_refiner(
 
     h = train_refiner_from_dataset(data, out, method=method, init_model=init_model, iterations=iterations,
                                    n_train=n_train, channel=channel, seed=seed, layout=layout,
-                                   progress=sys.stderr.isatty())
+                                   progress=True)
     typer.echo(f"trained {method} in {h['seconds']:.0f} s; wrote {h['out_dir']}")
 
 
@@ -441,9 +487,11 @@ def serve_cmd(
     token: str | None = typer.Option(None, "--token", help="Require this token (generated and printed when "
                                                             "--host is not loopback)."),
     workdir: Path | None = typer.Option(None, "--workdir", help="Proposals, label store and saved masks "
-                                                                 "(default: FOLDER/.scarceseg)."),
+                                                                 "(default: a user data folder keyed by "
+                                                                 "FOLDER's path; FOLDER is never written)."),
     refiner: str = typer.Option("mincut", "--refiner", help="Trained refiner folder, or mincut (default)."),
-    episodes: int = typer.Option(100, "--episodes", min=1, help="Episodes of the 'train selector' button."),
+    episodes: int = typer.Option(300, "--episodes", min=1, help="Episodes of the 'train selector' button "
+                                                                "(the paper's 300, as `train selector`)."),
     layout: str | None = typer.Option(None, "--layout", help="Data set layout (default: detect, else plain files)."),
 ) -> None:
     """Open FOLDER in the browser: propose, pick, refine with clicks, undo, save, train, segment the rest."""

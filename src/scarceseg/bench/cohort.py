@@ -256,8 +256,9 @@ def segment_cohort(model_dir: str | Path, data: str | Path, out_dir: str | Path,
     Returns
     -------
     dict
-        ``written`` (mask paths of this run's and earlier finished cases), ``skipped`` (``(case_id, reason)``),
-        ``failed`` (``(case_id, reason)``), ``report`` (:class:`CohortReport`).
+        ``written`` (mask paths written by this run), ``kept`` (cases finished before: a runner marker, or a mask
+        already in OUT; redone with ``resume=False``), ``skipped`` (``(case_id, reason)``), ``failed``
+        (``(case_id, reason)``), ``notes`` (the data set's), ``report`` (:class:`CohortReport`).
     """
     model_dir, out = Path(model_dir), Path(out_dir)
     fmt = model_format(model_dir)
@@ -266,19 +267,28 @@ def segment_cohort(model_dir: str | Path, data: str | Path, out_dir: str | Path,
         raise ScarcesegError("--action-maps is for PixelDRL-MG models")
     if fmt == "selector":
         options.update(_selector_options(model_dir, mode, points, seed))
+    from scarceseg.bench.runner import finished_record
+
     sources = Sources()
     items = dataset_items(Path(data), layout, sources)
+    # a mask already in OUT without a runner marker (written by an earlier version, or copied there) is kept too
+    legacy = [] if not resume else [
+        item.case_id for item in items if finished_record(out, item.case_id) is None
+        and any((out / f"{item.case_id}{ending}").is_file() for ending in (".png", ".nii.gz"))]
     job = SegmentJob(fmt, read_folder(model_dir), sources, options)
-    report = run_cohort(segment_task, items, out, shared=job, workers=workers, ray=ray, retries=retries,
-                        resume=resume, progress=progress, description=f"segmenting ({fmt})")
-    written = [str(out / f) for cid in report.reused + report.done for f in _files_of(out, cid)
-               if not f.startswith("action_maps/")]
+    report = run_cohort(segment_task, [i for i in items if i.case_id not in set(legacy)], out, shared=job,
+                        workers=workers, ray=ray, retries=retries, resume=resume, progress=progress,
+                        description=f"segmenting ({fmt})")
+    written = [str(out / f) for cid in report.done for f in _files_of(out, cid) if not f.startswith("action_maps/")]
+    order = {item.case_id: k for k, item in enumerate(items)}
+    kept = sorted(report.reused + legacy, key=order.__getitem__)
     if fmt == "selector":
         selection = {cid: report.records[cid] for cid in report.reused + report.done}
         summary = {"model": str(model_dir), "mode": options["mode"], "cases": selection,
                    "skipped": report.skipped + report.failed}
         (out / "selection.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
-    return {"written": written, "skipped": report.skipped, "failed": report.failed, "report": report}
+    return {"written": written, "kept": kept, "skipped": report.skipped, "failed": report.failed,
+            "notes": list(sources.datasets[0].notes), "report": report}
 
 
 def _files_of(out: Path, case_id: str) -> list[str]:

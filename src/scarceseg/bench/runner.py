@@ -257,7 +257,7 @@ def run_cohort(
     -------
     CohortReport
     """
-    from scarceseg.bench.progress import track
+    from scarceseg.progress import track
 
     start = time.perf_counter()
     out = Path(out_dir)

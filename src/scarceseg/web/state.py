@@ -32,6 +32,7 @@ from scarceseg.interactive.clicks import Click
 from scarceseg.interactive.session import InteractiveSession
 from scarceseg.store import LabelStore
 from scarceseg.web.catalog import SLICE_SEP, Catalog, slice_key
+from scarceseg.web.security import check_writable
 
 SNAPSHOT = "session"  # masks.kind of session snapshots
 FINAL = "final"  # masks.kind of saved masks
@@ -192,6 +193,9 @@ class SessionManager:
     def save(self, user: str, case_id: str, z: int | None = None) -> tuple[Path, np.ndarray]:
         """Write the user's mask of a case next to the store: ``WORKDIR/masks/<user>/<case>.png`` (2D) or
         ``.nii.gz`` with the input's geometry (3D: every slice the user edited), and store it as ``final``.
+
+        The folder must resolve inside WORKDIR and the file is written with no-follow semantics: a
+        symbolic link at either place is refused (:class:`~scarceseg.errors.InputError`), nothing is written.
         """
         from scarceseg.io import write_mask
 
@@ -211,6 +215,7 @@ class SessionManager:
             if z is not None and self.get(user, slice_key(case_id, z)) is None and not mask.any():
                 raise NotReady(None, f"{case_id}: nothing to save; pick a candidate first")
             path = self.workdir / "masks" / user / f"{case_id}.nii.gz"
+        check_writable(self.workdir, path.parent)
         write_mask(mask, path, like=case)
         self.store.save_mask(case_id, FINAL, mask, who=user, note=json.dumps({"file": str(path)}))
         return path, mask
