@@ -137,9 +137,9 @@ def propose(
                              workers=workers, ray=ray, resume=not force, progress=True)
     for name, where, reason in summary["skipped"]:
         typer.echo(f"  skipped {name}: {where}: {reason}")
-    kept = summary["report"].reused
+    kept = summary["kept"]
     again = f"; kept {len(kept)} finished before (--force redoes them)" if kept else ""
-    typer.echo(f"proposed {len(summary['proposed']) - len(kept)} case(s) into {out / 'proposals'} "
+    typer.echo(f"proposed {len(summary['proposed'])} case(s) into {out / 'proposals'} "
                f"(median {summary['median_seconds']:.2f} s per case){again}; skipped {len(summary['skipped'])}")
     _report_failed(summary["failed"])
 

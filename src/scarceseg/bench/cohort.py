@@ -353,8 +353,9 @@ def propose_cohort(inputs: Sequence[Path], workdir: str | Path, config: Any = No
     Returns
     -------
     dict
-        ``workdir``, ``proposed``, ``skipped`` (``[case_or_file, where, reason]``), ``failed``, ``seconds``,
-        ``median_seconds``, ``candidates``, ``report``.
+        ``workdir``, ``proposed`` (this run), ``kept`` (proposed before with the same config, channels and seed;
+        not redone unless ``resume=False``), ``skipped`` (``[case_or_file, where, reason]``), ``failed``,
+        ``seconds``, ``median_seconds``, ``candidates`` (this run's), ``report``.
     """
     from scarceseg.cluster.propose import CHANNEL_MODES, INDEX, PROPOSALS, read_index
     from scarceseg.cluster.udc import UDCConfig
@@ -367,27 +368,37 @@ def propose_cohort(inputs: Sequence[Path], workdir: str | Path, config: Any = No
     sources = Sources()
     skipped: list[tuple[str, str, str]] = []
     items = input_items(inputs, layout, sources, skipped)
-    job = ProposeJob(sources, UDCConfig.preset(config), channels, seed)
-    report = run_cohort(propose_task, items, workdir, shared=job, workers=workers, ray=ray, retries=retries,
-                        resume=resume, progress=progress, description="proposing")
-    finished = report.reused + report.done
+    from dataclasses import asdict
+
+    from scarceseg.cluster.propose_many import _finished  # the single-process rule: same config, channels, seed
+
+    cfg = UDCConfig.preset(config)
+    job = ProposeJob(sources, cfg, channels, seed)
+    index = read_index(workdir) if workdir.is_dir() else {}
+    wanted = json.loads(json.dumps(asdict(cfg)))
+    kept = [i.case_id for i in items if resume and _finished(index, workdir, i.case_id, wanted, channels, seed)]
+    report = run_cohort(propose_task, [i for i in items if i.case_id not in set(kept)], workdir, shared=job,
+                        workers=workers, ray=ray, retries=retries, resume=False, progress=progress,
+                        description="proposing")
+    report.reused = kept
     index = read_index(workdir)
-    index.update({cid: report.records[cid]["index"] for cid in finished})
+    index.update({cid: report.records[cid]["index"] for cid in report.done})
     from scarceseg.bench.runner import write_atomic
 
     write_atomic(workdir / PROPOSALS / INDEX, json.dumps(index, indent=1, sort_keys=True).encode())
     where = {item.case_id: str(sources.datasets[item.data[1]].root if item.data[0] == "dataset" else item.data[1])
              for item in items}
     skipped += [(cid, where[cid], reason) for cid, reason in report.skipped]
-    seconds = {cid: float(index[cid].get("seconds", 0.0)) for cid in finished}
+    seconds = {cid: float(index[cid].get("seconds", 0.0)) for cid in report.done}
     return {
         "workdir": str(workdir),
-        "proposed": finished,
+        "proposed": report.done,
+        "kept": kept,
         "skipped": [list(s) for s in skipped],
         "failed": [list(f) for f in report.failed],
         "seconds": seconds,
         "median_seconds": float(np.median(list(seconds.values()))) if seconds else 0.0,
-        "candidates": {cid: report.records[cid]["candidates"] for cid in finished},
+        "candidates": {cid: report.records[cid]["candidates"] for cid in report.done},
         "report": report,
     }
 
