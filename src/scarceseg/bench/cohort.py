@@ -282,7 +282,7 @@ def segment_cohort(model_dir: str | Path, data: str | Path, out_dir: str | Path,
     written = [str(out / f) for cid in report.done for f in _files_of(out, cid) if not f.startswith("action_maps/")]
     order = {item.case_id: k for k, item in enumerate(items)}
     kept = sorted(report.reused + legacy, key=order.__getitem__)
-    if fmt == "selector":
+    if fmt == "selector" and out.is_dir():
         selection = {cid: report.records[cid] for cid in report.reused + report.done}
         summary = {"model": str(model_dir), "mode": options["mode"], "cases": selection,
                    "skipped": report.skipped + report.failed}

@@ -260,8 +260,7 @@ def run_cohort(
     from scarceseg.progress import track
 
     start = time.perf_counter()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(out_dir)  # created with the first file written: nothing is created when no case can be used
     if retries < 0:
         raise ValueError(f"retries must be >= 0, got {retries}")
     if workers is not None and workers < 1:
