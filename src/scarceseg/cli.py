@@ -328,6 +328,8 @@ def segment(
     model: Path = typer.Option(..., "--model", help="A selector, U-Net, ACWE or PixelDRL-MG model folder."),
     data: Path = typer.Option(..., "--data", help="Data set folder (or folder of images) to segment."),
     out: Path = typer.Option(..., "--out", help="Folder for <case_id>.png masks."),
+    mask_format: str = typer.Option("auto", "--format", help="Mask files: auto (PNG for 2D, NIfTI for 3D) or "
+                                                             "dicom-seg (<case_id>.dcm; the input must be DICOM)."),
     mode: str = typer.Option("automatic", "--mode", help="Selector: automatic (default) or one-click."),
     points: Path | None = typer.Option(None, "--points", help="One-click: JSON {case_id: [y, x]} or CSV."),
     action_maps: bool = typer.Option(False, "--action-maps", help="PixelDRL-MG: also write the action map of "
@@ -339,7 +341,10 @@ def segment(
     import json
 
     from scarceseg.errors import InputError, ScarcesegError
+    from scarceseg.io.writers import MASK_FORMATS
 
+    if mask_format not in MASK_FORMATS:
+        raise ScarcesegError(f"--format must be one of {', '.join(MASK_FORMATS)}, got {mask_format!r}")
     config_path = model / "config.json"
     if not config_path.is_file():
         raise InputError(model, "not a model folder (no config.json)")
@@ -353,7 +358,7 @@ def segment(
         if mode.replace("-", "_") not in SEGMENT_MODES:
             raise ScarcesegError(f"--mode must be automatic or one-click, got {mode!r}")
         summary = segment_folder(model, data, out, mode=mode.replace("-", "_"), points=points, layout=layout,
-                                 seed=seed, progress=sys.stderr.isatty())
+                                 seed=seed, progress=sys.stderr.isatty(), mask_format=mask_format)
     else:
         segmenter = next((target for key, target in SEGMENTERS.items() if key in fmt.lower()), None)
         if segmenter is None:
@@ -368,7 +373,8 @@ def segment(
                 raise ScarcesegError("--action-maps is for PixelDRL-MG models")
             extra["action_maps"] = True
         summary = getattr(importlib.import_module(module), func)(model, data, out, layout=layout,
-                                                                 progress=sys.stderr.isatty(), **extra)
+                                                                 progress=sys.stderr.isatty(),
+                                                                 mask_format=mask_format, **extra)
     typer.echo(f"wrote {len(summary['written'])} masks to {out}")
     for case_id, reason in summary.get("skipped") or []:
         typer.echo(f"skipped {case_id}: {reason}")
@@ -452,13 +458,20 @@ def serve_cmd(
     refiner: str = typer.Option("mincut", "--refiner", help="Trained refiner folder, or mincut (default)."),
     episodes: int = typer.Option(100, "--episodes", min=1, help="Episodes of the 'train selector' button."),
     layout: str | None = typer.Option(None, "--layout", help="Data set layout (default: detect, else plain files)."),
+    save_format: str = typer.Option("auto", "--format", help="What 'save' writes: auto (PNG/NIfTI) or dicom-seg "
+                                                             "(a DICOM SEG; the input must be DICOM)."),
 ) -> None:
     """Open FOLDER in the browser: propose, pick, refine with clicks, undo, save, train, segment the rest."""
+    from scarceseg.errors import ScarcesegError
+    from scarceseg.io.writers import MASK_FORMATS
     from scarceseg.store.picking import default_user
     from scarceseg.web.app import ServerConfig, serve
 
+    if save_format not in MASK_FORMATS:
+        raise ScarcesegError(f"--format must be one of {', '.join(MASK_FORMATS)}, got {save_format!r}")
+
     config = ServerConfig(folder=folder, workdir=workdir, user=user or default_user(), token=token,
-                          refiner=refiner, episodes=episodes, layout=layout)
+                          refiner=refiner, episodes=episodes, layout=layout, save_format=save_format)
     serve(config, host=host, port=port, echo=typer.echo)
 
 

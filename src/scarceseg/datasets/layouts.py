@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from scarceseg.datasets import brats, h5, lgg, msd, pairs
+from scarceseg.datasets import brats, dicom, h5, lgg, msd, pairs
 from scarceseg.datasets.base import Dataset, Entry, Loader
 from scarceseg.errors import InputError
 
@@ -72,11 +72,19 @@ LAYOUTS: dict[str, Layout] = {
         pairs.scan,
         pairs.load,
     ),
+    "dicom": Layout(
+        "dicom",
+        "DICOM series: every folder holding .dcm files is one case (optional masks/<case_id>.*)",
+        dicom.detect,
+        dicom.scan,
+        dicom.load,
+    ),
 }
 
 #: Order in which :func:`detect_layout` tries the layouts: the most specific first
 #: (an LGG copy in images/ + masks/ also looks like ``pairs``).
-DETECTION_ORDER: tuple[str, ...] = ("msd", "lgg", "pairs", "h5", "brats")
+#: ``dicom`` comes last: a folder of ``.dcm`` files is a DICOM data set only when nothing else matches.
+DETECTION_ORDER: tuple[str, ...] = ("msd", "lgg", "pairs", "h5", "brats", "dicom")
 
 
 def known_layouts() -> str:

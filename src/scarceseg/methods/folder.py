@@ -2,7 +2,8 @@
 
 Each method supplies ``predict_case(case) -> (mask, file name)``; this module opens the folder, runs it on every
 (or the given) case, writes each mask with the case's geometry (PNG for 2D, NIfTI for 3D, by the name's
-ending) and lists the cases that could not be read or segmented instead of stopping at the first one.
+ending; a DICOM SEG with ``mask_format="dicom-seg"``) and lists the cases that could not be read or segmented
+instead of stopping at the first one.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ def segment_cases(
     case_ids: Sequence[str] | None = None,
     layout: str | None = None,
     progress: bool = True,
+    mask_format: str = "auto",
 ) -> dict:
     """Run ``predict_case`` on every case of a data set and write the masks.
 
@@ -42,6 +44,9 @@ def segment_cases(
         Only these cases (default: all).
     layout : str, optional
     progress : bool
+    mask_format : {"auto", "dicom-seg"}
+        ``auto`` writes the name ``predict_case`` gives; ``dicom-seg`` writes ``<case>.dcm``, a DICOM SEG that
+        references the case's DICOM series (a case not read from DICOM is skipped with that reason).
 
     Returns
     -------
@@ -50,7 +55,9 @@ def segment_cases(
     """
     from scarceseg.datasets import open_dataset
     from scarceseg.io import write_mask
+    from scarceseg.io.writers import mask_file_name
 
+    mask_file_name("x.png", mask_format)  # an unknown format fails here, not once per case
     ds = open_dataset(data_dir, layout=layout)
     if case_ids is not None:
         ds = ds.subset(case_ids)
@@ -60,7 +67,7 @@ def segment_cases(
     for case in ds.iter_cases(progress=progress, description=description):
         try:
             mask, name = predict_case(case)
-            written.append(str(write_mask(mask, out / name, like=case)))
+            written.append(str(write_mask(mask, out / mask_file_name(name, mask_format), like=case)))
         except (ScarcesegError, ValueError) as exc:
             skipped.append((case.case_id, str(exc)))
     skipped = [(cid, reason) for cid, _, reason in ds.skipped] + skipped

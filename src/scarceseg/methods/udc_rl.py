@@ -489,7 +489,7 @@ def load_points(path: str | Path) -> dict[str, tuple[int, int]]:
 def segment_folder(model_path: str | Path, data_dir: str | Path, out_dir: str | Path, mode: str = "automatic",
                    points: dict | str | Path | None = None, proposer_config: dict | None = None,
                    layout: str | None = None, channels: str = "flair", seed: int = 0,
-                   progress: bool = True) -> dict:
+                   progress: bool = True, mask_format: str = "auto") -> dict:
     """Propose candidates for every case of ``data_dir``, pick one with the selector, write ``<case_id>.png``.
 
     Parameters
@@ -503,6 +503,8 @@ def segment_folder(model_path: str | Path, data_dir: str | Path, out_dir: str | 
         Passed to ``propose_case``; default: the config of the training proposals saved with the model
         (whose ``channels`` then replaces ``channels``), else the proposer's default ("fast").
     layout, channels, seed : passed to ``open_dataset`` / ``propose_case``
+    mask_format : {"auto", "dicom-seg"}
+        ``dicom-seg`` writes ``<case_id>.dcm`` DICOM SEGs (see :func:`scarceseg.methods.folder.segment_cases`).
 
     Returns
     -------
@@ -512,7 +514,9 @@ def segment_folder(model_path: str | Path, data_dir: str | Path, out_dir: str | 
     from scarceseg.cluster.propose import propose_case
     from scarceseg.datasets import open_dataset
     from scarceseg.io import write_mask
+    from scarceseg.io.writers import mask_file_name
 
+    mask_file_name("x.png", mask_format)  # an unknown format fails before any work
     mode = mode.replace("-", "_")
     if mode not in SEGMENT_MODES:
         raise ValueError(f"mode must be one of {SEGMENT_MODES}, got {mode!r}")
@@ -546,7 +550,7 @@ def segment_folder(model_path: str | Path, data_dir: str | Path, out_dir: str | 
                 scores = info.pop("scores")
                 record = {"point": list(points[cid]), **info}
             mask = np.asarray(proposal.masks[index], dtype=bool)
-            written.append(str(write_mask(mask, out / f"{cid}.png", like=case)))
+            written.append(str(write_mask(mask, out / mask_file_name(f"{cid}.png", mask_format), like=case)))
             selection[cid] = {"index": index, "score": float(scores[index]), "scores": scores.tolist(),
                               "n_candidates": len(proposal.masks), **record}
         except (ScarcesegError, ValueError) as exc:

@@ -444,6 +444,7 @@ def segment_folder_unet(
     case_ids: Sequence[str] | None = None,
     layout: str | None = None,
     progress: bool = True,
+    mask_format: str = "auto",
 ) -> dict:
     """Segment every (or the given) case of a data set with a saved U-Net; writes ``<case_id>.png``.
 
@@ -461,6 +462,8 @@ def segment_folder_unet(
         Only these cases (default: all).
     layout : str, optional
     progress : bool
+    mask_format : {"auto", "dicom-seg"}
+        See :func:`scarceseg.methods.folder.segment_cases`.
 
     Returns
     -------
@@ -475,5 +478,6 @@ def segment_folder_unet(
     def predict_case(case: Case) -> tuple[np.ndarray, str]:
         return model.predict(select_channels(case, channels))[1], f"{case.case_id}.png"
 
-    return segment_cases(data_dir, out_dir, predict_case, "segmenting (U-Net)", case_ids, layout, progress)
+    return segment_cases(data_dir, out_dir, predict_case, "segmenting (U-Net)", case_ids, layout, progress,
+                         mask_format=mask_format)
 

@@ -9,7 +9,7 @@ server's (``--user``) unless a request names another in the ``X-Scarceseg-User``
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -47,6 +47,11 @@ class SliceBody(Body):
     z: int | None = Field(default=None, ge=0, lt=MAX_COORD)
 
 
+class SaveBody(SliceBody):
+    # "dicom-seg": a DICOM SEG referencing the case's DICOM series; None: the server's --format
+    format: Literal["auto", "dicom-seg"] | None = None
+
+
 class TrainBody(Body):
     episodes: int | None = Field(default=None, ge=1, le=5000)
 
@@ -77,6 +82,8 @@ class ServerConfig:
     seed : int
     pick_confidence : float
         Initial probability inside the picked candidate (see :class:`~scarceseg.web.state.SessionManager`).
+    save_format : {"auto", "dicom-seg"}
+        What "save" writes when the request does not say: PNG (2D) / NIfTI (3D), or a DICOM SEG (DICOM input).
     """
 
     folder: Path
@@ -90,6 +97,7 @@ class ServerConfig:
     proposer: str = "fast"
     seed: int = 0
     pick_confidence: float = 0.6
+    save_format: str = "auto"
 
 
 def create_app(config: ServerConfig):
@@ -310,10 +318,10 @@ def create_app(config: ServerConfig):
             return answer(user, key)
 
     @app.post("/api/cases/{case_id}/save")
-    def save(case_id: str, body: SliceBody, request: Request):
+    def save(case_id: str, body: SaveBody, request: Request):
         user, key = user_of(request), unit(case_id, body.z)
         with sessions.lock(user, key):
-            path, mask = sessions.save(user, case_id, body.z)
+            path, mask = sessions.save(user, case_id, body.z, mask_format=body.format or config.save_format)
         return answer(user, key, saved={"file": str(path.relative_to(workdir)), "voxels": int(mask.sum())})
 
     return security.BodyLimit(app, config.max_body)
