@@ -4,6 +4,9 @@
 port, opens the page in headless Chromium, proposes, picks the lesion and then times N refinement clicks
 from the JS click event to the redrawn overlay (``performance.now()`` recorded by the page in
 ``window.__clickLatencies``, read back by Playwright). The end-to-end test uses the same helpers.
+
+Playwright is the optional extra ``browser`` (``pip install 'scarceseg[browser]'``, also in ``dev``): this module
+imports without it, and the bench says in one line what to install when it is missing.
 """
 
 from __future__ import annotations
@@ -95,9 +98,27 @@ def open_and_pick(page, url: str, point: tuple[int, int], timeout_ms: float = 12
     page.wait_for_function("window.__scarceseg.state && window.__scarceseg.state.picked !== null", timeout=30_000)
 
 
+def require_playwright():
+    """Playwright's ``sync_playwright``, or a one-line :class:`ScarcesegError` naming the extra to install."""
+    from scarceseg.errors import ScarcesegError
+
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        raise ScarcesegError("the browser bench needs Playwright, which is not installed: "
+                             "pip install 'scarceseg[browser]' (it drives Debian's /usr/bin/chromium)") from None
+    return sync_playwright
+
+
 def run_web_bench(out: str | Path, n_clicks: int = 30, chromium: str = CHROMIUM, echo=print) -> dict:
-    """Median click -> overlay latency over ``n_clicks`` refinement clicks on a 256x256 sample slice."""
-    from playwright.sync_api import sync_playwright
+    """Median click -> overlay latency over ``n_clicks`` refinement clicks on a 256x256 sample slice.
+
+    Raises
+    ------
+    ScarcesegError
+        Playwright is not installed (the ``browser`` extra); nothing is written then.
+    """
+    sync_playwright = require_playwright()
 
     from scarceseg.datasets import open_dataset
     from scarceseg.datasets.sample import make_sample_data
