@@ -127,8 +127,16 @@ def test_shipped_template_is_small_licensed_and_equals_its_source() -> None:
     depth = template.t1.shape[2]
     assert template.t1.shape[:2] == TEMPLATE_SHAPE[:2] and template.z_start == SLAB_START[2]
     assert template.z_start <= Z_RANGE[0] and Z_RANGE[1] + 1 <= template.z_start + depth  # every level used
+    assert template.t1.max() > 200 and 0 < template.gm.mean() < 255 and 0 < template.wm.mean() < 255
 
+
+def test_shipped_template_equals_nilearn_files_where_nilearn_is_installed() -> None:
     import importlib.util
+
+    from scarceseg.datasets.sample import TEMPLATE_SHAPE, load_template
+
+    template = load_template()
+    depth = template.t1.shape[2]
 
     spec = importlib.util.find_spec("nilearn")  # provenance: where nilearn is installed, compare with its files
     if spec is None or not spec.submodule_search_locations:
