@@ -124,6 +124,8 @@ def test_label_map_gives_one_segment_per_value(tmp_path: Path) -> None:
         number = item.SegmentIdentificationSequence[0].ReferencedSegmentNumber
         k = by_sop[item.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID]
         assert np.array_equal(frame > 0, labels[k] == number)
+    empty = pydicom.dcmread(write_dicom_seg(np.zeros(case.shape, bool), tmp_path / "empty.dcm", case))
+    assert int(empty.NumberOfFrames) == 3 and not empty.pixel_array.any()  # an empty mask is still a valid SEG
 
 
 def test_single_file_and_axial_slice_of_a_series(tmp_path: Path) -> None:

@@ -120,7 +120,7 @@ def write_dicom_seg(
         raise InputError(path, f"the mask has {frames.shape[0]} slices but the DICOM source has {len(files)} files "
                                "(multi-frame DICOM sources are not supported for DICOM SEG)")
     n_segments = int(labels.max()) if labels.size else 0
-    if labels.size and labels.min() < 0 or n_segments > MAX_SEGMENTS:
+    if (labels.size and labels.min() < 0) or n_segments > MAX_SEGMENTS:
         raise InputError(path, f"labels {labels.min()}..{labels.max()} do not fit a DICOM SEG (0..{MAX_SEGMENTS})")
     n_segments = max(n_segments, 1)  # an empty mask is still one (empty) segment
     sources = []
