@@ -315,3 +315,18 @@ def test_app_refuses_dicom_seg_for_non_dicom_input(tmp_path: Path) -> None:
         assert refused.status_code == 400 and "not DICOM" in refused.json()["detail"]
         assert c.post("/api/cases/a/save", json={"format": "auto"}).status_code == 200
     assert not (work / "masks" / "erin" / "a.dcm").exists() and (work / "masks" / "erin" / "a.png").is_file()
+
+
+def test_app_refuses_a_series_with_a_file_linked_from_outside(tmp_path: Path) -> None:
+    from scarceseg.web.catalog import Catalog
+    from scarceseg.web.security import PathOutside
+
+    folder = tmp_path / "dicoms"
+    write_series(folder / "s1", n=3)
+    first = folder / "s1" / "im000.dcm"
+    first.rename(tmp_path / "moved_out.dcm")  # same series, now outside the opened folder, linked back in
+    first.symlink_to(tmp_path / "moved_out.dcm")
+    catalog = Catalog(folder)
+    assert catalog.case_ids == ["s1"]
+    with pytest.raises(PathOutside):
+        catalog.load("s1")
