@@ -274,6 +274,7 @@ def test_app_save_as_dicom_seg(tmp_path: Path) -> None:
     save_proposal(propose_case(catalog.slice_case("s1", 2), "fast"), work)
     config = ServerConfig(folder=folder, workdir=work, user="dana")
     with TestClient(create_app(config), base_url="http://127.0.0.1:8765") as c:
+        assert c.get("/api/cases/s1").json()["dicom"] is True  # the page offers "as DICOM SEG"
         box = np.argwhere(source["slices"][by_k[2]]["mask"]).mean(axis=0).round().astype(int)
         picked = c.post("/api/cases/s1/pick", json={"y": int(box[0]), "x": int(box[1]), "z": 2})
         assert picked.status_code == 200, picked.text
@@ -310,6 +311,7 @@ def test_app_refuses_dicom_seg_for_non_dicom_input(tmp_path: Path) -> None:
     save_proposal(propose_case(Catalog(folder).load("a"), "fast"), work)
     config = ServerConfig(folder=folder, workdir=work, user="erin", save_format="dicom-seg")
     with TestClient(create_app(config), base_url="http://127.0.0.1:8765") as c:
+        assert c.get("/api/cases/a").json()["dicom"] is False
         assert c.post("/api/cases/a/pick", json={"y": 18, "x": 16}).status_code == 200
         refused = c.post("/api/cases/a/save", json={})  # the server's default: dicom-seg
         assert refused.status_code == 400 and "not DICOM" in refused.json()["detail"]

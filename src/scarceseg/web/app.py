@@ -217,7 +217,7 @@ def create_app(config: ServerConfig):
     def case_info(case_id: str):
         case = catalog.load(known(case_id))
         return {"case_id": case_id, "ndim": case.ndim, "shape": list(case.shape), "spacing": list(case.spacing),
-                "channels": list(case.channel_names)}
+                "channels": list(case.channel_names), "dicom": bool(case.meta.get("dicom_files"))}
 
     @app.get("/api/cases/{case_id}/image.png")
     def image(case_id: str, z: int | None = None):

@@ -115,6 +115,8 @@ async function openCase(id) {
   S.current = id; S.repick = false;
   for (const el of document.querySelectorAll("nav .case")) el.classList.toggle("current", el.dataset.id === id);
   S.info = await api("GET", casePath(""));
+  $("segrow").hidden = !S.info.dicom;  // DICOM SEG only for cases read from DICOM
+  if (!S.info.dicom) $("asseg").checked = false;
   const vol = S.info.ndim === 3;
   $("sliceRow").hidden = !vol;
   if (vol) { $("slice").max = S.info.shape[0] - 1; S.z = Math.floor(S.info.shape[0] / 2); $("slice").value = S.z; }
@@ -243,7 +245,8 @@ $("propose").onclick = () => propose().catch((e) => setStatus(e.message, true));
 $("repick").onclick = () => { S.repick = true; redraw(); setStatus("click on the lesion to pick its candidate again"); };
 $("undo").onclick = () => edit("undo", {});
 $("redo").onclick = () => edit("redo", {});
-$("save").onclick = () => edit("save", {});
+const saveBody = () => ($("asseg").checked ? { format: "dicom-seg" } : {});
+$("save").onclick = () => edit("save", saveBody());
 $("opacity").oninput = redraw;
 $("showcand").onchange = redraw;
 $("level").oninput = $("width").oninput = () => { if (S.grey) { renderBase(); paint(); } };
@@ -257,7 +260,7 @@ $("segrest").onclick = () => runJob(() => api("POST", "/api/segment-rest", {}), 
 document.addEventListener("keydown", (ev) => {
   if (ev.target.tagName === "INPUT" && ev.target.type !== "range" && ev.target.type !== "checkbox") return;
   const k = ev.key.toLowerCase();
-  const acts = { z: () => edit("undo", {}), y: () => edit("redo", {}), s: () => edit("save", {}), n: () => move(1),
+  const acts = { z: () => edit("undo", {}), y: () => edit("redo", {}), s: () => edit("save", saveBody()), n: () => move(1),
     p: () => move(-1), g: () => $("propose").click(), r: () => $("repick").click(), w: resetWindow,
     c: () => { $("showcand").checked = !$("showcand").checked; redraw(); },
     arrowup: () => step(1), arrowdown: () => step(-1) };
