@@ -198,7 +198,7 @@ class SessionManager:
         clicks) referencing the DICOM series the case was read from; other input is refused.
         """
         from scarceseg.io import write_mask
-        from scarceseg.io.dicom_seg import dicom_sources, write_dicom_seg
+        from scarceseg.io.dicom_seg import write_dicom_seg
         from scarceseg.io.writers import mask_file_name
 
         case = self.catalog.load(case_id)
@@ -218,8 +218,7 @@ class SessionManager:
                 raise NotReady(None, f"{case_id}: nothing to save; pick a candidate first")
             path = self.workdir / "masks" / user / f"{case_id}.nii.gz"
         path = path.with_name(mask_file_name(path.name, mask_format))
-        if mask_format == "dicom-seg":
-            dicom_sources(case)  # refuses a case not read from DICOM, before anything is written
+        if mask_format == "dicom-seg":  # refuses a case not read from DICOM before anything is written
             write_dicom_seg(mask, path, like=case, algorithm_type="semiautomatic")
         else:
             write_mask(mask, path, like=case)
