@@ -102,6 +102,7 @@ def test_seg_of_a_series_overlays_its_source(tmp_path: Path) -> None:
     mask = case.image[0] > BRIGHT // 2
     out = write_mask(mask, tmp_path / "out" / "series.dcm", like=case)  # .dcm -> DICOM SEG
     seg = check_seg(out, source)
+    assert np.array_equal(read_mask(out, like=case), mask)  # read back onto the case's grid, by reference
     (segment,) = seg.SegmentSequence
     assert segment.SegmentLabel == "lesion" and segment.SegmentAlgorithmType == "AUTOMATIC"
     assert segment.SegmentAlgorithmName == "scarceseg"
@@ -124,6 +125,9 @@ def test_label_map_gives_one_segment_per_value(tmp_path: Path) -> None:
         number = item.SegmentIdentificationSequence[0].ReferencedSegmentNumber
         k = by_sop[item.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID]
         assert np.array_equal(frame > 0, labels[k] == number)
+    assert np.array_equal(read_mask(out, like=case), labels)
+    with pytest.raises(InputError, match="only together with the DICOM image"):
+        read_mask(out)
     empty = pydicom.dcmread(write_dicom_seg(np.zeros(case.shape, bool), tmp_path / "empty.dcm", case))
     assert int(empty.NumberOfFrames) == 3 and not empty.pixel_array.any()  # an empty mask is still a valid SEG
 
@@ -140,6 +144,7 @@ def test_single_file_and_axial_slice_of_a_series(tmp_path: Path) -> None:
     item = seg.PerFrameFunctionalGroupsSequence[0]
     assert item.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID == by_k[2]
     assert np.array_equal(seg.pixel_array > 0, source["slices"][by_k[2]]["mask"])
+    assert np.array_equal(read_mask(tmp_path / "slice.dcm", like=sl) > 0, source["slices"][by_k[2]]["mask"])
 
     one_file = next(f for f in (tmp_path / "series").iterdir()
                     if pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID == by_k[1])
@@ -213,10 +218,14 @@ def test_cli_segment_writes_dicom_seg_matching_the_nifti_masks(tmp_path: Path) -
 
     torch.manual_seed(0)
     model = ACWESegmenter(ACWEConfig.cpu(size=16))
-    model.net = model._build()  # untrained: any model shows the output format
+    model.net = model._build()  # untrained: any model shows the output format;
+    model.polarity = -1  # ... this one marks its ROI (the bright box, which moves from slice to slice)
     model.save(tmp_path / "model")
     data = tmp_path / "data"
     sources = {"s1": write_series(data / "s1", n=3, seed=1), "s2": write_series(data / "s2", n=4, seed=2)}
+    for cid in sources:  # truth masks, so that evaluate can score both outputs
+        case = read_image(data / cid)
+        write_mask(case.image[0] > BRIGHT // 2, data / "masks" / f"{cid}.nii.gz", like=case)
 
     nifti = _run("segment", "--model", tmp_path / "model", "--data", data, "--out", tmp_path / "nii")
     assert nifti.exit_code == 0, nifti.output
@@ -227,10 +236,18 @@ def test_cli_segment_writes_dicom_seg_matching_the_nifti_masks(tmp_path: Path) -
         "s1.dcm", "s2.dcm"]
     for cid, source in sources.items():
         volume = read_mask(tmp_path / "nii" / f"{cid}.nii.gz") > 0  # (Z, Y, X) in the reader's slice order
+        assert volume.any() and not np.array_equal(volume[0], volume[1])  # a wrong slice order would show
         order = [Path(f) for f in read_image(data / cid).meta["dicom_files"]]
         uid_of = {f: pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID for f in order}
         expected = {uid_of[f]: volume[k] for k, f in enumerate(order)}
         check_seg(tmp_path / "seg" / f"{cid}.dcm", source, expected)
+
+    # evaluate reads the SEGs onto the cases' grids: the same scores as for the NIfTI masks
+    for name in ("nii", "seg"):
+        ev = _run("evaluate", "--pred", tmp_path / name, "--gt", data, "--out", tmp_path / f"ev_{name}")
+        assert ev.exit_code == 0 and "evaluated 2 cases" in ev.output, ev.output
+    per_case = {name: (tmp_path / f"ev_{name}" / "per_case.csv").read_text(encoding="utf-8") for name in ("nii", "seg")}
+    assert per_case["seg"] == per_case["nii"]
 
     bad = _run("segment", "--model", tmp_path / "model", "--data", data, "--out", tmp_path / "x", "--format", "rt")
     assert bad.exit_code == 1 and "--format must be one of auto, dicom-seg" in bad.output

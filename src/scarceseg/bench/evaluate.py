@@ -1,7 +1,8 @@
 """Evaluate a folder of predicted masks against a data set's truth (``scarceseg evaluate``).
 
 Predictions are named ``<case_id>.png`` (2D) or ``<case_id>.nii.gz`` / ``<case_id>.nii`` (3D), the way
-every scarceseg method writes them. Cases without a prediction, predictions without a case and cases
+every scarceseg method writes them, or ``<case_id>.dcm`` (a DICOM SEG of a DICOM case, ``segment --format
+dicom-seg``). Cases without a prediction, predictions without a case and cases
 that cannot be read are listed, never silently dropped; the metrics are computed on the rest.
 """
 
@@ -12,7 +13,7 @@ from pathlib import Path
 
 from scarceseg.errors import InputError, ScarcesegError
 
-PRED_ENDINGS = (".png", ".nii.gz", ".nii")
+PRED_ENDINGS = (".png", ".nii.gz", ".nii", ".dcm")
 
 
 def _case_id_of(path: Path) -> str | None:

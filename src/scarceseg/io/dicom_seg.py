@@ -12,6 +12,10 @@ A 2D axial slice of a DICOM volume (:func:`scarceseg.datasets.slices.slice_case`
 Segments: a binary mask is one segment; a label map with values ``1..N`` gives segments ``1..N``
 (every number described, present or not). Every segment is coded as SNOMED CT "Morphologically abnormal
 structure" / "Lesion" unless another label is given; the algorithm is identified as scarceseg.
+
+:func:`read_dicom_seg` reads a SEG back as a label map on the grid of the case it refers to, placing each
+frame by the source image it references (never by frame order, which highdicom sorts by position), so
+``evaluate`` scores SEG predictions like PNG/NIfTI ones.
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ ALGORITHM_TYPES = ("automatic", "semiautomatic", "manual")
 POSITION_TOLERANCE_MM = 0.01
 #: Most segments (label values) one SEG holds here.
 MAX_SEGMENTS = 255
+#: SOP Class UID of the Segmentation Storage IOD.
+SEG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
 
 
 def dicom_sources(case: Case) -> list[Path]:
@@ -191,3 +197,81 @@ def _check_geometry(sources: list, files: list[Path], shape: tuple[int, int], li
                 raise ShapeMismatchError(
                     path, f"slice {k} of the mask lies at {expected.round(3).tolist()} mm but its source {f.name} "
                           f"at {found.round(3).tolist()} mm; the source files changed since the image was read")
+
+
+def is_dicom_seg(path: str | Path) -> bool:
+    """Whether ``path`` is a DICOM file of the Segmentation Storage class (reads only its header)."""
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SOPClassUID"])
+    except (OSError, pydicom.errors.InvalidDicomError):
+        return False
+    return str(getattr(ds, "SOPClassUID", "")) == SEG_SOP_CLASS
+
+
+def read_dicom_seg(path: str | Path, like: Case | None) -> np.ndarray:
+    """A DICOM SEG as a label map on the grid of ``like``, the case read from the images it references.
+
+    Each frame goes to the slice whose source image (SOP Instance UID) it references, with its segment
+    number as the label (where binary segments overlap, the higher number wins).
+
+    Parameters
+    ----------
+    path : str or Path
+    like : Case
+        Read from the DICOM series (or file) the SEG refers to.
+
+    Returns
+    -------
+    ndarray, shape like ``like.shape``, uint8
+
+    Raises
+    ------
+    InputError
+        No ``like``, ``like`` not read from DICOM, a frame referencing an image outside it, or a SEG that
+        is not binary (fractional SEGs are not read).
+    CorruptFileError
+        The file does not decode.
+    """
+    import pydicom
+
+    path = Path(path)
+    if like is None:
+        raise InputError(path, "a DICOM SEG is read as a mask only together with the DICOM image it refers to")
+    files = dicom_sources(like)
+    try:
+        seg = pydicom.dcmread(path)
+        kind = str(getattr(seg, "SegmentationType", ""))
+        pixels = seg.pixel_array if kind == "BINARY" else None
+    except (OSError, ValueError, AttributeError, pydicom.errors.InvalidDicomError) as exc:
+        raise CorruptFileError(path, f"cannot decode the DICOM SEG ({reason_of(exc)})") from exc
+    if pixels is None:
+        raise InputError(path, f"only BINARY DICOM SEGs are read as masks, this one is {kind or 'of no type'}")
+    n_frames = int(getattr(seg, "NumberOfFrames", 1))
+    pixels = pixels.reshape(n_frames, int(seg.Rows), int(seg.Columns))
+    slice_of = {}
+    for k, f in enumerate(files):
+        try:
+            slice_of[str(pydicom.dcmread(f, stop_before_pixels=True, specific_tags=["SOPInstanceUID"])
+                         .SOPInstanceUID)] = k
+        except (OSError, AttributeError, pydicom.errors.InvalidDicomError) as exc:
+            raise CorruptFileError(f, f"cannot read the DICOM source of the SEG ({reason_of(exc)})") from exc
+    out = np.zeros((len(files), *pixels.shape[1:]), dtype=np.uint8)
+    shared = seg.SharedFunctionalGroupsSequence[0] if "SharedFunctionalGroupsSequence" in seg else None
+    for frame, item in zip(pixels, seg.PerFrameFunctionalGroupsSequence, strict=True):
+        try:  # a functional group is per frame, or shared by all frames (one segment: its number is shared)
+            groups = [g for g in (item, shared) if g is not None]
+            ident = next(g for g in groups if "SegmentIdentificationSequence" in g).SegmentIdentificationSequence
+            derived = next(g for g in groups if "DerivationImageSequence" in g).DerivationImageSequence
+            number = int(ident[0].ReferencedSegmentNumber)
+            sop = str(derived[0].SourceImageSequence[0].ReferencedSOPInstanceUID)
+        except (StopIteration, AttributeError, IndexError) as exc:
+            raise InputError(path, "a SEG frame names no segment or no source image") from exc
+        if sop not in slice_of:
+            raise InputError(path, f"a frame refers to image {sop}, which is not in {like.source or like.case_id}")
+        k = slice_of[sop]
+        out[k] = np.where(frame > 0, np.maximum(out[k], number), out[k])
+    labels = out[0] if like.ndim == 2 else out
+    check_same_shape(labels.shape, like, path)
+    return labels
