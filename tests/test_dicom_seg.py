@@ -297,6 +297,13 @@ def test_app_save_as_dicom_seg(tmp_path: Path) -> None:
         assert picked.status_code == 200, picked.text
         bad = c.post("/api/cases/s1/save", json={"z": 2, "format": "rtstruct"})
         assert bad.status_code == 422
+        link = work / "masks" / "dana" / "s1.dcm"  # no-follow writes: a planted link is refused, not followed
+        link.parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "outside.txt").write_text("keep", encoding="utf-8")
+        link.symlink_to(tmp_path / "outside.txt")
+        assert c.post("/api/cases/s1/save", json={"z": 2, "format": "dicom-seg"}).status_code == 400
+        assert (tmp_path / "outside.txt").read_text(encoding="utf-8") == "keep"
+        link.unlink()
         saved = c.post("/api/cases/s1/save", json={"z": 2, "format": "dicom-seg"}).json()["saved"]
         state = c.get("/api/cases/s1/state?z=2").json()
     assert saved["file"] == "masks/dana/s1.dcm"

@@ -336,18 +336,19 @@ def test_progress_observer_sees_track_loops_in_its_thread_only() -> None:
 
 
 def test_serve_command_requires_a_token_off_loopback(sample: dict, tmp_path: Path, monkeypatch) -> None:
-    import uvicorn
     from typer.testing import CliRunner
 
+    import scarceseg.web.app as web_app
     from scarceseg.cli import app as cli
 
     started: dict = {}
-    monkeypatch.setattr(uvicorn, "run", lambda app, host, port, **kw: started.update(app=app, host=host, port=port))
+    monkeypatch.setattr(web_app, "run_server", lambda app, sock: started.update(app=app, name=sock.getsockname()))
     work = work_copy(sample, tmp_path)
-    res = CliRunner().invoke(cli, ["serve", str(sample["data"]), "--host", "0.0.0.0", "--port", "9999",
+    port = free_port()
+    res = CliRunner().invoke(cli, ["serve", str(sample["data"]), "--host", "0.0.0.0", "--port", str(port),
                                    "--user", "frank", "--workdir", str(work)])
     assert res.exit_code == 0, res.output
-    assert "?token=" in res.output and "as user 'frank'" in res.output and started["host"] == "0.0.0.0"
+    assert "?token=" in res.output and "as user 'frank'" in res.output and started["name"] == ("0.0.0.0", port)
     token = res.output.split("?token=")[1].split()[0]
     with TestClient(started["app"], base_url="http://192.0.2.1:9999") as c:
         assert c.get("/api/info").status_code == 401
@@ -356,13 +357,14 @@ def test_serve_command_requires_a_token_off_loopback(sample: dict, tmp_path: Pat
     assert res.exit_code == 1 and "user name" in res.output
 
 
-def test_default_workdir_inside_the_folder_is_not_read_as_data(sample: dict, tmp_path: Path) -> None:
+def test_a_workdir_inside_the_folder_is_not_read_as_data(sample: dict, tmp_path: Path) -> None:
     data = tmp_path / "copy"
     shutil.copytree(sample["data"], data)
     hidden = data / ".scarceseg" / "masks" / "u"
     hidden.mkdir(parents=True)
-    for f in (data / "images").iterdir():  # TIFFs inside the hidden WORKDIR must not become cases
+    for f in (data / "images").iterdir():  # TIFFs inside a hidden WORKDIR must not become cases
         shutil.copy(f, hidden / f"X{f.name}")
-    with TestClient(create_app(ServerConfig(folder=data, user="u")), base_url=LOCAL) as c:
+    app = create_app(ServerConfig(folder=data, workdir=data / ".scarceseg", user="u"))
+    with TestClient(app, base_url=LOCAL) as c:
         assert [r["case_id"] for r in c.get("/api/cases").json()["cases"]] == sample["ids"]
     assert (data / ".scarceseg" / "store.sqlite").is_file()

@@ -454,7 +454,8 @@ def serve_cmd(
     token: str | None = typer.Option(None, "--token", help="Require this token (generated and printed when "
                                                             "--host is not loopback)."),
     workdir: Path | None = typer.Option(None, "--workdir", help="Proposals, label store and saved masks "
-                                                                 "(default: FOLDER/.scarceseg)."),
+                                                                 "(default: a user data folder keyed by "
+                                                                 "FOLDER's path; FOLDER is never written)."),
     refiner: str = typer.Option("mincut", "--refiner", help="Trained refiner folder, or mincut (default)."),
     episodes: int = typer.Option(100, "--episodes", min=1, help="Episodes of the 'train selector' button."),
     layout: str | None = typer.Option(None, "--layout", help="Data set layout (default: detect, else plain files)."),
@@ -469,7 +470,6 @@ def serve_cmd(
 
     if save_format not in MASK_FORMATS:
         raise ScarcesegError(f"--format must be one of {', '.join(MASK_FORMATS)}, got {save_format!r}")
-
     config = ServerConfig(folder=folder, workdir=workdir, user=user or default_user(), token=token,
                           refiner=refiner, episodes=episodes, layout=layout, save_format=save_format)
     serve(config, host=host, port=port, echo=typer.echo)

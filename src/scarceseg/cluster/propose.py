@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import colorsys
 import json
-import os
 import tempfile
 import time
 import warnings
@@ -189,14 +188,9 @@ def _case_dir(workdir: str | Path, case_id: str) -> Path:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from scarceseg.io.safe_write import write_bytes
+
+    write_bytes(path, data)  # temporary file + rename; a symlinked target is refused
 
 
 def read_index(workdir: str | Path) -> dict:
@@ -261,8 +255,12 @@ def save_proposal(proposal: Proposal, workdir: str | Path, pictures: bool = True
     masks = np.asarray(proposal.masks, dtype=bool)
     titles = [f"{k}: {int(mask.sum())}" for k, mask in enumerate(masks)]  # "index: area"
     if pictures:
-        save_contact_sheet(display_image(proposal), list(masks), folder / "contact_sheet.png", titles=titles)
-        save_label_png(proposal.labels, folder / "labels.png")
+        from scarceseg.io.safe_write import replacing
+
+        with replacing(folder / "contact_sheet.png") as tmp:
+            save_contact_sheet(display_image(proposal), list(masks), tmp, titles=titles)
+        with replacing(folder / "labels.png") as tmp:
+            save_label_png(proposal.labels, tmp)
 
     index = read_index(workdir)
     index[proposal.case_id] = {

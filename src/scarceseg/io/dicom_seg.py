@@ -29,6 +29,7 @@ from scarceseg.errors import CorruptFileError, InputError, ShapeMismatchError
 from scarceseg.io.case import Case
 from scarceseg.io.checks import check_same_shape, to_label_map
 from scarceseg.io.raw import reason_of
+from scarceseg.io.safe_write import replacing
 
 #: The file ending of a DICOM SEG written by scarceseg.
 SEG_ENDING = ".dcm"
@@ -82,7 +83,8 @@ def write_dicom_seg(
     mask : ndarray, shape (Y, X) or (Z, Y, X)
         Boolean or integer label map on ``like``'s grid (``0`` background, ``1..N`` segments).
     path : str or Path
-        The file to write (parent folders are created); by convention it ends in ``.dcm``.
+        The file to write (parent folders are created; written with no-follow semantics, see
+        :mod:`scarceseg.io.safe_write`); by convention it ends in ``.dcm``.
     like : Case
         The case the mask was made from; read from a DICOM series or ``.dcm`` file.
     algorithm_type : {"automatic", "semiautomatic", "manual"}
@@ -176,7 +178,8 @@ def write_dicom_seg(
         raise InputError(files[0], f"cannot build a DICOM SEG from this source ({reason_of(exc)})") from exc
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        seg.save_as(path)
+        with replacing(path) as tmp:  # no-follow: a symlinked target is refused, the file appears whole
+            seg.save_as(tmp)
     except OSError as exc:
         raise InputError(path, f"cannot write the DICOM SEG ({reason_of(exc)})") from exc
     return path

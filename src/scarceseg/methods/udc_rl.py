@@ -229,16 +229,18 @@ class Selector:
         from safetensors.torch import save_file
 
         from scarceseg import __version__
+        from scarceseg.io.safe_write import replacing, write_text
 
         folder = Path(path)
         folder.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
-        save_file(state, str(folder / "model.safetensors"))
+        with replacing(folder / "model.safetensors") as tmp:  # no-follow: a symlinked file is refused
+            save_file(state, str(tmp))
         meta = {"format": FORMAT, "format_version": 1, "scarceseg_version": __version__,
                 "config": asdict(self.config), "input_size": self.config.input_size,
                 "in_channels": self.net.in_channels, "n_actions": self.net.n_actions,
                 "seed": self.seed, "summary": self.summary}
-        (folder / "config.json").write_text(json.dumps(meta, indent=2, default=_json_default), encoding="utf-8")
+        write_text(folder / "config.json", json.dumps(meta, indent=2, default=_json_default))
         return folder
 
     @classmethod

@@ -4,6 +4,9 @@ A job runs in a worker thread; the page polls ``GET /api/jobs/<id>`` for ``statu
 and a message. Progress comes from :func:`scarceseg.bench.progress.observe_progress`, so the library
 code's own progress loops (``track``) drive the page's progress bar. Proposals run on one worker, the long
 jobs (training, segmenting) on another, so a proposal is not stuck behind a training run.
+
+The proposal queue is bounded, per user and overall (:class:`QueueFull`, answered 429); a long job runs once
+per kind and target. Finished jobs are forgotten beyond the most recent :data:`KEEP_FINISHED`.
 """
 
 from __future__ import annotations
@@ -23,6 +26,12 @@ import numpy as np
 
 from scarceseg.errors import ScarcesegError
 
+KEEP_FINISHED = 256  # finished jobs kept for polling
+
+
+class QueueFull(ScarcesegError):
+    """The proposal queue holds as many jobs as allowed (for this user, or overall)."""
+
 
 @dataclass
 class Job:
@@ -39,6 +48,8 @@ class Job:
     error: str | None = None
     started: float = field(default_factory=time.time)
     seconds: float = 0.0
+    user: str | None = None
+    long: bool = False
 
     def as_dict(self) -> dict:
         return {"id": self.id, "kind": self.kind, "target": self.target, "status": self.status, "done": self.done,
@@ -47,9 +58,20 @@ class Job:
 
 
 class JobManager:
-    """Starts jobs on two worker threads and keeps their state for polling."""
+    """Starts jobs on two worker threads and keeps their state for polling.
 
-    def __init__(self) -> None:
+    Parameters
+    ----------
+    max_per_user : int
+        Proposals one user may have queued or running at once.
+    max_total : int
+        Proposals of all users queued or running at once.
+    """
+
+    def __init__(self, max_per_user: int = 4, max_total: int = 16) -> None:
+        if not 1 <= max_per_user <= max_total:
+            raise ValueError(f"need 1 <= max_per_user <= max_total, got {max_per_user}, {max_total}")
+        self.max_per_user, self.max_total = int(max_per_user), int(max_total)
         self._jobs: dict[str, Job] = {}
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
@@ -67,16 +89,39 @@ class JobManager:
         return next((j for j in self._jobs.values()
                      if j.kind == kind and j.target == target and j.status in ("queued", "running")), None)
 
-    def submit(self, kind: str, work: Callable[[Job], dict], target: str = "", long: bool = False) -> Job:
-        """Run ``work(job)`` in the background (one job per kind and target at a time) and return the job."""
+    def submit(self, kind: str, work: Callable[[Job], dict], target: str = "", long: bool = False,
+               user: str | None = None) -> Job:
+        """Run ``work(job)`` in the background (one job per kind and target at a time) and return the job.
+
+        Raises
+        ------
+        QueueFull
+            A new quick job (a proposal) when ``user`` already has ``max_per_user`` of them queued or
+            running, or all users together ``max_total``.
+        """
         with self._lock:
             running = self.active(kind, target)
             if running is not None:
                 return running
-            job = Job(str(next(self._ids)), kind, target)
+            if not long:
+                pending = [j for j in self._jobs.values() if not j.long and j.status in ("queued", "running")]
+                mine = sum(j.user == user for j in pending) if user is not None else 0
+                if mine >= self.max_per_user:
+                    raise QueueFull(f"the proposal queue is full: you already have {mine} proposals queued or "
+                                    "running; wait until one is done")
+                if len(pending) >= self.max_total:
+                    raise QueueFull(f"the proposal queue is full: {len(pending)} proposals of all users are "
+                                    "queued or running; try again in a moment")
+            job = Job(str(next(self._ids)), kind, target, user=user, long=long)
             self._jobs[job.id] = job
+            self._forget_old()
         (self._long if long else self._quick).submit(self._run, job, work)
         return job
+
+    def _forget_old(self) -> None:
+        finished = [j for j in self._jobs.values() if j.status in ("done", "failed")]
+        for j in finished[: max(0, len(finished) - KEEP_FINISHED)]:
+            del self._jobs[j.id]
 
     @staticmethod
     def _run(job: Job, work: Callable[[Job], dict]) -> None:
@@ -130,7 +175,8 @@ def train_work(workdir: Path, episodes: int, seed: int = 0):
                                            seed=seed, progress=False)
         path = selector.save(Path(workdir) / "selector")
         acc = history.accuracy.get("train") or []
-        return {"model": str(path), "n_images": selector.summary.get("n_images"), "episodes": episodes,
+        return {"model": path.name,  # relative to WORKDIR: no server paths in answers
+                "n_images": selector.summary.get("n_images"), "episodes": episodes,
                 "seconds": round(history.seconds, 1), "train_accuracy": acc[-1] if acc else None,
                 "skipped": selector.summary.get("skipped") or []}
 

@@ -32,6 +32,7 @@ from scarceseg.interactive.clicks import Click
 from scarceseg.interactive.session import InteractiveSession
 from scarceseg.store import LabelStore
 from scarceseg.web.catalog import SLICE_SEP, Catalog, slice_key
+from scarceseg.web.security import check_writable
 
 SNAPSHOT = "session"  # masks.kind of session snapshots
 FINAL = "final"  # masks.kind of saved masks
@@ -196,6 +197,9 @@ class SessionManager:
 
         ``mask_format="dicom-seg"`` writes ``<case>.dcm`` instead: a DICOM SEG (semi-automatic: refined with
         clicks) referencing the DICOM series the case was read from; other input is refused.
+
+        The folder must resolve inside WORKDIR and the file is written with no-follow semantics: a
+        symbolic link at either place is refused (:class:`~scarceseg.errors.InputError`), nothing is written.
         """
         from scarceseg.io import write_mask
         from scarceseg.io.dicom_seg import write_dicom_seg
@@ -218,6 +222,7 @@ class SessionManager:
                 raise NotReady(None, f"{case_id}: nothing to save; pick a candidate first")
             path = self.workdir / "masks" / user / f"{case_id}.nii.gz"
         path = path.with_name(mask_file_name(path.name, mask_format))
+        check_writable(self.workdir, path.parent)
         if mask_format == "dicom-seg":  # refuses a case not read from DICOM before anything is written
             write_dicom_seg(mask, path, like=case, algorithm_type="semiautomatic")
         else:
