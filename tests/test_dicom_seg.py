@@ -194,7 +194,11 @@ def test_dicom_layout_one_case_per_series_folder(tmp_path: Path) -> None:
     write_mask(np.ones((3, 20, 24), bool), root / "masks" / "P1_study_t2.nii.gz", like=ds.load("P1_study_t2"))
     labelled = open_dataset(root)
     assert labelled.load("P1_study_t2").label.sum() == 3 * 20 * 24
-    assert labelled.entries[1].problem is not None  # P2 has no mask while P1 has one
+    assert labelled.load("P2_flair").label is None  # no mask: an unlabelled case, named in a note
+    assert any("P2_flair" in note for note in labelled.notes)
+    (root / "P3").mkdir()  # images that are not DICOM are named in a note, not silently dropped
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(root / "P3" / "photo.png")
+    assert any(note.startswith("P3/ holds images") for note in open_dataset(root).notes)
     plain = tmp_path / "plain"
     plain.mkdir()
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(plain / "a.png")

@@ -5,8 +5,7 @@
   that directly holds ``.dcm`` files is one case; case id = its path below ``root`` joined with ``_``;
   patient id = its first folder below ``root`` (so splits keep a patient's series together);
 * masks, optional: ``masks/<case_id>.<ext>`` (or ``labels/``), any ending :func:`~scarceseg.io.read_mask` reads,
-  on the series' grid. An image without a mask, where others have one, is skipped ("no mask"); with no mask
-  at all the set is unlabelled.
+  on the series' grid. A series without a mask is an unlabelled case (a note names them when others have one).
 
 Only files ending in ``.dcm`` are looked for (DICOM files without an ending: give the series folder itself
 to :func:`~scarceseg.io.read_image`). A folder with several series is a case that fails to load with a
@@ -18,22 +17,24 @@ from __future__ import annotations
 from pathlib import Path
 
 from scarceseg.datasets.base import Entry
-from scarceseg.datasets.common import is_hidden, list_files, load_single, missing_mask_policy, natural_key
+from scarceseg.datasets.common import is_hidden, list_files, load_single, missing_mask_notes, natural_key
 from scarceseg.errors import InputError
 from scarceseg.io.case import Case
-from scarceseg.io.formats import stem_of
+from scarceseg.io.formats import is_supported_file, stem_of
 
 MASK_FOLDERS = ("masks", "labels")
 _DCM = ".dcm"
 
 
-def _series_folders(root: Path) -> list[Path]:
-    """Folders at or below ``root`` (hidden and mask folders left out) that directly hold a ``.dcm`` file."""
-    found: list[Path] = []
+def _walk(root: Path) -> tuple[list[Path], list[Path]]:
+    """Folders at or below ``root`` (hidden and mask folders left out) that directly hold a ``.dcm`` file, and
+    those that hold other image files (which this layout does not read)."""
+    series: list[Path] = []
+    others: list[Path] = []
     stack = [root]
     while stack:
         folder = stack.pop()
-        has_dcm = False
+        has_dcm = has_other = False
         try:
             children = list(folder.iterdir())
         except OSError:
@@ -46,9 +47,18 @@ def _series_folders(root: Path) -> list[Path]:
                     stack.append(child)
             elif child.name.lower().endswith(_DCM):
                 has_dcm = True
+            elif is_supported_file(child):
+                has_other = True
         if has_dcm:
-            found.append(folder)
-    return sorted(found, key=lambda p: natural_key(str(p)))
+            series.append(folder)
+        elif has_other:
+            others.append(folder)
+    key = lambda p: natural_key(str(p))  # noqa: E731
+    return sorted(series, key=key), sorted(others, key=key)
+
+
+def _series_folders(root: Path) -> list[Path]:
+    return _walk(root)[0]
 
 
 def detect(root: Path) -> bool:
@@ -75,19 +85,17 @@ def scan(root: Path) -> tuple[list[Entry], list[str]]:
         if stem in masks:
             raise InputError(path, f"two masks for {stem!r}: {masks[stem]} and {path}")
         masks[stem] = path
+    series, others = _walk(root)
     entries = []
-    for folder in _series_folders(root):
+    for folder in series:
         case_id = _case_id(root, folder)
         parts = folder.relative_to(root).parts
         mask = masks.get(case_id)
-        entries.append(Entry(
-            case_id=case_id,
-            patient_id=parts[0] if parts else case_id,
-            images=(folder,),
-            label=mask,
-            problem=missing_mask_policy(bool(masks), mask, f"masks/{case_id}.*"),
-        ))
-    notes = []
+        entries.append(Entry(case_id=case_id, patient_id=parts[0] if parts else case_id, images=(folder,),
+                             label=mask))
+    notes = missing_mask_notes({e.case_id: e.images[0] for e in entries}, {e.case_id for e in entries if e.label})
+    notes += [f"{folder.relative_to(root)}/ holds images that are not DICOM series and are not read"
+             for folder in others]
     orphans = sorted(masks.keys() - {e.case_id for e in entries})
     if orphans:
         notes.append(f"{len(orphans)} masks have no series: {', '.join(orphans[:5])}")

@@ -191,12 +191,14 @@ def segment_folder_acwe(
     layout: str | None = None,
     progress: bool = True,
     mask_format: str = "auto",
+    force: bool = False,
 ) -> dict:
     """Segment every (or the given) case with a saved ACWE model: ``<case_id>.png`` (2D) or ``.nii.gz`` (3D).
 
     3D volumes are segmented slice by slice (axial), every slice with its own ROI. Cases that cannot
-    be read or segmented are skipped and listed; the others are still written. ``mask_format="dicom-seg"``
-    writes ``<case_id>.dcm`` DICOM SEGs instead (see :func:`scarceseg.methods.folder.segment_cases`).
+    be read or segmented are skipped and listed; the others are still written. Cases whose mask exists are
+    kept unless ``force`` (see :func:`~scarceseg.methods.folder.segment_cases`). ``mask_format="dicom-seg"``
+    writes ``<case_id>.dcm`` DICOM SEGs instead.
 
     Returns
     -------
@@ -214,4 +216,4 @@ def segment_folder_acwe(
         return np.stack(model.predict_prepared([model.prepare(sl) for sl in image])), f"{case.case_id}.nii.gz"
 
     return segment_cases(data_dir, out_dir, predict_case, "segmenting (ACWE ConvNet)", case_ids, layout, progress,
-                         mask_format=mask_format)
+                         force=force, mask_format=mask_format)

@@ -26,6 +26,7 @@ def segment_cases(
     layout: str | None = None,
     progress: bool = True,
     mask_format: str = "auto",
+    force: bool = False,
 ) -> dict:
     """Run ``predict_case`` on every case of a data set and write the masks.
 
@@ -47,11 +48,16 @@ def segment_cases(
     mask_format : {"auto", "dicom-seg"}
         ``auto`` writes the name ``predict_case`` gives; ``dicom-seg`` writes ``<case>.dcm``, a DICOM SEG that
         references the case's DICOM series (a case not read from DICOM is skipped with that reason).
+    force : bool
+        Segment again cases whose mask is already in ``out_dir`` (default: keep them, so a rerun resumes;
+        masks are written atomically, so an existing one is complete).
 
     Returns
     -------
     dict
-        ``written``: list of mask paths; ``skipped``: list of ``(case_id, reason)`` (unreadable cases first).
+        ``written``: list of mask paths; ``kept``: case ids whose mask was there already; ``skipped``: list
+        of ``(case_id, reason)`` (unreadable cases first); ``notes``: the data set's notes (files that match
+        no case, images without a mask).
     """
     from scarceseg.datasets import open_dataset
     from scarceseg.io import write_mask
@@ -62,6 +68,9 @@ def segment_cases(
     if case_ids is not None:
         ds = ds.subset(case_ids)
     out = Path(out_dir)
+    kept = [] if force else finished_cases(ds.case_ids, out, mask_format)
+    if kept:
+        ds = ds.subset([c for c in ds.case_ids if c not in set(kept)])
     written: list[str] = []
     skipped: list[tuple[str, str]] = []
     for case in ds.iter_cases(progress=progress, description=description):
@@ -70,5 +79,20 @@ def segment_cases(
             written.append(str(write_mask(mask, out / mask_file_name(name, mask_format), like=case)))
         except (ScarcesegError, ValueError) as exc:
             skipped.append((case.case_id, str(exc)))
-    skipped = [(cid, reason) for cid, _, reason in ds.skipped] + skipped
-    return {"written": written, "skipped": skipped}
+    skipped = [(cid, f"{where}: {reason}") for cid, where, reason in ds.skipped] + skipped
+    return {"written": written, "kept": kept, "skipped": skipped, "notes": list(ds.notes)}
+
+
+#: Endings of the masks ``segment`` writes, per mask format.
+MASK_ENDINGS = (".png", ".nii.gz", ".nii")
+SEG_ENDINGS = (".dcm",)
+
+
+def finished_cases(case_ids: Sequence[str], out_dir: str | Path, mask_format: str = "auto") -> list[str]:
+    """The case ids that already have a mask in ``out_dir``: ``<case_id>.png`` / ``.nii.gz`` / ``.nii``, or
+    ``<case_id>.dcm`` for ``mask_format="dicom-seg"`` (a NIfTI mask does not make a SEG run skip the case)."""
+    out = Path(out_dir)
+    if not out.is_dir():
+        return []
+    endings = SEG_ENDINGS if mask_format == "dicom-seg" else MASK_ENDINGS
+    return [c for c in case_ids if any((out / f"{c}{e}").is_file() for e in endings)]

@@ -41,9 +41,9 @@ def load_prepared(ds, case_ids: Sequence[str], size: int, channels: str = "all",
         Masks at the slice's own size (for evaluation).
     ids : list of str
     """
-    from scarceseg.bench.progress import track
     from scarceseg.methods.pixeldrl import prepare_image, prepare_mask
     from scarceseg.methods.unet_baseline import select_channels
+    from scarceseg.progress import track
 
     xs, gs, truth, ids = [], [], [], []
     for cid in track(list(case_ids), description="loading slices", enabled=progress):
@@ -155,12 +155,14 @@ def save_action_maps(steps: np.ndarray, path: str | Path) -> Path:
 
 def segment_folder_pixeldrl(model_dir: str | Path, data_dir: str | Path, out_dir: str | Path,
                             case_ids: Sequence[str] | None = None, layout: str | None = None,
-                            progress: bool = True, action_maps: bool = False, mask_format: str = "auto") -> dict:
+                            progress: bool = True, action_maps: bool = False, force: bool = False,
+                            mask_format: str = "auto") -> dict:
     """Segment every (or the given) 2D case with a saved PixelDRL-MG model; writes ``<case_id>.png``.
 
     With ``action_maps``, also ``action_maps/<case_id>.png``: the action map of every step (Fig. 4 colours,
-    see :func:`action_map_rgb`). Cases that cannot be read or segmented are skipped and listed.
-    ``mask_format="dicom-seg"`` writes DICOM SEGs (see :func:`scarceseg.methods.folder.segment_cases`).
+    see :func:`action_map_rgb`). Cases that cannot be read or segmented are skipped and listed; cases whose mask
+    exists are kept unless ``force`` (see :func:`~scarceseg.methods.folder.segment_cases`);
+    ``mask_format="dicom-seg"`` writes DICOM SEGs.
     """
     from scarceseg.methods.folder import segment_cases
     from scarceseg.methods.pixeldrl import PixelDRL
@@ -177,4 +179,4 @@ def segment_folder_pixeldrl(model_dir: str | Path, data_dir: str | Path, out_dir
         return mask, f"{case.case_id}.png"
 
     return segment_cases(data_dir, out, predict_case, "segmenting (PixelDRL-MG)", case_ids, layout, progress,
-                         mask_format=mask_format)
+                         force=force, mask_format=mask_format)

@@ -250,7 +250,7 @@ class UNetBaseline:
             else:
                 sched = None
             net.train()
-            from scarceseg.bench.progress import track
+            from scarceseg.progress import track
 
             for _ in track(range(cfg.epochs), description="training U-Net (epochs)", enabled=progress):
                 order = rng.permutation(n)
@@ -445,6 +445,7 @@ def segment_folder_unet(
     layout: str | None = None,
     progress: bool = True,
     mask_format: str = "auto",
+    force: bool = False,
 ) -> dict:
     """Segment every (or the given) case of a data set with a saved U-Net; writes ``<case_id>.png``.
 
@@ -462,13 +463,15 @@ def segment_folder_unet(
         Only these cases (default: all).
     layout : str, optional
     progress : bool
+    force : bool
+        Segment again cases whose mask exists (default: keep them; see :func:`~scarceseg.methods.folder.segment_cases`).
     mask_format : {"auto", "dicom-seg"}
         See :func:`scarceseg.methods.folder.segment_cases`.
 
     Returns
     -------
     dict
-        ``written``: list of mask paths; ``skipped``: list of ``(case_id, reason)``.
+        ``written``: list of mask paths; ``kept``: ids whose mask existed; ``skipped``: list of ``(case_id, reason)``.
     """
     from scarceseg.methods.folder import segment_cases
 
@@ -479,5 +482,5 @@ def segment_folder_unet(
         return model.predict(select_channels(case, channels))[1], f"{case.case_id}.png"
 
     return segment_cases(data_dir, out_dir, predict_case, "segmenting (U-Net)", case_ids, layout, progress,
-                         mask_format=mask_format)
+                         force=force, mask_format=mask_format)
 
