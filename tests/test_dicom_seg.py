@@ -276,6 +276,25 @@ def test_segment_cases_skips_non_dicom_cases_with_a_reason(tmp_path: Path) -> No
         segment_cases(data, tmp_path / "out", lambda c: (c.image[0] > 0, "x.png"), mask_format="seg")
 
 
+def test_resuming_a_dicom_seg_run_looks_for_seg_files_only(tmp_path: Path) -> None:
+    from scarceseg.methods.folder import segment_cases
+
+    data = tmp_path / "data"
+    write_series(data / "s1", n=2, seed=1)
+    write_series(data / "s2", n=2, seed=2)
+
+    def predict(case):
+        return case.image[0] > BRIGHT // 2, f"{case.case_id}.nii.gz"
+
+    out = tmp_path / "out"
+    first = segment_cases(data, out, predict, progress=False)
+    assert len(first["written"]) == 2 and not first["kept"]
+    seg = segment_cases(data, out, predict, progress=False, mask_format="dicom-seg")  # NIfTI masks are no SEGs
+    assert sorted(Path(p).name for p in seg["written"]) == ["s1.dcm", "s2.dcm"] and not seg["kept"]
+    again = segment_cases(data, out, predict, progress=False, mask_format="dicom-seg")
+    assert again["written"] == [] and sorted(again["kept"]) == ["s1", "s2"]
+
+
 # ---- the browser app's save ---------------------------------------------------------------------------------
 def test_app_save_as_dicom_seg(tmp_path: Path) -> None:
     pytest.importorskip("fastapi")
