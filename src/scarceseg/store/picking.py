@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import getpass
 import hashlib
-import math
 import re
 from pathlib import Path
 from typing import Any
@@ -289,24 +288,9 @@ def oracle_pick(proposal: Any, truth: np.ndarray) -> tuple[int, float]:
     InputError
         No candidates, an empty truth (no candidate can be right), or a shape mismatch.
     """
-    from scarceseg.metrics import dice
+    from scarceseg.cluster.candidates import best_candidate
 
-    truth = np.asarray(truth).astype(bool)
-    masks = np.asarray(proposal.masks, dtype=bool)
-    if truth.shape != masks.shape[1:]:
-        raise ShapeMismatchError(
-            None, f"truth shape {truth.shape} differs from the proposal's (Y, X) {masks.shape[1:]}"
-        )
-    if masks.shape[0] == 0:
-        raise InputError(None, f"case {proposal.case_id!r} has no candidates")
-    if not truth.any():
-        raise InputError(None, f"the truth of case {proposal.case_id!r} is empty: no candidate can be right")
-    best, best_d = 0, -math.inf
-    for k in range(masks.shape[0]):
-        d = float(dice(masks[k], truth))
-        if not math.isnan(d) and d > best_d:
-            best, best_d = k, d
-    return best, float(best_d)
+    return best_candidate(proposal.masks, truth, proposal.case_id)
 
 
 def _load_case(ds: Any, case_id: str, slicers: dict[int, Any]) -> Any:
