@@ -21,16 +21,6 @@ train_app = typer.Typer(no_args_is_help=True,
 app.add_typer(train_app, name="train")
 
 
-# Model formats that `scarceseg segment` dispatches to (besides the DQN selector, which takes --mode and
-# --points): a substring of config.json's "format" -> "module:function". Each function takes
-# (model, data, out, layout=..., progress=...) and returns {"written": [paths], "skipped": [(case_id, why)]}.
-SEGMENTERS: dict[str, str] = {
-    "unet": "scarceseg.methods.unet_baseline:segment_folder_unet",
-    "acwe": "scarceseg.methods.acwe_data:segment_folder_acwe",
-    "pixeldrl": "scarceseg.methods.pixeldrl_data:segment_folder_pixeldrl",
-}
-
-
 @app.command()
 def version() -> None:
     """Print the scarceseg version."""
@@ -325,7 +315,7 @@ def train_pixeldrl_cmd(
 @app.command()
 @_friendly
 def segment(
-    model: Path = typer.Option(..., "--model", help="A selector, U-Net, ACWE or PixelDRL-MG model folder."),
+    model: Path = typer.Option(..., "--model", help="A model folder of any registered segmenter (scarceseg train)."),
     data: Path = typer.Option(..., "--data", help="Data set folder (or folder of images) to segment."),
     out: Path = typer.Option(..., "--out", help="Folder for <case_id>.png masks."),
     mode: str = typer.Option("automatic", "--mode", help="Selector: automatic (default) or one-click."),
@@ -335,40 +325,23 @@ def segment(
     layout: str | None = typer.Option(None, "--layout"),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
-    """Segment new images: propose candidates, let the trained agent pick (or run a U-Net, ACWE or PixelDRL model)."""
-    import json
+    """Segment new images with any trained model (the folder's method.json names the registered method)."""
+    from scarceseg.methods.folder import segment_folder
+    from scarceseg.methods.registry import load_model
 
-    from scarceseg.errors import InputError, ScarcesegError
-
-    config_path = model / "config.json"
-    if not config_path.is_file():
-        raise InputError(model, "not a model folder (no config.json)")
-    try:
-        fmt = str(json.loads(config_path.read_text(encoding="utf-8")).get("format", ""))
-    except (json.JSONDecodeError, AttributeError) as exc:
-        raise InputError(config_path, f"unreadable model config: {exc}") from None
-    if "selector" in fmt.lower():
-        from scarceseg.methods.udc_rl import SEGMENT_MODES, segment_folder
-
-        if mode.replace("-", "_") not in SEGMENT_MODES:
-            raise ScarcesegError(f"--mode must be automatic or one-click, got {mode!r}")
-        summary = segment_folder(model, data, out, mode=mode.replace("-", "_"), points=points, layout=layout,
-                                 seed=seed, progress=sys.stderr.isatty())
-    else:
-        segmenter = next((target for key, target in SEGMENTERS.items() if key in fmt.lower()), None)
-        if segmenter is None:
-            known = ", ".join(["selector", *SEGMENTERS])
-            raise InputError(model, f"unknown model format {fmt!r} (expected one of: {known})")
-        import importlib
-
-        module, func = segmenter.split(":")
-        extra = {}
-        if action_maps:
-            if "pixeldrl" not in fmt.lower():
-                raise ScarcesegError("--action-maps is for PixelDRL-MG models")
-            extra["action_maps"] = True
-        summary = getattr(importlib.import_module(module), func)(model, data, out, layout=layout,
-                                                                 progress=sys.stderr.isatty(), **extra)
+    segmenter = load_model(model, kind="segmenter")
+    options: dict = {}
+    if mode != "automatic":
+        options["mode"] = mode
+    if points is not None:
+        options["points"] = points
+    if action_maps:
+        options["action_maps"] = True
+    if "seed" in segmenter.inference_options:  # the seed of methods that draw at inference (the proposals)
+        options["seed"] = seed
+    if options:
+        segmenter.set_inference(**options)
+    summary = segment_folder(segmenter, data, out, layout=layout, progress=sys.stderr.isatty())
     typer.echo(f"wrote {len(summary['written'])} masks to {out}")
     for case_id, reason in summary.get("skipped") or []:
         typer.echo(f"skipped {case_id}: {reason}")

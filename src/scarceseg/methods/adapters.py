@@ -184,9 +184,19 @@ class PixelDRLMethod(Segmenter):
         self.model.meta.update(channels=self.options.channels, case_ids=[c.case_id for c in cases])
         return self.model.fit(x, g, seed=seed, steps=budget.steps, budget_s=budget.cpu_seconds, progress=progress)
 
+    inference_options = ("action_maps",)
+    action_maps = False
+
     def predict(self, case: Case) -> Prediction:
-        mask = self.model.predict(select_channels(case, self.options.channels))
-        return Prediction(mask.astype(np.float32), mask)
+        mask, steps = self.model.predict(select_channels(case, self.options.channels), return_steps=True)
+        return Prediction(mask.astype(np.float32), mask, {"steps": steps} if self.action_maps else {})
+
+    def after_predict(self, out: Path, case: Case, prediction: Prediction) -> None:
+        """With ``action_maps``: ``out/action_maps/<case_id>.png``, the action map of every step (Fig. 4)."""
+        if self.action_maps:
+            from scarceseg.methods.pixeldrl_data import save_action_maps
+
+            save_action_maps(prediction.extra.pop("steps"), out / "action_maps" / f"{case.case_id}.png")
 
     def save_files(self, folder: Path) -> None:
         self.model.save(folder)

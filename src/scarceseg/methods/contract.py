@@ -139,10 +139,29 @@ class Segmenter(Method):
     """A method that segments a case by itself: ``predict(case) -> Prediction``."""
 
     kind: ClassVar[str] = "segmenter"
+    #: options :meth:`set_inference` accepts (e.g. the selector's ``mode`` and ``points``)
+    inference_options: ClassVar[tuple[str, ...]] = ()
 
     @abstractmethod
     def predict(self, case: Case) -> Prediction:
         """Probability and mask of one case (spatial shape of ``case``)."""
+
+    def set_inference(self, **options: Any) -> None:
+        """Set how :meth:`predict` runs; an option the method does not have is a :class:`ScarcesegError`."""
+        from scarceseg.errors import ScarcesegError
+
+        unknown = sorted(set(options) - set(self.inference_options))
+        if unknown:
+            known = ", ".join(self.inference_options) or "none"
+            raise ScarcesegError(f"{', '.join(unknown)}: not an option of {self.name} models (they take: {known})")
+        for key, value in options.items():
+            setattr(self, key, value)
+
+    def after_predict(self, out: Path, case: Case, prediction: Prediction) -> None:
+        """Hook of :func:`scarceseg.methods.folder.segment_folder` after each case (default: nothing)."""
+
+    def finish(self, out: Path, summary: dict) -> None:
+        """Hook of :func:`scarceseg.methods.folder.segment_folder` after the last case (default: nothing)."""
 
 
 class TrainableRefiner(Method):

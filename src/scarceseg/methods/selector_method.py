@@ -10,6 +10,7 @@ made in a WORKDIR train the same network through :func:`scarceseg.store.training
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +18,19 @@ import numpy as np
 
 from scarceseg.cluster.candidates import best_candidate
 from scarceseg.cluster.udc import UDCConfig
-from scarceseg.errors import InputError
+from scarceseg.errors import InputError, ScarcesegError
 from scarceseg.io.case import Case
 from scarceseg.methods.adapters import labelled
 from scarceseg.methods.config import apply, config_model, validate
 from scarceseg.methods.contract import Prediction, Segmenter
-from scarceseg.methods.udc_rl import Selector, SelectorConfig, train_selector_arrays
+from scarceseg.methods.udc_rl import (
+    SEGMENT_MODES,
+    Selector,
+    SelectorConfig,
+    _json_default,
+    load_points,
+    train_selector_arrays,
+)
 
 
 def proposer_config(preset: str | None, changes: dict | None) -> UDCConfig:
@@ -88,12 +96,51 @@ class SelectorMethod(Segmenter):
             raise RuntimeError("the selector is not trained: call fit() or load() first")
         return self.selector
 
+    # ---- inference: automatic, or one click per case -----------------------------------------------------
+    inference_options = ("mode", "points", "seed")
+    mode = "automatic"
+    points: dict | str | Path | None = None
+    seed: int | None = None
+    source: str = ""
+
+    def set_inference(self, **options) -> None:
+        """``mode`` (automatic | one-click), ``points`` (``{case_id: (y, x)}`` or a JSON/CSV file for one-click)
+        and ``seed`` (of the proposals, default the config's ``proposal_seed``)."""
+        super().set_inference(**options)
+        self.mode = str(self.mode).replace("-", "_")
+        if self.mode not in SEGMENT_MODES:
+            raise ScarcesegError(f"--mode must be automatic or one-click, got {options.get('mode')!r}")
+        if self.mode == "one_click":
+            if self.points is None:
+                raise InputError(None, "one-click mode needs click points (--points FILE)")
+            if not isinstance(self.points, dict):
+                self.points = load_points(self.points)
+
     def predict(self, case: Case) -> Prediction:
         selector = self._require()
-        proposal = self.propose(case)
-        index, scores = selector.select_automatic(proposal.image, proposal.masks)
+        seed = self.options.proposal_seed if self.seed is None else int(self.seed)
+        from scarceseg.cluster.propose import propose_case
+
+        proposal = propose_case(case, self.proposer, channels=self.options.input_channels, seed=seed)
+        record: dict = {}
+        if self.mode == "one_click":
+            point = (self.points or {}).get(case.case_id)
+            if point is None:
+                raise InputError(None, "no click point for this case")
+            index, info = selector.select_one_click(proposal.image, proposal.masks, point)
+            scores = info.pop("scores")
+            record = {"point": list(point), **info}
+        else:
+            index, scores = selector.select_automatic(proposal.image, proposal.masks)
         mask = np.asarray(proposal.masks[index], dtype=bool)
-        return Prediction(mask.astype(np.float32), mask, {"index": index, "scores": scores.tolist()})
+        extra = {"index": index, "score": float(scores[index]), "scores": scores.tolist(),
+                 "n_candidates": len(proposal.masks), **record}
+        return Prediction(mask.astype(np.float32), mask, extra)
+
+    def finish(self, out: Path, summary: dict) -> None:
+        """``out/selection.json``: the chosen index, scores and flags per case, and the skipped cases."""
+        report = {"model": self.source, "mode": self.mode, "cases": summary["extra"], "skipped": summary["skipped"]}
+        (out / "selection.json").write_text(json.dumps(report, indent=2, default=_json_default), encoding="utf-8")
 
     def save_files(self, folder: Path) -> None:
         self._require().save(folder)
@@ -107,5 +154,7 @@ class SelectorMethod(Segmenter):
             fields = {f.name for f in dataclasses.fields(UDCConfig)}
             config = {"input_channels": channels, "proposal_seed": int(saved.get("seed", 0)),
                       "proposer_changes": {k: v for k, v in saved.items() if k in fields}}
-        return cls(config, selector=selector)
+        method = cls(config, selector=selector)
+        method.source = str(folder)
+        return method
 
