@@ -76,6 +76,7 @@ import torch
 
 from scarceseg.cluster.acwe import HEAVISIDES, acwe_loss, heaviside, label_loss
 from scarceseg.errors import InputError, ShapeMismatchError
+from scarceseg.methods.contract import write_method_file
 from scarceseg.nets.checkpoint import load_weights, read_checkpoint_info, save_checkpoint
 from scarceseg.nets.rcnn import RCNN, negate_output
 from scarceseg.nets.runtime import deterministic, resolve_device
@@ -430,7 +431,9 @@ class ACWESegmenter:
         """Write ``path/model.safetensors`` and ``path/config.json``; returns the folder."""
         info = {"format": FORMAT, "format_version": FORMAT_VERSION, "mode": self.mode, "polarity": self.polarity,
                 "config": self.config.to_dict(), "meta": self.meta}
-        return save_checkpoint(path, self._require_net(), info, WEIGHTS_FILE, CONFIG_FILE)
+        folder = save_checkpoint(path, self._require_net(), info, WEIGHTS_FILE, CONFIG_FILE)
+        write_method_file(folder, "acwe", "segmenter", {"mode": self.mode or 1})
+        return folder
 
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu") -> ACWESegmenter:

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from scarceseg.interactive.clicks import Click, PaperRobot, split_clicks
 from scarceseg.interactive.hints import hint_maps
 from scarceseg.interactive.refiners import check_inputs, zscore
+from scarceseg.methods.contract import write_method_file
 from scarceseg.methods.refine_data import RefineSample, load_model, random_crop, save_model, stack_states
 from scarceseg.nets.refine_net import RefineNet
 from scarceseg.nets.runtime import torch_threads
@@ -191,7 +192,10 @@ class SupervisedRefiner:
         if self.net is None:
             raise RuntimeError("nothing to save: the refiner is not trained")
         info = {"format": FORMAT, "format_version": 1, "config": self.config.to_dict(), "meta": self.meta}
-        return save_model(path, self.net, info)
+        folder = save_model(path, self.net, info)
+        options = {"dims": self.config.dims, "channel": self.meta.get("channel")}
+        write_method_file(folder, self.config.kind, "refiner", options)
+        return folder
 
     @classmethod
     def load(cls, path, device: str = "cpu") -> SupervisedRefiner:

@@ -48,6 +48,7 @@ import torch
 from scarceseg.interactive.clicks import Click, PaperRobot, split_clicks
 from scarceseg.interactive.hints import HINT_KINDS, hint_maps
 from scarceseg.interactive.refiners import check_inputs, zscore
+from scarceseg.methods.contract import write_method_file
 from scarceseg.methods.refine_data import RefineSample, load_model, random_crop, save_model, stack_states
 from scarceseg.nets.refine_net import RefineNet
 from scarceseg.nets.runtime import torch_threads
@@ -303,7 +304,9 @@ class IterMRL:
     # ---- persistence -----------------------------------------------------------------------------
     def save(self, path) -> object:
         info = {"format": FORMAT, "format_version": 1, "config": self.config.to_dict(), "meta": self.meta}
-        return save_model(path, self._require_net(), info)
+        folder = save_model(path, self._require_net(), info)
+        write_method_file(folder, "itermrl", "refiner", {"dims": self.config.dims, "channel": self.meta.get("channel")})
+        return folder
 
     @classmethod
     def load(cls, path, device: str = "cpu") -> IterMRL:

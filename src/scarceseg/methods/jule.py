@@ -54,6 +54,7 @@ from scarceseg.cluster.jule import (
 )
 from scarceseg.cluster.volume_baselines import foreground_region, order_by_intensity
 from scarceseg.errors import CorruptFileError, InputError
+from scarceseg.methods.contract import write_method_file
 from scarceseg.nets.jule_cnn import JuleCNN
 from scarceseg.nets.runtime import resolve_device, seed_everything, torch_threads
 
@@ -283,6 +284,7 @@ class JuleSegmenter:
                 "config": asdict(self.config), "net": self.net.config(), "mean": self.mean, "std": self.std,
                 "seed": self.seed, "summary": self.summary}
         (folder / "config.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+        write_method_file(folder, "jule", "segmenter", {})
         return folder
 
     @classmethod

@@ -87,6 +87,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from scarceseg.methods.contract import write_method_file
 from scarceseg.nets.checkpoint import load_weights, read_checkpoint_info, save_checkpoint
 from scarceseg.nets.pixeldrl_net import KEEP, PixelDRLNet, count_parameters
 from scarceseg.nets.runtime import deterministic, resolve_device
@@ -445,7 +446,9 @@ class PixelDRL:
     def save(self, path: str | Path) -> Path:
         info = {"format": FORMAT, "format_version": FORMAT_VERSION, "in_channels": self.in_channels,
                 "config": self.config.to_dict(), "n_parameters": self.n_parameters, "meta": self.meta}
-        return save_checkpoint(path, self._require_net(), info)
+        folder = save_checkpoint(path, self._require_net(), info)
+        write_method_file(folder, "pixeldrl", "segmenter", {"channels": self.meta.get("channels", "all")})
+        return folder
 
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu") -> PixelDRL:

@@ -130,9 +130,9 @@ def refine_file(
     dict
         ``out`` (written path), ``steps``, ``clicks``, ``object_voxels``, ``history``.
     """
-    from scarceseg.interactive.refiners import load_refiner
     from scarceseg.interactive.session import InteractiveSession
     from scarceseg.io import read_image, read_mask
+    from scarceseg.methods.registry import load_refiner
 
     refiner = load_refiner(model)
     case = read_image(image_path)

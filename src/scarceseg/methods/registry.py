@@ -157,6 +157,11 @@ def load_model(folder: str | Path, kind: str | None = None):
     return cls.load_files(Path(folder), dict(info.get("config") or {}))
 
 
+def load_refiner(folder: str | Path):
+    """A refiner for the interactive session: a trained refiner's folder, or ``mincut`` (see :func:`load_model`)."""
+    return load_model(folder, kind="refiner")
+
+
 def _check_kind(actual: str, wanted: str | None, folder) -> None:
     if wanted is not None and actual != wanted:
         raise InputError(folder, f"holds a {actual}, not a {wanted}")

@@ -51,6 +51,7 @@ import numpy as np
 import torch
 
 from scarceseg.errors import CorruptFileError, InputError, ScarcesegError
+from scarceseg.methods.contract import write_method_file
 from scarceseg.nets.dqn_cnn import DQNCNN
 from scarceseg.rl.dqn import dqn_update, epsilon_greedy, resolve_device, seed_everything, torch_threads
 from scarceseg.rl.env_mask_select import (
@@ -239,6 +240,7 @@ class Selector:
                 "in_channels": self.net.in_channels, "n_actions": self.net.n_actions,
                 "seed": self.seed, "summary": self.summary}
         (folder / "config.json").write_text(json.dumps(meta, indent=2, default=_json_default), encoding="utf-8")
+        write_method_file(folder, "selector", "segmenter", {})
         return folder
 
     @classmethod

@@ -53,6 +53,7 @@ import torch.nn.functional as F
 
 from scarceseg.errors import InputError, ShapeMismatchError
 from scarceseg.io.case import Case
+from scarceseg.methods.contract import write_method_file
 from scarceseg.nets.checkpoint import load_weights, read_checkpoint_info, save_checkpoint
 from scarceseg.nets.runtime import deterministic, resolve_device
 from scarceseg.nets.unet import DIVISOR, build_unet, pad_to_multiple
@@ -323,7 +324,9 @@ class UNetBaseline:
             "config": self.config.to_dict(),
             "meta": self.meta,
         }
-        return save_checkpoint(path, self._require_net(), info, WEIGHTS_FILE, CONFIG_FILE)
+        folder = save_checkpoint(path, self._require_net(), info, WEIGHTS_FILE, CONFIG_FILE)
+        write_method_file(folder, "unet", "segmenter", {"channels": self.meta.get("channels", "flair")})
+        return folder
 
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu") -> UNetBaseline:

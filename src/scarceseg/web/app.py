@@ -94,7 +94,7 @@ class ServerConfig:
 
 def create_app(config: ServerConfig):
     """The FastAPI application serving ``config.folder``."""
-    from scarceseg.interactive.refiners import load_refiner
+    from scarceseg.methods.registry import load_refiner
     from scarceseg.store import open_store
 
     folder = Path(config.folder).resolve()
