@@ -236,8 +236,9 @@ def test_train_from_workdir_and_segment_a_folder(tmp_path, monkeypatch):
     propose = pytest.importorskip("scarceseg.cluster.propose")
     from PIL import Image
 
-    from scarceseg.methods.udc_rl import segment_folder, train_selector
+    from scarceseg.methods.udc_rl import segment_folder
     from scarceseg.store import open_store
+    from scarceseg.store.training import train_selector
 
     images, masks, picks = make_toys(4, seed=9)
     work = tmp_path / "work"

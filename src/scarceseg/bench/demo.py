@@ -80,9 +80,10 @@ def run_demo(out: str | Path, n: int = 20, seed: int = 0, episodes: int | None =
     from scarceseg.datasets.sample import make_sample_data
     from scarceseg.errors import ScarcesegError
     from scarceseg.io import write_mask
-    from scarceseg.methods.udc_rl import SelectorConfig, segment_folder, train_selector
+    from scarceseg.methods.udc_rl import SelectorConfig, segment_folder
     from scarceseg.metrics import MetricCollector, paired_comparison
     from scarceseg.store.picking import oracle_pick, oracle_pick_dataset
+    from scarceseg.store.training import train_selector
 
     if n < 4:
         raise ScarcesegError(f"the demo needs at least 4 sample slices, got {n}")

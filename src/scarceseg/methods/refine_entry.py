@@ -37,6 +37,7 @@ def train_refiner_from_dataset(
     seed: int = 0,
     layout: str | None = None,
     progress: bool = True,
+    config: dict | None = None,
 ) -> dict:
     """Train a refiner on the labelled cases of a data set (paper 002's D_train2) and save it.
 
@@ -58,6 +59,8 @@ def train_refiner_from_dataset(
     seed : int
     layout : str, optional
     progress : bool
+    config : dict, optional
+        Fields of the method's config (its registry schema; unknown keys are an error) over the CPU preset.
 
     Returns
     -------
@@ -101,6 +104,11 @@ def train_refiner_from_dataset(
     else:
         cfg = BaselineConfig.for_dims(method, dims=dims)
         model = SupervisedRefiner(cfg)
+    if config:
+        from scarceseg.methods.config import apply, validate
+        from scarceseg.methods.registry import get
+
+        model.config = cfg = apply(cfg, validate(get(method).schema, config))
     if iterations is not None:
         cfg.iterations = int(iterations)
     model.meta.update(data_dir=str(data_dir), case_ids=list(ids), init_model=str(init_model) if init_model else None,

@@ -50,6 +50,7 @@ class SelectorMethod(Segmenter):
     fields), ``input_channels`` (flair | all), ``proposal_seed`` and any SelectorConfig field."""
 
     name = "selector"
+    learns_from = "picks"  # the app and the store train it on the user's picks (scarceseg.store.training)
     schema = config_model("SelectorOptions", SelectorConfig, proposer=(str, "fast"),
                           proposer_changes=(dict[str, Any], {}), input_channels=(str, "flair"), proposal_seed=(int, 0))
 
@@ -97,7 +98,8 @@ class SelectorMethod(Segmenter):
         return self.selector
 
     # ---- inference: automatic, or one click per case -----------------------------------------------------
-    inference_options = ("mode", "points", "seed")
+    inference_options = ("mode", "points", "seed", "proposals")
+    proposals = None  # optional ``case -> Proposal`` (e.g. the proposals saved in a WORKDIR)
     mode = "automatic"
     points: dict | str | Path | None = None
     seed: int | None = None
@@ -121,7 +123,10 @@ class SelectorMethod(Segmenter):
         seed = self.options.proposal_seed if self.seed is None else int(self.seed)
         from scarceseg.cluster.propose import propose_case
 
-        proposal = propose_case(case, self.proposer, channels=self.options.input_channels, seed=seed)
+        if self.proposals is not None:
+            proposal = self.proposals(case)
+        else:
+            proposal = propose_case(case, self.proposer, channels=self.options.input_channels, seed=seed)
         record: dict = {}
         if self.mode == "one_click":
             point = (self.points or {}).get(case.case_id)

@@ -19,7 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from scarceseg.errors import InputError, ScarcesegError
 from scarceseg.web import security
 from scarceseg.web.catalog import Catalog, slice_key
-from scarceseg.web.jobs import JobManager, propose_work, segment_rest_work, train_work
+from scarceseg.web.jobs import JobManager, propose_work
+from scarceseg.web.learners import method_choices, open_refiner, segment_rest_work, train_work
 from scarceseg.web.state import FINAL, SNAPSHOT, NotReady, SessionManager
 
 STATIC = Path(__file__).parent / "static"
@@ -49,6 +50,11 @@ class SliceBody(Body):
 
 class TrainBody(Body):
     episodes: int | None = Field(default=None, ge=1, le=5000)
+    method: str = Field(default="selector", pattern=r"^[a-z0-9_]{1,40}$")
+
+
+class MethodBody(Body):
+    method: str = Field(default="selector", pattern=r"^[a-z0-9_]{1,40}$")
 
 
 @dataclass
@@ -258,19 +264,30 @@ def create_app(config: ServerConfig):
                                                   config.proposer, config.seed), target=key)
         return job.as_dict()
 
+    @app.get("/api/methods")
+    def methods():
+        return {**method_choices(), "refiner": getattr(sessions.refiner, "name", str(config.refiner))}
+
+    @app.post("/api/refiner")
+    def choose_refiner(body: MethodBody):
+        sessions.refiner = open_refiner(workdir, body.method)
+        return {"refiner": sessions.refiner.name}
+
     @app.post("/api/train")
-    def train(body: TrainBody):
+    def train(body: TrainBody, request: Request):
         episodes = body.episodes or config.episodes
-        return jobs.submit("train", train_work(workdir, episodes, config.seed), long=True).as_dict()
+        work = train_work(catalog, store, workdir, body.method, episodes, config.seed, user_of(request))
+        return jobs.submit("train", work, long=True).as_dict()
 
     @app.post("/api/segment-rest")
-    def segment_rest(request: Request):
+    def segment_rest(request: Request, body: MethodBody | None = None):
         user = user_of(request)
 
         def done_keys() -> set[str]:
             return set(store.latest_masks(FINAL, who=user)) | set(store.latest_masks(SNAPSHOT, who=user))
 
-        work = segment_rest_work(catalog, store, workdir, user, done_keys, config.proposer, config.seed)
+        name = body.method if body is not None else "selector"
+        work = segment_rest_work(catalog, store, workdir, user, done_keys, name, config.proposer, config.seed)
         return jobs.submit("segment", work, target=user, long=True).as_dict()
 
     @app.get("/api/jobs/{job_id}")

@@ -248,12 +248,22 @@ $("opacity").oninput = redraw;
 $("showcand").onchange = redraw;
 $("level").oninput = $("width").oninput = () => { if (S.grey) { renderBase(); paint(); } };
 $("slice").oninput = () => { S.z = +$("slice").value; loadSlice().catch((e) => setStatus(e.message, true)); };
-$("train").onclick = () => runJob(() => api("POST", "/api/train", { episodes: +$("episodes").value }), "train selector")
-  .then((j) => setStatus(`selector trained on ${j.result.n_images} picks (accuracy ${j.result.train_accuracy ?? "?"})`))
+$("train").onclick = () => runJob(() => api("POST", "/api/train", { episodes: +$("episodes").value, method: $("learner").value }), `train ${$("learner").value}`)
+  .then((j) => setStatus(`${j.result.method} trained on ${j.result.n_images} images` + (j.result.train_accuracy != null ? ` (accuracy ${j.result.train_accuracy})` : "")))
   .catch((e) => setStatus(e.message, true));
-$("segrest").onclick = () => runJob(() => api("POST", "/api/segment-rest", {}), "segment the rest")
-  .then((j) => { setStatus(`the selector proposed masks for ${j.result.segmented} images`); refreshCases(); if (S.current) loadSlice(); })
+$("segrest").onclick = () => runJob(() => api("POST", "/api/segment-rest", { method: $("learner").value }), "segment the rest")
+  .then((j) => { setStatus(`${j.result.method} proposed masks for ${j.result.segmented} images`); refreshCases(); if (S.current) loadSlice(); })
   .catch((e) => setStatus(e.message, true));
+function fillSelect(sel, rows, chosen) {
+  sel.replaceChildren(...rows.map((r) => { const o = document.createElement("option"); o.value = r.name; o.textContent = r.name; o.title = r.summary; o.selected = r.name === chosen; return o; }));
+}
+async function loadMethods() {
+  const m = await api("GET", "/api/methods");
+  fillSelect($("learner"), m.learners, "selector");
+  fillSelect($("refiner"), m.refiners, m.refiner);
+}
+$("refiner").onchange = () => api("POST", "/api/refiner", { method: $("refiner").value })
+  .then((r) => setStatus(`refiner: ${r.refiner}`)).catch((e) => { setStatus(e.message, true); loadMethods(); });
 document.addEventListener("keydown", (ev) => {
   if (ev.target.tagName === "INPUT" && ev.target.type !== "range" && ev.target.type !== "checkbox") return;
   const k = ev.key.toLowerCase();
@@ -270,6 +280,7 @@ document.addEventListener("keydown", (ev) => {
     $("folder").textContent = `${info.folder} (${info.layout}, ${info.n_cases} images, refiner ${info.refiner})`;
     $("user").textContent = `user: ${info.user}`;
     $("episodes").value = info.episodes;
+    await loadMethods();
     await refreshCases();
     if (S.cases.length) await openCase(params.get("case") && S.cases.includes(params.get("case")) ? params.get("case") : S.cases[0]);
     window.__ready = true;
