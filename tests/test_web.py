@@ -321,7 +321,7 @@ def test_propose_train_selector_and_segment_the_rest(sample: dict, tmp_path: Pat
 def test_progress_observer_sees_track_loops_in_its_thread_only() -> None:
     import threading
 
-    from scarceseg.bench.progress import observe_progress, track
+    from scarceseg.progress import observe_progress, track
 
     seen: list[tuple] = []
     other: list[int] = []

@@ -107,10 +107,10 @@ def evaluate_folder(
     -------
     EvaluationResult
     """
-    from scarceseg.bench.progress import track
     from scarceseg.datasets import open_dataset
     from scarceseg.io import read_mask
     from scarceseg.metrics import MetricCollector
+    from scarceseg.progress import track
 
     preds = find_predictions(pred_dir)
     ds = open_dataset(gt_dir, layout=layout)

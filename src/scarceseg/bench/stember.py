@@ -60,8 +60,8 @@ def _proposals(cases: dict, ids: list[str], prop_dir: Path, config, seed: int, p
 
     ``workers > 1`` proposes in that many processes (each at one torch thread); the parent writes the cache.
     """
-    from scarceseg.bench.progress import track
     from scarceseg.cluster.propose import list_proposals, load_proposal, save_proposal
+    from scarceseg.progress import track
 
     cached = set(list_proposals(prop_dir)) if prop_dir.exists() else set()
     todo = [cid for cid in ids if cid not in cached]
@@ -181,8 +181,8 @@ def run_stember(data: str | Path, out: str | Path, seeds: list[int] | tuple[int,
     dict
         ``{"methods": {method: {"dice": [...], "hd95": [...]}}, "stats": ..., "report": path}``
     """
-    from scarceseg.bench.figures import save_boxplot, save_overlay_grid
     from scarceseg.datasets import n_shot_split, open_dataset
+    from scarceseg.figures.overlays import save_boxplot, save_overlay_grid
     from scarceseg.methods.udc_rl import SelectorConfig, train_selector_arrays
     from scarceseg.methods.unet_baseline import UNetBaseline, UNetConfig, select_channels
     from scarceseg.metrics import MetricCollector, paired_comparison

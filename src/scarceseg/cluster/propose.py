@@ -244,7 +244,7 @@ def save_proposal(proposal: Proposal, workdir: str | Path, pictures: bool = True
     ``WORKDIR/proposals/index.json`` are written; other cases and ``store.sqlite`` are left alone.
     ``pictures=False`` skips ``contact_sheet.png`` and ``labels.png`` (benchmark caches that nobody looks at).
     """
-    from scarceseg.bench.figures import save_contact_sheet
+    from scarceseg.figures.overlays import save_contact_sheet
 
     folder = _case_dir(workdir, proposal.case_id)
     folder.mkdir(parents=True, exist_ok=True)
@@ -391,7 +391,7 @@ def propose_inputs(
         Unreadable files, 3D cases and repeated case ids are skipped with a warning; the others
         are still proposed.
     """
-    from scarceseg.bench.progress import track
+    from scarceseg.progress import track
 
     if channels not in CHANNEL_MODES:
         raise InputError(None, f"--channels must be one of {CHANNEL_MODES}, got {channels!r}")

@@ -363,8 +363,8 @@ def cluster_image(path: str | Path, out: str | Path, method: str = "jule", k: in
     dict
         ``labels`` and ``figure`` paths, ``seconds``, ``voxels`` per label, ``method``, ``k``.
     """
-    from scarceseg.bench.label_slices import save_label_slices
     from scarceseg.cluster.volume_baselines import kmeans_volume, multi_otsu_volume
+    from scarceseg.figures.labels import save_label_slices
     from scarceseg.io import read_image, write_mask
 
     if method not in CLUSTER_METHODS:

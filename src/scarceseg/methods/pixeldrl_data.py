@@ -41,9 +41,9 @@ def load_prepared(ds, case_ids: Sequence[str], size: int, channels: str = "all",
         Masks at the slice's own size (for evaluation).
     ids : list of str
     """
-    from scarceseg.bench.progress import track
     from scarceseg.methods.pixeldrl import prepare_image, prepare_mask
     from scarceseg.methods.unet_baseline import select_channels
+    from scarceseg.progress import track
 
     xs, gs, truth, ids = [], [], [], []
     for cid in track(list(case_ids), description="loading slices", enabled=progress):

@@ -365,7 +365,7 @@ def _train(images, candidate_masks_list, picked_index_list, cfg: SelectorConfig,
     epsilon = LinearSchedule(cfg.epsilon_start, cfg.epsilon_min, cfg.epsilon_decrement)
     history = TrainingHistory(accuracy={name: [] for name in eval_states})
 
-    from scarceseg.bench.progress import track
+    from scarceseg.progress import track
 
     global_step = 0
     for episode in track(range(cfg.n_episodes), "training selector (DQN)", enabled=progress):

@@ -251,7 +251,7 @@ class UNetBaseline:
             else:
                 sched = None
             net.train()
-            from scarceseg.bench.progress import track
+            from scarceseg.progress import track
 
             for _ in track(range(cfg.epochs), description="training U-Net (epochs)", enabled=progress):
                 order = rng.permutation(n)

@@ -73,8 +73,8 @@ def segment_rest_work(catalog, store, workdir: Path, user: str, done_keys: Calla
     skipped (they are edited slice by slice). A learner that proposes candidates (the selector) reuses the
     proposals saved in WORKDIR and saves the ones it makes.
     """
-    from scarceseg.bench.progress import track
     from scarceseg.methods.registry import load_model
+    from scarceseg.progress import track
 
     def work(job) -> dict:
         folder = model_dir(workdir, name)
