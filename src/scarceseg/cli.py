@@ -374,7 +374,7 @@ def cluster_cmd(
     seed: int = typer.Option(0, "--seed", help="Seed; the same seed gives the same labels."),
 ) -> None:
     """Unsupervised clustering of one image into K labels (paper 001): JULE + k-means, k-means or multi-Otsu."""
-    from scarceseg.methods.jule import cluster_image
+    from scarceseg.bench.cluster_image import cluster_image
 
     summary = cluster_image(volume, out, method=method, k=k, mask=mask, threshold=threshold, channel=channel,
                             config=config, seed=seed, echo=typer.echo)

@@ -19,19 +19,10 @@ from scarceseg.methods.acwe import LAYOUT_PRESETS, ACWEConfig, ACWESegmenter
 
 
 def select_channel(case, channel: str = "auto") -> np.ndarray:
-    """The one channel the ACWE ConvNet sees, ``(Y, X)`` or ``(Z, Y, X)``.
+    """The one channel the ACWE ConvNet sees, (Y, X) or (Z, Y, X): see :func:`scarceseg.io.channels.pick_channel`."""
+    from scarceseg.io.channels import pick_channel
 
-    ``"auto"``: the channel named FLAIR when there is one, else channel 0; otherwise a channel name or index.
-    """
-    names = [n.lower() for n in case.channel_names]
-    if channel == "auto":
-        key: str | int = "flair" if "flair" in names else 0
-    else:
-        key = int(channel) if channel.lstrip("-").isdigit() else channel
-    try:
-        return np.asarray(case.channel(key), dtype=np.float32)
-    except (KeyError, IndexError) as exc:
-        raise InputError(case.source, f"cannot select channel {channel!r}: {exc}") from None
+    return pick_channel(case, channel)
 
 
 def choose_labelled(case_patient: dict[str, str], n: int | None, seed: int = 0) -> list[str]:

@@ -54,7 +54,10 @@ from scarceseg.cluster.jule import (
 )
 from scarceseg.cluster.volume_baselines import foreground_region, order_by_intensity
 from scarceseg.errors import CorruptFileError, InputError
-from scarceseg.methods.contract import write_method_file
+from scarceseg.io.case import Case
+from scarceseg.io.channels import pick_channel as image_channel
+from scarceseg.methods.config import apply, config_model, validate
+from scarceseg.methods.contract import Prediction, Segmenter, write_method_file
 from scarceseg.nets.jule_cnn import JuleCNN
 from scarceseg.nets.runtime import resolve_device, seed_everything, torch_threads
 
@@ -321,82 +324,51 @@ class JuleSegmenter:
                    meta.get("summary") or {})
 
 
-# ---- one image, as the CLI does it -------------------------------------------------------------------------
-CLUSTER_METHODS = ("jule", "kmeans", "otsu")
+# ---- the registered method (scarceseg.methods.registry: "jule") ------------------------------------------
+class JuleMethod(Segmenter):
+    """JULE + k-means; config: ``preset`` (cpu | paper), ``channel`` and JULEConfig fields (``k``: clusters)."""
 
+    name = "jule"
+    schema = config_model("JULEOptions", JULEConfig, preset=(str, "cpu"), channel=(str | None, None))
 
-def _pick_channel(case, channel: str | int):
-    text = str(channel)
-    try:
-        return case.channel(int(text)) if text.lstrip("-").isdigit() else case.channel(text)
-    except (KeyError, IndexError):
-        raise InputError(case.source, f"no channel {text!r}; the image has {', '.join(case.channel_names)}") from None
+    def __init__(self, config: dict | None = None, model: JuleSegmenter | None = None) -> None:
+        options = validate(self.schema, config)
+        if options.preset not in CONFIGS:
+            raise InputError(None, f"JULE preset must be one of {', '.join(CONFIGS)}, got {options.preset!r}")
+        super().__init__(options.model_dump(mode="json", exclude_none=True))
+        self.options = options
+        self.model = model
 
+    def fit(self, cases, budget=None, progress=False, seed=0) -> dict:
+        if not cases:
+            raise InputError(None, "no case for JULE to learn from")
+        image = image_channel(cases[0], self.options.channel)
+        cfg = apply(replace(CONFIGS[self.options.preset], ndim=image.ndim), self.options)
+        if budget is not None and not budget.is_default:
+            if budget.epochs is None:
+                raise InputError(None, "JULE's budget is in epochs per period (not steps or CPU seconds)")
+            cfg = replace(cfg, epochs=int(budget.epochs), final_epochs=int(budget.epochs))
+        self.model = JuleSegmenter.fit(image, None, cfg, seed=seed)
+        self.model.summary["case_id"] = cases[0].case_id
+        return dict(self.model.summary)
 
-def cluster_image(path: str | Path, out: str | Path, method: str = "jule", k: int = 3, mask: str | Path | None = None,
-                  threshold: float | None = None, channel: str | int = 0, config: str | JULEConfig = "cpu",
-                  seed: int = 0, echo: Callable[[str], None] | None = None) -> dict:
-    """Cluster one image into ``k`` labels and write the label map, a slice figure and a summary.
+    def _require(self) -> JuleSegmenter:
+        if self.model is None:
+            raise RuntimeError("JULE is not trained: call fit() or load() first")
+        return self.model
 
-    Writes ``out/labels.nii.gz`` (3D, with the input's geometry) or ``out/labels.png`` (2D), labels ``1..k``
-    by mean intensity and 0 outside the region; ``out/slices.png`` (three orthogonal slices, labels
-    coloured, as paper 001's Figure 5); ``out/summary.json``; for JULE also the trained model in
-    ``out/model``.
+    def predict(self, case: Case) -> Prediction:
+        model = self._require()
+        image = image_channel(case, self.options.channel)
+        if image.ndim != model.config.ndim:
+            raise InputError(case.source, f"this JULE model is {model.config.ndim}D, the case is {image.ndim}D")
+        labels = model.segment(image)
+        mask = labels == labels.max() if labels.any() else np.zeros(labels.shape, bool)
+        return Prediction(mask.astype(np.float32), mask, {"labels": labels})
 
-    Parameters
-    ----------
-    path : str or Path
-        Any image :func:`scarceseg.io.read_image` reads.
-    out : str or Path
-    method : {"jule", "kmeans", "otsu"}
-    k : int
-    mask : str or Path, optional
-        Region to cluster (value > 0.5); else ``image > threshold``, else the Otsu foreground.
-    threshold : float, optional
-    channel : int or str
-    config : str or JULEConfig
-        JULE configuration (``cpu`` or ``paper``).
-    seed : int
+    def save_files(self, folder: Path) -> None:
+        self._require().save(folder)
 
-    Returns
-    -------
-    dict
-        ``labels`` and ``figure`` paths, ``seconds``, ``voxels`` per label, ``method``, ``k``.
-    """
-    from scarceseg.cluster.volume_baselines import kmeans_volume, multi_otsu_volume
-    from scarceseg.figures.labels import save_label_slices
-    from scarceseg.io import read_image, write_mask
-
-    if method not in CLUSTER_METHODS:
-        raise InputError(None, f"unknown method {method!r}; choose one of {', '.join(CLUSTER_METHODS)}")
-    case = read_image(path)
-    image = _pick_channel(case, channel)
-    if mask is not None:
-        region = read_region(mask, case)
-    else:
-        region = foreground_region(image, threshold)
-    region = _region(image, region)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    extra: dict = {}
-    if method == "otsu":
-        labels = multi_otsu_volume(image, k, region)
-    elif method == "kmeans":
-        labels = kmeans_volume(image, k, region, seed=seed)
-    else:
-        cfg = replace(get_config(config), ndim=case.ndim)
-        model = JuleSegmenter.fit(image, region, cfg, seed=seed, echo=echo)
-        labels = model.segment(image, region, k)
-        model.save(out / "model")
-        extra = {"jule": model.summary, "config": asdict(model.config)}
-    seconds = time.perf_counter() - t0
-    labels_path = write_mask(labels, out / ("labels.nii.gz" if case.ndim == 3 else "labels.png"), like=case)
-    figure = save_label_slices(image, [("image", None), (f"{method} K={k}", labels)], out / "slices.png",
-                               point=None, spacing=case.spacing, title=Path(path).name)
-    summary = {"input": str(path), "method": method, "k": int(k), "seed": int(seed), "labels": str(labels_path),
-               "figure": str(figure), "seconds": round(seconds, 2),
-               "voxels": {int(v): int(n) for v, n in zip(*np.unique(labels, return_counts=True), strict=True)},
-               **extra}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
-    return summary
+    @classmethod
+    def load_files(cls, folder: Path, config: dict) -> JuleMethod:
+        return cls(config, model=JuleSegmenter.load(folder))

@@ -10,20 +10,9 @@ import numpy as np
 
 from scarceseg.errors import InputError
 from scarceseg.interactive.clicks import Click, ClickLog
+from scarceseg.io.channels import pick_channel as image_channel
 
 METHODS = ("itermrl", "rnet", "intercnn")
-
-
-def image_channel(case, channel: str | None = None) -> np.ndarray:
-    """One channel of a case: ``channel`` by name or index; default FLAIR when present, else channel 0."""
-    if channel is None:
-        names = [n.lower() for n in case.channel_names]
-        channel = "FLAIR" if "flair" in names else "0"
-    key: str | int = int(channel) if str(channel).lstrip("-").isdigit() else channel
-    try:
-        return np.asarray(case.channel(key), dtype=np.float32)
-    except (KeyError, IndexError) as exc:
-        raise InputError(case.source, f"cannot select channel {channel!r}: {exc}") from None
 
 
 def train_refiner_from_dataset(

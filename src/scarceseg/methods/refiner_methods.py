@@ -18,24 +18,13 @@ import numpy as np
 from scarceseg.errors import InputError
 from scarceseg.interactive.refiners import MinCutRefiner
 from scarceseg.io.case import Case
+from scarceseg.io.channels import pick_channel as image_channel
 from scarceseg.methods.adapters import labelled
 from scarceseg.methods.config import apply, config_model, validate
 from scarceseg.methods.contract import Budget, TrainableRefiner
 from scarceseg.methods.interactive_baselines import BaselineConfig, SupervisedRefiner
 from scarceseg.methods.iter_mrl import IterMRL, IterMRLConfig
 from scarceseg.methods.refine_data import RefineSample
-
-
-def image_channel(case: Case, channel: str | None = None) -> np.ndarray:
-    """One channel of a case: ``channel`` by name or index; default FLAIR when present, else channel 0."""
-    if channel is None:
-        names = [n.lower() for n in case.channel_names]
-        channel = "FLAIR" if "flair" in names else "0"
-    key: str | int = int(channel) if str(channel).lstrip("-").isdigit() else channel
-    try:
-        return np.asarray(case.channel(key), dtype=np.float32)
-    except (KeyError, IndexError) as exc:
-        raise InputError(case.source, f"cannot select channel {channel!r}: {exc}") from None
 
 
 def samples_of(cases: Sequence[Case], channel: str | None, method: str) -> tuple[list[RefineSample], int]:

@@ -41,7 +41,7 @@ METHODS: dict[str, Entry] = {
                       "PixelDRL-MG: pixel agents writing the mask, PA3C (paper 004)"),
     "selector": Entry("segmenter", "scarceseg.methods.selector_method:SelectorMethod",
                       "UDC proposals + DQN selector trained on picks (paper 000)"),
-    "jule": Entry("segmenter", "scarceseg.methods.jule_method:JuleMethod",
+    "jule": Entry("segmenter", "scarceseg.methods.jule:JuleMethod",
                   "JULE representation learning + k-means on one volume (paper 001)"),
     "itermrl": Entry("refiner", "scarceseg.methods.refiner_methods:IterMRLMethod",
                      "IteR-MRL: per-voxel A2C refinement from clicks (paper 002)"),

@@ -363,20 +363,11 @@ def select_channels(case: Case, channels: str = "flair") -> np.ndarray:
     -------
     ndarray of float32, shape (C', Y, X)
     """
+    from scarceseg.io.channels import pick_channels
     from scarceseg.io.checks import require_2d
 
     require_2d(case)
-    if channels.strip().lower() == "all":
-        return np.asarray(case.image, dtype=np.float32)
-    picked = []
-    for token in channels.split(","):
-        token = token.strip()
-        key: str | int = int(token) if token.lstrip("-").isdigit() else token
-        try:
-            picked.append(case.channel(key))
-        except (KeyError, IndexError) as exc:
-            raise InputError(case.source, f"cannot select channel {token!r}: {exc}") from None
-    return np.stack(picked).astype(np.float32)
+    return pick_channels(case, channels)
 
 
 def train_unet_from_dataset(
