@@ -49,13 +49,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from scarceseg.errors import InputError, ShapeMismatchError
 from scarceseg.io.case import Case
 from scarceseg.methods.contract import write_method_file
 from scarceseg.nets.checkpoint import load_weights, read_checkpoint_info, save_checkpoint
-from scarceseg.nets.runtime import deterministic, resolve_device
+from scarceseg.nets.engine import cosine, run, seeded
+from scarceseg.nets.losses import LOSSES, compute_loss, soft_dice  # noqa: F401  (soft_dice: public here too)
+from scarceseg.nets.runtime import resolve_device
 from scarceseg.nets.unet import DIVISOR, build_unet, pad_to_multiple
 from scarceseg.preprocess.augment import augment as augment_pair
 from scarceseg.preprocess.intensity import normalise
@@ -64,7 +65,6 @@ FORMAT = "scarceseg.unet_baseline"
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
-LOSSES = ("neg_dice", "dice_bce")
 SCHEDULES = ("constant", "cosine")
 
 
@@ -128,33 +128,6 @@ class UNetConfig:
         if unknown:
             raise ValueError(f"unknown UNetConfig fields: {unknown}")
         return cls(**data)
-
-
-# ---- losses ----------------------------------------------------------------------------------------
-def soft_dice(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
-    """Mean over the batch of the per-image soft Dice of ``sigmoid(logits)`` and ``target``.
-
-    Parameters
-    ----------
-    logits, target : Tensor, shape (B, 1, Y, X)
-
-    Returns
-    -------
-    Tensor, scalar in (0, 1]
-    """
-    prob = torch.sigmoid(logits).flatten(1)
-    target = target.flatten(1)
-    inter = (prob * target).sum(1)
-    return ((2 * inter + smooth) / (prob.sum(1) + target.sum(1) + smooth)).mean()
-
-
-def compute_loss(name: str, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """``"neg_dice"``: ``-soft_dice`` (paper 000 §1.2); ``"dice_bce"``: ``1 - soft_dice + BCE``."""
-    if name == "neg_dice":
-        return -soft_dice(logits, target)
-    if name == "dice_bce":
-        return 1.0 - soft_dice(logits, target) + F.binary_cross_entropy_with_logits(logits, target)
-    raise ValueError(f"unknown loss {name!r}; choose one of {LOSSES}")
 
 
 # ---- the method ------------------------------------------------------------------------------------
@@ -242,18 +215,16 @@ class UNetBaseline:
         square = x_all.shape[2] == x_all.shape[3]
         history: dict = {"loss": [], "lr": [], "steps": 0, "seconds": 0.0, "seed": seed}
         t0 = time.perf_counter()
-        with torch.random.fork_rng(devices=[]), deterministic():
-            torch.manual_seed(seed)
+        with seeded(seed):
             net = build_unet(x_all.shape[1], 1, variant=cfg.variant).to(self.device)
             opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
             if cfg.lr_schedule == "cosine":
-                sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1.0 + math.cos(math.pi * s / total)))
+                sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: cosine(s / total))
             else:
                 sched = None
             net.train()
-            from scarceseg.progress import track
 
-            for _ in track(range(cfg.epochs), description="training U-Net (epochs)", enabled=progress):
+            def epoch(index: int, frac: float) -> float:
                 order = rng.permutation(n)
                 losses = []
                 history["lr"].append(opt.param_groups[0]["lr"])
@@ -273,8 +244,11 @@ class UNetBaseline:
                     if sched is not None:
                         sched.step()
                     losses.append(float(loss.detach()) * len(idx))
-                    history["steps"] += 1
-                history["loss"].append(sum(losses) / n)
+                return sum(losses) / n
+
+            epochs = run(epoch, cfg.epochs, {}, description="training U-Net (epochs)", progress=progress)
+        history["loss"] = epochs["loss"]
+        history["steps"] = epochs["steps"] * steps_per_epoch
         history["seconds"] = time.perf_counter() - t0
         net.eval()
         self.net = net
