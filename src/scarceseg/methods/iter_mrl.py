@@ -37,7 +37,6 @@ voxels it covers (the paper instead resizes every volume to 55x55x30).
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
@@ -50,6 +49,7 @@ from scarceseg.interactive.hints import HINT_KINDS, hint_maps
 from scarceseg.interactive.refiners import check_inputs, zscore
 from scarceseg.methods.contract import write_method_file
 from scarceseg.methods.refine_data import RefineSample, load_model, random_crop, save_model, stack_states
+from scarceseg.nets.engine import cosine
 from scarceseg.nets.refine_net import RefineNet
 from scarceseg.nets.runtime import torch_threads
 from scarceseg.rl import a2c
@@ -128,7 +128,7 @@ class IterMRLConfig:
 
 def _lr_lambda(schedule: str, total: int):
     if schedule == "cosine":
-        return lambda s: 0.5 * (1.0 + math.cos(math.pi * min(s, total) / total))
+        return lambda s: cosine(min(s, total) / total)
     if schedule == "step":
         return lambda s: 0.1 if s >= 2 * total // 3 else 1.0
     return lambda s: 1.0

@@ -88,7 +88,7 @@ import torch.nn.functional as F
 
 from scarceseg.methods.contract import write_method_file
 from scarceseg.nets.checkpoint import load_weights, read_checkpoint_info, save_checkpoint
-from scarceseg.nets.engine import has_state, load_state, run, save_state, seeded
+from scarceseg.nets.engine import cosine, has_state, load_state, run, save_state, seeded
 from scarceseg.nets.losses import soft_dice_prob
 from scarceseg.nets.pixeldrl_net import KEEP, PixelDRLNet, count_parameters
 from scarceseg.nets.runtime import resolve_device
@@ -377,10 +377,10 @@ class PixelDRL:
             return base * cfg.lr_decay ** (epoch // cfg.decay_every_epochs)
         w = cfg.warm_fraction
         if warm:
-            return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * frac / w))
+            return cosine(frac / w, cfg.lr)
         base = cfg.rl_lr if cfg.rl_lr is not None else cfg.lr
         sub = (frac - w) / (1.0 - w) if w < 1.0 else 1.0
-        return base * 0.5 * (1.0 + math.cos(math.pi * min(max(sub, 0.0), 1.0)))
+        return cosine(sub, base)
 
     # ---- inference -------------------------------------------------------------------------------------
     def _require_net(self) -> PixelDRLNet:
