@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from scarceseg.configs import ConfigDict
 from scarceseg.interactive.clicks import Click, PaperRobot, split_clicks
 from scarceseg.interactive.hints import hint_maps
 from scarceseg.interactive.refiners import check_inputs, zscore
@@ -42,7 +43,7 @@ KINDS = ("rnet", "intercnn")
 
 
 @dataclass
-class BaselineConfig:
+class BaselineConfig(ConfigDict):
     """Training settings of the R-Net-style and InterCNN baselines (shared with IteR-MRL where it applies)."""
 
     kind: str = "rnet"  # "rnet" (DeepIGeoS R-Net style) or "intercnn"
@@ -74,16 +75,7 @@ class BaselineConfig:
     def for_dims(cls, kind: str, dims: int = 2) -> BaselineConfig:
         return cls(kind=kind, dims=dims, crop=(96, 96) if dims == 2 else (32, 48, 48))
 
-    def to_dict(self) -> dict:
-        return asdict(self)
 
-    @classmethod
-    def from_dict(cls, data: dict) -> BaselineConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown BaselineConfig fields: {unknown}")
-        return cls(**data)
 
 
 def _loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

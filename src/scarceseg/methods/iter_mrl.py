@@ -39,11 +39,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from scarceseg.configs import ConfigDict
 from scarceseg.interactive.clicks import Click, PaperRobot, split_clicks
 from scarceseg.interactive.hints import HINT_KINDS, hint_maps
 from scarceseg.interactive.refiners import check_inputs, zscore
@@ -58,7 +59,7 @@ FORMAT = "scarceseg.iter_mrl"
 
 
 @dataclass
-class IterMRLConfig:
+class IterMRLConfig(ConfigDict):
     """IteR-MRL settings; defaults are paper 002's values where it gives them."""
 
     adjustments: tuple[float, ...] = a2c.ADJUSTMENTS  # paper 002 §4.3 / Table 4: A = {±0.1, ±0.2, ±0.4}
@@ -114,16 +115,7 @@ class IterMRLConfig:
             crop=(96, 96) if dims == 2 else (24, 40, 40), max_voxels=0 if dims == 2 else 64**3,
         )
 
-    def to_dict(self) -> dict:
-        return asdict(self)
 
-    @classmethod
-    def from_dict(cls, data: dict) -> IterMRLConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown IterMRLConfig fields: {unknown}")
-        return cls(**data)
 
 
 def _lr_lambda(schedule: str, total: int):

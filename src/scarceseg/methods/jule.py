@@ -36,7 +36,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +53,7 @@ from scarceseg.cluster.jule import (
     sample_centres,
 )
 from scarceseg.cluster.volume_baselines import foreground_region, order_by_intensity
+from scarceseg.configs import ConfigDict
 from scarceseg.errors import CorruptFileError, InputError
 from scarceseg.io.case import Case
 from scarceseg.io.channels import pick_channel as image_channel
@@ -65,7 +66,7 @@ FORMAT = "scarceseg-jule"
 
 
 @dataclass
-class JULEConfig:
+class JULEConfig(ConfigDict):
     """Hyper-parameters of paper 001's JULE + k-means segmentation; defaults are the paper's."""
 
     n_patches: int = 10_000  # paper 001 sec. 3.2: 10,000 random training patches
@@ -96,11 +97,6 @@ class JULEConfig:
     ndim: int = 3  # 3 for volumes (paper); 2 for slices
     name: str = "paper"
 
-    @classmethod
-    def from_dict(cls, values: dict) -> JULEConfig:
-        """Build from a dict (e.g. ``config.json``), ignoring unknown keys."""
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known})
 
 
 #: ``--config`` choices: the paper's values and the CPU configuration the benchmark runs.

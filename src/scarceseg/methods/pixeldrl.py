@@ -79,13 +79,14 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from scarceseg.configs import ConfigDict
 from scarceseg.methods.contract import write_method_file
 from scarceseg.nets.checkpoint import load_weights, read_checkpoint_info, save_checkpoint
 from scarceseg.nets.engine import cosine, has_state, load_state, run, save_state, seeded
@@ -101,7 +102,7 @@ SCHEDULES = ("paper", "cosine")
 
 
 @dataclass
-class PixelDRLConfig:
+class PixelDRLConfig(ConfigDict):
     """PixelDRL-MG settings; the defaults are paper 004's (§Implementation details), :meth:`cpu` ours."""
 
     size: int = 256  # paper 004 Table 1: Brain slices are 256x256 (trained at native size)
@@ -158,15 +159,7 @@ class PixelDRLConfig:
             raise ValueError(f"unknown PixelDRL-MG config {name!r}; choose 'cpu' or 'paper'")
         return cls.cpu() if name == "cpu" else cls.paper()
 
-    def to_dict(self) -> dict:
-        return asdict(self)
 
-    @classmethod
-    def from_dict(cls, data: dict) -> PixelDRLConfig:
-        unknown = sorted(set(data) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ValueError(f"unknown PixelDRLConfig fields: {unknown}")
-        return cls(**data)
 
 
 # ---- preprocessing -----------------------------------------------------------------------------------

@@ -45,12 +45,13 @@ from __future__ import annotations
 import copy
 import json
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from scarceseg.configs import ConfigDict
 from scarceseg.errors import CorruptFileError, InputError
 from scarceseg.methods.contract import write_method_file
 from scarceseg.nets.dqn_cnn import DQNCNN
@@ -72,7 +73,7 @@ SEGMENT_MODES = ("automatic", "one_click")
 
 
 @dataclass
-class SelectorConfig:
+class SelectorConfig(ConfigDict):
     """Hyper-parameters of the DQN selector; defaults are paper 000's values where it gives them."""
 
     mode: str = "candidates"  # environment: "candidates" (ours, default) or "paper" (sec. 0.4.1 literally)
@@ -115,11 +116,6 @@ class SelectorConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"SelectorConfig.{name} must be >= 1, got {getattr(self, name)}")
 
-    @classmethod
-    def from_dict(cls, data: dict) -> SelectorConfig:
-        """Build from a dict (e.g. ``config.json``), ignoring unknown keys."""
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 @dataclass

@@ -44,12 +44,13 @@ import json
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from scarceseg.configs import ConfigDict
 from scarceseg.errors import InputError, ShapeMismatchError
 from scarceseg.io.case import Case
 from scarceseg.methods.contract import write_method_file
@@ -69,7 +70,7 @@ SCHEDULES = ("constant", "cosine")
 
 
 @dataclass
-class UNetConfig:
+class UNetConfig(ConfigDict):
     """Training recipe of the U-Net baseline; defaults are paper 000 §1.2, :meth:`fair` the honest variant."""
 
     batch_size: int = 4  # paper 000 §1.2: "We used a batch size of four"
@@ -117,17 +118,7 @@ class UNetConfig:
             raise ValueError(f"unknown U-Net config {name!r}; choose 'paper' or 'fair'")
         return cls.paper() if name == "paper" else cls.fair()
 
-    def to_dict(self) -> dict:
-        return asdict(self)
 
-    @classmethod
-    def from_dict(cls, data: dict) -> UNetConfig:
-        """Build from :meth:`to_dict` output; unknown keys are an error."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown UNetConfig fields: {unknown}")
-        return cls(**data)
 
 
 # ---- the method ------------------------------------------------------------------------------------
