@@ -39,11 +39,9 @@ def robot_click(truth: np.ndarray) -> tuple[int, int]:
     -------
     (y, x)
     """
-    from scipy.ndimage import distance_transform_edt
+    from scarceseg.interactive.clicks import innermost_pixel
 
-    dist = distance_transform_edt(np.pad(truth, 1))[1:-1, 1:-1]
-    y, x = np.unravel_index(int(np.argmax(dist)), dist.shape)
-    return int(y), int(x)
+    return innermost_pixel(truth)
 
 
 def _propose_one(args: tuple) -> object:

@@ -192,14 +192,8 @@ def segment_folder_acwe(
     dict
         ``written``: list of mask paths; ``skipped``: list of ``(case_id, reason)``.
     """
-    from scarceseg.methods.folder import segment_cases
+    from scarceseg.methods.adapters import ACWEMethod
+    from scarceseg.methods.folder import segment_folder
 
-    model = ACWESegmenter.load(model_dir)
-
-    def predict_case(case) -> tuple[np.ndarray, str]:
-        image = select_channel(case, model.config.channel)
-        if case.ndim == 2:
-            return model.predict(image)[1], f"{case.case_id}.png"
-        return np.stack(model.predict_prepared([model.prepare(sl) for sl in image])), f"{case.case_id}.nii.gz"
-
-    return segment_cases(data_dir, out_dir, predict_case, "segmenting (ACWE ConvNet)", case_ids, layout, progress)
+    model = ACWEMethod.load_files(Path(model_dir), {})
+    return segment_folder(model, data_dir, out_dir, case_ids, layout, progress)

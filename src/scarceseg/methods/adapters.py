@@ -19,7 +19,7 @@ import numpy as np
 from scarceseg.errors import InputError
 from scarceseg.io.case import Case
 from scarceseg.methods.acwe import ACWEConfig, ACWESegmenter
-from scarceseg.methods.config import apply, config_model, validate
+from scarceseg.methods.config import apply, config_model
 from scarceseg.methods.contract import Budget, Prediction, Segmenter
 from scarceseg.methods.pixeldrl import PixelDRL, PixelDRLConfig, prepare_image, prepare_mask
 from scarceseg.methods.unet_baseline import UNetBaseline, UNetConfig, select_channels
@@ -54,9 +54,8 @@ class UNetMethod(Segmenter):
     schema = config_model("UNetOptions", UNetConfig, preset=(str, "paper"), channels=(str, "flair"))
 
     def __init__(self, config: dict | None = None, model: UNetBaseline | None = None) -> None:
-        options = validate(self.schema, config)
-        super().__init__(options.model_dump(mode="json", exclude_none=True))
-        self.options = options
+        super().__init__(config)
+        options = self.options
         if model is None:
             try:
                 model = UNetBaseline(apply(UNetConfig.named(options.preset), options))
@@ -99,11 +98,10 @@ class ACWEMethod(Segmenter):
     schema = config_model("ACWEOptions", ACWEConfig, mode=(int, 1), preset=(str, "cpu"), data_preset=(str, "lgg"))
 
     def __init__(self, config: dict | None = None, model: ACWESegmenter | None = None) -> None:
-        options = validate(self.schema, config)
+        super().__init__(config)
+        options = self.options
         if options.mode not in (1, 2, 3, 4):
             raise InputError(None, f"ACWE mode must be 1, 2, 3 or 4, got {options.mode}")
-        super().__init__(options.model_dump(mode="json", exclude_none=True))
-        self.options = options
         if model is None:
             if options.preset not in ("cpu", "paper"):
                 raise InputError(None, f"ACWE preset must be cpu or paper, got {options.preset!r}")
@@ -137,8 +135,8 @@ class ACWEMethod(Segmenter):
         image = self._image(case)
         if image.ndim == 2:
             return Prediction(*self.model.predict(image))
-        slices = [self.model.predict(sl) for sl in image]
-        return Prediction(np.stack([p for p, _ in slices]), np.stack([m for _, m in slices]))
+        masks = np.stack(self.model.predict_prepared([self.model.prepare(sl) for sl in image]))  # slice by slice
+        return Prediction(masks.astype(np.float32), masks)
 
     def save_files(self, folder: Path) -> None:
         self.model.save(folder)
@@ -162,9 +160,8 @@ class PixelDRLMethod(Segmenter):
     schema = config_model("PixelDRLOptions", PixelDRLConfig, preset=(str, "cpu"), channels=(str, "all"))
 
     def __init__(self, config: dict | None = None, model: PixelDRL | None = None) -> None:
-        options = validate(self.schema, config)
-        super().__init__(options.model_dump(mode="json", exclude_none=True))
-        self.options = options
+        super().__init__(config)
+        options = self.options
         if model is None:
             try:
                 model = PixelDRL(apply(PixelDRLConfig.named(options.preset), options))

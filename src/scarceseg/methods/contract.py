@@ -25,6 +25,7 @@ import numpy as np
 from scarceseg.interactive.clicks import Click
 from scarceseg.interactive.refiners import Refiner
 from scarceseg.io.case import Case
+from scarceseg.nets.checkpoint import json_default
 
 __all__ = ["METHOD_FILE", "Budget", "Case", "Click", "Method", "Prediction", "Proposer", "Refiner", "Segmenter",
            "TrainableRefiner", "write_method_file"]
@@ -96,8 +97,15 @@ class Method(ABC):
 
     name: ClassVar[str] = ""
     kind: ClassVar[str] = ""
+    #: the pydantic schema of the config (:mod:`scarceseg.methods.config`); unknown keys are an error
+    schema: ClassVar[Any] = None
 
     def __init__(self, config: dict | None = None) -> None:
+        if self.schema is not None:
+            from scarceseg.methods.config import validate
+
+            self.options = validate(self.schema, config)
+            config = self.options.model_dump(mode="json", exclude_none=True)
         self.config: dict = dict(config or {})
 
     @abstractmethod
@@ -193,15 +201,6 @@ def write_method_file(folder: str | Path, name: str, kind: str, config: dict) ->
     path = Path(folder) / METHOD_FILE
     info = {"method": name, "kind": kind, "format_version": METHOD_FORMAT_VERSION, "scarceseg_version": __version__,
             "config": config}
-    path.write_text(json.dumps(info, indent=2, default=_json_default) + "\n", encoding="utf-8")
+    path.write_text(json.dumps(info, indent=2, default=json_default) + "\n", encoding="utf-8")
     return path
 
-
-def _json_default(obj):
-    if isinstance(obj, np.integer | np.floating):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"cannot write {type(obj).__name__} to method.json")

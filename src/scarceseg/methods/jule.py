@@ -57,8 +57,9 @@ from scarceseg.configs import ConfigDict
 from scarceseg.errors import CorruptFileError, InputError
 from scarceseg.io.case import Case
 from scarceseg.io.channels import pick_channel as image_channel
-from scarceseg.methods.config import apply, config_model, validate
+from scarceseg.methods.config import apply, config_model
 from scarceseg.methods.contract import Prediction, Segmenter, write_method_file
+from scarceseg.nets.checkpoint import save_checkpoint
 from scarceseg.nets.jule_cnn import JuleCNN
 from scarceseg.nets.runtime import resolve_device, seed_everything, torch_threads
 
@@ -271,18 +272,12 @@ class JuleSegmenter:
     # ---- files -----------------------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
         """Write ``path/model.safetensors`` and ``path/config.json``; returns the folder."""
-        from safetensors.torch import save_file
-
         from scarceseg import __version__
 
-        folder = Path(path)
-        folder.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
-        save_file(state, str(folder / "model.safetensors"))
         meta = {"format": FORMAT, "format_version": 1, "scarceseg_version": __version__,
                 "config": asdict(self.config), "net": self.net.config(), "mean": self.mean, "std": self.std,
                 "seed": self.seed, "summary": self.summary}
-        (folder / "config.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+        folder = save_checkpoint(path, self.net, meta)
         write_method_file(folder, "jule", "segmenter", {})
         return folder
 
@@ -328,11 +323,10 @@ class JuleMethod(Segmenter):
     schema = config_model("JULEOptions", JULEConfig, preset=(str, "cpu"), channel=(str | None, None))
 
     def __init__(self, config: dict | None = None, model: JuleSegmenter | None = None) -> None:
-        options = validate(self.schema, config)
+        super().__init__(config)
+        options = self.options
         if options.preset not in CONFIGS:
             raise InputError(None, f"JULE preset must be one of {', '.join(CONFIGS)}, got {options.preset!r}")
-        super().__init__(options.model_dump(mode="json", exclude_none=True))
-        self.options = options
         self.model = model
 
     def fit(self, cases, budget=None, progress=False, seed=0) -> dict:

@@ -161,18 +161,9 @@ def segment_folder_pixeldrl(model_dir: str | Path, data_dir: str | Path, out_dir
     With ``action_maps``, also ``action_maps/<case_id>.png``: the action map of every step (Fig. 4 colours,
     see :func:`action_map_rgb`). Cases that cannot be read or segmented are skipped and listed.
     """
-    from scarceseg.methods.folder import segment_cases
-    from scarceseg.methods.pixeldrl import PixelDRL
-    from scarceseg.methods.unet_baseline import select_channels
+    from scarceseg.methods.adapters import PixelDRLMethod
+    from scarceseg.methods.folder import segment_folder
 
-    model = PixelDRL.load(model_dir)
-    channels = model.meta.get("channels", "all")
-    out = Path(out_dir)
-
-    def predict_case(case) -> tuple[np.ndarray, str]:
-        mask, steps = model.predict(select_channels(case, channels), return_steps=True)
-        if action_maps:
-            save_action_maps(steps, out / "action_maps" / f"{case.case_id}.png")
-        return mask, f"{case.case_id}.png"
-
-    return segment_cases(data_dir, out, predict_case, "segmenting (PixelDRL-MG)", case_ids, layout, progress)
+    model = PixelDRLMethod.load_files(Path(model_dir), {})
+    model.set_inference(action_maps=action_maps)
+    return segment_folder(model, data_dir, out_dir, case_ids, layout, progress)

@@ -20,7 +20,7 @@ from scarceseg.interactive.refiners import MinCutRefiner
 from scarceseg.io.case import Case
 from scarceseg.io.channels import pick_channel as image_channel
 from scarceseg.methods.adapters import labelled
-from scarceseg.methods.config import apply, config_model, validate
+from scarceseg.methods.config import apply, config_model
 from scarceseg.methods.contract import Budget, TrainableRefiner
 from scarceseg.methods.interactive_baselines import BaselineConfig, SupervisedRefiner
 from scarceseg.methods.iter_mrl import IterMRL, IterMRLConfig
@@ -52,9 +52,7 @@ class _NetRefiner(TrainableRefiner):
     """Shared life cycle of the trained refiners; subclasses say how to build the wrapped model."""
 
     def __init__(self, config: dict | None = None, model=None) -> None:
-        options = validate(self.schema, config)
-        super().__init__(options.model_dump(mode="json", exclude_none=True))
-        self.options = options
+        super().__init__(config)
         self.model = model
 
     def build(self, dims: int):
@@ -142,9 +140,8 @@ class MinCutMethod(TrainableRefiner):
     schema = config_model("MinCutOptions", None, lam=(float, 2.0), seed_radius=(float, 2.0), eps=(float, 0.05))
 
     def __init__(self, config: dict | None = None) -> None:
-        options = validate(self.schema, config)
-        super().__init__(options.model_dump(mode="json"))
-        self.refiner = MinCutRefiner(**options.model_dump())
+        super().__init__(config)
+        self.refiner = MinCutRefiner(**self.options.model_dump())
 
     def fit(self, cases, budget=None, progress=False, seed=0) -> dict:
         return {"trained": False, "reason": "min-cut has no parameters to learn"}

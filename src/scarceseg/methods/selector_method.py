@@ -21,16 +21,16 @@ from scarceseg.cluster.udc import UDCConfig
 from scarceseg.errors import InputError, ScarcesegError
 from scarceseg.io.case import Case
 from scarceseg.methods.adapters import labelled
-from scarceseg.methods.config import apply, config_model, validate
+from scarceseg.methods.config import apply, config_model
 from scarceseg.methods.contract import Prediction, Segmenter
 from scarceseg.methods.udc_rl import (
     SEGMENT_MODES,
     Selector,
     SelectorConfig,
-    _json_default,
     load_points,
     train_selector_arrays,
 )
+from scarceseg.nets.checkpoint import json_default
 
 
 def proposer_config(preset: str | None, changes: dict | None) -> UDCConfig:
@@ -55,9 +55,8 @@ class SelectorMethod(Segmenter):
                           proposer_changes=(dict[str, Any], {}), input_channels=(str, "flair"), proposal_seed=(int, 0))
 
     def __init__(self, config: dict | None = None, selector: Selector | None = None) -> None:
-        options = validate(self.schema, config)
-        super().__init__(options.model_dump(mode="json", exclude_none=True))
-        self.options = options
+        super().__init__(config)
+        options = self.options
         self.proposer = proposer_config(options.proposer, options.proposer_changes)
         self.selector_config = apply(SelectorConfig(device="cpu"), options)
         self.selector = selector
@@ -145,7 +144,7 @@ class SelectorMethod(Segmenter):
     def finish(self, out: Path, summary: dict) -> None:
         """``out/selection.json``: the chosen index, scores and flags per case, and the skipped cases."""
         report = {"model": self.source, "mode": self.mode, "cases": summary["extra"], "skipped": summary["skipped"]}
-        (out / "selection.json").write_text(json.dumps(report, indent=2, default=_json_default), encoding="utf-8")
+        (out / "selection.json").write_text(json.dumps(report, indent=2, default=json_default), encoding="utf-8")
 
     def save_files(self, folder: Path) -> None:
         self._require().save(folder)

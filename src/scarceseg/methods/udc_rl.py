@@ -54,6 +54,7 @@ import torch
 from scarceseg.configs import ConfigDict
 from scarceseg.errors import CorruptFileError, InputError
 from scarceseg.methods.contract import write_method_file
+from scarceseg.nets.checkpoint import save_checkpoint
 from scarceseg.nets.dqn_cnn import DQNCNN
 from scarceseg.rl.dqn import dqn_update, epsilon_greedy, resolve_device, seed_everything, torch_threads
 from scarceseg.rl.env_mask_select import (
@@ -223,19 +224,13 @@ class Selector:
     # ---- files ---------------------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
         """Write ``path/model.safetensors`` and ``path/config.json``; returns the folder."""
-        from safetensors.torch import save_file
-
         from scarceseg import __version__
 
-        folder = Path(path)
-        folder.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
-        save_file(state, str(folder / "model.safetensors"))
         meta = {"format": FORMAT, "format_version": 1, "scarceseg_version": __version__,
                 "config": asdict(self.config), "input_size": self.config.input_size,
                 "in_channels": self.net.in_channels, "n_actions": self.net.n_actions,
                 "seed": self.seed, "summary": self.summary}
-        (folder / "config.json").write_text(json.dumps(meta, indent=2, default=_json_default), encoding="utf-8")
+        folder = save_checkpoint(path, self.net, meta)
         write_method_file(folder, "selector", "segmenter", {})
         return folder
 
@@ -275,15 +270,6 @@ class Selector:
             raise CorruptFileError(folder / "model.safetensors", f"cannot load the weights: {exc}") from None
         return cls(net.to(resolve_device(device)), config, meta.get("seed", 0), meta.get("summary"))
 
-
-def _json_default(obj):
-    if isinstance(obj, np.integer | np.floating):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"cannot write {type(obj).__name__} to JSON")
 
 
 @torch.no_grad()

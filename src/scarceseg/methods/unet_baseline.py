@@ -426,13 +426,8 @@ def segment_folder_unet(
     dict
         ``written``: list of mask paths; ``skipped``: list of ``(case_id, reason)``.
     """
-    from scarceseg.methods.folder import segment_cases
+    from scarceseg.methods.adapters import UNetMethod
+    from scarceseg.methods.folder import segment_folder
 
-    model = UNetBaseline.load(model_dir)
-    channels = model.meta.get("channels", "flair")
-
-    def predict_case(case: Case) -> tuple[np.ndarray, str]:
-        return model.predict(select_channels(case, channels))[1], f"{case.case_id}.png"
-
-    return segment_cases(data_dir, out_dir, predict_case, "segmenting (U-Net)", case_ids, layout, progress)
-
+    model = UNetMethod.load_files(Path(model_dir), {})
+    return segment_folder(model, data_dir, out_dir, case_ids, layout, progress)

@@ -177,7 +177,7 @@ def fiducial_point(proposal: Any, candidate: int) -> tuple[int, int]:
     (int, int)
         ``(y, x)``.
     """
-    from scipy import ndimage
+    from scarceseg.interactive.clicks import innermost_pixel
 
     k = _check_index(proposal, candidate)
     masks = np.asarray(proposal.masks, dtype=bool)
@@ -188,9 +188,7 @@ def fiducial_point(proposal: Any, candidate: int) -> tuple[int, int]:
         region = masks[k]
     if not region.any():
         raise InputError(None, f"candidate {k} of case {proposal.case_id!r} is empty")
-    depth = ndimage.distance_transform_edt(np.pad(region, 1))[1:-1, 1:-1]
-    y, x = np.unravel_index(int(np.argmax(depth)), region.shape)
-    return int(y), int(x)
+    return innermost_pixel(region)
 
 
 def load_proposal_checked(workdir: str | Path, case_id: str) -> Any:
