@@ -1,5 +1,6 @@
 """ACWE ConvNet (paper 003) on data sets: channel choice, labelled-slice choice, slicing volumes, training
-from a data set folder and ``scarceseg segment`` for ACWE models (:func:`segment_folder_acwe`).
+from a data set folder. ``scarceseg segment`` runs ACWE models through the registry
+(:class:`scarceseg.methods.adapters.ACWEMethod`).
 
 The model itself (:class:`~scarceseg.methods.acwe.ACWEConfig`, :class:`~scarceseg.methods.acwe.ACWESegmenter`)
 lives in :mod:`scarceseg.methods.acwe`; this module is what the CLI and the benchmark call.
@@ -173,27 +174,3 @@ def train_acwe_from_dataset(
     skipped = [(cid, reason) for cid, _, reason in ds.skipped]
     return {**history, "out_dir": str(out), "labelled": labelled, "skipped": skipped}
 
-
-def segment_folder_acwe(
-    model_dir: str | Path,
-    data_dir: str | Path,
-    out_dir: str | Path,
-    case_ids: Sequence[str] | None = None,
-    layout: str | None = None,
-    progress: bool = True,
-) -> dict:
-    """Segment every (or the given) case with a saved ACWE model: ``<case_id>.png`` (2D) or ``.nii.gz`` (3D).
-
-    3D volumes are segmented slice by slice (axial), every slice with its own ROI. Cases that cannot
-    be read or segmented are skipped and listed; the others are still written.
-
-    Returns
-    -------
-    dict
-        ``written``: list of mask paths; ``skipped``: list of ``(case_id, reason)``.
-    """
-    from scarceseg.methods.adapters import ACWEMethod
-    from scarceseg.methods.folder import segment_folder
-
-    model = ACWEMethod.load_files(Path(model_dir), {})
-    return segment_folder(model, data_dir, out_dir, case_ids, layout, progress)

@@ -46,6 +46,14 @@ def epochs_for(budget: Budget | None, default: int, n_items: int, batch_size: in
     raise InputError(None, "this method's budget is in epochs or steps, not CPU seconds")
 
 
+def from_preset(model_cls: type, config_cls: type, options):
+    """``model_cls(config)`` with the config of ``options.preset`` and the fields ``options`` sets."""
+    try:
+        return model_cls(apply(config_cls.named(options.preset), options))
+    except ValueError as exc:
+        raise InputError(None, str(exc)) from None
+
+
 # ---- U-Net baseline (paper 000 §1.2) ------------------------------------------------------------------
 class UNetMethod(Segmenter):
     """The supervised 2D U-Net baseline; config: ``preset`` (paper | fair), ``channels`` and any UNetConfig field."""
@@ -55,13 +63,7 @@ class UNetMethod(Segmenter):
 
     def __init__(self, config: dict | None = None, model: UNetBaseline | None = None) -> None:
         super().__init__(config)
-        options = self.options
-        if model is None:
-            try:
-                model = UNetBaseline(apply(UNetConfig.named(options.preset), options))
-            except ValueError as exc:
-                raise InputError(None, str(exc)) from None
-        self.model = model
+        self.model = model if model is not None else from_preset(UNetBaseline, UNetConfig, self.options)
 
     def fit(self, cases, budget=None, progress=False, seed=0) -> dict:
         cases = labelled(cases, "the U-Net")
@@ -161,13 +163,7 @@ class PixelDRLMethod(Segmenter):
 
     def __init__(self, config: dict | None = None, model: PixelDRL | None = None) -> None:
         super().__init__(config)
-        options = self.options
-        if model is None:
-            try:
-                model = PixelDRL(apply(PixelDRLConfig.named(options.preset), options))
-            except ValueError as exc:
-                raise InputError(None, str(exc)) from None
-        self.model = model
+        self.model = model if model is not None else from_preset(PixelDRL, PixelDRLConfig, self.options)
 
     def fit(self, cases, budget=None, progress=False, seed=0) -> dict:
         cases = labelled(cases, "PixelDRL-MG")

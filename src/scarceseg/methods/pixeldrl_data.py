@@ -1,5 +1,5 @@
-"""PixelDRL-MG on data sets: loading prepared slices, the paper's split, training from a folder, and
-``scarceseg segment`` for PixelDRL-MG models (with optional per-step action maps, the paper's Fig. 4).
+"""PixelDRL-MG on data sets: loading prepared slices, the paper's split, training from a folder, and the
+per-step action maps of the paper's Fig. 4 (``scarceseg segment --action-maps``, through the registry).
 
 The model is :class:`scarceseg.methods.pixeldrl.PixelDRL`; this module is what the CLI and the bench call.
 """
@@ -152,18 +152,3 @@ def save_action_maps(steps: np.ndarray, path: str | Path) -> Path:
     Image.fromarray(strip).save(path)
     return path
 
-
-def segment_folder_pixeldrl(model_dir: str | Path, data_dir: str | Path, out_dir: str | Path,
-                            case_ids: Sequence[str] | None = None, layout: str | None = None,
-                            progress: bool = True, action_maps: bool = False) -> dict:
-    """Segment every (or the given) 2D case with a saved PixelDRL-MG model; writes ``<case_id>.png``.
-
-    With ``action_maps``, also ``action_maps/<case_id>.png``: the action map of every step (Fig. 4 colours,
-    see :func:`action_map_rgb`). Cases that cannot be read or segmented are skipped and listed.
-    """
-    from scarceseg.methods.adapters import PixelDRLMethod
-    from scarceseg.methods.folder import segment_folder
-
-    model = PixelDRLMethod.load_files(Path(model_dir), {})
-    model.set_inference(action_maps=action_maps)
-    return segment_folder(model, data_dir, out_dir, case_ids, layout, progress)

@@ -267,24 +267,10 @@ def pick(
 
 
 def oracle_pick(proposal: Any, truth: np.ndarray) -> tuple[int, float]:
-    """The candidate with the best Dice against the truth (ties: the lowest index).
+    """The candidate with the best Dice against the truth (ties: the lowest index): ``(index, dice)``.
 
-    Parameters
-    ----------
-    proposal : Proposal
-        With ``masks`` (K, Y, X) bool.
-    truth : ndarray (Y, X) bool
-        The reference mask.
-
-    Returns
-    -------
-    (int, float)
-        The index and its Dice (:func:`scarceseg.metrics.dice`).
-
-    Raises
-    ------
-    InputError
-        No candidates, an empty truth (no candidate can be right), or a shape mismatch.
+    See :func:`scarceseg.cluster.candidates.best_candidate` (``proposal.masks`` against ``truth`` (Y, X)); raises
+    :class:`InputError` without candidates or with an empty truth, :class:`ShapeMismatchError` on a shape mismatch.
     """
     from scarceseg.cluster.candidates import best_candidate
 
