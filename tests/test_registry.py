@@ -117,3 +117,11 @@ def test_load_model_refuses_other_kinds_and_reads_legacy_folders(tmp_path):
     with pytest.raises(InputError, match="no config.json"):
         registry.load_model(tmp_path)
     assert registry.load_model("mincut").name == "mincut"
+
+
+@pytest.mark.parametrize("name", ["unet", "rnet"])
+def test_cpu_seconds_budget_stops_training(name):
+    config, _ = TINY[name]
+    method = registry.get(name)({**config, "epochs": 50} if name == "unet" else {**config, "iterations": 10_000})
+    history = method.fit(tiny_cases()[:2], Budget(cpu_seconds=1e-9), seed=0)
+    assert len(history["loss"]) <= 3  # of 50 epochs / 10,000 updates: the CPU budget ended the loop

@@ -43,7 +43,7 @@ def epochs_for(budget: Budget | None, default: int, n_items: int, batch_size: in
         return int(budget.epochs)
     if budget.steps is not None:
         return max(1, math.ceil(budget.steps / max(1, math.ceil(n_items / batch_size))))
-    raise InputError(None, "this method's budget is in epochs or steps, not CPU seconds")
+    return default  # a CPU-seconds budget: the configured epochs at most
 
 
 def from_preset(model_cls: type, config_cls: type, options):
@@ -71,7 +71,7 @@ class UNetMethod(Segmenter):
         cfg.epochs = epochs_for(budget, cfg.epochs, len(cases), cfg.batch_size)
         self.model.meta.update(channels=self.options.channels, case_ids=[c.case_id for c in cases])
         return self.model.fit([select_channels(c, self.options.channels) for c in cases], [c.target for c in cases],
-                              seed=seed, progress=progress)
+                              seed=seed, progress=progress, cpu_seconds=budget.cpu_seconds if budget else None)
 
     def predict(self, case: Case) -> Prediction:
         prob, mask = self.model.predict(select_channels(case, self.options.channels))

@@ -105,8 +105,10 @@ class SupervisedRefiner:
         return [image_z, np.asarray(prev, np.float32), *self.hints(image_z, clicks, spacing)]
 
     # ---- training --------------------------------------------------------------------------------
-    def fit(self, samples: Sequence[RefineSample], seed: int = 0, progress: bool = False) -> dict:
-        """Supervised training on crops of ``samples``; returns ``loss`` per update, ``seconds``, ``seed``."""
+    def fit(self, samples: Sequence[RefineSample], seed: int = 0, progress: bool = False,
+            cpu_seconds: float | None = None) -> dict:
+        """Supervised training on crops of ``samples`` for ``config.iterations`` updates (or fewer, when
+        ``cpu_seconds`` of process CPU time run out first); returns ``loss`` per update, ``seconds``, ``seed``."""
         c = self.config
         if not samples:
             raise ValueError("no training samples")
@@ -151,7 +153,8 @@ class SupervisedRefiner:
                 sched.step()
                 return float(loss.detach())
 
-            run(step, c.iterations, history, description=f"training {c.kind}", progress=progress)
+            run(step, c.iterations, history, cpu_seconds=cpu_seconds, description=f"training {c.kind}",
+                progress=progress)
         history.pop("steps", None)
         history.pop("cpu_seconds", None)
         history["seconds"] = time.perf_counter() - t0

@@ -41,10 +41,8 @@ def samples_of(cases: Sequence[Case], channel: str | None, method: str) -> tuple
 
 def updates(budget: Budget | None, default: int) -> int:
     """Gradient updates of a budget: its ``steps``, else its ``epochs``, else ``default``."""
-    if budget is None or budget.is_default:
+    if budget is None or (budget.steps is None and budget.epochs is None):
         return default
-    if budget.steps is None and budget.epochs is None:
-        raise InputError(None, "the refiners' budget is in updates (steps), not CPU seconds")
     return int(budget.steps or budget.epochs)
 
 
@@ -64,6 +62,10 @@ class _NetRefiner(TrainableRefiner):
         self.model = self.build(dims)
         self.model.config.iterations = updates(budget, self.model.config.iterations)
         self.model.meta.update(case_ids=[s.case_id for s in samples], channel=self.options.channel)
+        if budget is not None and budget.cpu_seconds is not None:
+            if not isinstance(self.model, SupervisedRefiner):
+                raise InputError(None, f"{self.name}'s budget is in updates (steps), not CPU seconds")
+            return self.model.fit(samples, seed=seed, progress=progress, cpu_seconds=budget.cpu_seconds)
         return self.model.fit(samples, seed=seed, progress=progress)
 
     def _require(self):

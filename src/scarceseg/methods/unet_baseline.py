@@ -177,6 +177,7 @@ class UNetBaseline:
         masks: Sequence[np.ndarray],
         seed: int = 0,
         progress: bool = True,
+        cpu_seconds: float | None = None,
     ) -> dict:
         """Train a fresh network on raw images and their binary masks.
 
@@ -191,6 +192,9 @@ class UNetBaseline:
             Seeds initialisation, dropout, batch order and augmentation.
         progress : bool
             Show a rich progress bar, one step per epoch.
+        cpu_seconds : float, optional
+            Also stop (after a whole epoch) once this many process CPU seconds are spent; the learning-rate
+            schedule still follows ``config.epochs``.
 
         Returns
         -------
@@ -237,7 +241,8 @@ class UNetBaseline:
                     losses.append(float(loss.detach()) * len(idx))
                 return sum(losses) / n
 
-            epochs = run(epoch, cfg.epochs, {}, description="training U-Net (epochs)", progress=progress)
+            epochs = run(epoch, cfg.epochs, {}, cpu_seconds=cpu_seconds, description="training U-Net (epochs)",
+                         progress=progress)
         history["loss"] = epochs["loss"]
         history["steps"] = epochs["steps"] * steps_per_epoch
         history["seconds"] = time.perf_counter() - t0
