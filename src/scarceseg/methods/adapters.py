@@ -122,6 +122,8 @@ class ACWEMethod(Segmenter):
 
     def fit(self, cases, budget=None, progress=False, seed=0) -> dict:
         mode = self.options.mode
+        if budget is not None and budget.cpu_seconds is not None:
+            raise InputError(None, "the ACWE ConvNet's budget is in epochs or fine-tuning steps, not CPU seconds")
         cases = labelled(cases, "ACWE") if mode != 1 else list(cases)
         if not cases:
             raise InputError(None, "no training cases for ACWE")
