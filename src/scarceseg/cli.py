@@ -325,9 +325,12 @@ def train_pixeldrl_cmd(
 @app.command()
 @_friendly
 def segment(
-    model: Path = typer.Option(..., "--model", help="A selector, U-Net, ACWE or PixelDRL-MG model folder."),
+    model: Path | None = typer.Option(None, "--model", help="A selector, U-Net, ACWE or PixelDRL-MG model folder "
+                                                             "(with --prompt: default the LiteMedSAM prior)."),
     data: Path = typer.Option(..., "--data", help="Data set folder (or folder of images) to segment."),
-    out: Path = typer.Option(..., "--out", help="Folder for <case_id>.png masks."),
+    out: Path = typer.Option(..., "--out", help="Folder for <case_id>.png (2D) / .nii.gz (3D) masks."),
+    prompt: Path | None = typer.Option(None, "--prompt", help="boxes.json {case: {y0,x0,y1,x1[,z]}} or clicks.json "
+                                                              "{case: [y, x]}: prompted segmentation with the prior."),
     mode: str = typer.Option("automatic", "--mode", help="Selector: automatic (default) or one-click."),
     points: Path | None = typer.Option(None, "--points", help="One-click: JSON {case_id: [y, x]} or CSV."),
     action_maps: bool = typer.Option(False, "--action-maps", help="PixelDRL-MG: also write the action map of "
@@ -335,11 +338,25 @@ def segment(
     layout: str | None = typer.Option(None, "--layout"),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
-    """Segment new images: propose candidates, let the trained agent pick (or run a U-Net, ACWE or PixelDRL model)."""
+    """Segment new images: from a box or click per case with the prior (--prompt), or with a trained model."""
     import json
 
     from scarceseg.errors import InputError, ScarcesegError
 
+    if prompt is not None:
+        if model is not None:
+            raise ScarcesegError("--prompt uses the LiteMedSAM prior; leave out --model")
+        from scarceseg.methods.prompted import segment_prompted
+
+        summary = segment_prompted(data, out, prompt, layout=layout, progress=sys.stderr.isatty())
+        typer.echo(f"wrote {len(summary['written'])} masks to {out}")
+        for case_id, reason in summary.get("skipped") or []:
+            typer.echo(f"skipped {case_id}: {reason}")
+        if not summary["written"]:
+            raise typer.Exit(1)
+        return
+    if model is None:
+        raise ScarcesegError("give --model MODEL_FOLDER, or --prompt FILE to segment from boxes or clicks")
     config_path = model / "config.json"
     if not config_path.is_file():
         raise InputError(model, "not a model folder (no config.json)")
@@ -422,7 +439,8 @@ def train_refiner(
 @app.command("refine")
 @_friendly
 def refine(
-    model: str = typer.Option(..., "--model", help="Refiner folder (scarceseg train refiner) or 'mincut'."),
+    model: str = typer.Option("prior", "--model", help="prior (default: re-prompts LiteMedSAM), mincut, or a "
+                                                       "refiner folder (scarceseg train refiner)."),
     image: Path = typer.Option(..., "--image", help="The image (2D or 3D)."),
     out: Path = typer.Option(..., "--out", help="Refined mask to write (PNG for 2D, NIfTI for 3D)."),
     init: Path | None = typer.Option(None, "--init", help="Initial mask (default: all background)."),
@@ -450,7 +468,8 @@ def serve_cmd(
     workdir: Path | None = typer.Option(None, "--workdir", help="Proposals, label store and saved masks "
                                                                  "(default: a user data folder keyed by "
                                                                  "FOLDER's path; FOLDER is never written)."),
-    refiner: str = typer.Option("mincut", "--refiner", help="Trained refiner folder, or mincut (default)."),
+    refiner: str = typer.Option("prior", "--refiner", help="Default corrective refiner: prior (default), mincut, "
+                                                           "or a trained refiner folder."),
     episodes: int = typer.Option(100, "--episodes", min=1, help="Episodes of the 'train selector' button."),
     layout: str | None = typer.Option(None, "--layout", help="Data set layout (default: detect, else plain files)."),
 ) -> None:
