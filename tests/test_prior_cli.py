@@ -80,6 +80,9 @@ def test_segment_from_boxes_and_clicks_then_evaluate(disks: dict, tmp_path: Path
                               "--out", str(tmp_path / "out_box")])
     assert res.exit_code == 0, res.output
     assert "wrote 2 masks" in res.output and "skipped ghost: not a case of the data folder" in res.output
+    res = runner.invoke(app, ["segment", "--prompt", str(tmp_path / "boxes.json"), "--data", str(root),
+                              "--out", str(tmp_path / "out_box")])
+    assert res.exit_code == 0 and "wrote 0 masks" in res.output and "kept 2" in res.output  # a rerun resumes
     for cid, (mask, _, _) in truth.items():
         assert dice(read(tmp_path / "out_box" / f"{cid}.png"), mask) > 0.9
 
@@ -108,7 +111,7 @@ def test_a_bad_prompt_is_one_line_and_the_other_cases_are_written(disks: dict, t
                                    "--out", str(tmp_path / "out")])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "out" / "a.png").is_file() and not (tmp_path / "out" / "b.png").exists()
-    lines = [line for line in res.output.splitlines() if line.startswith("skipped b:")]
+    lines = [line for line in res.output.splitlines() if line.strip().startswith("skipped b:")]
     assert len(lines) == 1 and "outside" in lines[0]
 
 

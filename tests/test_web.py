@@ -325,7 +325,7 @@ def test_propose_train_selector_and_segment_the_rest(sample: dict, tmp_path: Pat
 def test_progress_observer_sees_track_loops_in_its_thread_only() -> None:
     import threading
 
-    from scarceseg.bench.progress import observe_progress, track
+    from scarceseg.progress import observe_progress, track
 
     seen: list[tuple] = []
     other: list[int] = []
@@ -372,3 +372,40 @@ def test_a_workdir_inside_the_folder_is_not_read_as_data(sample: dict, tmp_path:
     with TestClient(app, base_url=LOCAL) as c:
         assert [r["case_id"] for r in c.get("/api/cases").json()["cases"]] == sample["ids"]
     assert (data / ".scarceseg" / "store.sqlite").is_file()
+
+
+def test_propose_on_an_oversized_image_is_a_clear_4xx(sample: dict, tmp_path: Path) -> None:
+    """Issue 16 item 5 through the server: refused before any job runs, the server stays up."""
+    from scarceseg.io.limits import SizeLimit, size_limit_set
+
+    cid = sample["ids"][2]
+    work = work_copy(sample, tmp_path)
+    with client(sample, work) as c:
+        with size_limit_set(SizeLimit(max_voxels=10**9, max_megabytes=1.0)):  # proposing 256² needs ~24 MB
+            r = c.post(f"/api/cases/{cid}/propose", json={})
+        assert r.status_code == 400
+        assert "limit of 1 MB" in r.json()["detail"] and "proposing" in r.json()["detail"]
+        assert c.get("/api/jobs/1").status_code == 404  # no job was started
+        with size_limit_set(SizeLimit(max_voxels=1000, max_megabytes=1e6)):  # over the read limit (not cached)
+            r = c.post(f"/api/cases/{sample['ids'][1]}/propose", json={})
+        assert r.status_code == 400 and "size limit of 1,000 values" in r.json()["detail"]
+        assert c.get("/api/cases").status_code == 200
+
+
+@pytest.mark.filterwarnings("ignore:case .* mask ignored")
+def test_image_without_mask_or_with_a_wrong_mask_opens_in_the_app(sample: dict, tmp_path: Path) -> None:
+    """Issue 16 item 7: a new image in a labelled folder can be opened (and so labelled) in the app."""
+    from PIL import Image
+
+    data = tmp_path / "data"
+    shutil.copytree(sample["data"], data)
+    ids = sample["ids"]
+    mask_of = {cid: next(data.rglob(f"{cid}_mask.*")) for cid in ids}
+    mask_of[ids[0]].unlink()  # no mask
+    Image.fromarray(np.zeros((10, 10), np.uint8)).save(mask_of[ids[1]])  # a mask of the wrong shape
+    app = create_app(ServerConfig(folder=data, workdir=tmp_path / "work", user="alice"))
+    with TestClient(app, base_url=LOCAL) as c:
+        assert [r["case_id"] for r in c.get("/api/cases").json()["cases"]] == ids
+        for cid in ids[:2]:
+            assert c.get(f"/api/cases/{cid}/image.png").status_code == 200
+            assert c.get(f"/api/cases/{cid}").json()["shape"] == [256, 256]

@@ -321,7 +321,7 @@ class ACWESegmenter:
              pool: np.ndarray, n_steps: int, loss_name: str, rng: np.random.Generator, history: dict,
              progress: bool) -> None:
         """``n_steps`` Adam steps on batches drawn from ``pool`` (a fresh permutation each pass)."""
-        from scarceseg.bench.progress import track
+        from scarceseg.progress import track
 
         c = self.config
         lw = self.label_length_weight()

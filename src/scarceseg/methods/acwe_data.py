@@ -190,11 +190,13 @@ def segment_folder_acwe(
     case_ids: Sequence[str] | None = None,
     layout: str | None = None,
     progress: bool = True,
+    force: bool = False,
 ) -> dict:
     """Segment every (or the given) case with a saved ACWE model: ``<case_id>.png`` (2D) or ``.nii.gz`` (3D).
 
     3D volumes are segmented slice by slice (axial), every slice with its own ROI. Cases that cannot
-    be read or segmented are skipped and listed; the others are still written.
+    be read or segmented are skipped and listed; the others are still written. Cases whose mask exists are
+    kept unless ``force`` (see :func:`~scarceseg.methods.folder.segment_cases`).
 
     Returns
     -------
@@ -211,4 +213,5 @@ def segment_folder_acwe(
             return model.predict(image)[1], f"{case.case_id}.png"
         return np.stack(model.predict_prepared([model.prepare(sl) for sl in image])), f"{case.case_id}.nii.gz"
 
-    return segment_cases(data_dir, out_dir, predict_case, "segmenting (ACWE ConvNet)", case_ids, layout, progress)
+    return segment_cases(data_dir, out_dir, predict_case, "segmenting (ACWE ConvNet)", case_ids, layout, progress,
+                         force=force)

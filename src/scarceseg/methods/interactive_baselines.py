@@ -116,7 +116,7 @@ class SupervisedRefiner:
     # ---- training --------------------------------------------------------------------------------
     def fit(self, samples: Sequence[RefineSample], seed: int = 0, progress: bool = False) -> dict:
         """Supervised training on crops of ``samples``; returns ``loss`` per update, ``seconds``, ``seed``."""
-        from scarceseg.bench.progress import track
+        from scarceseg.progress import track
 
         c = self.config
         if not samples:

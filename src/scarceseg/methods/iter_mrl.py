@@ -177,7 +177,7 @@ class IterMRL:
             ``reward`` (mean per-voxel reward of each update, summed over steps), ``dice_start`` /
             ``dice_end`` (crop Dice before the first and after the last step), ``seconds``, ``seed``.
         """
-        from scarceseg.bench.progress import track
+        from scarceseg.progress import track
 
         c = self.config
         if not samples:

@@ -341,7 +341,7 @@ class PixelDRL:
             if resume and ckpt is not None and (ckpt / STATE_JSON).is_file():
                 hist = _load_state(ckpt, net, opt, gen, rng)
             cpu0 = hist["cpu_seconds"]
-            from scarceseg.bench.progress import track
+            from scarceseg.progress import track
 
             end = total if stop_at is None else min(total, stop_at)
             for _ in track(range(hist["steps"], end), description="training PixelDRL-MG", enabled=progress):

@@ -41,9 +41,9 @@ def load_prepared(ds, case_ids: Sequence[str], size: int, channels: str = "all",
         Masks at the slice's own size (for evaluation).
     ids : list of str
     """
-    from scarceseg.bench.progress import track
     from scarceseg.methods.pixeldrl import prepare_image, prepare_mask
     from scarceseg.methods.unet_baseline import select_channels
+    from scarceseg.progress import track
 
     xs, gs, truth, ids = [], [], [], []
     for cid in track(list(case_ids), description="loading slices", enabled=progress):
@@ -155,11 +155,12 @@ def save_action_maps(steps: np.ndarray, path: str | Path) -> Path:
 
 def segment_folder_pixeldrl(model_dir: str | Path, data_dir: str | Path, out_dir: str | Path,
                             case_ids: Sequence[str] | None = None, layout: str | None = None,
-                            progress: bool = True, action_maps: bool = False) -> dict:
+                            progress: bool = True, action_maps: bool = False, force: bool = False) -> dict:
     """Segment every (or the given) 2D case with a saved PixelDRL-MG model; writes ``<case_id>.png``.
 
     With ``action_maps``, also ``action_maps/<case_id>.png``: the action map of every step (Fig. 4 colours,
-    see :func:`action_map_rgb`). Cases that cannot be read or segmented are skipped and listed.
+    see :func:`action_map_rgb`). Cases that cannot be read or segmented are skipped and listed; cases whose mask
+    exists are kept unless ``force`` (see :func:`~scarceseg.methods.folder.segment_cases`).
     """
     from scarceseg.methods.folder import segment_cases
     from scarceseg.methods.pixeldrl import PixelDRL
@@ -175,4 +176,5 @@ def segment_folder_pixeldrl(model_dir: str | Path, data_dir: str | Path, out_dir
             save_action_maps(steps, out / "action_maps" / f"{case.case_id}.png")
         return mask, f"{case.case_id}.png"
 
-    return segment_cases(data_dir, out, predict_case, "segmenting (PixelDRL-MG)", case_ids, layout, progress)
+    return segment_cases(data_dir, out, predict_case, "segmenting (PixelDRL-MG)", case_ids, layout, progress,
+                         force=force)

@@ -115,7 +115,7 @@ def predict_prompt(prior, case: Case, prompt: Prompt, threshold: float = 0.5) ->
 
 
 def segment_prompted(data_dir: str | Path, out_dir: str | Path, prompts: str | Path | dict[str, Prompt],
-                     layout: str | None = None, prior=None, progress: bool = True) -> dict:
+                     layout: str | None = None, prior=None, progress: bool = True, force: bool = False) -> dict:
     """Segment every case that has a prompt with the prior and write its mask.
 
     Parameters
@@ -128,12 +128,14 @@ def segment_prompted(data_dir: str | Path, out_dir: str | Path, prompts: str | P
         A prompt file (:func:`load_prompts`) or its content.
     prior : LiteMedSAM, optional
         Default: the process-wide pretrained prior.
+    force : bool
+        Segment again cases whose mask is already in ``out_dir`` (default: keep them, so a rerun resumes).
 
     Returns
     -------
     dict
-        ``written`` (paths), ``skipped`` (``(case_id, reason)``: unreadable cases, bad prompts, prompts naming no
-        case of the folder).
+        ``written`` (paths), ``kept`` (case ids written before), ``skipped`` (``(case_id, reason)``: unreadable
+        cases, bad prompts, prompts naming no case of the folder), ``notes``.
     """
     from scarceseg.datasets import open_dataset
     from scarceseg.methods.folder import segment_cases
@@ -154,7 +156,7 @@ def segment_prompted(data_dir: str | Path, out_dir: str | Path, prompts: str | P
         return mask, f"{case.case_id}.png" if case.ndim == 2 else f"{case.case_id}.nii.gz"
 
     result = segment_cases(data_dir, out_dir, predict, description="segmenting with the prior (prompts)",
-                           case_ids=ids, layout=layout, progress=progress)
+                           case_ids=ids, layout=layout, progress=progress, force=force)
     result["skipped"] = result["skipped"] + unknown
     return result
 

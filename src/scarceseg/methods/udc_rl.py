@@ -365,7 +365,7 @@ def _train(images, candidate_masks_list, picked_index_list, cfg: SelectorConfig,
     epsilon = LinearSchedule(cfg.epsilon_start, cfg.epsilon_min, cfg.epsilon_decrement)
     history = TrainingHistory(accuracy={name: [] for name in eval_states})
 
-    from scarceseg.bench.progress import track
+    from scarceseg.progress import track
 
     global_step = 0
     for episode in track(range(cfg.n_episodes), "training selector (DQN)", enabled=progress):
@@ -491,7 +491,7 @@ def load_points(path: str | Path) -> dict[str, tuple[int, int]]:
 def segment_folder(model_path: str | Path, data_dir: str | Path, out_dir: str | Path, mode: str = "automatic",
                    points: dict | str | Path | None = None, proposer_config: dict | None = None,
                    layout: str | None = None, channels: str = "flair", seed: int = 0,
-                   progress: bool = True) -> dict:
+                   progress: bool = True, force: bool = False) -> dict:
     """Propose candidates for every case of ``data_dir``, pick one with the selector, write ``<case_id>.png``.
 
     Parameters
@@ -505,11 +505,15 @@ def segment_folder(model_path: str | Path, data_dir: str | Path, out_dir: str | 
         Passed to ``propose_case``; default: the config of the training proposals saved with the model
         (whose ``channels`` then replaces ``channels``), else the proposer's default ("fast").
     layout, channels, seed : passed to ``open_dataset`` / ``propose_case``
+    force : bool
+        Segment again cases whose ``<case_id>.png`` exists (default: keep them, so a rerun resumes; their
+        records of ``selection.json`` are kept too).
 
     Returns
     -------
     dict
-        ``written`` (paths), ``skipped`` (``(case_id, reason)``), ``selection`` (per-case records).
+        ``written`` (paths), ``kept`` (ids whose mask existed), ``skipped`` (``(case_id, reason)``),
+        ``selection`` (per-case records).
     """
     from scarceseg.cluster.propose import propose_case
     from scarceseg.datasets import open_dataset
@@ -530,10 +534,16 @@ def segment_folder(model_path: str | Path, data_dir: str | Path, out_dir: str | 
 
         channels = proposer_config.get("input_channels", channels)  # "channels" is the CNN width
         proposer_config = UDCConfig.from_dict(proposer_config)
+    from scarceseg.methods.folder import finished_cases
+
     ds = open_dataset(data_dir, layout=layout)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    kept = [] if force else finished_cases(ds.case_ids, out)
+    if kept:
+        ds = ds.subset([c for c in ds.case_ids if c not in set(kept)])
     written, skipped, selection = [], [], {}
+    previous = _read_selection(out / "selection.json")
+    selection.update({c: previous[c] for c in kept if c in previous})
     for case in ds.iter_cases(progress=progress, description=f"segmenting (UDC+RL, {mode})"):
         cid = case.case_id
         try:
@@ -553,7 +563,18 @@ def segment_folder(model_path: str | Path, data_dir: str | Path, out_dir: str | 
                               "n_candidates": len(proposal.masks), **record}
         except (ScarcesegError, ValueError) as exc:
             skipped.append((cid, str(exc)))
-    skipped = [(cid, reason) for cid, _, reason in ds.skipped] + skipped
-    report = {"model": str(model_path), "mode": mode, "cases": selection, "skipped": skipped}
-    (out / "selection.json").write_text(json.dumps(report, indent=2, default=_json_default), encoding="utf-8")
-    return {"written": written, "skipped": skipped, "selection": selection}
+    skipped = [(cid, f"{where}: {reason}") for cid, where, reason in ds.skipped] + skipped
+    if selection:  # nothing segmented: nothing written, not even the folder
+        report = {"model": str(model_path), "mode": mode, "cases": selection, "skipped": skipped}
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "selection.json").write_text(json.dumps(report, indent=2, default=_json_default), encoding="utf-8")
+    return {"written": written, "kept": kept, "skipped": skipped, "selection": selection, "notes": list(ds.notes)}
+
+
+def _read_selection(path: Path) -> dict:
+    """The per-case records of an earlier ``selection.json`` (empty when absent or unreadable)."""
+    try:
+        cases = json.loads(path.read_text(encoding="utf-8")).get("cases", {})
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return cases if isinstance(cases, dict) else {}

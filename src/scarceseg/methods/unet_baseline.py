@@ -250,7 +250,7 @@ class UNetBaseline:
             else:
                 sched = None
             net.train()
-            from scarceseg.bench.progress import track
+            from scarceseg.progress import track
 
             for _ in track(range(cfg.epochs), description="training U-Net (epochs)", enabled=progress):
                 order = rng.permutation(n)
@@ -444,6 +444,7 @@ def segment_folder_unet(
     case_ids: Sequence[str] | None = None,
     layout: str | None = None,
     progress: bool = True,
+    force: bool = False,
 ) -> dict:
     """Segment every (or the given) case of a data set with a saved U-Net; writes ``<case_id>.png``.
 
@@ -461,11 +462,13 @@ def segment_folder_unet(
         Only these cases (default: all).
     layout : str, optional
     progress : bool
+    force : bool
+        Segment again cases whose mask exists (default: keep them; see :func:`~scarceseg.methods.folder.segment_cases`).
 
     Returns
     -------
     dict
-        ``written``: list of mask paths; ``skipped``: list of ``(case_id, reason)``.
+        ``written``: list of mask paths; ``kept``: ids whose mask existed; ``skipped``: list of ``(case_id, reason)``.
     """
     from scarceseg.methods.folder import segment_cases
 
@@ -475,5 +478,5 @@ def segment_folder_unet(
     def predict_case(case: Case) -> tuple[np.ndarray, str]:
         return model.predict(select_channels(case, channels))[1], f"{case.case_id}.png"
 
-    return segment_cases(data_dir, out_dir, predict_case, "segmenting (U-Net)", case_ids, layout, progress)
+    return segment_cases(data_dir, out_dir, predict_case, "segmenting (U-Net)", case_ids, layout, progress, force=force)
 

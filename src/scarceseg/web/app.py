@@ -82,7 +82,8 @@ class ServerConfig:
         The default corrective refiner: ``"prior"`` (re-prompts the prior), ``"mincut"``, or a trained refiner
         folder (``scarceseg train refiner``); the others stay selectable per click.
     episodes : int
-        Selector training episodes of the "train selector" button (a small budget; the paper's 300).
+        Selector training episodes of the "train selector" button: the paper's 300, as ``scarceseg train
+        selector`` (``SelectorConfig.n_episodes``; a test keeps the two equal).
     layout : str or None
     max_body : int
         Largest request body in bytes (413 above).
@@ -100,7 +101,7 @@ class ServerConfig:
     user: str = "user"
     token: str | None = None
     refiner: str = "prior"
-    episodes: int = 100
+    episodes: int = 300
     layout: str | None = None
     max_body: int = security.DEFAULT_MAX_BODY
     proposer: str = "fast"
@@ -295,6 +296,9 @@ def create_app(config: ServerConfig):
     def propose(case_id: str, body: SliceBody, request: Request):
         user, key = user_of(request), unit(case_id, body.z)
         security.check_writable(workdir, workdir / "proposals" / key)
+        from scarceseg.cluster.propose import check_propose_size
+
+        check_propose_size(catalog.slice_case(case_id, body.z if key != case_id else None))  # 4xx, not a dying job
         job = jobs.submit("propose", propose_work(catalog, workdir, case_id, body.z if key != case_id else None,
                                                   config.proposer, config.seed), target=key, user=user)
         return public(job.as_dict())

@@ -1,7 +1,7 @@
 """Background jobs of the browser app (propose, train the selector, segment the rest) with progress.
 
 A job runs in a worker thread; the page polls ``GET /api/jobs/<id>`` for ``status``, ``done``/``total``
-and a message. Progress comes from :func:`scarceseg.bench.progress.observe_progress`, so the library
+and a message. Progress comes from :func:`scarceseg.progress.observe_progress`, so the library
 code's own progress loops (``track``) drive the page's progress bar. Proposals run on one worker, the long
 jobs (training, segmenting) on another, so a proposal is not stuck behind a training run.
 
@@ -125,7 +125,7 @@ class JobManager:
 
     @staticmethod
     def _run(job: Job, work: Callable[[Job], dict]) -> None:
-        from scarceseg.bench.progress import observe_progress
+        from scarceseg.progress import observe_progress
 
         def report(description: str, done: int, total: int | None) -> None:
             job.message, job.done, job.total = description, done, total
@@ -191,9 +191,9 @@ def segment_rest_work(catalog, store, workdir: Path, user: str, done_keys: Calla
     and the mask is stored as kind ``"auto"`` for this user; the page shows it as a suggestion.
     Volumes are skipped (they are edited slice by slice).
     """
-    from scarceseg.bench.progress import track
     from scarceseg.cluster.propose import list_proposals, load_proposal, propose_case, save_proposal
     from scarceseg.methods.udc_rl import Selector
+    from scarceseg.progress import track
 
     def work(job: Job) -> dict:
         model = Path(workdir) / "selector"
