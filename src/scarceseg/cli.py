@@ -360,9 +360,12 @@ def train_pixeldrl_cmd(
 @app.command()
 @_friendly
 def segment(
-    model: Path = typer.Option(..., "--model", help="A selector, U-Net, ACWE or PixelDRL-MG model folder."),
+    model: Path | None = typer.Option(None, "--model", help="A selector, U-Net, ACWE or PixelDRL-MG model folder "
+                                                             "(with --prompt: default the LiteMedSAM prior)."),
     data: Path = typer.Option(..., "--data", help="Data set folder (or folder of images) to segment."),
-    out: Path = typer.Option(..., "--out", help="Folder for <case_id>.png masks."),
+    out: Path = typer.Option(..., "--out", help="Folder for <case_id>.png (2D) / .nii.gz (3D) masks."),
+    prompt: Path | None = typer.Option(None, "--prompt", help="boxes.json {case: {y0,x0,y1,x1[,z]}} or clicks.json "
+                                                              "{case: [y, x]}: prompted segmentation with the prior."),
     mode: str = typer.Option("automatic", "--mode", help="Selector: automatic (default) or one-click."),
     points: Path | None = typer.Option(None, "--points", help="One-click: JSON {case_id: [y, x]} or CSV."),
     action_maps: bool = typer.Option(False, "--action-maps", help="PixelDRL-MG: also write the action map of "
@@ -372,7 +375,33 @@ def segment(
     force: bool = typer.Option(False, "--force", help="Segment again cases whose mask is already in OUT "
                                                       "(default: keep them, so a rerun resumes)."),
 ) -> None:
-    """Segment new images: propose candidates, let the trained agent pick (or run a U-Net, ACWE or PixelDRL model)."""
+    """Segment new images: from a box or click per case with the prior (--prompt), or with a trained model."""
+    from scarceseg.errors import ScarcesegError
+
+    if prompt is not None:
+        if model is not None:
+            raise ScarcesegError("--prompt uses the LiteMedSAM prior; leave out --model")
+        from scarceseg.methods.prompted import segment_prompted
+
+        summary = segment_prompted(data, out, prompt, layout=layout, progress=True, force=force)
+    elif model is None:
+        raise ScarcesegError("give --model MODEL_FOLDER, or --prompt FILE to segment from boxes or clicks")
+    else:
+        summary = _segment_with_model(model, data, out, mode, points, action_maps, layout, seed, force)
+    for case_id, reason in summary.get("skipped") or []:
+        typer.echo(f"  skipped {case_id}: {reason}")
+    for note in summary.get("notes") or []:
+        typer.echo(f"  note: {note}")
+    kept = summary.get("kept") or []
+    again = f"; kept {len(kept)} written before (--force redoes them)" if kept else ""
+    if not summary["written"] and not kept:
+        raise ScarcesegError(f"no case of {data} could be segmented; nothing was written")
+    typer.echo(f"wrote {len(summary['written'])} masks to {out}{again}; skipped {len(summary.get('skipped') or [])}")
+
+
+def _segment_with_model(model: Path, data: Path, out: Path, mode: str, points, action_maps: bool, layout, seed: int,
+                        force: bool) -> dict:
+    """`segment --model`: dispatch on the model folder's format."""
     import json
 
     from scarceseg.errors import InputError, ScarcesegError
@@ -406,15 +435,7 @@ def segment(
             extra["action_maps"] = True
         summary = getattr(importlib.import_module(module), func)(model, data, out, layout=layout,
                                                                  progress=True, force=force, **extra)
-    for case_id, reason in summary.get("skipped") or []:
-        typer.echo(f"  skipped {case_id}: {reason}")
-    for note in summary.get("notes") or []:
-        typer.echo(f"  note: {note}")
-    kept = summary.get("kept") or []
-    again = f"; kept {len(kept)} written before (--force redoes them)" if kept else ""
-    if not summary["written"] and not kept:
-        raise ScarcesegError(f"no case of {data} could be segmented; nothing was written")
-    typer.echo(f"wrote {len(summary['written'])} masks to {out}{again}; skipped {len(summary.get('skipped') or [])}")
+    return summary
 
 
 @app.command("cluster")
@@ -465,7 +486,8 @@ def train_refiner(
 @app.command("refine")
 @_friendly
 def refine(
-    model: str = typer.Option(..., "--model", help="Refiner folder (scarceseg train refiner) or 'mincut'."),
+    model: str = typer.Option("prior", "--model", help="prior (default: re-prompts LiteMedSAM), mincut, or a "
+                                                       "refiner folder (scarceseg train refiner)."),
     image: Path = typer.Option(..., "--image", help="The image (2D or 3D)."),
     out: Path = typer.Option(..., "--out", help="Refined mask to write (PNG for 2D, NIfTI for 3D)."),
     init: Path | None = typer.Option(None, "--init", help="Initial mask (default: all background)."),
@@ -493,7 +515,8 @@ def serve_cmd(
     workdir: Path | None = typer.Option(None, "--workdir", help="Proposals, label store and saved masks "
                                                                  "(default: a user data folder keyed by "
                                                                  "FOLDER's path; FOLDER is never written)."),
-    refiner: str = typer.Option("mincut", "--refiner", help="Trained refiner folder, or mincut (default)."),
+    refiner: str = typer.Option("prior", "--refiner", help="Default corrective refiner: prior (default), mincut, "
+                                                           "or a trained refiner folder."),
     episodes: int = typer.Option(300, "--episodes", min=1, help="Episodes of the 'train selector' button "
                                                                 "(the paper's 300, as `train selector`)."),
     layout: str | None = typer.Option(None, "--layout", help="Data set layout (default: detect, else plain files)."),

@@ -1,4 +1,6 @@
-"""The browser app's HTTP API and page (FastAPI): propose, pick, refine, undo/redo, save, train, segment.
+"""The browser app's HTTP API and page (FastAPI): box / click with the prior, propose, pick, refine, undo/redo,
+save, train, segment. The prior's routes (background embedding, box, click-to-segment, propagation) are in
+:mod:`scarceseg.web.prior_routes`.
 
 ``create_app(folder, ...)`` builds the application; ``scarceseg serve FOLDER`` runs it with uvicorn.
 Every route that names a case checks it against the folder's catalog (unknown ids are 404, files are
@@ -50,6 +52,7 @@ class PointBody(Body):
 
 class ClickBody(PointBody):
     positive: bool = True
+    refiner: str | None = Field(default=None, min_length=1, max_length=200)
 
 
 class SliceBody(Body):
@@ -76,7 +79,8 @@ class ServerConfig:
     token : str or None
         Required on every request when set.
     refiner : str
-        ``"mincut"`` or a trained refiner folder (``scarceseg train refiner``).
+        The default corrective refiner: ``"prior"`` (re-prompts the prior), ``"mincut"``, or a trained refiner
+        folder (``scarceseg train refiner``); the others stay selectable per click.
     episodes : int
         Selector training episodes of the "train selector" button: the paper's 300, as ``scarceseg train
         selector`` (``SelectorConfig.n_episodes``; a test keeps the two equal).
@@ -96,7 +100,7 @@ class ServerConfig:
     workdir: Path | None = None
     user: str = "user"
     token: str | None = None
-    refiner: str = "mincut"
+    refiner: str = "prior"
     episodes: int = 300
     layout: str | None = None
     max_body: int = security.DEFAULT_MAX_BODY
@@ -109,15 +113,20 @@ class ServerConfig:
 
 def create_app(config: ServerConfig):
     """The FastAPI application serving ``config.folder``."""
-    from scarceseg.interactive.refiners import load_refiner
+    from scarceseg.methods.prompted import resolve_refiner
+    from scarceseg.prior import get_prior
     from scarceseg.store import open_store
+    from scarceseg.web.prior_routes import Embeddings, prior_router
 
     folder = Path(config.folder).resolve()
     workdir = Path(config.workdir if config.workdir else default_workdir(folder)).resolve()
     default_user = security.check_user(config.user)
     catalog = Catalog(folder, layout=config.layout)
     store = open_store(workdir)
-    sessions = SessionManager(catalog, store, workdir, load_refiner(config.refiner), config.pick_confidence)
+    choices = {name: (lambda name=name: resolve_refiner(name)) for name in ("prior", "mincut")}
+    sessions = SessionManager(catalog, store, workdir, resolve_refiner(config.refiner), config.pick_confidence,
+                              choices=choices)
+    embeddings = Embeddings(get_prior)
     jobs = JobManager(config.queue_per_user, config.queue_total)
     token = config.token
     roots = {folder: "", workdir: "WORKDIR"}  # how paths appear in answers
@@ -136,6 +145,7 @@ def create_app(config: ServerConfig):
     async def lifespan(_app):
         yield
         jobs.shutdown()
+        embeddings.shutdown()
         store.close()
 
     app = FastAPI(title="scarceseg", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
@@ -216,7 +226,7 @@ def create_app(config: ServerConfig):
     @app.get("/api/info")
     def info(request: Request):
         return {"user": user_of(request), "folder": folder.name, "layout": catalog.layout,
-                "refiner": getattr(sessions.refiner, "name", str(config.refiner)), "episodes": config.episodes,
+                "refiner": sessions.default_refiner, "refiners": sessions.refiner_names, "episodes": config.episodes,
                 "token_required": token is not None, "n_cases": len(catalog.case_ids),
                 "refused": public([list(r) for r in catalog.refused])}
 
@@ -329,7 +339,8 @@ def create_app(config: ServerConfig):
     def click(case_id: str, body: ClickBody, request: Request):
         user, key = user_of(request), unit(case_id, body.z)
         with sessions.lock(user, key):
-            sessions.click(user, key, body.y, body.x, body.positive, z=body.z if key != case_id else None)
+            sessions.click(user, key, body.y, body.x, body.positive, z=body.z if key != case_id else None,
+                           refiner=body.refiner)
             return answer(user, key)
 
     @app.post("/api/cases/{case_id}/undo")
@@ -353,6 +364,8 @@ def create_app(config: ServerConfig):
             path, mask = sessions.save(user, case_id, body.z)
         return answer(user, key, saved={"file": str(path.relative_to(workdir)), "voxels": int(mask.sum())})
 
+    app.include_router(prior_router(catalog=catalog, sessions=sessions, jobs=jobs, embeddings=embeddings,
+                                    unit=unit, user_of=user_of, answer=answer, slice_key=slice_key))
     return security.BodyLimit(app, config.max_body)
 
 
