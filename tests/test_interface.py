@@ -83,21 +83,18 @@ def test_segment_any_registered_model_by_method_json(sample: Path, tmp_path: Pat
     assert result.exit_code == 1 and "not an option of unet models" in result.output
 
 
-def test_app_lists_learners_and_refiners_and_switches_refiner(sample: Path, tmp_path: Path):
+def test_app_lists_learners_and_every_registered_refiner(sample: Path, tmp_path: Path):
     from fastapi.testclient import TestClient
 
     from scarceseg.web.app import ServerConfig, create_app
 
-    web = create_app(ServerConfig(folder=sample, workdir=tmp_path / "work", user="alice"))
+    web = create_app(ServerConfig(folder=sample, workdir=tmp_path / "work", user="alice", refiner="mincut"))
     with TestClient(web, base_url="http://127.0.0.1") as c:
         listed = c.get("/api/methods").json()
         assert [m["name"] for m in listed["learners"]] == registry.names("segmenter")
         assert {m["name"] for m in listed["refiners"]} == set(registry.names("refiner"))
         assert listed["refiner"] == "mincut"
-        assert c.post("/api/refiner", json={"method": "mincut"}).json() == {"refiner": "mincut"}
-        missing = c.post("/api/refiner", json={"method": "itermrl"})
-        assert missing.status_code in (400, 422) and "train it first" in missing.text
-        assert c.post("/api/refiner", json={"method": "nope"}).status_code in (400, 422)
+        assert set(c.get("/api/info").json()["refiners"]) == set(registry.names("refiner"))
         assert c.post("/api/train", json={"method": "../x"}).status_code == 422
         job = c.post("/api/segment-rest", json={"method": "unet"}).json()
         for _ in range(100):

@@ -1,12 +1,12 @@
-"""scarceseg: segment medical images when labels are scarce.
+"""The ``scarceseg`` command line: each command a thin wrapper over a plain function.
 
-Each command is a thin wrapper over a plain function; imports live inside the commands so that
-``--help`` is instant. Errors a user can cause print one line and exit with status 1.
+Imports live inside the commands so that ``--help`` is instant. Errors a user can cause print one line and
+exit with status 1; details go to a log file (:mod:`scarceseg.cli_util`). Help texts are shown as written
+(``rich_markup_mode=None``), so ``[y, x]`` is not taken for rich markup.
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import typer
@@ -15,12 +15,34 @@ from scarceseg.cli_bench import bench_app
 from scarceseg.cli_train import add_generic_train_commands, methods_cmd
 from scarceseg.cli_util import friendly as _friendly
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+HELP = """Segment medical images when labels are scarce.
+
+Propose candidate regions, pick the lesion, learn to pick, refine with clicks, and measure.
+Start with `scarceseg demo`, or `scarceseg serve FOLDER` to label your own images in the browser.
+"""
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=HELP, rich_markup_mode=None)
 app.add_typer(bench_app, name="bench")
 train_app = typer.Typer(no_args_is_help=True, help="Train any registered method (see `scarceseg methods`).")
 app.add_typer(train_app, name="train")
 app.command("methods")(methods_cmd)
 add_generic_train_commands(train_app)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from scarceseg import __version__
+
+        typer.echo(f"scarceseg {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    show_version: bool = typer.Option(False, "--version", help="Print the version and exit.",
+                                      callback=_print_version, is_eager=True),
+) -> None:
+    """Segment medical images when labels are scarce."""
 
 
 @app.command()
@@ -66,7 +88,7 @@ def evaluate(
     """Compare predictions with the truth: per-case CSV, summary JSON and a printed table."""
     from scarceseg.bench.evaluate import evaluate_folder
 
-    result = evaluate_folder(pred, gt, out, layout=layout, method=method, progress=sys.stderr.isatty())
+    result = evaluate_folder(pred, gt, out, layout=layout, method=method, progress=True)
     typer.echo(result.report())
 
 
@@ -81,7 +103,7 @@ def demo(
     """The main job on built-in sample data: propose, oracle-pick, train the selector, segment, evaluate, report."""
     from scarceseg.bench.demo import run_demo
 
-    run_demo(out, n=n, seed=seed, episodes=episodes, echo=typer.echo, progress=sys.stderr.isatty())
+    run_demo(out, n=n, seed=seed, episodes=episodes, echo=typer.echo, progress=True)
 
 
 @app.command()
@@ -94,16 +116,18 @@ def propose(
     channels: str = typer.Option("flair", "--channels", help="flair (default) or all."),
     layout: str | None = typer.Option(None, "--layout", help="Data set layout (default: auto-detect)."),
     seed: int = typer.Option(0, "--seed"),
+    force: bool = typer.Option(False, "--force", help="Propose again cases already in WORKDIR (default: keep "
+                                                      "them, so a rerun resumes)."),
 ) -> None:
     """Split each image into candidate regions (SLIC + clustering CNN) and write them into WORKDIR."""
-    from scarceseg.cluster.propose import propose_inputs
+    from scarceseg.cluster.propose_many import propose_inputs
     from scarceseg.cluster.udc import UDCConfig
 
     cfg = UDCConfig.preset(config)
     if candidates is not None:
         cfg = UDCConfig.from_dict({**cfg.__dict__, "candidates": candidates})
     propose_inputs(list(inputs), out, config=cfg, channels=channels, seed=seed, layout=layout,
-                   progress=sys.stderr.isatty(), echo=typer.echo)
+                   progress=True, echo=typer.echo, force=force)
 
 
 @app.command()
@@ -120,7 +144,13 @@ def pick(
 ) -> None:
     """Record which candidate is the lesion: by click point, by index, or by the oracle (experiments)."""
     from scarceseg.errors import ScarcesegError
-    from scarceseg.store.picking import format_oracle_summary, format_pick, oracle_pick_dataset, parse_point
+    from scarceseg.store.picking import (
+        format_oracle_summary,
+        format_pick,
+        oracle_pick_dataset,
+        parse_point,
+        pick_warnings,
+    )
     from scarceseg.store.picking import pick as do_pick
 
     if oracle is not None:
@@ -135,6 +165,8 @@ def pick(
     result = do_pick(workdir, case_id, point=parse_point(point) if point else None, candidate=candidate,
                      who=who, note=note)
     typer.echo(format_pick(result))
+    for warning in pick_warnings(workdir, result):
+        typer.echo(f"warning: {warning}", err=True)
 
 
 @app.command()
@@ -174,12 +206,15 @@ def train_selector_cmd(
 
     values = config_values(config_file, n_episodes=episodes, mode=mode)
     config = SelectorMethod(values).selector_config
-    selector, history = train_selector(work, config=config, seed=seed, progress=sys.stderr.isatty())
+    selector, history = train_selector(work, config=config, seed=seed, progress=True)
     path = selector.save(out)
     acc = history.accuracy.get("train") or []
     final = f"{acc[-1]:.2f}" if acc else "not evaluated"
     typer.echo(f"trained selector on {selector.summary.get('n_images', '?')} picked images in "
                f"{history.seconds:.1f} s; final training selection accuracy {final}; saved to {path}")
+    if acc and acc[-1] <= 0.0:
+        typer.echo("warning: the final training selection accuracy is 0.00: the selector picks no lesion of its "
+                   "own training images; check the picks, add more, or train more --episodes", err=True)
     if selector.summary.get("skipped"):
         typer.echo(f"skipped {len(selector.summary['skipped'])} picks: {selector.summary['skipped']}")
 
@@ -213,7 +248,7 @@ def train_unet_cmd(
         ids = choose_n_shot(open_dataset(data, layout=layout), n_shot, seed=seed, pick="largest")
     method = UNetMethod(config_values(config, epochs=epochs))
     result = train_unet_from_dataset(data, ids, out, config=method.model.config, channels=method.options.channels,
-                                     seed=seed, layout=layout, progress=sys.stderr.isatty())
+                                     seed=seed, layout=layout, progress=True)
     typer.echo(f"trained U-Net ({config}) on {len(ids)} cases; saved to {out}")
     if isinstance(result, dict) and result.get("final_loss") is not None:
         typer.echo(f"final training loss {result['final_loss']:.4f}")
@@ -284,7 +319,7 @@ def train_acwe_cmd(
         torch.set_num_threads(threads)
     result = train_acwe_from_dataset(data, out, mode=mode, config=cfg, preset=preset, case_ids=ids, n_labels=labels,
                                      pretrained=init, slice_step=slice_step, seed=seed, layout=layout,
-                                     progress=sys.stderr.isatty())
+                                     progress=True)
     typer.echo(f"trained ACWE ConvNet (mode {mode}) on {result['n_images']} images, {len(result['labelled'])} "
                f"labelled, in {result['seconds']:.1f} s (polarity {result['polarity']:+d}); saved to {out}")
     for case_id, reason in result.get("skipped") or []:
@@ -319,7 +354,7 @@ def train_pixeldrl_cmd(
         torch.set_num_threads(threads)
     r = train_pixeldrl_from_dataset(data, out, config=cfg, shots=shots, budget_minutes=budget_minutes, steps=steps,
                                     seed=seed, channels=channels, layout=layout, resume=not fresh,
-                                    progress=sys.stderr.isatty())
+                                    progress=True)
     typer.echo(f"trained PixelDRL-MG ({config}) on {r['n_train']} slices: {r['steps']} updates "
                f"({r['warm_steps']} warm start), {r['cpu_seconds']:.0f} CPU s, {r['n_parameters']} parameters; "
                f"saved to {out}")
@@ -328,17 +363,48 @@ def train_pixeldrl_cmd(
 @app.command()
 @_friendly
 def segment(
-    model: Path = typer.Option(..., "--model", help="A model folder of any registered segmenter (scarceseg train)."),
+    model: Path | None = typer.Option(None, "--model", help="A model folder of any registered segmenter "
+                                                             "(with --prompt: default the LiteMedSAM prior)."),
     data: Path = typer.Option(..., "--data", help="Data set folder (or folder of images) to segment."),
-    out: Path = typer.Option(..., "--out", help="Folder for <case_id>.png masks."),
+    out: Path = typer.Option(..., "--out", help="Folder for <case_id>.png (2D) / .nii.gz (3D) masks."),
+    prompt: Path | None = typer.Option(None, "--prompt", help="boxes.json {case: {y0,x0,y1,x1[,z]}} or clicks.json "
+                                                              "{case: [y, x]}: prompted segmentation with the prior."),
     mode: str = typer.Option("automatic", "--mode", help="Selector: automatic (default) or one-click."),
     points: Path | None = typer.Option(None, "--points", help="One-click: JSON {case_id: [y, x]} or CSV."),
     action_maps: bool = typer.Option(False, "--action-maps", help="PixelDRL-MG: also write the action map of "
                                                                     "every step to OUT/action_maps/."),
     layout: str | None = typer.Option(None, "--layout"),
     seed: int = typer.Option(0, "--seed"),
+    force: bool = typer.Option(False, "--force", help="Segment again cases whose mask is already in OUT "
+                                                      "(default: keep them, so a rerun resumes)."),
 ) -> None:
-    """Segment new images with any trained model (the folder's method.json names the registered method)."""
+    """Segment new images: from a box or click per case with the prior (--prompt), or with a trained model."""
+    from scarceseg.errors import ScarcesegError
+
+    if prompt is not None:
+        if model is not None:
+            raise ScarcesegError("--prompt uses the LiteMedSAM prior; leave out --model")
+        from scarceseg.methods.prompted import segment_prompted
+
+        summary = segment_prompted(data, out, prompt, layout=layout, progress=True, force=force)
+    elif model is None:
+        raise ScarcesegError("give --model MODEL_FOLDER, or --prompt FILE to segment from boxes or clicks")
+    else:
+        summary = _segment_with_model(model, data, out, mode, points, action_maps, layout, seed, force)
+    for case_id, reason in summary.get("skipped") or []:
+        typer.echo(f"  skipped {case_id}: {reason}")
+    for note in summary.get("notes") or []:
+        typer.echo(f"  note: {note}")
+    kept = summary.get("kept") or []
+    again = f"; kept {len(kept)} written before (--force redoes them)" if kept else ""
+    if not summary["written"] and not kept:
+        raise ScarcesegError(f"no case of {data} could be segmented; nothing was written")
+    typer.echo(f"wrote {len(summary['written'])} masks to {out}{again}; skipped {len(summary.get('skipped') or [])}")
+
+
+def _segment_with_model(model: Path, data: Path, out: Path, mode: str, points, action_maps: bool, layout, seed: int,
+                        force: bool) -> dict:
+    """`segment --model`: the registered method that the folder's method.json names (old folders: config.json)."""
     from scarceseg.methods.folder import segment_folder
     from scarceseg.methods.registry import load_model
 
@@ -354,10 +420,7 @@ def segment(
         options["seed"] = seed
     if options:
         segmenter.set_inference(**options)
-    summary = segment_folder(segmenter, data, out, layout=layout, progress=sys.stderr.isatty())
-    typer.echo(f"wrote {len(summary['written'])} masks to {out}")
-    for case_id, reason in summary.get("skipped") or []:
-        typer.echo(f"skipped {case_id}: {reason}")
+    return segment_folder(segmenter, data, out, layout=layout, progress=True, force=force)
 
 
 @app.command("cluster")
@@ -403,14 +466,15 @@ def train_refiner(
 
     h = train_refiner_from_dataset(data, out, method=method, init_model=init_model, iterations=iterations,
                                    n_train=n_train, channel=channel, seed=seed, layout=layout,
-                                   progress=sys.stderr.isatty(), config=config_values(config))
+                                   progress=True, config=config_values(config))
     typer.echo(f"trained {method} in {h['seconds']:.0f} s; wrote {h['out_dir']}")
 
 
 @app.command("refine")
 @_friendly
 def refine(
-    model: str = typer.Option(..., "--model", help="Refiner folder (scarceseg train refiner) or 'mincut'."),
+    model: str = typer.Option("prior", "--model", help="prior (default: re-prompts LiteMedSAM), mincut, or a "
+                                                       "refiner folder (scarceseg train refiner)."),
     image: Path = typer.Option(..., "--image", help="The image (2D or 3D)."),
     out: Path = typer.Option(..., "--out", help="Refined mask to write (PNG for 2D, NIfTI for 3D)."),
     init: Path | None = typer.Option(None, "--init", help="Initial mask (default: all background)."),
@@ -436,9 +500,12 @@ def serve_cmd(
     token: str | None = typer.Option(None, "--token", help="Require this token (generated and printed when "
                                                             "--host is not loopback)."),
     workdir: Path | None = typer.Option(None, "--workdir", help="Proposals, label store and saved masks "
-                                                                 "(default: FOLDER/.scarceseg)."),
-    refiner: str = typer.Option("mincut", "--refiner", help="Trained refiner folder, or mincut (default)."),
-    episodes: int = typer.Option(100, "--episodes", min=1, help="Episodes of the 'train selector' button."),
+                                                                 "(default: a user data folder keyed by "
+                                                                 "FOLDER's path; FOLDER is never written)."),
+    refiner: str = typer.Option("prior", "--refiner", help="Default corrective refiner: prior (default), mincut, "
+                                                           "or a trained refiner folder."),
+    episodes: int = typer.Option(300, "--episodes", min=1, help="Episodes of the 'train selector' button "
+                                                                "(the paper's 300, as `train selector`)."),
     layout: str | None = typer.Option(None, "--layout", help="Data set layout (default: detect, else plain files)."),
 ) -> None:
     """Open FOLDER in the browser: propose, pick, refine with clicks, undo, save, train, segment the rest."""

@@ -7,7 +7,6 @@ the registry, so adding a method to :data:`scarceseg.methods.registry.METHODS` a
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import typer
@@ -37,7 +36,7 @@ def _generic_train(name: str, summary: str):
         budget = Budget(epochs=epochs, steps=steps, cpu_seconds=cpu_seconds)
         values = config_values(config) if config is not None else {}
         result = train_method(name, data, out, config=values, case_ids=read_case_ids(cases), budget=budget,
-                              seed=seed, layout=layout, progress=sys.stderr.isatty())
+                              seed=seed, layout=layout, progress=True)
         typer.echo(f"trained {name} on {result['n_cases']} cases; saved to {result['out_dir']}")
 
     command.__doc__ = f"Train {name}: {summary}."

@@ -74,7 +74,8 @@ def run_demo(out: str | Path, n: int = 20, seed: int = 0, episodes: int | None =
         ``{"summaries": {method: summary}, "report": path, "seconds": float}``.
     """
     from scarceseg.bench.stember import plot_selection_accuracy, robot_click
-    from scarceseg.cluster.propose import load_proposal, propose_inputs
+    from scarceseg.cluster.propose import load_proposal
+    from scarceseg.cluster.propose_many import propose_inputs
     from scarceseg.datasets import n_shot_split, open_dataset
     from scarceseg.datasets.sample import make_sample_data
     from scarceseg.errors import ScarcesegError

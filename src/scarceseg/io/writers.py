@@ -11,6 +11,7 @@ from scarceseg.io.case import Case
 from scarceseg.io.checks import check_same_shape, smallest_int_dtype, to_label_map
 from scarceseg.io.formats import MASK_WRITE_ENDINGS, ending_of
 from scarceseg.io.raw import reason_of
+from scarceseg.io.safe_write import replacing
 
 
 def write_mask(mask: np.ndarray, path: str | Path, like: Case | None = None) -> Path:
@@ -22,7 +23,11 @@ def write_mask(mask: np.ndarray, path: str | Path, like: Case | None = None) -> 
     * ``.nii`` / ``.nii.gz`` (3D): ``uint8`` (``int16``/``int32`` when labels need it), array
       transposed back to the file's own ``(i, j, k)`` order, affine = ``like.affine`` so the mask
       overlays the input in any viewer. Without ``like.affine`` the affine is the diagonal of the
-      spacing (``like.spacing`` reversed, or 1 mm) with ``like.origin`` as translation.
+      spacing (``like.spacing`` reversed, or 1 mm) with ``like.origin`` as translation. The
+      qform/sform codes are the source's when it was a NIfTI file (``like.meta``), else 1 (scanner).
+
+    The file is written with no-follow semantics (:mod:`scarceseg.io.safe_write`): a temporary file
+    renamed over ``path``; a ``path`` that is a symbolic link is refused.
 
     Parameters
     ----------
@@ -47,6 +52,8 @@ def write_mask(mask: np.ndarray, path: str | Path, like: Case | None = None) -> 
         ``mask.shape`` differs from ``like.shape``.
     InputError
         Labels that the format cannot hold, or the file cannot be written.
+    SymlinkRefused
+        ``path`` is a symbolic link.
     """
     path = Path(path)
     ending = ending_of(path)
@@ -67,10 +74,11 @@ def write_mask(mask: np.ndarray, path: str | Path, like: Case | None = None) -> 
     labels = to_label_map(mask, path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        if wanted == 2:
-            _write_2d(labels, path, ending)
-        else:
-            _write_nifti(labels, path, like)
+        with replacing(path) as tmp:
+            if wanted == 2:
+                _write_2d(labels, tmp, ending)
+            else:
+                _write_nifti(labels, tmp, like)
     except OSError as exc:
         raise InputError(path, f"cannot write the mask ({reason_of(exc)})") from exc
     return path
@@ -100,11 +108,24 @@ def _write_nifti(labels: np.ndarray, path: Path, like: Case | None) -> None:
         dtype = np.dtype(np.int16)
     data = np.ascontiguousarray(labels.astype(dtype).transpose(2, 1, 0))
     affine = mask_affine(like)
+    qform_code, sform_code = header_codes(like)
     img = nib.Nifti1Image(data, affine)
-    img.set_sform(affine, code=1)
-    img.set_qform(affine, code=1)
+    img.set_sform(affine, code=sform_code)
+    img.set_qform(affine, code=qform_code)
     img.header.set_xyzt_units("mm")
     nib.save(img, str(path))
+
+
+def header_codes(like: Case | None) -> tuple[int, int]:
+    """The NIfTI ``(qform_code, sform_code)`` of a mask: the source file's, else ``(1, 1)`` (scanner anatomical).
+
+    A NIfTI source keeps its own codes (e.g. 0/2: no qform, sform aligned to another scan), so the mask
+    means the same to a viewer as its image. Other sources (NRRD, DICOM: scanner coordinates) get 1/1.
+    """
+    meta = like.meta if like is not None else {}
+    if meta.get("format") == "nifti" and "qform_code" in meta and "sform_code" in meta:
+        return int(meta["qform_code"]), int(meta["sform_code"])
+    return 1, 1
 
 
 def mask_affine(like: Case | None) -> np.ndarray:

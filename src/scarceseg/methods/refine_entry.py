@@ -129,9 +129,9 @@ def refine_file(
     """
     from scarceseg.interactive.session import InteractiveSession
     from scarceseg.io import read_image, read_mask
-    from scarceseg.methods.registry import load_refiner
+    from scarceseg.methods.prompted import resolve_refiner
 
-    refiner = load_refiner(model)
+    refiner = resolve_refiner(model)
     case = read_image(image_path)
     image = image_channel(case, channel)
     if init_path is not None:

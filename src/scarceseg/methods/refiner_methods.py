@@ -159,3 +159,34 @@ class MinCutMethod(TrainableRefiner):
     def load_files(cls, folder: Path, config: dict) -> MinCutMethod:
         return cls(config)
 
+
+
+class PriorMethod(TrainableRefiner):
+    """The pretrained prior as a refiner (:func:`scarceseg.methods.prompted.resolve_refiner` ``"prior"``): nothing
+    to train; the weights come with the prior's package and are loaded on the first refinement."""
+
+    name = "prior"
+    untrained = True
+    schema = config_model("PriorOptions", None)
+
+    def __init__(self, config: dict | None = None) -> None:
+        super().__init__(config)
+        self._refiner = None
+
+    def fit(self, cases, budget=None, progress=False, seed=0) -> dict:
+        return {"trained": False, "reason": "the prior is pretrained; it is not trained here"}
+
+    def refine(self, image, prob, clicks, init=None, spacing=None) -> np.ndarray:
+        if self._refiner is None:
+            from scarceseg.methods.prompted import resolve_refiner
+
+            self._refiner = resolve_refiner("prior")
+        return self._refiner.refine(image, prob, clicks, init=init, spacing=spacing)
+
+    def save_files(self, folder: Path) -> None:
+        (folder / "README.txt").write_text("prior refiner: weights from the prior's package; method.json only\n",
+                                           encoding="utf-8")
+
+    @classmethod
+    def load_files(cls, folder: Path, config: dict) -> PriorMethod:
+        return cls(config)

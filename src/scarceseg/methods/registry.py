@@ -51,6 +51,8 @@ METHODS: dict[str, Entry] = {
                       "InterCNN supervised refiner (paper 002 baseline)"),
     "mincut": Entry("refiner", "scarceseg.methods.refiner_methods:MinCutMethod",
                     "Boykov-Jolly interactive graph cut (untrained)"),
+    "prior": Entry("refiner", "scarceseg.methods.refiner_methods:PriorMethod",
+                   "LiteMedSAM prior re-prompted with the mask's box and the clicks (pretrained, not trained here)"),
     "udc": Entry("proposer", "scarceseg.methods.proposer_methods:UDCProposer",
                  "SLIC superpixels + clustering CNN candidates (paper 000)"),
 }

@@ -142,9 +142,26 @@ class SelectorMethod(Segmenter):
         return Prediction(mask.astype(np.float32), mask, extra)
 
     def finish(self, out: Path, summary: dict) -> None:
-        """``out/selection.json``: the chosen index, scores and flags per case, and the skipped cases."""
-        report = {"model": self.source, "mode": self.mode, "cases": summary["extra"], "skipped": summary["skipped"]}
+        """``out/selection.json``: the chosen index, scores and flags per case (those kept from an earlier run
+        keep their record), and the skipped cases; nothing when no case was segmented."""
+        previous = _read_selection(out / "selection.json")
+        selection = {c: previous[c] for c in summary.get("kept") or [] if c in previous}
+        selection.update(summary["extra"])
+        summary["selection"] = selection
+        if not selection:
+            return
+        report = {"model": self.source, "mode": self.mode, "cases": selection, "skipped": summary["skipped"]}
+        out.mkdir(parents=True, exist_ok=True)
         (out / "selection.json").write_text(json.dumps(report, indent=2, default=json_default), encoding="utf-8")
+
+
+def _read_selection(path: Path) -> dict:
+    """The per-case records of an earlier ``selection.json`` (empty when absent or unreadable)."""
+    try:
+        cases = json.loads(path.read_text(encoding="utf-8")).get("cases", {})
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return cases if isinstance(cases, dict) else {}
 
     def save_files(self, folder: Path) -> None:
         self._require().save(folder)

@@ -406,7 +406,7 @@ def load_points(path: str | Path) -> dict[str, tuple[int, int]]:
 def segment_folder(model_path: str | Path, data_dir: str | Path, out_dir: str | Path, mode: str = "automatic",
                    points: dict | str | Path | None = None, proposer_config: dict | None = None,
                    layout: str | None = None, channels: str = "flair", seed: int = 0,
-                   progress: bool = True) -> dict:
+                   progress: bool = True, force: bool = False) -> dict:
     """Propose candidates for every case of ``data_dir``, pick one with the selector, write ``<case_id>.png``.
 
     Parameters
@@ -420,11 +420,15 @@ def segment_folder(model_path: str | Path, data_dir: str | Path, out_dir: str | 
         Passed to ``propose_case``; default: the config of the training proposals saved with the model
         (whose ``channels`` then replaces ``channels``), else the proposer's default ("fast").
     layout, channels, seed : passed to ``open_dataset`` / ``propose_case``
+    force : bool
+        Segment again cases whose ``<case_id>.png`` exists (default: keep them, so a rerun resumes; their
+        records of ``selection.json`` are kept too).
 
     Returns
     -------
     dict
-        ``written`` (paths), ``skipped`` (``(case_id, reason)``), ``selection`` (per-case records).
+        ``written`` (paths), ``kept`` (ids whose mask existed), ``skipped`` (``(case_id, reason)``),
+        ``selection`` (per-case records).
     """
     from scarceseg.methods.folder import segment_folder as run
     from scarceseg.methods.selector_method import SelectorMethod
@@ -439,5 +443,6 @@ def segment_folder(model_path: str | Path, data_dir: str | Path, out_dir: str | 
         method.proposer = UDCConfig.preset(proposer_config)
         method.options.input_channels = channels
     method.set_inference(mode=mode, points=points, seed=seed)
-    summary = run(method, data_dir, out_dir, layout=layout, progress=progress)
-    return {"written": summary["written"], "skipped": summary["skipped"], "selection": summary["extra"]}
+    summary = run(method, data_dir, out_dir, layout=layout, progress=progress, force=force)
+    return {"written": summary["written"], "kept": summary["kept"], "skipped": summary["skipped"],
+            "selection": summary.get("selection", {}), "notes": summary["notes"]}

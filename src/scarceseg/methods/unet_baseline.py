@@ -408,6 +408,7 @@ def segment_folder_unet(
     case_ids: Sequence[str] | None = None,
     layout: str | None = None,
     progress: bool = True,
+    force: bool = False,
 ) -> dict:
     """Segment every (or the given) case of a data set with a saved U-Net; writes ``<case_id>.png``.
 
@@ -425,14 +426,16 @@ def segment_folder_unet(
         Only these cases (default: all).
     layout : str, optional
     progress : bool
+    force : bool
+        Segment again cases whose mask exists (default: keep them; see :func:`~scarceseg.methods.folder.segment_cases`).
 
     Returns
     -------
     dict
-        ``written``: list of mask paths; ``skipped``: list of ``(case_id, reason)``.
+        ``written``: list of mask paths; ``kept``: ids whose mask existed; ``skipped``: list of ``(case_id, reason)``.
     """
     from scarceseg.methods.adapters import UNetMethod
     from scarceseg.methods.folder import segment_folder
 
     model = UNetMethod.load_files(Path(model_dir), {})
-    return segment_folder(model, data_dir, out_dir, case_ids, layout, progress)
+    return segment_folder(model, data_dir, out_dir, case_ids, layout, progress, force=force)

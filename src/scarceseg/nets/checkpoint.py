@@ -31,10 +31,13 @@ def save_checkpoint(folder: str | Path, net: torch.nn.Module, info: dict, weight
     """Write ``net``'s weights and ``info`` (JSON) into ``folder`` (created); returns the folder."""
     from safetensors.torch import save_file
 
+    from scarceseg.io.safe_write import replacing, write_text
+
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}, str(folder / weights_file))
-    (folder / config_file).write_text(json.dumps(info, indent=2, default=json_default) + "\n", encoding="utf-8")
+    with replacing(folder / weights_file) as tmp:  # no-follow: a symlinked file is refused
+        save_file({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}, str(tmp))
+    write_text(folder / config_file, json.dumps(info, indent=2, default=json_default) + "\n")
     return folder
 
 

@@ -487,10 +487,11 @@ class LabelStore:
                 for i, c, k, b, s, w, t, n in masks
             ],
         }
+        from scarceseg.io.safe_write import write_text
+
         out = Path(path)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(dump, indent=2) + "\n", encoding="utf-8")
-        return out
+        return write_text(out, json.dumps(dump, indent=2) + "\n")
 
 
 def open_store(workdir: str | Path, timeout: float = 30.0) -> LabelStore:
@@ -503,8 +504,13 @@ def open_store(workdir: str | Path, timeout: float = 30.0) -> LabelStore:
     timeout : float
         Seconds to wait for a lock held by another process.
     """
+    from scarceseg.io.safe_write import refuse_symlinks
+
     workdir = Path(workdir)
     if workdir.exists() and not workdir.is_dir():
         raise InputError(workdir, "WORKDIR is a file, not a folder")
     workdir.mkdir(parents=True, exist_ok=True)
-    return LabelStore(workdir / STORE_NAME, timeout=timeout)
+    path = workdir / STORE_NAME
+    # SQLite follows a symlinked database (and journal) file: refuse one, as every other write does
+    refuse_symlinks(path, *(path.with_name(path.name + end) for end in ("-wal", "-shm", "-journal")))
+    return LabelStore(path, timeout=timeout)

@@ -444,6 +444,39 @@ def resolve_pick_mask(pick: Pick, proposal: Any) -> np.ndarray:
     raise InputError(None, f"pick {pick.id} of case {pick.case_id!r} identifies no mask in the current proposal")
 
 
+def background_reason(proposal: Any, candidate: int, point: tuple[int, int]) -> str | None:
+    """Why a pick looks like background rather than a lesion, or None.
+
+    Two signs, either enough: the candidate touches the image's edge (a lesion lies inside the body, a
+    sliver along the frame is background), or the clicked pixel is darker than the Otsu threshold of the
+    image (air around the head, not tissue).
+    """
+    from skimage.filters import threshold_otsu
+
+    from scarceseg.cluster.propose import display_image
+
+    mask = np.asarray(proposal.masks[candidate], dtype=bool)
+    if mask.any() and (mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any()):
+        return f"candidate {candidate} touches the image's edge"
+    image = display_image(proposal)
+    y, x = int(point[0]), int(point[1])
+    if image.size and float(image.max()) > float(image.min()) and image[y, x] < threshold_otsu(image):
+        return f"the clicked pixel ({y}, {x}) is darker than the tissue (below the Otsu threshold)"
+    return None
+
+
+def pick_warnings(workdir: str | Path, pick: Pick, proposal: Any = None) -> list[str]:
+    """Doubts about a recorded pick, one line each (the pick is kept; the person decides)."""
+    if pick.candidate is None or pick.point is None:
+        return []
+    proposal = proposal if proposal is not None else load_proposal_checked(workdir, pick.case_id)
+    reason = background_reason(proposal, int(pick.candidate), pick.point)
+    if reason is None:
+        return []
+    return [f"case {pick.case_id}: this pick looks like background, not a lesion ({reason}); "
+            "pick again with a point inside the lesion if that was not meant"]
+
+
 def format_pick(pick: Pick) -> str:
     """One line: ``case X: candidate 3 at (120, 98) by alice at 2026-05-01 10:11:12Z [oracle]``."""
     what = "no candidate" if pick.candidate is None else f"candidate {pick.candidate}"

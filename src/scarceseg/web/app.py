@@ -1,11 +1,19 @@
-"""The browser app's HTTP API and page (FastAPI): propose, pick, refine, undo/redo, save, train, segment.
+"""The browser app's HTTP API and page (FastAPI): box / click with the prior, propose, pick, refine, undo/redo,
+save, train, segment. The prior's routes (background embedding, box, click-to-segment, propagation) are in
+:mod:`scarceseg.web.prior_routes`.
 
 ``create_app(folder, ...)`` builds the application; ``scarceseg serve FOLDER`` runs it with uvicorn.
 Every route that names a case checks it against the folder's catalog (unknown ids are 404, files are
-resolved inside the folder); bodies are pydantic models with bounds and no extra keys; the user is the
-server's (``--user``) unless a request names another in the ``X-Scarceseg-User`` header.
+resolved inside the folder; a slice ``z`` is required for a volume and refused for a 2D case); bodies are
+strict pydantic models (integers are JSON integers, not ``"12"`` or ``true``) with bounds and no extra keys;
+the user is the server's (``--user``) unless a request names another in the ``X-Scarceseg-User`` header.
+Error answers carry no absolute server path. The files the app writes stay inside WORKDIR (a folder
+that is a symlink out of it is refused) and are written with no-follow semantics
+(:mod:`scarceseg.io.safe_write`).
 """
 
+import errno
+import socket
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,9 +27,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from scarceseg.errors import InputError, ScarcesegError
 from scarceseg.web import security
 from scarceseg.web.catalog import Catalog, slice_key
-from scarceseg.web.jobs import JobManager, propose_work
-from scarceseg.web.learners import method_choices, open_refiner, segment_rest_work, train_work
+from scarceseg.web.jobs import JobManager, QueueFull, propose_work
+from scarceseg.web.learners import method_choices, model_dir, open_refiner, segment_rest_work, train_work
 from scarceseg.web.state import FINAL, SNAPSHOT, NotReady, SessionManager
+from scarceseg.web.workdir import default_workdir
+
+__all__ = ["ServerConfig", "create_app", "default_workdir", "serve"]
 
 STATIC = Path(__file__).parent / "static"
 MAX_COORD = 1 << 16
@@ -29,9 +40,9 @@ MAX_COORD = 1 << 16
 
 # ---- request bodies: bounded, no extra keys ---------------------------------------------------------
 class Body(BaseModel):
-    """A JSON body: unknown keys are refused (422)."""
+    """A JSON body: unknown keys and loose types (``"12"``, ``true`` or ``12.0`` for an integer) are refused (422)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class PointBody(Body):
@@ -42,6 +53,7 @@ class PointBody(Body):
 
 class ClickBody(PointBody):
     positive: bool = True
+    refiner: str | None = Field(default=None, min_length=1, max_length=200)
 
 
 class SliceBody(Body):
@@ -66,15 +78,18 @@ class ServerConfig:
     folder : Path
         The opened folder of images / volumes.
     workdir : Path or None
-        Proposals, label store, saved masks; default ``FOLDER/.scarceseg``.
+        Proposals, label store, saved masks; default a user data folder keyed by FOLDER's path
+        (:func:`~scarceseg.web.workdir.default_workdir`), so FOLDER itself is never written.
     user : str
         The default user name (``--user``, else the OS user).
     token : str or None
         Required on every request when set.
     refiner : str
-        ``"mincut"`` or a trained refiner folder (``scarceseg train refiner``).
+        The default corrective refiner: ``"prior"`` (re-prompts the prior), ``"mincut"``, or a trained refiner
+        folder (``scarceseg train refiner``); the others stay selectable per click.
     episodes : int
-        Selector training episodes of the "train selector" button (a small budget; the paper's 300).
+        Selector training episodes of the "train selector" button: the paper's 300, as ``scarceseg train
+        selector`` (``SelectorConfig.n_episodes``; a test keeps the two equal).
     layout : str or None
     max_body : int
         Largest request body in bytes (413 above).
@@ -83,39 +98,61 @@ class ServerConfig:
     seed : int
     pick_confidence : float
         Initial probability inside the picked candidate (see :class:`~scarceseg.web.state.SessionManager`).
+    queue_per_user, queue_total : int
+        Proposals one user, and all users together, may have queued or running (429 above).
     """
 
     folder: Path
     workdir: Path | None = None
     user: str = "user"
     token: str | None = None
-    refiner: str = "mincut"
-    episodes: int = 100
+    refiner: str = "prior"
+    episodes: int = 300
     layout: str | None = None
     max_body: int = security.DEFAULT_MAX_BODY
     proposer: str = "fast"
     seed: int = 0
     pick_confidence: float = 0.6
+    queue_per_user: int = 4
+    queue_total: int = 16
 
 
 def create_app(config: ServerConfig):
     """The FastAPI application serving ``config.folder``."""
-    from scarceseg.methods.registry import load_refiner
+    from scarceseg.methods.registry import names
+    from scarceseg.prior import get_prior
     from scarceseg.store import open_store
+    from scarceseg.web.prior_routes import Embeddings, prior_router
 
     folder = Path(config.folder).resolve()
-    workdir = Path(config.workdir).resolve() if config.workdir else folder / ".scarceseg"
+    workdir = Path(config.workdir if config.workdir else default_workdir(folder)).resolve()
     default_user = security.check_user(config.user)
     catalog = Catalog(folder, layout=config.layout)
     store = open_store(workdir)
-    sessions = SessionManager(catalog, store, workdir, load_refiner(config.refiner), config.pick_confidence)
-    jobs = JobManager()
+    # every registered refiner (trained ones from WORKDIR/<name>, once trained); the default from --refiner
+    choices = {name: (lambda name=name: open_refiner(workdir, name)) for name in names("refiner")}
+    sessions = SessionManager(catalog, store, workdir, open_refiner(workdir, config.refiner), config.pick_confidence,
+                              choices=choices)
+    embeddings = Embeddings(get_prior)
+    jobs = JobManager(config.queue_per_user, config.queue_total)
     token = config.token
+    roots = {folder: "", workdir: "WORKDIR"}  # how paths appear in answers
+
+    def public(value: Any) -> Any:
+        """``value`` (str, or lists / dicts of them) without absolute server paths."""
+        if isinstance(value, str):
+            return security.redact(value, roots)
+        if isinstance(value, dict):
+            return {k: public(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [public(v) for v in value]
+        return value
 
     @asynccontextmanager
     async def lifespan(_app):
         yield
         jobs.shutdown()
+        embeddings.shutdown()
         store.close()
 
     app = FastAPI(title="scarceseg", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
@@ -123,12 +160,14 @@ def create_app(config: ServerConfig):
 
     @app.middleware("http")
     async def guard(request: Request, call_next):
+        origin = request.headers.get("origin")
+        if (request.method not in ("GET", "HEAD") and origin is not None
+                and not security.same_origin(origin, request.url.scheme, request.headers.get("host"))):
+            return JSONResponse({"detail": "cross-origin request refused: only this app's own page may "
+                                           "change anything"}, status_code=403)
         if token is None:
             if not security.host_allowed(request.headers.get("host")):
                 return JSONResponse({"detail": "Host header must name the loopback server"}, status_code=403)
-            origin = request.headers.get("origin")
-            if request.method != "GET" and origin and not security.host_allowed(origin.split("//")[-1]):
-                return JSONResponse({"detail": "cross-origin request refused"}, status_code=403)
         else:
             given = (request.headers.get(security.TOKEN_HEADER) or request.query_params.get("token")
                      or request.cookies.get(security.TOKEN_COOKIE))
@@ -154,8 +193,9 @@ def create_app(config: ServerConfig):
 
     @app.exception_handler(ScarcesegError)
     async def scarceseg_error(request: Request, exc: ScarcesegError):
-        status = 409 if isinstance(exc, NotReady) else 404 if isinstance(exc, security.PathOutside) else 400
-        return JSONResponse({"detail": str(exc)}, status_code=status)
+        status = (409 if isinstance(exc, NotReady) else 404 if isinstance(exc, security.PathOutside)
+                  else 429 if isinstance(exc, QueueFull) else 400)
+        return JSONResponse({"detail": public(str(exc))}, status_code=status)
 
     def user_of(request: Request) -> str:
         name = request.headers.get(security.USER_HEADER)
@@ -170,6 +210,8 @@ def create_app(config: ServerConfig):
         case = catalog.load(known(case_id))
         if case.ndim == 3 and (z is None or not 0 <= z < case.shape[0]):
             raise HTTPException(400, f"{case_id} is a volume of {case.shape[0]} slices: give z in range")
+        if case.ndim == 2 and z is not None:
+            raise HTTPException(400, f"{case_id} is a 2D image: it has no slices, leave z out")
         return slice_key(case_id, z if case.ndim == 3 else None)
 
     def answer(user: str, key: str, **extra: Any) -> dict:
@@ -191,9 +233,9 @@ def create_app(config: ServerConfig):
     @app.get("/api/info")
     def info(request: Request):
         return {"user": user_of(request), "folder": folder.name, "layout": catalog.layout,
-                "refiner": getattr(sessions.refiner, "name", str(config.refiner)), "episodes": config.episodes,
+                "refiner": sessions.default_refiner, "refiners": sessions.refiner_names, "episodes": config.episodes,
                 "token_required": token is not None, "n_cases": len(catalog.case_ids),
-                "refused": [list(r) for r in catalog.refused]}
+                "refused": public([list(r) for r in catalog.refused])}
 
     @app.get("/api/cases")
     def cases(request: Request):
@@ -258,26 +300,26 @@ def create_app(config: ServerConfig):
 
     # ---- jobs -----------------------------------------------------------------------------------------
     @app.post("/api/cases/{case_id}/propose")
-    def propose(case_id: str, body: SliceBody):
-        key = unit(case_id, body.z)
+    def propose(case_id: str, body: SliceBody, request: Request):
+        user, key = user_of(request), unit(case_id, body.z)
+        security.check_writable(workdir, workdir / "proposals" / key)
+        from scarceseg.cluster.propose import check_propose_size
+
+        check_propose_size(catalog.slice_case(case_id, body.z if key != case_id else None))  # 4xx, not a dying job
         job = jobs.submit("propose", propose_work(catalog, workdir, case_id, body.z if key != case_id else None,
-                                                  config.proposer, config.seed), target=key)
-        return job.as_dict()
+                                                  config.proposer, config.seed), target=key, user=user)
+        return public(job.as_dict())
 
     @app.get("/api/methods")
     def methods():
-        return {**method_choices(), "refiner": getattr(sessions.refiner, "name", str(config.refiner))}
-
-    @app.post("/api/refiner")
-    def choose_refiner(body: MethodBody):
-        sessions.refiner = open_refiner(workdir, body.method)
-        return {"refiner": sessions.refiner.name}
+        return {**method_choices(), "refiner": sessions.default_refiner}
 
     @app.post("/api/train")
     def train(body: TrainBody, request: Request):
         episodes = body.episodes or config.episodes
+        security.check_writable(workdir, model_dir(workdir, body.method))
         work = train_work(catalog, store, workdir, body.method, episodes, config.seed, user_of(request))
-        return jobs.submit("train", work, long=True).as_dict()
+        return public(jobs.submit("train", work, long=True).as_dict())
 
     @app.post("/api/segment-rest")
     def segment_rest(request: Request, body: MethodBody | None = None):
@@ -286,14 +328,15 @@ def create_app(config: ServerConfig):
         def done_keys() -> set[str]:
             return set(store.latest_masks(FINAL, who=user)) | set(store.latest_masks(SNAPSHOT, who=user))
 
+        security.check_writable(workdir, workdir / "proposals")
         name = body.method if body is not None else "selector"
         work = segment_rest_work(catalog, store, workdir, user, done_keys, name, config.proposer, config.seed)
-        return jobs.submit("segment", work, target=user, long=True).as_dict()
+        return public(jobs.submit("segment", work, target=user, long=True).as_dict())
 
     @app.get("/api/jobs/{job_id}")
     def job(job_id: str):
         try:
-            return jobs.get(job_id).as_dict()
+            return public(jobs.get(job_id).as_dict())
         except KeyError:
             raise HTTPException(404, f"no job {job_id!r}") from None
 
@@ -309,7 +352,8 @@ def create_app(config: ServerConfig):
     def click(case_id: str, body: ClickBody, request: Request):
         user, key = user_of(request), unit(case_id, body.z)
         with sessions.lock(user, key):
-            sessions.click(user, key, body.y, body.x, body.positive, z=body.z if key != case_id else None)
+            sessions.click(user, key, body.y, body.x, body.positive, z=body.z if key != case_id else None,
+                           refiner=body.refiner)
             return answer(user, key)
 
     @app.post("/api/cases/{case_id}/undo")
@@ -333,19 +377,54 @@ def create_app(config: ServerConfig):
             path, mask = sessions.save(user, case_id, body.z)
         return answer(user, key, saved={"file": str(path.relative_to(workdir)), "voxels": int(mask.sum())})
 
+    app.include_router(prior_router(catalog=catalog, sessions=sessions, jobs=jobs, embeddings=embeddings,
+                                    unit=unit, user_of=user_of, answer=answer, slice_key=slice_key))
     return security.BodyLimit(app, config.max_body)
 
 
-def serve(config: ServerConfig, host: str = "127.0.0.1", port: int = 8765, echo=print) -> None:
-    """Run the app with uvicorn until interrupted; prints the address to open."""
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``(host, port)`` and listening.
+
+    Raises
+    ------
+    InputError
+        The port is in use (the message says so and names ``--port``), or the address cannot be bound.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: restart without waiting
+        sock.bind((host.strip("[]"), port))
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise InputError(None, f"port {port} on {host} is in use (another scarceseg serve?); "
+                                   "choose another with --port") from None
+        raise InputError(None, f"cannot listen on {host} port {port} ({exc.strerror or exc})") from None
+    return sock
+
+
+def run_server(app, sock: socket.socket) -> None:
+    """Serve ``app`` with uvicorn on the bound socket until interrupted."""
     import uvicorn
 
+    uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
+
+
+def serve(config: ServerConfig, host: str = "127.0.0.1", port: int = 8765, echo=print) -> None:
+    """Run the app until interrupted; prints the address to open once the port is bound."""
     token = security.check_bind(host, config.token)
     config.token = token
     if not Path(config.folder).is_dir():
         raise InputError(config.folder, "not a folder")
-    app = create_app(config)
-    shown = f"[{host}]" if ":" in host else host
-    address = f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
-    echo(f"scarceseg serving {Path(config.folder).resolve()} as user {config.user!r}; open {address}")
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    sock = bind_socket(host, port)  # first: a busy port fails before anything is created
+    try:
+        app = create_app(config)
+        shown = f"[{host.strip('[]')}]" if ":" in host else host
+        address = f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
+        echo(f"scarceseg serving {Path(config.folder).resolve()} as user {config.user!r} "
+             f"(work files in {app.app.state.workdir}); open {address}")
+        run_server(app, sock)
+    finally:
+        sock.close()

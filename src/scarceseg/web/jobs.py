@@ -4,6 +4,9 @@ A job runs in a worker thread; the page polls ``GET /api/jobs/<id>`` for ``statu
 and a message. Progress comes from :func:`scarceseg.progress.observe_progress`, so the library
 code's own progress loops (``track``) drive the page's progress bar. Proposals run on one worker, the long
 jobs (training, segmenting) on another, so a proposal is not stuck behind a training run.
+
+The proposal queue is bounded, per user and overall (:class:`QueueFull`, answered 429); a long job runs once
+per kind and target. Finished jobs are forgotten beyond the most recent :data:`KEEP_FINISHED`.
 """
 
 from __future__ import annotations
@@ -18,6 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from scarceseg.errors import ScarcesegError
+
+KEEP_FINISHED = 256  # finished jobs kept for polling
+
+
+class QueueFull(ScarcesegError):
+    """The proposal queue holds as many jobs as allowed (for this user, or overall)."""
 
 
 @dataclass
@@ -35,6 +44,8 @@ class Job:
     error: str | None = None
     started: float = field(default_factory=time.time)
     seconds: float = 0.0
+    user: str | None = None
+    long: bool = False
 
     def as_dict(self) -> dict:
         return {"id": self.id, "kind": self.kind, "target": self.target, "status": self.status, "done": self.done,
@@ -43,9 +54,20 @@ class Job:
 
 
 class JobManager:
-    """Starts jobs on two worker threads and keeps their state for polling."""
+    """Starts jobs on two worker threads and keeps their state for polling.
 
-    def __init__(self) -> None:
+    Parameters
+    ----------
+    max_per_user : int
+        Proposals one user may have queued or running at once.
+    max_total : int
+        Proposals of all users queued or running at once.
+    """
+
+    def __init__(self, max_per_user: int = 4, max_total: int = 16) -> None:
+        if not 1 <= max_per_user <= max_total:
+            raise ValueError(f"need 1 <= max_per_user <= max_total, got {max_per_user}, {max_total}")
+        self.max_per_user, self.max_total = int(max_per_user), int(max_total)
         self._jobs: dict[str, Job] = {}
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
@@ -63,16 +85,39 @@ class JobManager:
         return next((j for j in self._jobs.values()
                      if j.kind == kind and j.target == target and j.status in ("queued", "running")), None)
 
-    def submit(self, kind: str, work: Callable[[Job], dict], target: str = "", long: bool = False) -> Job:
-        """Run ``work(job)`` in the background (one job per kind and target at a time) and return the job."""
+    def submit(self, kind: str, work: Callable[[Job], dict], target: str = "", long: bool = False,
+               user: str | None = None) -> Job:
+        """Run ``work(job)`` in the background (one job per kind and target at a time) and return the job.
+
+        Raises
+        ------
+        QueueFull
+            A new quick job (a proposal) when ``user`` already has ``max_per_user`` of them queued or
+            running, or all users together ``max_total``.
+        """
         with self._lock:
             running = self.active(kind, target)
             if running is not None:
                 return running
-            job = Job(str(next(self._ids)), kind, target)
+            if not long:
+                pending = [j for j in self._jobs.values() if not j.long and j.status in ("queued", "running")]
+                mine = sum(j.user == user for j in pending) if user is not None else 0
+                if mine >= self.max_per_user:
+                    raise QueueFull(f"the proposal queue is full: you already have {mine} proposals queued or "
+                                    "running; wait until one is done")
+                if len(pending) >= self.max_total:
+                    raise QueueFull(f"the proposal queue is full: {len(pending)} proposals of all users are "
+                                    "queued or running; try again in a moment")
+            job = Job(str(next(self._ids)), kind, target, user=user, long=long)
             self._jobs[job.id] = job
+            self._forget_old()
         (self._long if long else self._quick).submit(self._run, job, work)
         return job
+
+    def _forget_old(self) -> None:
+        finished = [j for j in self._jobs.values() if j.status in ("done", "failed")]
+        for j in finished[: max(0, len(finished) - KEEP_FINISHED)]:
+            del self._jobs[j.id]
 
     @staticmethod
     def _run(job: Job, work: Callable[[Job], dict]) -> None:

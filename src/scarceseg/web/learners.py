@@ -36,11 +36,14 @@ def model_dir(workdir: Path, name: str) -> Path:
     return Path(workdir) / name
 
 
-def open_refiner(workdir: Path, name: str):
-    """The refiner ``name``: untrained ones (min-cut) directly, trained ones from ``WORKDIR/<name>``."""
-    from scarceseg.methods.registry import get, load_refiner
+def open_refiner(workdir: Path, name: str | Path):
+    """The refiner ``name``: untrained ones (prior, min-cut) directly, trained ones from ``WORKDIR/<name>``; a
+    path that is not a registered name is a trained refiner's folder (``scarceseg serve --refiner MODEL``)."""
+    from scarceseg.methods.registry import get, load_refiner, names
 
-    cls = get(name)
+    if str(name) not in names("refiner"):
+        return load_refiner(name)
+    cls = get(str(name))
     if getattr(cls, "untrained", False):
         return cls()
     folder = model_dir(workdir, name)
@@ -60,7 +63,7 @@ def train_work(catalog, store, workdir: Path, name: str, episodes: int, seed: in
         job.message = f"training {name}"
         result = train_from_store(name, workdir, store, catalog.load, out, who=user, budget=Budget(epochs=episodes),
                                   seed=seed)
-        return {**result, "method": name, "episodes": episodes}
+        return {**result, "model": out.name, "method": name, "episodes": episodes}  # no server paths in answers
 
     return work
 

@@ -4,8 +4,11 @@ The server binds 127.0.0.1 by default. On any other address it refuses to start 
 (:func:`check_bind`); with a token every request must carry it (header ``Authorization: Bearer T`` or
 ``X-Scarceseg-Token: T``, a ``token`` query parameter, or the cookie the page sets after its first load).
 Without a token (loopback only), the ``Host`` header must name the loopback address, so a web page on
-another site cannot reach the server through DNS rebinding, and cross-site writes are refused by an
-``Origin`` check. Request bodies are limited in size (413) before they are read.
+another site cannot reach the server through DNS rebinding. With or without a token, a request that changes
+something and carries an ``Origin`` must come from the app's own origin (scheme, host and port): a page
+served by another local port (``http://localhost:3000``) is another origin and is refused, although
+browsers count it as the same *site* (cookies marked SameSite go along). Request bodies are limited in
+size (413) before they are read. Error messages lose absolute server paths (:func:`redact`).
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ import hmac
 import ipaddress
 import re
 import secrets
+from collections.abc import Mapping
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from scarceseg.errors import InputError
 
@@ -68,10 +73,25 @@ def check_inside(root: str | Path, path: str | Path) -> Path:
     return target
 
 
+def check_writable(workdir: str | Path, path: str | Path) -> Path:
+    """``path`` (inside ``workdir``) if writing there stays in ``workdir``: no folder on the way links out.
+
+    Raises
+    ------
+    InputError
+        A symbolic link on the way leads out of ``workdir`` (400: a refused write, not a missing file).
+    """
+    try:
+        return check_inside(workdir, path)
+    except PathOutside:
+        raise InputError(path, "a symbolic link on the way leads out of WORKDIR; refusing to write there") from None
+
+
 def check_user(name: str) -> str:
     """A user name safe as a folder name: 1-64 of letters, digits, ``_ . @ -`` (not starting with a dot)."""
-    if not isinstance(name, str) or not _USER_RE.match(name):
-        raise InputError(None, f"user name must be 1-64 letters, digits, '_', '.', '@' or '-', got {name!r}")
+    if not isinstance(name, str) or not _USER_RE.match(name):  # the name is not repeated: it may be anything
+        raise InputError(None, "user name must be 1-64 letters, digits, '_', '.', '@' or '-', not starting "
+                               "with a dot or a symbol")
     return name
 
 
@@ -107,6 +127,50 @@ def host_allowed(host_header: str | None) -> bool:
         return False
     host = host_header.split("]")[0] + "]" if host_header.startswith("[") else host_header.split(":")[0]
     return host.lower() in LOOPBACK_NAMES
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def same_origin(origin: str | None, scheme: str, host_header: str | None) -> bool:
+    """Whether an ``Origin`` header names this server as the request reached it: ``scheme://Host``.
+
+    Scheme, host and port must all match (a missing port is the scheme's default); ``null`` and
+    anything unparsable never match.
+    """
+    if not origin or not host_header:
+        return False
+    try:
+        given = urlsplit(origin.strip())
+        own = urlsplit(f"{scheme}://{host_header.strip()}")
+        if given.path not in ("", "/") or given.query or given.username or given.password:
+            return False
+        ports = [u.port or _DEFAULT_PORTS.get(u.scheme.lower()) for u in (given, own)]
+    except ValueError:  # a port that is not a number, a malformed IPv6 address
+        return False
+    return (given.scheme.lower() == own.scheme.lower() and given.hostname is not None
+            and given.hostname == own.hostname and ports[0] == ports[1] and ports[0] is not None)
+
+
+# an absolute POSIX path of two or more parts (not the '//' of a URL), or a Windows drive path: the last part is kept
+_ABS_PATH = re.compile(r"(?<![\w.:/~-])(?:/[^\s/'\"<>:,;()\[\]]+)+/(?P<name>[^\s/'\"<>:,;()\[\]]*)"
+                       r"|(?<![\w])[A-Za-z]:\\(?:[^\s\\/'\"<>:,;()\[\]]+\\)*(?P<wname>[^\s\\/'\"<>:,;()\[\]]*)")
+
+
+def redact(text: str, roots: Mapping[str | Path, str] | None = None) -> str:
+    """``text`` without absolute server paths, for an answer to a client.
+
+    Paths under one of ``roots`` become relative to it, prefixed with its label (``{WORKDIR: "WORKDIR"}``;
+    an empty label leaves the path relative); any other absolute path is cut to its last part.
+    """
+    for root, label in sorted((roots or {}).items(), key=lambda kv: -len(str(kv[0]))):
+        base = str(root).rstrip("/\\")
+        if not base:
+            continue
+        for sep in ("/", "\\"):
+            text = text.replace(base + sep, f"{label}/" if label else "")
+        text = re.sub(re.escape(base) + r"(?![\w.-])", label or ".", text)
+    return _ABS_PATH.sub(lambda m: m.group("name") if m.group("name") is not None else m.group("wname"), text)
 
 
 class BodyLimit:
