@@ -151,13 +151,14 @@ def bench_acwe(
 @_friendly
 def bench_web(
     clicks: int = typer.Option(30, "--clicks", min=20, help="Refinement clicks to time (median reported)."),
+    boxes: int = typer.Option(10, "--boxes", min=1, help="Box drags to time (median reported)."),
     out: Path = typer.Option(Path("bench_out/web"), "--out", help="Sample data, server files, screenshot."),
     chromium: str = typer.Option("/usr/bin/chromium", "--chromium", help="The Chromium binary."),
 ) -> None:
-    """Time click -> updated overlay in Chromium on a 256x256 sample slice (the browser app's latency)."""
+    """Time box -> overlay and click -> overlay with the prior in Chromium on a 256x256 sample slice."""
     from scarceseg.web.bench import run_web_bench
 
-    run_web_bench(out, n_clicks=clicks, chromium=chromium, echo=typer.echo)
+    run_web_bench(out, n_clicks=clicks, chromium=chromium, echo=typer.echo, n_boxes=boxes)
 
 
 @bench_app.command("pixeldrl")
