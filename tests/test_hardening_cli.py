@@ -337,7 +337,6 @@ def test_progress_module_is_low_level():
     imported += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
     assert not [m for m in imported if m and m.startswith("scarceseg")]
     from scarceseg.bench.progress import track as old
-
     from scarceseg.progress import track
 
     assert old is track
