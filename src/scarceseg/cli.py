@@ -12,6 +12,7 @@ from pathlib import Path
 import typer
 
 from scarceseg.cli_bench import bench_app
+from scarceseg.cli_train import add_generic_train_commands, methods_cmd
 from scarceseg.cli_util import friendly as _friendly
 
 HELP = """Segment medical images when labels are scarce.
@@ -22,19 +23,10 @@ Start with `scarceseg demo`, or `scarceseg serve FOLDER` to label your own image
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=HELP, rich_markup_mode=None)
 app.add_typer(bench_app, name="bench")
-train_app = typer.Typer(no_args_is_help=True,
-                        help="Train a selector (DQN), a U-Net baseline, an ACWE ConvNet or PixelDRL-MG.")
+train_app = typer.Typer(no_args_is_help=True, help="Train any registered method (see `scarceseg methods`).")
 app.add_typer(train_app, name="train")
-
-
-# Model formats that `scarceseg segment` dispatches to (besides the DQN selector, which takes --mode and
-# --points): a substring of config.json's "format" -> "module:function". Each function takes
-# (model, data, out, layout=..., progress=...) and returns {"written": [paths], "skipped": [(case_id, why)]}.
-SEGMENTERS: dict[str, str] = {
-    "unet": "scarceseg.methods.unet_baseline:segment_folder_unet",
-    "acwe": "scarceseg.methods.acwe_data:segment_folder_acwe",
-    "pixeldrl": "scarceseg.methods.pixeldrl_data:segment_folder_pixeldrl",
-}
+app.command("methods")(methods_cmd)
+add_generic_train_commands(train_app)
 
 
 def _print_version(value: bool) -> None:
@@ -204,17 +196,16 @@ def train_selector_cmd(
     out: Path = typer.Option(..., "--out", help="Model folder (model.safetensors + config.json)."),
     episodes: int | None = typer.Option(None, "--episodes", help="Override the paper's 300 episodes."),
     mode: str | None = typer.Option(None, "--mode", help="candidates (default) or paper (M vs M^C states)."),
+    config_file: Path | None = typer.Option(None, "--config", help="YAML/JSON of SelectorConfig fields."),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """Train the Deep Q Network that learns to pick the lesion candidate (paper 000)."""
-    from scarceseg.errors import ScarcesegError
-    from scarceseg.methods.udc_rl import SelectorConfig, train_selector
+    from scarceseg.methods.selector_method import SelectorMethod
+    from scarceseg.methods.training import config_values
+    from scarceseg.store.training import train_selector
 
-    changes = {k: v for k, v in {"n_episodes": episodes, "mode": mode}.items() if v is not None}
-    try:
-        config = SelectorConfig(**changes)
-    except ValueError as exc:
-        raise ScarcesegError(str(exc)) from None
+    values = config_values(config_file, n_episodes=episodes, mode=mode)
+    config = SelectorMethod(values).selector_config
     selector, history = train_selector(work, config=config, seed=seed, progress=True)
     path = selector.save(out)
     acc = history.accuracy.get("train") or []
@@ -235,7 +226,8 @@ def train_unet_cmd(
     out: Path = typer.Option(..., "--out", help="Model folder."),
     cases: Path | None = typer.Option(None, "--cases", help="Text file with one training case id per line."),
     n_shot: int | None = typer.Option(None, "--n-shot", help="Train on N slices from N distinct patients."),
-    config: str = typer.Option("paper", "--config", help="paper (paper 000's settings) or fair."),
+    config: str = typer.Option("paper", "--config", help="paper (paper 000's settings), fair, or a YAML/JSON "
+                                                        "file (preset, channels, UNetConfig fields)."),
     epochs: int | None = typer.Option(None, "--epochs", help="Override the number of epochs."),
     layout: str | None = typer.Option(None, "--layout"),
     seed: int = typer.Option(0, "--seed"),
@@ -244,7 +236,9 @@ def train_unet_cmd(
     from scarceseg.datasets import n_shot as choose_n_shot
     from scarceseg.datasets import open_dataset
     from scarceseg.errors import ScarcesegError
-    from scarceseg.methods.unet_baseline import UNetConfig, train_unet_from_dataset
+    from scarceseg.methods.adapters import UNetMethod
+    from scarceseg.methods.training import config_values
+    from scarceseg.methods.unet_baseline import train_unet_from_dataset
 
     if (cases is None) == (n_shot is None):
         raise ScarcesegError("give exactly one of --cases FILE or --n-shot N")
@@ -252,11 +246,9 @@ def train_unet_cmd(
         ids = [line.strip() for line in cases.read_text(encoding="utf-8").splitlines() if line.strip()]
     else:
         ids = choose_n_shot(open_dataset(data, layout=layout), n_shot, seed=seed, pick="largest")
-    cfg = UNetConfig.named(config)
-    if epochs is not None:
-        cfg = UNetConfig.from_dict({**cfg.to_dict(), "epochs": epochs})
-    result = train_unet_from_dataset(data, ids, out, config=cfg, seed=seed, layout=layout,
-                                     progress=True)
+    method = UNetMethod(config_values(config, epochs=epochs))
+    result = train_unet_from_dataset(data, ids, out, config=method.model.config, channels=method.options.channels,
+                                     seed=seed, layout=layout, progress=True)
     typer.echo(f"trained U-Net ({config}) on {len(ids)} cases; saved to {out}")
     if isinstance(result, dict) and result.get("final_loss") is not None:
         typer.echo(f"final training loss {result['final_loss']:.4f}")
@@ -269,7 +261,8 @@ def train_acwe_cmd(
     mode: int = typer.Option(1, "--mode", help="1 unsupervised; 2/3 mode 1 + fine-tuning on 10/80 labels; "
                                                "4 ACWE + label loss from the start (paper 003)."),
     out: Path = typer.Option(..., "--out", help="Model folder (model.safetensors + config.json)."),
-    config: str = typer.Option("cpu", "--config", help="cpu (64x64, short budget; default) or paper (192x192)."),
+    config: str = typer.Option("cpu", "--config", help="cpu (64x64, short budget; default), paper (192x192), "
+                                                      "or a YAML/JSON file (ACWEConfig fields)."),
     preset: str = typer.Option("auto", "--preset", help="auto (from the layout), lgg (brain ROI) or la (central box)."),
     cases: Path | None = typer.Option(None, "--cases", help="Text file with one training case id per line."),
     labels: int | None = typer.Option(None, "--labels", help="Labelled images for modes 2-4 (default 10/80/all)."),
@@ -293,16 +286,28 @@ def train_acwe_cmd(
 
     if mode not in MODES:
         raise ScarcesegError(f"--mode must be 1, 2, 3 or 4, got {mode}")
-    if config not in ("cpu", "paper"):
-        raise ScarcesegError(f"--config must be cpu or paper, got {config!r}")
+    from scarceseg.methods.training import FILE_SUFFIXES, config_values
+
+    values = config_values(config) if Path(config).suffix.lower() in FILE_SUFFIXES else {}
+    if not values and config not in ("cpu", "paper"):
+        raise ScarcesegError(f"--config must be cpu, paper or a YAML/JSON file, got {config!r}")
     if init is not None and mode not in (2, 3):
         raise ScarcesegError("--init is for modes 2 and 3 (fine-tuning a mode-1 model)")
     changes = {k: v for k, v in {"epochs": epochs, "finetune_steps": finetune_steps, "size": size}.items()
                if v is not None}
     if finetune_steps is not None:
         changes["finetune_epochs"] = 0  # an explicit step count is exact
+    if values:
+        from scarceseg.methods.adapters import ACWEMethod
+        from scarceseg.methods.config import apply, validate
+
+        options = validate(ACWEMethod.schema, values, config)
+        base = ACWEConfig.cpu() if options.preset == "cpu" else ACWEConfig()
+        base = apply(base, options)
+    else:
+        base = ACWEConfig.cpu() if config == "cpu" else ACWEConfig()
     try:
-        cfg = replace(ACWEConfig.cpu() if config == "cpu" else ACWEConfig(), **changes)
+        cfg = replace(base, **changes)
     except ValueError as exc:
         raise ScarcesegError(str(exc)) from None
     ids = None
@@ -327,7 +332,8 @@ def train_pixeldrl_cmd(
     data: Path = typer.Option(..., "--data", help="Labelled 2D data set (trains on its 70 % patient split)."),
     out: Path = typer.Option(..., "--out", help="Model folder; a rerun resumes from OUT/checkpoint."),
     shots: int | None = typer.Option(None, "--shots", min=1, help="Train on N slices (distinct patients first)."),
-    config: str = typer.Option("cpu", "--config", help="cpu (128x128, narrow, warm start + PA3C) or paper."),
+    config: str = typer.Option("cpu", "--config", help="cpu (128x128, narrow, warm start + PA3C), paper, or a "
+                                                      "YAML/JSON file (preset, PixelDRLConfig fields)."),
     budget_minutes: float | None = typer.Option(None, "--budget-minutes", help="Process CPU minutes of training."),
     steps: int | None = typer.Option(None, "--steps", min=1, help="Number of updates (default: the epochs)."),
     channels: str = typer.Option("all", "--channels", help="all, or channel names/indices (e.g. flair)."),
@@ -337,14 +343,11 @@ def train_pixeldrl_cmd(
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """Train PixelDRL-MG: pixel agents that write the mask with PA3C (paper 004)."""
-    from scarceseg.errors import ScarcesegError
-    from scarceseg.methods.pixeldrl import PixelDRLConfig
+    from scarceseg.methods.adapters import PixelDRLMethod
     from scarceseg.methods.pixeldrl_data import train_pixeldrl_from_dataset
+    from scarceseg.methods.training import config_values
 
-    try:
-        cfg = PixelDRLConfig.named(config)
-    except ValueError as exc:
-        raise ScarcesegError(str(exc)) from None
+    cfg = PixelDRLMethod(config_values(config)).model.config
     if threads is not None:
         import torch
 
@@ -360,7 +363,7 @@ def train_pixeldrl_cmd(
 @app.command()
 @_friendly
 def segment(
-    model: Path | None = typer.Option(None, "--model", help="A selector, U-Net, ACWE or PixelDRL-MG model folder "
+    model: Path | None = typer.Option(None, "--model", help="A model folder of any registered segmenter "
                                                              "(with --prompt: default the LiteMedSAM prior)."),
     data: Path = typer.Option(..., "--data", help="Data set folder (or folder of images) to segment."),
     out: Path = typer.Option(..., "--out", help="Folder for <case_id>.png (2D) / .nii.gz (3D) masks."),
@@ -401,41 +404,23 @@ def segment(
 
 def _segment_with_model(model: Path, data: Path, out: Path, mode: str, points, action_maps: bool, layout, seed: int,
                         force: bool) -> dict:
-    """`segment --model`: dispatch on the model folder's format."""
-    import json
+    """`segment --model`: the registered method that the folder's method.json names (old folders: config.json)."""
+    from scarceseg.methods.folder import segment_folder
+    from scarceseg.methods.registry import load_model
 
-    from scarceseg.errors import InputError, ScarcesegError
-
-    config_path = model / "config.json"
-    if not config_path.is_file():
-        raise InputError(model, "not a model folder (no config.json)")
-    try:
-        fmt = str(json.loads(config_path.read_text(encoding="utf-8")).get("format", ""))
-    except (json.JSONDecodeError, AttributeError) as exc:
-        raise InputError(config_path, f"unreadable model config: {exc}") from None
-    if "selector" in fmt.lower():
-        from scarceseg.methods.udc_rl import SEGMENT_MODES, segment_folder
-
-        if mode.replace("-", "_") not in SEGMENT_MODES:
-            raise ScarcesegError(f"--mode must be automatic or one-click, got {mode!r}")
-        summary = segment_folder(model, data, out, mode=mode.replace("-", "_"), points=points, layout=layout,
-                                 seed=seed, progress=True, force=force)
-    else:
-        segmenter = next((target for key, target in SEGMENTERS.items() if key in fmt.lower()), None)
-        if segmenter is None:
-            known = ", ".join(["selector", *SEGMENTERS])
-            raise InputError(model, f"unknown model format {fmt!r} (expected one of: {known})")
-        import importlib
-
-        module, func = segmenter.split(":")
-        extra = {}
-        if action_maps:
-            if "pixeldrl" not in fmt.lower():
-                raise ScarcesegError("--action-maps is for PixelDRL-MG models")
-            extra["action_maps"] = True
-        summary = getattr(importlib.import_module(module), func)(model, data, out, layout=layout,
-                                                                 progress=True, force=force, **extra)
-    return summary
+    segmenter = load_model(model, kind="segmenter")
+    options: dict = {}
+    if mode != "automatic":
+        options["mode"] = mode
+    if points is not None:
+        options["points"] = points
+    if action_maps:
+        options["action_maps"] = True
+    if "seed" in segmenter.inference_options:  # the seed of methods that draw at inference (the proposals)
+        options["seed"] = seed
+    if options:
+        segmenter.set_inference(**options)
+    return segment_folder(segmenter, data, out, layout=layout, progress=True, force=force)
 
 
 @app.command("cluster")
@@ -452,7 +437,7 @@ def cluster_cmd(
     seed: int = typer.Option(0, "--seed", help="Seed; the same seed gives the same labels."),
 ) -> None:
     """Unsupervised clustering of one image into K labels (paper 001): JULE + k-means, k-means or multi-Otsu."""
-    from scarceseg.methods.jule import cluster_image
+    from scarceseg.bench.cluster_image import cluster_image
 
     summary = cluster_image(volume, out, method=method, k=k, mask=mask, threshold=threshold, channel=channel,
                             config=config, seed=seed, echo=typer.echo)
@@ -471,15 +456,17 @@ def train_refiner(
     iterations: int | None = typer.Option(None, "--iterations", help="Gradient updates (default 300)."),
     n_train: int | None = typer.Option(None, "--n-train", help="Use only the first N cases."),
     channel: str | None = typer.Option(None, "--channel", help="Image channel (default FLAIR when present)."),
+    config: Path | None = typer.Option(None, "--config", help="YAML/JSON of the refiner's config fields."),
     seed: int = typer.Option(0, "--seed"),
     layout: str | None = typer.Option(None, "--layout"),
 ) -> None:
     """Train a click-to-correct refiner: IteR-MRL (A2C, synchronous) or a supervised baseline."""
     from scarceseg.methods.refine_entry import train_refiner_from_dataset
+    from scarceseg.methods.training import config_values
 
     h = train_refiner_from_dataset(data, out, method=method, init_model=init_model, iterations=iterations,
                                    n_train=n_train, channel=channel, seed=seed, layout=layout,
-                                   progress=True)
+                                   progress=True, config=config_values(config))
     typer.echo(f"trained {method} in {h['seconds']:.0f} s; wrote {h['out_dir']}")
 
 

@@ -171,7 +171,7 @@ def resolve_refiner(name: str | Path):
     ``prior`` is :class:`scarceseg.prior.refine.PriorRepromptRefiner`, unless
     ``scarceseg.methods.prior_refiners`` provides a refiner of that name (it then takes its place).
     """
-    from scarceseg.interactive.refiners import load_refiner
+    from scarceseg.methods.registry import load_refiner
 
     if str(name) in PRIOR_REFINERS:
         try:

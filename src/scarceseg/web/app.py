@@ -27,7 +27,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from scarceseg.errors import InputError, ScarcesegError
 from scarceseg.web import security
 from scarceseg.web.catalog import Catalog, slice_key
-from scarceseg.web.jobs import JobManager, QueueFull, propose_work, segment_rest_work, train_work
+from scarceseg.web.jobs import JobManager, QueueFull, propose_work
+from scarceseg.web.learners import method_choices, model_dir, open_refiner, segment_rest_work, train_work
 from scarceseg.web.state import FINAL, SNAPSHOT, NotReady, SessionManager
 from scarceseg.web.workdir import default_workdir
 
@@ -61,6 +62,11 @@ class SliceBody(Body):
 
 class TrainBody(Body):
     episodes: int | None = Field(default=None, ge=1, le=5000)
+    method: str = Field(default="selector", pattern=r"^[a-z0-9_]{1,40}$")
+
+
+class MethodBody(Body):
+    method: str = Field(default="selector", pattern=r"^[a-z0-9_]{1,40}$")
 
 
 @dataclass
@@ -113,7 +119,7 @@ class ServerConfig:
 
 def create_app(config: ServerConfig):
     """The FastAPI application serving ``config.folder``."""
-    from scarceseg.methods.prompted import resolve_refiner
+    from scarceseg.methods.registry import names
     from scarceseg.prior import get_prior
     from scarceseg.store import open_store
     from scarceseg.web.prior_routes import Embeddings, prior_router
@@ -123,8 +129,9 @@ def create_app(config: ServerConfig):
     default_user = security.check_user(config.user)
     catalog = Catalog(folder, layout=config.layout)
     store = open_store(workdir)
-    choices = {name: (lambda name=name: resolve_refiner(name)) for name in ("prior", "mincut")}
-    sessions = SessionManager(catalog, store, workdir, resolve_refiner(config.refiner), config.pick_confidence,
+    # every registered refiner (trained ones from WORKDIR/<name>, once trained); the default from --refiner
+    choices = {name: (lambda name=name: open_refiner(workdir, name)) for name in names("refiner")}
+    sessions = SessionManager(catalog, store, workdir, open_refiner(workdir, config.refiner), config.pick_confidence,
                               choices=choices)
     embeddings = Embeddings(get_prior)
     jobs = JobManager(config.queue_per_user, config.queue_total)
@@ -303,21 +310,27 @@ def create_app(config: ServerConfig):
                                                   config.proposer, config.seed), target=key, user=user)
         return public(job.as_dict())
 
+    @app.get("/api/methods")
+    def methods():
+        return {**method_choices(), "refiner": sessions.default_refiner}
+
     @app.post("/api/train")
-    def train(body: TrainBody):
+    def train(body: TrainBody, request: Request):
         episodes = body.episodes or config.episodes
-        security.check_writable(workdir, workdir / "selector")
-        return public(jobs.submit("train", train_work(workdir, episodes, config.seed), long=True).as_dict())
+        security.check_writable(workdir, model_dir(workdir, body.method))
+        work = train_work(catalog, store, workdir, body.method, episodes, config.seed, user_of(request))
+        return public(jobs.submit("train", work, long=True).as_dict())
 
     @app.post("/api/segment-rest")
-    def segment_rest(request: Request):
+    def segment_rest(request: Request, body: MethodBody | None = None):
         user = user_of(request)
 
         def done_keys() -> set[str]:
             return set(store.latest_masks(FINAL, who=user)) | set(store.latest_masks(SNAPSHOT, who=user))
 
         security.check_writable(workdir, workdir / "proposals")
-        work = segment_rest_work(catalog, store, workdir, user, done_keys, config.proposer, config.seed)
+        name = body.method if body is not None else "selector"
+        work = segment_rest_work(catalog, store, workdir, user, done_keys, name, config.proposer, config.seed)
         return public(jobs.submit("segment", work, target=user, long=True).as_dict())
 
     @app.get("/api/jobs/{job_id}")

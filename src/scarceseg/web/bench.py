@@ -65,11 +65,9 @@ def launch_chromium(playwright, executable: str = CHROMIUM):
 
 def lesion_point(truth: np.ndarray) -> tuple[int, int]:
     """The truth pixel farthest from its border (where a person would click the lesion)."""
-    from scipy import ndimage
+    from scarceseg.interactive.clicks import innermost_pixel
 
-    depth = ndimage.distance_transform_edt(np.pad(truth, 1))[1:-1, 1:-1]
-    y, x = np.unravel_index(int(np.argmax(depth)), truth.shape)
-    return int(y), int(x)
+    return innermost_pixel(truth)
 
 
 def click_image(page, y: int, x: int, shift: bool = False) -> None:

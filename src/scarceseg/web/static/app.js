@@ -327,12 +327,19 @@ $("opacity").oninput = redraw;
 $("showcand").onchange = redraw;
 $("level").oninput = $("width").oninput = () => { if (S.grey) { renderBase(); paint(); } };
 $("slice").oninput = () => { S.z = +$("slice").value; loadSlice().catch((e) => setStatus(e.message, true)); };
-$("train").onclick = () => runJob(() => api("POST", "/api/train", { episodes: +$("episodes").value }), "train selector")
-  .then((j) => setStatus(`selector trained on ${j.result.n_images} picks (accuracy ${j.result.train_accuracy ?? "?"})`))
+$("train").onclick = () => runJob(() => api("POST", "/api/train", { episodes: +$("episodes").value, method: $("learner").value }), `train ${$("learner").value}`)
+  .then((j) => setStatus(`${j.result.method} trained on ${j.result.n_images} images` + (j.result.train_accuracy != null ? ` (accuracy ${j.result.train_accuracy})` : "")))
   .catch((e) => setStatus(e.message, true));
-$("segrest").onclick = () => runJob(() => api("POST", "/api/segment-rest", {}), "segment the rest")
-  .then((j) => { setStatus(`the selector proposed masks for ${j.result.segmented} images`); refreshCases(); if (S.current) loadSlice(); })
+$("segrest").onclick = () => runJob(() => api("POST", "/api/segment-rest", { method: $("learner").value }), "segment the rest")
+  .then((j) => { setStatus(`${j.result.method} proposed masks for ${j.result.segmented} images`); refreshCases(); if (S.current) loadSlice(); })
   .catch((e) => setStatus(e.message, true));
+function fillSelect(sel, rows, chosen) {
+  sel.replaceChildren(...rows.map((r) => { const o = document.createElement("option"); o.value = r.name; o.textContent = r.name; o.title = r.summary; o.selected = r.name === chosen; return o; }));
+}
+async function loadMethods() {
+  const m = await api("GET", "/api/methods");
+  fillSelect($("learner"), m.learners, "selector");
+}
 document.addEventListener("keydown", (ev) => {
   if (ev.target.tagName === "INPUT" && ev.target.type !== "range" && ev.target.type !== "checkbox") return;
   const k = ev.key.toLowerCase();
@@ -353,6 +360,7 @@ document.addEventListener("keydown", (ev) => {
     const sel = $("refiner"); sel.innerHTML = "";
     for (const name of info.refiners || [info.refiner]) { const o = document.createElement("option"); o.value = o.textContent = name; sel.append(o); }
     sel.value = info.refiner;
+    await loadMethods();
     await refreshCases();
     if (S.cases.length) await openCase(params.get("case") && S.cases.includes(params.get("case")) ? params.get("case") : S.cases[0]);
     window.__ready = true;
