@@ -165,29 +165,13 @@ def segment_prompted(data_dir: str | Path, out_dir: str | Path, prompts: str | P
 
 
 # ---- refiners by name ---------------------------------------------------------------------------------
-PRIOR_REFINERS = ("prior",)
-
-
 def resolve_refiner(name: str | Path):
-    """A refiner by name: ``prior`` (the default corrective refiner), ``mincut``, or a trained refiner folder.
-
-    ``prior`` is :class:`scarceseg.prior.refine.PriorRepromptRefiner`, unless
-    ``scarceseg.methods.prior_refiners`` provides a refiner of that name (it then takes its place).
-    """
+    """A refiner by name: a prior refiner (``prior``, the default corrective refiner; ``prior-mincut``;
+    ``prior-itermrl``, :data:`scarceseg.methods.prior_refiners.PRIOR_REFINERS`), or anything the registry opens
+    (``mincut``, a trained refiner folder)."""
+    from scarceseg.methods.prior_refiners import PRIOR_REFINERS
     from scarceseg.methods.registry import load_refiner
 
-    if str(name) in PRIOR_REFINERS:
-        try:
-            from scarceseg.methods import prior_refiners  # type: ignore[attr-defined]
-        except ImportError:
-            prior_refiners = None
-        make = getattr(prior_refiners, "make_refiner", None) if prior_refiners is not None else None
-        if make is not None:
-            try:
-                return make(str(name))
-            except (KeyError, ValueError):
-                pass
-        from scarceseg.prior.refine import PriorRepromptRefiner
-
-        return PriorRepromptRefiner()
+    if str(name) in PRIOR_REFINERS and not Path(name).exists():
+        return PRIOR_REFINERS[str(name)]()
     return load_refiner(name)
