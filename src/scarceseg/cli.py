@@ -28,6 +28,7 @@ SEGMENTERS: dict[str, str] = {
     "unet": "scarceseg.methods.unet_baseline:segment_folder_unet",
     "acwe": "scarceseg.methods.acwe_data:segment_folder_acwe",
     "pixeldrl": "scarceseg.methods.pixeldrl_data:segment_folder_pixeldrl",
+    "prior_fewshot": "scarceseg.methods.prior_fewshot:segment_folder_fewshot",
 }
 
 
@@ -225,6 +226,44 @@ def train_unet_cmd(
     typer.echo(f"trained U-Net ({config}) on {len(ids)} cases; saved to {out}")
     if isinstance(result, dict) and result.get("final_loss") is not None:
         typer.echo(f"final training loss {result['final_loss']:.4f}")
+
+
+def _train_fewshot(data: Path, out: Path, n_shot: int, cases: Path | None, seed: int, budget_seconds: float | None,
+                   steps: int | None, layout: str | None) -> None:
+    from scarceseg.datasets import n_shot as choose_n_shot
+    from scarceseg.datasets import open_dataset
+    from scarceseg.methods.prior_fewshot import FewShotConfig, train_fewshot_from_dataset
+
+    if cases is not None:
+        ids = [line.strip() for line in cases.read_text(encoding="utf-8").splitlines() if line.strip()]
+    else:
+        ids = choose_n_shot(open_dataset(data, layout=layout), n_shot, seed=seed, pick="largest")
+    cfg = FewShotConfig() if steps is None else FewShotConfig(steps=steps)
+    result = train_fewshot_from_dataset(data, ids, out, config=cfg, seed=seed, layout=layout,
+                                        budget_seconds=budget_seconds, progress=sys.stderr.isatty())
+    typer.echo(f"trained the few-shot prior learner on {len(ids)} cases ({result['steps']} steps, "
+               f"{result['seconds']:.0f} s); saved to {out}")
+
+
+_FEWSHOT_HELP = ("Few-shot learner on the pretrained prior: a fine-tuned LiteMedSAM decoder finds the lesion, "
+                 "its box prompts the prior.")
+
+
+@train_app.command("prior-fewshot", help=_FEWSHOT_HELP)
+@train_app.command("fewshot", help=_FEWSHOT_HELP + " (the recommended learner for few labels)")
+@_friendly
+def train_fewshot_cmd(
+    data: Path = typer.Option(..., "--data", help="Labelled data set folder."),
+    out: Path = typer.Option(..., "--out", help="Model folder."),
+    n_shot: int = typer.Option(10, "--n-shot", help="Train on N slices from N distinct patients."),
+    cases: Path | None = typer.Option(None, "--cases", help="Text file with one training case id per line "
+                                                             "(instead of --n-shot)."),
+    seed: int = typer.Option(0, "--seed"),
+    budget_seconds: float | None = typer.Option(None, "--budget-seconds", help="Wall-clock limit of training."),
+    steps: int | None = typer.Option(None, "--steps", help="Override the number of decoder updates."),
+    layout: str | None = typer.Option(None, "--layout"),
+) -> None:
+    _train_fewshot(data, out, n_shot, cases, seed, budget_seconds, steps, layout)
 
 
 @train_app.command("acwe")
