@@ -334,10 +334,10 @@ class PriorFewShot:
         return prob, prob > cfg.threshold, extra
 
     def predict(self, case: Case | np.ndarray):
-        """A :class:`Prediction`-like result (``prob``, ``mask``, ``extra``) for a 2D case or image."""
-        image = prior_channel(case, self.config.channel)
-        prob, mask, extra = self.predict_image(image)
-        return _Prediction(prob, mask, extra)
+        """The :class:`~scarceseg.methods.contract.Prediction` (``prob``, ``mask``, ``extra``) of a 2D case or image."""
+        from scarceseg.methods.contract import Prediction
+
+        return Prediction(*self.predict_image(prior_channel(case, self.config.channel)))
 
     # ---- persistence -----------------------------------------------------------------------------------------
     def save(self, folder: str | Path) -> Path:
@@ -366,19 +366,18 @@ class PriorFewShot:
         return model
 
 
-@dataclass
-class _Prediction:
-    prob: np.ndarray
-    mask: np.ndarray
-    extra: dict
-
-
 # ---- data-set level entry points (what the CLI calls) ---------------------------------------------------------
 def train_fewshot_from_dataset(data_dir: str | Path, case_ids: Sequence[str], out_dir: str | Path,
                                config: FewShotConfig | None = None, seed: int = 0, layout: str | None = None,
-                               budget_seconds: float | None = None, progress: bool = True) -> dict:
-    """Train on some labelled cases of a data set and save the model (embeddings cached in ``out_dir/cache``)."""
+                               budget_seconds: float | None = None, progress: bool = True,
+                               method_name: str = "prior-fewshot") -> dict:
+    """Train on some labelled cases of a data set and save the model (embeddings cached in ``out_dir/cache``).
+
+    The folder also gets ``method.json`` naming ``method_name`` (``prior-fewshot`` or ``fewshot``), so
+    ``scarceseg segment`` and the app open it through the registry.
+    """
     from scarceseg.datasets import open_dataset
+    from scarceseg.methods.contract import write_method_file
 
     ids = list(case_ids)
     if not ids:
@@ -394,22 +393,6 @@ def train_fewshot_from_dataset(data_dir: str | Path, case_ids: Sequence[str], ou
     model.meta.update(case_ids=ids, data_dir=str(data_dir), layout=ds.layout)
     history = model.fit(cases, seed=seed, progress=progress, budget_seconds=budget_seconds)
     out = model.save(out_dir)
+    write_method_file(out, method_name, "segmenter", model.config.to_dict())
     (out / "history.json").write_text(json.dumps(history, indent=2) + "\n", encoding="utf-8")
     return {**history, "out_dir": str(out)}
-
-
-def segment_folder_fewshot(model_dir: str | Path, data_dir: str | Path, out_dir: str | Path,
-                           case_ids: Sequence[str] | None = None, layout: str | None = None,
-                           progress: bool = True) -> dict:
-    """Segment every (or the given) 2D case of a data set; writes ``<case_id>.png`` (see methods/folder.py).
-
-    Embeddings the training cached in ``model_dir/cache`` are reused (read only).
-    """
-    from scarceseg.methods.folder import segment_cases
-
-    model = PriorFewShot.load(model_dir, store=EmbeddingStore(folder=Path(model_dir) / "cache", write=False))
-
-    def predict_case(case: Case) -> tuple[np.ndarray, str]:
-        return model.predict(case).mask, f"{case.case_id}.png"
-
-    return segment_cases(data_dir, out_dir, predict_case, "segmenting (few-shot prior)", case_ids, layout, progress)
