@@ -254,6 +254,50 @@ def train_unet_cmd(
         typer.echo(f"final training loss {result['final_loss']:.4f}")
 
 
+def _fewshot_command(name: str, help_text: str):
+    """``train prior-fewshot`` / ``train fewshot``: N-shot choice, a wall-clock budget, the model folder."""
+
+    @_friendly
+    def command(
+        data: Path = typer.Option(..., "--data", help="Labelled data set folder."),
+        out: Path = typer.Option(..., "--out", help="Model folder."),
+        n_shot: int = typer.Option(10, "--n-shot", help="Train on N slices from N distinct patients (the slice "
+                                                        "with the largest lesion of each)."),
+        cases: Path | None = typer.Option(None, "--cases", help="Text file with one training case id per line "
+                                                                 "(instead of --n-shot)."),
+        seed: int = typer.Option(0, "--seed"),
+        budget_seconds: float | None = typer.Option(None, "--budget-seconds", help="Wall-clock limit of training "
+                                                                                   "(encoding included)."),
+        steps: int | None = typer.Option(None, "--steps", min=1, help="Override the number of decoder updates."),
+        layout: str | None = typer.Option(None, "--layout"),
+    ) -> None:
+        import sys
+
+        from scarceseg.datasets import n_shot as choose_n_shot
+        from scarceseg.datasets import open_dataset
+        from scarceseg.methods.prior_fewshot import FewShotConfig, train_fewshot_from_dataset
+
+        if cases is not None:
+            ids = [line.strip() for line in cases.read_text(encoding="utf-8").splitlines() if line.strip()]
+        else:
+            ids = choose_n_shot(open_dataset(data, layout=layout), n_shot, seed=seed, pick="largest")
+        cfg = FewShotConfig() if steps is None else FewShotConfig(steps=steps)
+        result = train_fewshot_from_dataset(data, ids, out, config=cfg, seed=seed, layout=layout,
+                                            budget_seconds=budget_seconds, progress=sys.stderr.isatty(),
+                                            method_name=name)
+        typer.echo(f"trained {name} on {len(ids)} cases ({result['steps']} steps, {result['seconds']:.0f} s); "
+                   f"saved to {out}")
+
+    command.__doc__ = help_text
+    return command
+
+
+_FEWSHOT_HELP = ("Few-shot learner on the pretrained prior: a fine-tuned LiteMedSAM decoder finds the lesion, "
+                 "its box prompts the prior.")
+train_app.command("fewshot")(_fewshot_command("fewshot", _FEWSHOT_HELP + " The recommended learner for few labels."))
+train_app.command("prior-fewshot")(_fewshot_command("prior-fewshot", _FEWSHOT_HELP))
+
+
 @train_app.command("acwe")
 @_friendly
 def train_acwe_cmd(
