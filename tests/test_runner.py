@@ -161,7 +161,7 @@ def test_segment_cli_workers_resume_and_force(tiny_acwe, tmp_path):
     from scarceseg.cli import app
 
     args = ["segment", "--model", str(tiny_acwe / "model"), "--data", str(tiny_acwe / "data"), "--out",
-            str(tmp_path / "pred"), "--workers", "1"]
+            str(tmp_path / "pred"), "--workers", "2"]
     first = CliRunner().invoke(app, args)
     assert first.exit_code == 0, first.output
     assert "wrote 6 masks" in first.output

@@ -53,6 +53,7 @@ def work_copy(sample: dict, tmp_path: Path) -> Path:
 
 
 def client(sample: dict, work: Path, **kw) -> TestClient:
+    kw.setdefault("refiner", "mincut")  # these tests check the candidate pick + Min-Cut flow (prior: test_web_prior)
     app = create_app(ServerConfig(folder=sample["data"], workdir=work, user=kw.pop("user", "alice"), **kw))
     return TestClient(app, base_url=LOCAL)
 
@@ -174,7 +175,7 @@ def test_two_users_do_not_overwrite_each_other(sample: dict, tmp_path: Path) -> 
     cid = sample["ids"][0]
     work = work_copy(sample, tmp_path)
     point = lesion_point(sample["truth"][cid])
-    app = create_app(ServerConfig(folder=sample["data"], workdir=work, user="alice"))
+    app = create_app(ServerConfig(folder=sample["data"], workdir=work, user="alice", refiner="mincut"))
     with TestClient(app, base_url=LOCAL) as alice, TestClient(app, base_url=LOCAL,
                                                               headers={"X-Scarceseg-User": "bob"}) as bob:
         a = alice.post(f"/api/cases/{cid}/pick", json={"y": point[0], "x": point[1]}).json()
@@ -227,7 +228,8 @@ def test_volume_slice_pick_and_nifti_save_keep_the_geometry(tmp_path: Path) -> N
     work = tmp_path / "work"
     cat = Catalog(folder)
     save_proposal(propose_case(cat.slice_case("vol1", 2), "fast"), work)
-    with TestClient(create_app(ServerConfig(folder=folder, workdir=work, user="carol")), base_url=LOCAL) as c:
+    app = create_app(ServerConfig(folder=folder, workdir=work, user="carol", refiner="mincut"))
+    with TestClient(app, base_url=LOCAL) as c:
         assert c.get("/api/cases/vol1").json()["shape"] == [5, 48, 48]
         assert c.get("/api/cases/vol1/image.png?z=2").status_code == 200
         assert c.get("/api/cases/vol1/state").status_code == 400  # a volume needs z
@@ -255,7 +257,8 @@ def test_sigkill_after_acknowledged_actions_loses_nothing(sample: dict, tmp_path
     work = work_copy(sample, tmp_path)
     y, x = lesion_point(sample["truth"][cid])
     port = free_port()
-    proc = start_server(sample["data"], port, user="dave", workdir=work, log=tmp_path / "server.log")
+    proc = start_server(sample["data"], port, user="dave", workdir=work, log=tmp_path / "server.log",
+                        extra=["--refiner", "mincut"])
     try:
         _call(port, "POST", f"/api/cases/{cid}/pick", {"y": y, "x": x})
         _call(port, "POST", f"/api/cases/{cid}/click", {"y": y, "x": x, "positive": False})
@@ -267,7 +270,8 @@ def test_sigkill_after_acknowledged_actions_loses_nothing(sample: dict, tmp_path
         proc.wait()
     assert proc.returncode == -9
     port = free_port()
-    proc = start_server(sample["data"], port, user="dave", workdir=work, log=tmp_path / "server.log")
+    proc = start_server(sample["data"], port, user="dave", workdir=work, log=tmp_path / "server.log",
+                        extra=["--refiner", "mincut"])
     try:
         after = _call(port, "GET", f"/api/cases/{cid}/state")
     finally:

@@ -12,6 +12,7 @@ from pathlib import Path
 import typer
 
 from scarceseg.cli_bench import bench_app
+from scarceseg.cli_train import add_generic_train_commands, methods_cmd
 from scarceseg.cli_util import friendly as _friendly
 
 HELP = """Segment medical images when labels are scarce.
@@ -22,9 +23,10 @@ Start with `scarceseg demo`, or `scarceseg serve FOLDER` to label your own image
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=HELP, rich_markup_mode=None)
 app.add_typer(bench_app, name="bench")
-train_app = typer.Typer(no_args_is_help=True,
-                        help="Train a selector (DQN), a U-Net baseline, an ACWE ConvNet or PixelDRL-MG.")
+train_app = typer.Typer(no_args_is_help=True, help="Train any registered method (see `scarceseg methods`).")
 app.add_typer(train_app, name="train")
+app.command("methods")(methods_cmd)
+add_generic_train_commands(train_app)
 
 
 def _print_version(value: bool) -> None:
@@ -220,17 +222,16 @@ def train_selector_cmd(
     out: Path = typer.Option(..., "--out", help="Model folder (model.safetensors + config.json)."),
     episodes: int | None = typer.Option(None, "--episodes", help="Override the paper's 300 episodes."),
     mode: str | None = typer.Option(None, "--mode", help="candidates (default) or paper (M vs M^C states)."),
+    config_file: Path | None = typer.Option(None, "--config", help="YAML/JSON of SelectorConfig fields."),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """Train the Deep Q Network that learns to pick the lesion candidate (paper 000)."""
-    from scarceseg.errors import ScarcesegError
-    from scarceseg.methods.udc_rl import SelectorConfig, train_selector
+    from scarceseg.methods.selector_method import SelectorMethod
+    from scarceseg.methods.training import config_values
+    from scarceseg.store.training import train_selector
 
-    changes = {k: v for k, v in {"n_episodes": episodes, "mode": mode}.items() if v is not None}
-    try:
-        config = SelectorConfig(**changes)
-    except ValueError as exc:
-        raise ScarcesegError(str(exc)) from None
+    values = config_values(config_file, n_episodes=episodes, mode=mode)
+    config = SelectorMethod(values).selector_config
     selector, history = train_selector(work, config=config, seed=seed, progress=True)
     path = selector.save(out)
     acc = history.accuracy.get("train") or []
@@ -251,7 +252,8 @@ def train_unet_cmd(
     out: Path = typer.Option(..., "--out", help="Model folder."),
     cases: Path | None = typer.Option(None, "--cases", help="Text file with one training case id per line."),
     n_shot: int | None = typer.Option(None, "--n-shot", help="Train on N slices from N distinct patients."),
-    config: str = typer.Option("paper", "--config", help="paper (paper 000's settings) or fair."),
+    config: str = typer.Option("paper", "--config", help="paper (paper 000's settings), fair, or a YAML/JSON "
+                                                        "file (preset, channels, UNetConfig fields)."),
     epochs: int | None = typer.Option(None, "--epochs", help="Override the number of epochs."),
     layout: str | None = typer.Option(None, "--layout"),
     seed: int = typer.Option(0, "--seed"),
@@ -260,7 +262,9 @@ def train_unet_cmd(
     from scarceseg.datasets import n_shot as choose_n_shot
     from scarceseg.datasets import open_dataset
     from scarceseg.errors import ScarcesegError
-    from scarceseg.methods.unet_baseline import UNetConfig, train_unet_from_dataset
+    from scarceseg.methods.adapters import UNetMethod
+    from scarceseg.methods.training import config_values
+    from scarceseg.methods.unet_baseline import train_unet_from_dataset
 
     if (cases is None) == (n_shot is None):
         raise ScarcesegError("give exactly one of --cases FILE or --n-shot N")
@@ -268,14 +272,56 @@ def train_unet_cmd(
         ids = [line.strip() for line in cases.read_text(encoding="utf-8").splitlines() if line.strip()]
     else:
         ids = choose_n_shot(open_dataset(data, layout=layout), n_shot, seed=seed, pick="largest")
-    cfg = UNetConfig.named(config)
-    if epochs is not None:
-        cfg = UNetConfig.from_dict({**cfg.to_dict(), "epochs": epochs})
-    result = train_unet_from_dataset(data, ids, out, config=cfg, seed=seed, layout=layout,
-                                     progress=True)
+    method = UNetMethod(config_values(config, epochs=epochs))
+    result = train_unet_from_dataset(data, ids, out, config=method.model.config, channels=method.options.channels,
+                                     seed=seed, layout=layout, progress=True)
     typer.echo(f"trained U-Net ({config}) on {len(ids)} cases; saved to {out}")
     if isinstance(result, dict) and result.get("final_loss") is not None:
         typer.echo(f"final training loss {result['final_loss']:.4f}")
+
+
+def _fewshot_command(name: str, help_text: str):
+    """``train prior-fewshot`` / ``train fewshot``: N-shot choice, a wall-clock budget, the model folder."""
+
+    @_friendly
+    def command(
+        data: Path = typer.Option(..., "--data", help="Labelled data set folder."),
+        out: Path = typer.Option(..., "--out", help="Model folder."),
+        n_shot: int = typer.Option(10, "--n-shot", help="Train on N slices from N distinct patients (the slice "
+                                                        "with the largest lesion of each)."),
+        cases: Path | None = typer.Option(None, "--cases", help="Text file with one training case id per line "
+                                                                 "(instead of --n-shot)."),
+        seed: int = typer.Option(0, "--seed"),
+        budget_seconds: float | None = typer.Option(None, "--budget-seconds", help="Wall-clock limit of training "
+                                                                                   "(encoding included)."),
+        steps: int | None = typer.Option(None, "--steps", min=1, help="Override the number of decoder updates."),
+        layout: str | None = typer.Option(None, "--layout"),
+    ) -> None:
+        import sys
+
+        from scarceseg.datasets import n_shot as choose_n_shot
+        from scarceseg.datasets import open_dataset
+        from scarceseg.methods.prior_fewshot import FewShotConfig, train_fewshot_from_dataset
+
+        if cases is not None:
+            ids = [line.strip() for line in cases.read_text(encoding="utf-8").splitlines() if line.strip()]
+        else:
+            ids = choose_n_shot(open_dataset(data, layout=layout), n_shot, seed=seed, pick="largest")
+        cfg = FewShotConfig() if steps is None else FewShotConfig(steps=steps)
+        result = train_fewshot_from_dataset(data, ids, out, config=cfg, seed=seed, layout=layout,
+                                            budget_seconds=budget_seconds, progress=sys.stderr.isatty(),
+                                            method_name=name)
+        typer.echo(f"trained {name} on {len(ids)} cases ({result['steps']} steps, {result['seconds']:.0f} s); "
+                   f"saved to {out}")
+
+    command.__doc__ = help_text
+    return command
+
+
+_FEWSHOT_HELP = ("Few-shot learner on the pretrained prior: a fine-tuned LiteMedSAM decoder finds the lesion, "
+                 "its box prompts the prior.")
+train_app.command("fewshot")(_fewshot_command("fewshot", _FEWSHOT_HELP + " The recommended learner for few labels."))
+train_app.command("prior-fewshot")(_fewshot_command("prior-fewshot", _FEWSHOT_HELP))
 
 
 @train_app.command("acwe")
@@ -285,7 +331,8 @@ def train_acwe_cmd(
     mode: int = typer.Option(1, "--mode", help="1 unsupervised; 2/3 mode 1 + fine-tuning on 10/80 labels; "
                                                "4 ACWE + label loss from the start (paper 003)."),
     out: Path = typer.Option(..., "--out", help="Model folder (model.safetensors + config.json)."),
-    config: str = typer.Option("cpu", "--config", help="cpu (64x64, short budget; default) or paper (192x192)."),
+    config: str = typer.Option("cpu", "--config", help="cpu (64x64, short budget; default), paper (192x192), "
+                                                      "or a YAML/JSON file (ACWEConfig fields)."),
     preset: str = typer.Option("auto", "--preset", help="auto (from the layout), lgg (brain ROI) or la (central box)."),
     cases: Path | None = typer.Option(None, "--cases", help="Text file with one training case id per line."),
     labels: int | None = typer.Option(None, "--labels", help="Labelled images for modes 2-4 (default 10/80/all)."),
@@ -309,16 +356,28 @@ def train_acwe_cmd(
 
     if mode not in MODES:
         raise ScarcesegError(f"--mode must be 1, 2, 3 or 4, got {mode}")
-    if config not in ("cpu", "paper"):
-        raise ScarcesegError(f"--config must be cpu or paper, got {config!r}")
+    from scarceseg.methods.training import FILE_SUFFIXES, config_values
+
+    values = config_values(config) if Path(config).suffix.lower() in FILE_SUFFIXES else {}
+    if not values and config not in ("cpu", "paper"):
+        raise ScarcesegError(f"--config must be cpu, paper or a YAML/JSON file, got {config!r}")
     if init is not None and mode not in (2, 3):
         raise ScarcesegError("--init is for modes 2 and 3 (fine-tuning a mode-1 model)")
     changes = {k: v for k, v in {"epochs": epochs, "finetune_steps": finetune_steps, "size": size}.items()
                if v is not None}
     if finetune_steps is not None:
         changes["finetune_epochs"] = 0  # an explicit step count is exact
+    if values:
+        from scarceseg.methods.adapters import ACWEMethod
+        from scarceseg.methods.config import apply, validate
+
+        options = validate(ACWEMethod.schema, values, config)
+        base = ACWEConfig.cpu() if options.preset == "cpu" else ACWEConfig()
+        base = apply(base, options)
+    else:
+        base = ACWEConfig.cpu() if config == "cpu" else ACWEConfig()
     try:
-        cfg = replace(ACWEConfig.cpu() if config == "cpu" else ACWEConfig(), **changes)
+        cfg = replace(base, **changes)
     except ValueError as exc:
         raise ScarcesegError(str(exc)) from None
     ids = None
@@ -343,7 +402,8 @@ def train_pixeldrl_cmd(
     data: Path = typer.Option(..., "--data", help="Labelled 2D data set (trains on its 70 % patient split)."),
     out: Path = typer.Option(..., "--out", help="Model folder; a rerun resumes from OUT/checkpoint."),
     shots: int | None = typer.Option(None, "--shots", min=1, help="Train on N slices (distinct patients first)."),
-    config: str = typer.Option("cpu", "--config", help="cpu (128x128, narrow, warm start + PA3C) or paper."),
+    config: str = typer.Option("cpu", "--config", help="cpu (128x128, narrow, warm start + PA3C), paper, or a "
+                                                      "YAML/JSON file (preset, PixelDRLConfig fields)."),
     budget_minutes: float | None = typer.Option(None, "--budget-minutes", help="Process CPU minutes of training."),
     steps: int | None = typer.Option(None, "--steps", min=1, help="Number of updates (default: the epochs)."),
     channels: str = typer.Option("all", "--channels", help="all, or channel names/indices (e.g. flair)."),
@@ -353,14 +413,11 @@ def train_pixeldrl_cmd(
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """Train PixelDRL-MG: pixel agents that write the mask with PA3C (paper 004)."""
-    from scarceseg.errors import ScarcesegError
-    from scarceseg.methods.pixeldrl import PixelDRLConfig
+    from scarceseg.methods.adapters import PixelDRLMethod
     from scarceseg.methods.pixeldrl_data import train_pixeldrl_from_dataset
+    from scarceseg.methods.training import config_values
 
-    try:
-        cfg = PixelDRLConfig.named(config)
-    except ValueError as exc:
-        raise ScarcesegError(str(exc)) from None
+    cfg = PixelDRLMethod(config_values(config)).model.config
     if threads is not None:
         import torch
 
@@ -376,9 +433,14 @@ def train_pixeldrl_cmd(
 @app.command()
 @_friendly
 def segment(
-    model: Path = typer.Option(..., "--model", help="A selector, U-Net, ACWE or PixelDRL-MG model folder."),
+    model: Path | None = typer.Option(None, "--model", help="A model folder of any registered segmenter "
+                                                             "(with --prompt: default the LiteMedSAM prior)."),
     data: Path = typer.Option(..., "--data", help="Data set folder (or folder of images) to segment."),
-    out: Path = typer.Option(..., "--out", help="Folder for <case_id>.png masks."),
+    out: Path = typer.Option(..., "--out", help="Folder for <case_id>.png (2D) / .nii.gz (3D) masks."),
+    mask_format: str = typer.Option("auto", "--format", help="Mask files: auto (PNG for 2D, NIfTI for 3D) or "
+                                                             "dicom-seg (<case_id>.dcm; the input must be DICOM)."),
+    prompt: Path | None = typer.Option(None, "--prompt", help="boxes.json {case: {y0,x0,y1,x1[,z]}} or clicks.json "
+                                                              "{case: [y, x]}: prompted segmentation with the prior."),
     mode: str = typer.Option("automatic", "--mode", help="Selector: automatic (default) or one-click."),
     points: Path | None = typer.Option(None, "--points", help="One-click: JSON {case_id: [y, x]} or CSV."),
     action_maps: bool = typer.Option(False, "--action-maps", help="PixelDRL-MG: also write the action map of "
@@ -387,30 +449,69 @@ def segment(
     seed: int = typer.Option(0, "--seed"),
     force: bool = typer.Option(False, "--force", help="Segment again cases whose mask is already in OUT "
                                                       "(default: keep them, so a rerun resumes)."),
-    workers: int | None = typer.Option(None, "--workers", min=1, help="Local processes (default: all cores)."),
+    workers: int | None = typer.Option(None, "--workers", min=1, help="Local processes (default: 1, this one)."),
     ray: str | None = typer.Option(None, "--ray", help="Run on Ray: auto (running cluster, else a local one) "
                                                       "or a cluster ADDRESS. Needs scarceseg[ray]."),
 ) -> None:
-    """Segment new images: propose candidates, let the trained agent pick (or run a U-Net, ACWE or PixelDRL model).
+    """Segment new images: from a box or click per case with the prior (--prompt), or with a trained model.
 
-    One task per case on a local process pool (or Ray); masks are written as they finish, and a rerun
-    skips the cases that are finished.
+    With --workers N (N > 1) or --ray: one task per case on a local process pool or a Ray cluster; masks are
+    written as they finish, and a rerun keeps the cases that are finished.
     """
-    from scarceseg.bench.cohort import segment_cohort
     from scarceseg.errors import ScarcesegError
+    from scarceseg.io.writers import MASK_FORMATS
 
-    summary = segment_cohort(model, data, out, mode=mode, points=points, action_maps=action_maps, layout=layout,
-                             seed=seed, workers=workers, ray=ray, resume=not force, progress=True)
+    if mask_format not in MASK_FORMATS:
+        raise ScarcesegError(f"--format must be one of {', '.join(MASK_FORMATS)}, got {mask_format!r}")
+    if prompt is not None:
+        if model is not None:
+            raise ScarcesegError("--prompt uses the LiteMedSAM prior; leave out --model")
+        from scarceseg.methods.prompted import segment_prompted
+
+        summary = segment_prompted(data, out, prompt, layout=layout, progress=True, force=force,
+                                   mask_format=mask_format)
+    elif model is None:
+        raise ScarcesegError("give --model MODEL_FOLDER, or --prompt FILE to segment from boxes or clicks")
+    elif (workers or 1) > 1 or ray is not None:  # one task per case on a process pool or Ray (bench/runner.py)
+        from scarceseg.bench.cohort import segment_cohort
+
+        if mask_format != "auto":
+            raise ScarcesegError("--workers/--ray write PNG / NIfTI masks only (leave out --format)")
+        summary = segment_cohort(model, data, out, mode=mode, points=points, action_maps=action_maps,
+                                 layout=layout, seed=seed, workers=workers, ray=ray, resume=not force, progress=True)
+    else:
+        summary = _segment_with_model(model, data, out, mode, points, action_maps, layout, seed, force, mask_format)
     for case_id, reason in summary.get("skipped") or []:
         typer.echo(f"  skipped {case_id}: {reason}")
     for note in summary.get("notes") or []:
         typer.echo(f"  note: {note}")
     kept = summary.get("kept") or []
     again = f"; kept {len(kept)} written before (--force redoes them)" if kept else ""
-    if not summary["written"] and not kept and not summary["failed"]:
+    if not summary["written"] and not kept and not summary.get("failed"):
         raise ScarcesegError(f"no case of {data} could be segmented; nothing was written")
     typer.echo(f"wrote {len(summary['written'])} masks to {out}{again}; skipped {len(summary.get('skipped') or [])}")
-    _report_failed(summary["failed"])
+    _report_failed(summary.get("failed") or [])
+
+
+def _segment_with_model(model: Path, data: Path, out: Path, mode: str, points, action_maps: bool, layout, seed: int,
+                        force: bool, mask_format: str = "auto") -> dict:
+    """`segment --model`: the registered method that the folder's method.json names (old folders: config.json)."""
+    from scarceseg.methods.folder import segment_folder
+    from scarceseg.methods.registry import load_model
+
+    segmenter = load_model(model, kind="segmenter")
+    options: dict = {}
+    if mode != "automatic":
+        options["mode"] = mode
+    if points is not None:
+        options["points"] = points
+    if action_maps:
+        options["action_maps"] = True
+    if "seed" in segmenter.inference_options:  # the seed of methods that draw at inference (the proposals)
+        options["seed"] = seed
+    if options:
+        segmenter.set_inference(**options)
+    return segment_folder(segmenter, data, out, layout=layout, progress=True, force=force, mask_format=mask_format)
 
 
 @app.command("cluster")
@@ -427,7 +528,7 @@ def cluster_cmd(
     seed: int = typer.Option(0, "--seed", help="Seed; the same seed gives the same labels."),
 ) -> None:
     """Unsupervised clustering of one image into K labels (paper 001): JULE + k-means, k-means or multi-Otsu."""
-    from scarceseg.methods.jule import cluster_image
+    from scarceseg.bench.cluster_image import cluster_image
 
     summary = cluster_image(volume, out, method=method, k=k, mask=mask, threshold=threshold, channel=channel,
                             config=config, seed=seed, echo=typer.echo)
@@ -446,22 +547,25 @@ def train_refiner(
     iterations: int | None = typer.Option(None, "--iterations", help="Gradient updates (default 300)."),
     n_train: int | None = typer.Option(None, "--n-train", help="Use only the first N cases."),
     channel: str | None = typer.Option(None, "--channel", help="Image channel (default FLAIR when present)."),
+    config: Path | None = typer.Option(None, "--config", help="YAML/JSON of the refiner's config fields."),
     seed: int = typer.Option(0, "--seed"),
     layout: str | None = typer.Option(None, "--layout"),
 ) -> None:
     """Train a click-to-correct refiner: IteR-MRL (A2C, synchronous) or a supervised baseline."""
     from scarceseg.methods.refine_entry import train_refiner_from_dataset
+    from scarceseg.methods.training import config_values
 
     h = train_refiner_from_dataset(data, out, method=method, init_model=init_model, iterations=iterations,
                                    n_train=n_train, channel=channel, seed=seed, layout=layout,
-                                   progress=True)
+                                   progress=True, config=config_values(config))
     typer.echo(f"trained {method} in {h['seconds']:.0f} s; wrote {h['out_dir']}")
 
 
 @app.command("refine")
 @_friendly
 def refine(
-    model: str = typer.Option(..., "--model", help="Refiner folder (scarceseg train refiner) or 'mincut'."),
+    model: str = typer.Option("prior", "--model", help="prior (default: re-prompts LiteMedSAM), mincut, or a "
+                                                       "refiner folder (scarceseg train refiner)."),
     image: Path = typer.Option(..., "--image", help="The image (2D or 3D)."),
     out: Path = typer.Option(..., "--out", help="Refined mask to write (PNG for 2D, NIfTI for 3D)."),
     init: Path | None = typer.Option(None, "--init", help="Initial mask (default: all background)."),
@@ -489,17 +593,24 @@ def serve_cmd(
     workdir: Path | None = typer.Option(None, "--workdir", help="Proposals, label store and saved masks "
                                                                  "(default: a user data folder keyed by "
                                                                  "FOLDER's path; FOLDER is never written)."),
-    refiner: str = typer.Option("mincut", "--refiner", help="Trained refiner folder, or mincut (default)."),
+    refiner: str = typer.Option("prior", "--refiner", help="Default corrective refiner: prior (default), mincut, "
+                                                           "or a trained refiner folder."),
     episodes: int = typer.Option(300, "--episodes", min=1, help="Episodes of the 'train selector' button "
                                                                 "(the paper's 300, as `train selector`)."),
     layout: str | None = typer.Option(None, "--layout", help="Data set layout (default: detect, else plain files)."),
+    save_format: str = typer.Option("auto", "--format", help="What 'save' writes: auto (PNG/NIfTI) or dicom-seg "
+                                                             "(a DICOM SEG; the input must be DICOM)."),
 ) -> None:
     """Open FOLDER in the browser: propose, pick, refine with clicks, undo, save, train, segment the rest."""
+    from scarceseg.errors import ScarcesegError
+    from scarceseg.io.writers import MASK_FORMATS
     from scarceseg.store.picking import default_user
     from scarceseg.web.app import ServerConfig, serve
 
+    if save_format not in MASK_FORMATS:
+        raise ScarcesegError(f"--format must be one of {', '.join(MASK_FORMATS)}, got {save_format!r}")
     config = ServerConfig(folder=folder, workdir=workdir, user=user or default_user(), token=token,
-                          refiner=refiner, episodes=episodes, layout=layout)
+                          refiner=refiner, episodes=episodes, layout=layout, save_format=save_format)
     serve(config, host=host, port=port, echo=typer.echo)
 
 

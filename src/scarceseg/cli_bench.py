@@ -156,13 +156,14 @@ def bench_acwe(
 @_friendly
 def bench_web(
     clicks: int = typer.Option(30, "--clicks", min=20, help="Refinement clicks to time (median reported)."),
+    boxes: int = typer.Option(10, "--boxes", min=1, help="Box drags to time (median reported)."),
     out: Path = typer.Option(Path("bench_out/web"), "--out", help="Sample data, server files, screenshot."),
     chromium: str = typer.Option("/usr/bin/chromium", "--chromium", help="The Chromium binary."),
 ) -> None:
-    """Time click -> updated overlay in Chromium on a 256x256 sample slice (the browser app's latency)."""
+    """Time box -> overlay and click -> overlay with the prior in Chromium on a 256x256 sample slice."""
     from scarceseg.web.bench import run_web_bench
 
-    run_web_bench(out, n_clicks=clicks, chromium=chromium, echo=typer.echo)
+    run_web_bench(out, n_clicks=clicks, chromium=chromium, echo=typer.echo, n_boxes=boxes)
 
 
 @bench_app.command("pixeldrl")
@@ -190,6 +191,28 @@ def bench_pixeldrl(
                        command="scarceseg " + " ".join(sys.argv[1:]))
 
 
+@bench_app.command("fewshot")
+@_friendly
+def bench_fewshot(
+    data: Path = typer.Option(Path("../shared/data/lgg"), "--data", help="LGG-layout data set."),
+    out: Path = typer.Option(Path("bench_out/fewshot"), "--out"),
+    shots: list[int] = typer.Option([10], "--shots", help="Labelled slices (one per patient); repeat for several."),
+    seeds: int = typer.Option(3, "--seeds", help="Seeds 0..N-1 (each a different set of training patients)."),
+    every: int = typer.Option(2, "--every", help="Every K-th slice of the held-out patients is a test slice."),
+    test_slices: int = typer.Option(100, "--test-slices", help="At most this many test slices (thinned evenly)."),
+    methods: str = typer.Option("fewshot,unet", "--methods", help="Comma-separated: fewshot, unet."),
+    unet_epochs: int = typer.Option(40, "--unet-epochs", help="Epochs of the fair U-Net (its CPU budget)."),
+    steps: int | None = typer.Option(None, "--steps", help="Override the few-shot learner's decoder updates."),
+    cache: Path | None = typer.Option(None, "--cache", help="Embedding cache folder (default OUT/emb_cache)."),
+) -> None:
+    """The few-shot prior learner vs the fair U-Net on the same slices: per-seed Dice, paired test, timing."""
+    from scarceseg.bench.fewshot_bench import run_fewshot_bench
+
+    run_fewshot_bench(data, out, shots=shots, seeds=seeds, every=every, test_slices=test_slices,
+                      methods=[m.strip() for m in methods.split(",") if m.strip()], unet_epochs=unet_epochs,
+                      steps=steps, cache_dir=cache, progress=sys.stderr.isatty(), log=typer.echo)
+
+
 @bench_app.command("scale")
 @_friendly
 def bench_scale(
@@ -208,7 +231,7 @@ def bench_scale(
 
     run_scale_bench(data, out, volumes=volumes, n_slices=slices, n_volumes=n_volumes, workers=workers,
                     ray=None if ray == "none" else ray, n_noop=noop, seed=seed, echo=typer.echo,
-                    progress=sys.stderr.isatty(), command="scarceseg " + " ".join(sys.argv[1:]))
+                    progress=True, command="scarceseg " + " ".join(sys.argv[1:]))
 
 
 @bench_app.command("all")

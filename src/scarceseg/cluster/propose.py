@@ -259,7 +259,7 @@ def save_proposal(proposal: Proposal, workdir: str | Path, pictures: bool = True
     ``WORKDIR/proposals/index.json`` are written; other cases and ``store.sqlite`` are left alone.
     ``pictures=False`` skips ``contact_sheet.png`` and ``labels.png`` (benchmark caches that nobody looks at).
     """
-    from scarceseg.bench.figures import save_contact_sheet
+    from scarceseg.figures.overlays import save_contact_sheet
 
     folder = _case_dir(workdir, proposal.case_id)
     folder.mkdir(parents=True, exist_ok=True)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import getpass
 import hashlib
-import math
 import re
 from pathlib import Path
 from typing import Any
@@ -178,7 +177,7 @@ def fiducial_point(proposal: Any, candidate: int) -> tuple[int, int]:
     (int, int)
         ``(y, x)``.
     """
-    from scipy import ndimage
+    from scarceseg.interactive.clicks import innermost_pixel
 
     k = _check_index(proposal, candidate)
     masks = np.asarray(proposal.masks, dtype=bool)
@@ -189,9 +188,7 @@ def fiducial_point(proposal: Any, candidate: int) -> tuple[int, int]:
         region = masks[k]
     if not region.any():
         raise InputError(None, f"candidate {k} of case {proposal.case_id!r} is empty")
-    depth = ndimage.distance_transform_edt(np.pad(region, 1))[1:-1, 1:-1]
-    y, x = np.unravel_index(int(np.argmax(depth)), region.shape)
-    return int(y), int(x)
+    return innermost_pixel(region)
 
 
 def load_proposal_checked(workdir: str | Path, case_id: str) -> Any:
@@ -270,43 +267,14 @@ def pick(
 
 
 def oracle_pick(proposal: Any, truth: np.ndarray) -> tuple[int, float]:
-    """The candidate with the best Dice against the truth (ties: the lowest index).
+    """The candidate with the best Dice against the truth (ties: the lowest index): ``(index, dice)``.
 
-    Parameters
-    ----------
-    proposal : Proposal
-        With ``masks`` (K, Y, X) bool.
-    truth : ndarray (Y, X) bool
-        The reference mask.
-
-    Returns
-    -------
-    (int, float)
-        The index and its Dice (:func:`scarceseg.metrics.dice`).
-
-    Raises
-    ------
-    InputError
-        No candidates, an empty truth (no candidate can be right), or a shape mismatch.
+    See :func:`scarceseg.cluster.candidates.best_candidate` (``proposal.masks`` against ``truth`` (Y, X)); raises
+    :class:`InputError` without candidates or with an empty truth, :class:`ShapeMismatchError` on a shape mismatch.
     """
-    from scarceseg.metrics import dice
+    from scarceseg.cluster.candidates import best_candidate
 
-    truth = np.asarray(truth).astype(bool)
-    masks = np.asarray(proposal.masks, dtype=bool)
-    if truth.shape != masks.shape[1:]:
-        raise ShapeMismatchError(
-            None, f"truth shape {truth.shape} differs from the proposal's (Y, X) {masks.shape[1:]}"
-        )
-    if masks.shape[0] == 0:
-        raise InputError(None, f"case {proposal.case_id!r} has no candidates")
-    if not truth.any():
-        raise InputError(None, f"the truth of case {proposal.case_id!r} is empty: no candidate can be right")
-    best, best_d = 0, -math.inf
-    for k in range(masks.shape[0]):
-        d = float(dice(masks[k], truth))
-        if not math.isnan(d) and d > best_d:
-            best, best_d = k, d
-    return best, float(best_d)
+    return best_candidate(proposal.masks, truth, proposal.case_id)
 
 
 def _load_case(ds: Any, case_id: str, slicers: dict[int, Any]) -> Any:

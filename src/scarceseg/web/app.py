@@ -1,4 +1,6 @@
-"""The browser app's HTTP API and page (FastAPI): propose, pick, refine, undo/redo, save, train, segment.
+"""The browser app's HTTP API and page (FastAPI): box / click with the prior, propose, pick, refine, undo/redo,
+save, train, segment. The prior's routes (background embedding, box, click-to-segment, propagation) are in
+:mod:`scarceseg.web.prior_routes`.
 
 ``create_app(folder, ...)`` builds the application; ``scarceseg serve FOLDER`` runs it with uvicorn.
 Every route that names a case checks it against the folder's catalog (unknown ids are 404, files are
@@ -15,7 +17,7 @@ import socket
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -25,7 +27,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from scarceseg.errors import InputError, ScarcesegError
 from scarceseg.web import security
 from scarceseg.web.catalog import Catalog, slice_key
-from scarceseg.web.jobs import JobManager, QueueFull, propose_work, segment_rest_work, train_work
+from scarceseg.web.jobs import JobManager, QueueFull, propose_work
+from scarceseg.web.learners import method_choices, model_dir, open_refiner, segment_rest_work, train_work
 from scarceseg.web.state import FINAL, SNAPSHOT, NotReady, SessionManager
 from scarceseg.web.workdir import default_workdir
 
@@ -50,14 +53,25 @@ class PointBody(Body):
 
 class ClickBody(PointBody):
     positive: bool = True
+    refiner: str | None = Field(default=None, min_length=1, max_length=200)
 
 
 class SliceBody(Body):
     z: int | None = Field(default=None, ge=0, lt=MAX_COORD)
 
 
+class SaveBody(SliceBody):
+    # "dicom-seg": a DICOM SEG referencing the case's DICOM series; None: the server's --format
+    format: Literal["auto", "dicom-seg"] | None = None
+
+
 class TrainBody(Body):
     episodes: int | None = Field(default=None, ge=1, le=5000)
+    method: str = Field(default="selector", pattern=r"^[a-z0-9_]{1,40}$")
+
+
+class MethodBody(Body):
+    method: str = Field(default="selector", pattern=r"^[a-z0-9_]{1,40}$")
 
 
 @dataclass
@@ -76,7 +90,8 @@ class ServerConfig:
     token : str or None
         Required on every request when set.
     refiner : str
-        ``"mincut"`` or a trained refiner folder (``scarceseg train refiner``).
+        The default corrective refiner: ``"prior"`` (re-prompts the prior), ``"mincut"``, or a trained refiner
+        folder (``scarceseg train refiner``); the others stay selectable per click.
     episodes : int
         Selector training episodes of the "train selector" button: the paper's 300, as ``scarceseg train
         selector`` (``SelectorConfig.n_episodes``; a test keeps the two equal).
@@ -88,6 +103,8 @@ class ServerConfig:
     seed : int
     pick_confidence : float
         Initial probability inside the picked candidate (see :class:`~scarceseg.web.state.SessionManager`).
+    save_format : {"auto", "dicom-seg"}
+        What "save" writes when the request does not say: PNG (2D) / NIfTI (3D), or a DICOM SEG (DICOM input).
     queue_per_user, queue_total : int
         Proposals one user, and all users together, may have queued or running (429 above).
     """
@@ -96,28 +113,35 @@ class ServerConfig:
     workdir: Path | None = None
     user: str = "user"
     token: str | None = None
-    refiner: str = "mincut"
+    refiner: str = "prior"
     episodes: int = 300
     layout: str | None = None
     max_body: int = security.DEFAULT_MAX_BODY
     proposer: str = "fast"
     seed: int = 0
     pick_confidence: float = 0.6
+    save_format: str = "auto"
     queue_per_user: int = 4
     queue_total: int = 16
 
 
 def create_app(config: ServerConfig):
     """The FastAPI application serving ``config.folder``."""
-    from scarceseg.interactive.refiners import load_refiner
+    from scarceseg.methods.registry import names
+    from scarceseg.prior import get_prior
     from scarceseg.store import open_store
+    from scarceseg.web.prior_routes import Embeddings, prior_router
 
     folder = Path(config.folder).resolve()
     workdir = Path(config.workdir if config.workdir else default_workdir(folder)).resolve()
     default_user = security.check_user(config.user)
     catalog = Catalog(folder, layout=config.layout)
     store = open_store(workdir)
-    sessions = SessionManager(catalog, store, workdir, load_refiner(config.refiner), config.pick_confidence)
+    # every registered refiner (trained ones from WORKDIR/<name>, once trained); the default from --refiner
+    choices = {name: (lambda name=name: open_refiner(workdir, name)) for name in names("refiner")}
+    sessions = SessionManager(catalog, store, workdir, open_refiner(workdir, config.refiner), config.pick_confidence,
+                              choices=choices)
+    embeddings = Embeddings(get_prior)
     jobs = JobManager(config.queue_per_user, config.queue_total)
     token = config.token
     roots = {folder: "", workdir: "WORKDIR"}  # how paths appear in answers
@@ -136,6 +160,7 @@ def create_app(config: ServerConfig):
     async def lifespan(_app):
         yield
         jobs.shutdown()
+        embeddings.shutdown()
         store.close()
 
     app = FastAPI(title="scarceseg", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
@@ -216,7 +241,7 @@ def create_app(config: ServerConfig):
     @app.get("/api/info")
     def info(request: Request):
         return {"user": user_of(request), "folder": folder.name, "layout": catalog.layout,
-                "refiner": getattr(sessions.refiner, "name", str(config.refiner)), "episodes": config.episodes,
+                "refiner": sessions.default_refiner, "refiners": sessions.refiner_names, "episodes": config.episodes,
                 "token_required": token is not None, "n_cases": len(catalog.case_ids),
                 "refused": public([list(r) for r in catalog.refused])}
 
@@ -240,7 +265,7 @@ def create_app(config: ServerConfig):
     def case_info(case_id: str):
         case = catalog.load(known(case_id))
         return {"case_id": case_id, "ndim": case.ndim, "shape": list(case.shape), "spacing": list(case.spacing),
-                "channels": list(case.channel_names)}
+                "channels": list(case.channel_names), "dicom": bool(case.meta.get("dicom_files"))}
 
     @app.get("/api/cases/{case_id}/image.png")
     def image(case_id: str, z: int | None = None):
@@ -293,21 +318,27 @@ def create_app(config: ServerConfig):
                                                   config.proposer, config.seed), target=key, user=user)
         return public(job.as_dict())
 
+    @app.get("/api/methods")
+    def methods():
+        return {**method_choices(), "refiner": sessions.default_refiner}
+
     @app.post("/api/train")
-    def train(body: TrainBody):
+    def train(body: TrainBody, request: Request):
         episodes = body.episodes or config.episodes
-        security.check_writable(workdir, workdir / "selector")
-        return public(jobs.submit("train", train_work(workdir, episodes, config.seed), long=True).as_dict())
+        security.check_writable(workdir, model_dir(workdir, body.method))
+        work = train_work(catalog, store, workdir, body.method, episodes, config.seed, user_of(request))
+        return public(jobs.submit("train", work, long=True).as_dict())
 
     @app.post("/api/segment-rest")
-    def segment_rest(request: Request):
+    def segment_rest(request: Request, body: MethodBody | None = None):
         user = user_of(request)
 
         def done_keys() -> set[str]:
             return set(store.latest_masks(FINAL, who=user)) | set(store.latest_masks(SNAPSHOT, who=user))
 
         security.check_writable(workdir, workdir / "proposals")
-        work = segment_rest_work(catalog, store, workdir, user, done_keys, config.proposer, config.seed)
+        name = body.method if body is not None else "selector"
+        work = segment_rest_work(catalog, store, workdir, user, done_keys, name, config.proposer, config.seed)
         return public(jobs.submit("segment", work, target=user, long=True).as_dict())
 
     @app.get("/api/jobs/{job_id}")
@@ -329,7 +360,8 @@ def create_app(config: ServerConfig):
     def click(case_id: str, body: ClickBody, request: Request):
         user, key = user_of(request), unit(case_id, body.z)
         with sessions.lock(user, key):
-            sessions.click(user, key, body.y, body.x, body.positive, z=body.z if key != case_id else None)
+            sessions.click(user, key, body.y, body.x, body.positive, z=body.z if key != case_id else None,
+                           refiner=body.refiner)
             return answer(user, key)
 
     @app.post("/api/cases/{case_id}/undo")
@@ -347,12 +379,14 @@ def create_app(config: ServerConfig):
             return answer(user, key)
 
     @app.post("/api/cases/{case_id}/save")
-    def save(case_id: str, body: SliceBody, request: Request):
+    def save(case_id: str, body: SaveBody, request: Request):
         user, key = user_of(request), unit(case_id, body.z)
         with sessions.lock(user, key):
-            path, mask = sessions.save(user, case_id, body.z)
+            path, mask = sessions.save(user, case_id, body.z, mask_format=body.format or config.save_format)
         return answer(user, key, saved={"file": str(path.relative_to(workdir)), "voxels": int(mask.sum())})
 
+    app.include_router(prior_router(catalog=catalog, sessions=sessions, jobs=jobs, embeddings=embeddings,
+                                    unit=unit, user_of=user_of, answer=answer, slice_key=slice_key))
     return security.BodyLimit(app, config.max_body)
 
 

@@ -1,0 +1,326 @@
+"""The robot-user benchmark of the prior and its corrective refiners (``scarceseg bench interactive``).
+
+Protocol, per 2D slice with a lesion (issue 13):
+
+1. the first gesture: the truth's bounding box + 5 px given to the prior (``first="box"``), or one click at
+   the truth's innermost pixel (largest distance to its border) turned into a mask by
+   :func:`scarceseg.methods.prior_click.click_to_mask` (``first="click"``);
+2. then up to ``n_clicks`` clicks of the NoC robot (:class:`scarceseg.interactive.clicks.NoCRobot`): one per
+   step, at the deepest point of the largest error region; each refiner gets all clicks so far, the
+   current probability, and the first gesture's probability as ``init``.
+
+Every refiner runs on the same slices, from the same first gesture, sharing one embedding per slice.
+``flat-mincut`` is the app's Min-Cut of today (unaries 0.6 inside the first mask, 0.4 outside).
+
+Per refiner: mean and median Dice after 0, 1, 3, 5, 10 clicks, NoC@85 and NoC@90 (``n_clicks + 1`` when never
+reached), the share of slices ending worse than after the first gesture, the median ms per click.
+
+Volumes (``volumes=True``, 3D data sets): a box (truth + 5 px) on the slice of largest lesion area,
+propagated (:func:`scarceseg.prior.prompts.propagate_volume`), then 5 NoC-robot clicks in 3D, each refined
+on its slice.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from scarceseg.interactive.clicks import Click, NoCRobot
+from scarceseg.interactive.refiners import MinCutRefiner
+from scarceseg.metrics import dice
+
+REPORT_STEPS = (0, 1, 3, 5, 10)
+BOX_MARGIN = 5  # issue 13's protocol: truth box + 5 px
+# Okabe & Ito's colour-blind-safe palette
+PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")
+
+
+@dataclass
+class FlatMinCutRefiner:
+    """The app's Min-Cut of today: unaries 0.6 inside the first mask and 0.4 outside, no locality."""
+
+    confidence: float = 0.6  # web.state.SessionManager's default
+    name: str = "flat-mincut"
+    cut: MinCutRefiner = field(default_factory=MinCutRefiner)
+
+    def refine(self, image, prob, clicks, init=None, spacing=None) -> np.ndarray:
+        start = np.asarray(prob if init is None else init) > 0.5
+        flat = np.where(start, self.confidence, 1 - self.confidence).astype(np.float32)
+        return self.cut.refine(image, prob, clicks, init=flat, spacing=spacing)
+
+
+def make_refiner(name: str, prior, itermrl_model: str | None = None):
+    """A refiner of the benchmark by name: ``flat-mincut``, ``prior``, ``prior-mincut``, ``prior-itermrl``,
+    or ``<name>-global`` for the same without locality (the ablation)."""
+    from scarceseg.methods.prior_refiners import PRIOR_REFINERS
+
+    if name == "flat-mincut":
+        return FlatMinCutRefiner()
+    base, local = (name[: -len("-global")], False) if name.endswith("-global") else (name, True)
+    if base not in PRIOR_REFINERS:
+        raise ValueError(f"unknown refiner {name!r}; choose flat-mincut, {', '.join(PRIOR_REFINERS)} "
+                         "(or any of those with -global)")
+    kwargs = {"local": local}
+    if base == "prior":
+        kwargs["prior"] = prior
+    if base == "prior-itermrl":
+        kwargs["model"] = itermrl_model
+    refiner = PRIOR_REFINERS[base](**kwargs)
+    refiner.name = name
+    return refiner
+
+
+# ---- data -----------------------------------------------------------------------------------------
+def _image_of(case) -> np.ndarray:
+    names = [n.lower() for n in case.channel_names]
+    return np.asarray(case.channel("FLAIR") if "flair" in names else case.image[0], dtype=np.float32)
+
+
+def load_slices(data: Path, every: int = 1, min_area: int | None = None, limit: int | None = None,
+                echo: Callable = print) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """``[(id, image (Y, X) float32, target bool)]``: every ``every``-th 2D slice with a lesion.
+
+    2D data sets (LGG): each image with a non-empty target (``min_area`` 1); 3D data sets: axial slices
+    with at least ``min_area`` (default 100) target pixels. FLAIR where the data set has it, else channel 0.
+    """
+    from scarceseg.datasets import open_dataset
+
+    ds = open_dataset(data)
+    out = []
+    count = 0
+    for cid in ds.case_ids:
+        case = ds.load(cid)
+        image, target = _image_of(case), np.asarray(case.target, dtype=bool)
+        if image.ndim == 2:
+            pairs = [(cid, image, target)] if target.sum() >= (min_area or 1) else []
+        else:
+            areas = target.reshape(target.shape[0], -1).sum(axis=1)
+            pairs = [(f"{cid}_z{z}", image[z], target[z]) for z in np.flatnonzero(areas >= (min_area or 100))]
+        for item in pairs:
+            if count % every == 0:
+                out.append(item)
+            count += 1
+        if limit is not None and len(out) >= limit:
+            break
+    out = out[:limit]
+    echo(f"{len(out)} slices (every {every}th of {count} with a lesion) from {data}")
+    return out
+
+
+def load_volumes(data: Path, limit: int | None = None) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """``[(id, volume (Z, Y, X) float32, target bool)]`` of a 3D data set."""
+    from scarceseg.datasets import open_dataset
+
+    ds = open_dataset(data)
+    out = []
+    for cid in list(ds.case_ids)[:limit]:
+        case = ds.load(cid)
+        image = _image_of(case)
+        if image.ndim == 3 and case.target is not None and case.target.any():
+            out.append((cid, image, np.asarray(case.target, dtype=bool)))
+    return out
+
+
+# ---- one sequence ---------------------------------------------------------------------------------
+def first_gesture(prior, image: np.ndarray, target: np.ndarray, first: str, click_method: str = "vote"):
+    """``(prob, logits)`` of the first gesture (``box`` or ``click``) on one slice."""
+    from scarceseg.prior.prompts import box_from_mask, innermost_pixel
+
+    if first == "box":
+        out = prior.decode(prior.embed(image), box=box_from_mask(target, BOX_MARGIN))[0]
+        return out.prob, out.logits
+    if first == "click":
+        from scarceseg.methods.prior_click import click_to_mask
+
+        res = click_to_mask(prior, image, innermost_pixel(target), method=click_method)
+        return res.prob, res.logits
+    raise ValueError(f"first gesture is 'box' or 'click', got {first!r}")
+
+
+def run_sequence(refiner, image, target, prob0, n_clicks: int, logits0=None) -> tuple[list[float], list[float]]:
+    """Dice after 0..``n_clicks`` NoC-robot clicks (a perfect mask stays) and the ms of each refinement."""
+    robot = NoCRobot()
+    if logits0 is not None and hasattr(refiner, "remember"):
+        refiner.remember(prob0, logits0)
+    prob, clicks = np.asarray(prob0, np.float32), []
+    dices, times = [dice(prob > 0.5, target)], []
+    for step in range(1, n_clicks + 1):
+        new = robot(prob > 0.5, target, step)
+        if not new:
+            dices.append(dices[-1])
+            continue
+        clicks.extend(new)
+        t0 = time.perf_counter()
+        prob = refiner.refine(image, prob, clicks, init=prob0)
+        times.append(1000 * (time.perf_counter() - t0))
+        dices.append(dice(prob > 0.5, target))
+    return dices, times
+
+
+def noc(dices: Sequence[float], threshold: float) -> int:
+    """Clicks needed to reach ``threshold`` (0 when the first gesture does), ``len(dices)`` when never."""
+    return next((k for k, d in enumerate(dices) if d >= threshold), len(dices))
+
+
+def summarise(curves: np.ndarray, times: list[float]) -> dict:
+    """Summary of one refiner: ``curves`` ``(slices, n_clicks + 1)`` Dice."""
+    n = curves.shape[1] - 1
+    row: dict = {}
+    for k in REPORT_STEPS:
+        if k <= n:
+            row[f"mean_dice_{k}"] = float(curves[:, k].mean())
+            row[f"median_dice_{k}"] = float(np.median(curves[:, k]))
+    row["noc85"] = float(np.mean([noc(c, 0.85) for c in curves]))
+    row["noc90"] = float(np.mean([noc(c, 0.90) for c in curves]))
+    row["worse_share"] = float(np.mean(curves[:, -1] < curves[:, 0] - 1e-9))
+    row["median_ms_per_click"] = float(np.median(times)) if times else 0.0
+    row["slices"] = int(curves.shape[0])
+    return row
+
+
+def write_outputs(out: Path, summary: dict, per_slice: list[dict], curves: dict, meta: dict) -> None:
+    """summary.csv, summary.json, per_slice.csv and dice_vs_clicks.png in ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    keys = sorted({k for row in summary.values() for k in row}, key=lambda k: (k[0] != "m", k))
+    with (out / "summary.csv").open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["refiner", *keys])
+        for name, row in summary.items():
+            w.writerow([name, *(row.get(k, "") for k in keys)])
+    if per_slice:
+        with (out / "per_slice.csv").open("w", newline="", encoding="utf-8") as fh:
+            w = csv.DictWriter(fh, fieldnames=list(per_slice[0]))
+            w.writeheader()
+            w.writerows(per_slice)
+    (out / "summary.json").write_text(json.dumps({"meta": meta, "summary": summary}, indent=1) + "\n",
+                                      encoding="utf-8")
+    plot_curves(curves, out / "dice_vs_clicks.png", title=meta.get("title", ""))
+
+
+def plot_curves(curves: dict, path: Path, title: str = "") -> None:
+    """Mean Dice against clicks, one line per refiner (Okabe-Ito colours, distinct markers)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 4), dpi=120)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    for i, (name, c) in enumerate(curves.items()):
+        arr = np.asarray(c)
+        ax.plot(range(arr.shape[1]), arr.mean(axis=0), marker="os^vDP*X"[i % 8], color=PALETTE[i % len(PALETTE)],
+                label=name)
+    ax.set_xlabel("corrective clicks (NoC robot)")
+    ax.set_ylabel("mean Dice")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(str(path))
+
+
+def format_table(summary: dict) -> str:
+    """The printed table: one row per refiner."""
+    steps = [k for k in REPORT_STEPS if any(f"mean_dice_{k}" in r for r in summary.values())]
+    head = ["refiner", *(f"D@{k} mean/med" for k in steps), "NoC85", "NoC90", "worse", "ms/click"]
+    lines = [" | ".join(head)]
+    for name, r in summary.items():
+        cells = [name, *(f"{r[f'mean_dice_{k}']:.3f}/{r[f'median_dice_{k}']:.3f}" for k in steps),
+                 f"{r['noc85']:.2f}", f"{r['noc90']:.2f}", f"{100 * r['worse_share']:.1f}%",
+                 f"{r['median_ms_per_click']:.0f}"]
+        lines.append(" | ".join(cells))
+    return "\n".join(lines)
+
+
+def bench_slices(prior, slices, refiners: dict, first: str = "box", n_clicks: int = 10,
+                 click_method: str = "vote", echo: Callable = print) -> tuple[dict, list[dict], dict]:
+    """Run every refiner on every slice; ``(summary, per_slice rows, curves)``."""
+    curves: dict = {name: [] for name in refiners}
+    times: dict = {name: [] for name in refiners}
+    rows = []
+    t_start = time.perf_counter()
+    for i, (sid, image, target) in enumerate(slices):
+        prob0, logits0 = first_gesture(prior, image, target, first, click_method)
+        for name, refiner in refiners.items():
+            d, t = run_sequence(refiner, image, target, prob0, n_clicks, logits0)
+            curves[name].append(d)
+            times[name].extend(t)
+            rows.append({"refiner": name, "slice": sid, **{f"dice_{k}": round(v, 5) for k, v in enumerate(d)}})
+        if (i + 1) % 10 == 0 or i + 1 == len(slices):
+            echo(f"  {i + 1}/{len(slices)} slices, {time.perf_counter() - t_start:.0f} s")
+    summary = {name: summarise(np.asarray(curves[name]), times[name]) for name in refiners}
+    return summary, rows, curves
+
+
+def bench_volumes(prior, volumes, refiners: dict, n_clicks: int = 5, echo: Callable = print) -> dict:
+    """Per volume: Dice after box + propagation and after ``n_clicks`` 3D NoC-robot clicks per refiner."""
+    from scarceseg.prior.prompts import box_from_mask, propagate_volume
+
+    result: dict = {"propagation": {}, **{name: {} for name in refiners}}
+    for vid, volume, target in volumes:
+        z = int(np.argmax(target.reshape(target.shape[0], -1).sum(axis=1)))
+        prob0 = propagate_volume(prior, volume, z, box_from_mask(target[z], BOX_MARGIN))
+        result["propagation"][vid] = dice(prob0 > 0.5, target)
+        for name, refiner in refiners.items():
+            prob, clicks, robot = prob0.copy(), [], NoCRobot()
+            for step in range(1, n_clicks + 1):
+                new = robot(prob > 0.5, target, step)
+                if not new:
+                    break
+                clicks.extend(new)
+                zc = new[0].position[0]
+                on_slice = [Click(c.position[1:], c.positive, c.step) for c in clicks if c.position[0] == zc]
+                prob[zc] = refiner.refine(volume[zc], prob[zc], on_slice, init=prob0[zc])
+            result[name][vid] = dice(prob > 0.5, target)
+        echo(f"  {vid}: propagation {result['propagation'][vid]:.3f}, "
+             + ", ".join(f"{n} {result[n][vid]:.3f}" for n in refiners))
+    return result
+
+
+def run_interactive_bench(data: Path, out: Path | None = None, first: str = "box",
+                          refiners: Sequence[str] = ("flat-mincut", "prior", "prior-mincut"), n_clicks: int = 10,
+                          every: int = 1, limit: int | None = None, volumes: bool = False,
+                          volume_limit: int | None = None, click_method: str = "vote",
+                          itermrl_model: str | None = None, threads: int | None = 2, seed: int = 0,
+                          prior=None, echo: Callable = print) -> dict:
+    """The whole benchmark; returns ``{"meta", "summary", "volumes"?}`` and writes it to ``out`` when given."""
+    import os
+
+    import torch
+
+    from scarceseg.nets.runtime import torch_threads
+
+    torch.manual_seed(seed)
+    if prior is None:
+        from scarceseg.prior import get_prior
+
+        prior = get_prior()
+    made = {name: make_refiner(name, prior, itermrl_model) for name in refiners}
+    meta = {"data": str(data), "first": first, "n_clicks": n_clicks, "every": every, "limit": limit,
+            "click_method": click_method, "refiners": list(refiners), "seed": seed, "threads": threads,
+            "load_average": list(os.getloadavg()),
+            "title": f"{Path(data).name}, first gesture: {first}, every {every}th slice"}
+    with torch_threads(threads):
+        slices = load_slices(Path(data), every=every, limit=limit, echo=echo)
+        summary, rows, curves = bench_slices(prior, slices, made, first, n_clicks, click_method, echo)
+        result: dict = {"meta": meta, "summary": summary}
+        echo(format_table(summary))
+        if volumes:
+            vols = load_volumes(Path(data), limit=volume_limit)
+            if vols:
+                per_volume = bench_volumes(prior, vols, made, echo=echo)
+                result["volumes"] = per_volume
+                echo("volumes, mean Dice: " + ", ".join(f"{k} {np.mean(list(v.values())):.3f}"
+                                                        for k, v in per_volume.items()))
+    if out is not None:
+        write_outputs(Path(out), summary, rows, curves, meta)
+        if "volumes" in result:
+            (Path(out) / "volumes.json").write_text(json.dumps(result["volumes"], indent=1) + "\n",
+                                                    encoding="utf-8")
+        echo(f"written to {out}")
+    return result
