@@ -143,9 +143,9 @@ def _files(folder: Path) -> dict[str, bytes]:
 @pytest.mark.slow
 def test_segment_cohort_is_bit_for_bit_the_single_process_masks(tiny_acwe, tmp_path):
     from scarceseg.bench.cohort import segment_cohort
-    from scarceseg.methods.acwe_data import segment_folder_acwe
+    from scarceseg.methods.folder import segment_folder  # what `segment` runs in its own process
 
-    legacy = segment_folder_acwe(tiny_acwe / "model", tiny_acwe / "data", tmp_path / "legacy", progress=False)
+    legacy = segment_folder(tiny_acwe / "model", tiny_acwe / "data", tmp_path / "legacy", progress=False)
     assert len(legacy["written"]) == 6
     serial = segment_cohort(tiny_acwe / "model", tiny_acwe / "data", tmp_path / "serial", workers=1,
                             progress=False)
