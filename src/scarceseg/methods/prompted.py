@@ -115,7 +115,8 @@ def predict_prompt(prior, case: Case, prompt: Prompt, threshold: float = 0.5) ->
 
 
 def segment_prompted(data_dir: str | Path, out_dir: str | Path, prompts: str | Path | dict[str, Prompt],
-                     layout: str | None = None, prior=None, progress: bool = True, force: bool = False) -> dict:
+                     layout: str | None = None, prior=None, progress: bool = True, force: bool = False,
+                     mask_format: str = "auto") -> dict:
     """Segment every case that has a prompt with the prior and write its mask.
 
     Parameters
@@ -130,6 +131,8 @@ def segment_prompted(data_dir: str | Path, out_dir: str | Path, prompts: str | P
         Default: the process-wide pretrained prior.
     force : bool
         Segment again cases whose mask is already in ``out_dir`` (default: keep them, so a rerun resumes).
+    mask_format : {"auto", "dicom-seg"}
+        ``dicom-seg`` writes ``<case_id>.dcm`` DICOM SEGs (see :func:`scarceseg.methods.folder.segment_cases`).
 
     Returns
     -------
@@ -156,7 +159,7 @@ def segment_prompted(data_dir: str | Path, out_dir: str | Path, prompts: str | P
         return mask, f"{case.case_id}.png" if case.ndim == 2 else f"{case.case_id}.nii.gz"
 
     result = segment_cases(data_dir, out_dir, predict, description="segmenting with the prior (prompts)",
-                           case_ids=ids, layout=layout, progress=progress, force=force)
+                           case_ids=ids, layout=layout, progress=progress, force=force, mask_format=mask_format)
     result["skipped"] = result["skipped"] + unknown
     return result
 
