@@ -286,7 +286,7 @@ def run_interactive_bench(data: Path, out: Path | None = None, first: str = "box
                           refiners: Sequence[str] = ("flat-mincut", "prior", "prior-mincut"), n_clicks: int = 10,
                           every: int = 1, limit: int | None = None, volumes: bool = False,
                           volume_limit: int | None = None, click_method: str = "vote",
-                          itermrl_model: str | None = None, threads: int | None = 2, seed: int = 0,
+                          itermrl_model: str | None = None, threads: int | None = 1, seed: int = 0,
                           prior=None, echo: Callable = print) -> dict:
     """The whole benchmark; returns ``{"meta", "summary", "volumes"?}`` and writes it to ``out`` when given."""
     import os
