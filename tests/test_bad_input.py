@@ -108,14 +108,17 @@ def test_folder_with_one_corrupt_case_skips_it_and_loads_the_rest(tmp_path):
     assert len(ds.skipped) == 1
 
 
-def test_image_without_mask_is_skipped_with_reason(tmp_path):
+def test_image_without_mask_is_an_unlabelled_case(tmp_path):
+    """Issue 16 item 7: a new image next to labelled ones can be opened (to be labelled), not skipped."""
     _write_lgg_pair(tmp_path, "TCGA_AA_0001_20000101_1")
     tifffile.imwrite(tmp_path / "images" / "TCGA_AA_0001_20000101_2.tif", _rgb(1), photometric="rgb")
     ds = open_dataset(tmp_path)
-    with pytest.warns(UserWarning, match="no mask"):
-        assert len(list(ds)) == 1
-    with pytest.raises(InputError, match="no mask"):
-        ds.load("TCGA_AA_0001_20000101_2")
+    assert any("TCGA_AA_0001_20000101_2" in note and "no mask" in note for note in ds.notes)
+    cases = {c.case_id: c for c in ds}
+    assert set(cases) == {"TCGA_AA_0001_20000101_1", "TCGA_AA_0001_20000101_2"} and not ds.skipped
+    assert cases["TCGA_AA_0001_20000101_2"].label is None
+    assert cases["TCGA_AA_0001_20000101_1"].label is not None
+    assert ds.load("TCGA_AA_0001_20000101_2").image.shape == (3, 40, 48)
 
 
 # ---- geometry and values ---------------------------------------------------------------------------
@@ -133,16 +136,19 @@ def test_shape_mismatch_names_both_files(tmp_path):
         write_mask(np.zeros((10, 11), np.uint8), tmp_path / "out.png", like=case)
 
 
-def test_pairs_dataset_with_mismatched_mask_skips_that_case(tmp_path):
+def test_pairs_dataset_with_mismatched_mask_reports_it_and_keeps_the_image(tmp_path):
     (tmp_path / "images").mkdir()
     (tmp_path / "masks").mkdir()
     for name, mshape in (("a", (10, 12)), ("b", (9, 12))):
         Image.fromarray(_rgb(shape=(10, 12))).save(tmp_path / "images" / f"{name}.png")
         Image.fromarray(np.zeros(mshape, np.uint8)).save(tmp_path / "masks" / f"{name}.png")
     ds = open_dataset(tmp_path)
-    with pytest.warns(UserWarning):
-        assert [c.case_id for c in ds] == ["a"]
-    assert "differs from the image" in ds.skipped[0][2]
+    with pytest.warns(UserWarning, match="mask ignored"):
+        cases = {c.case_id: c for c in ds}
+    assert sorted(cases) == ["a", "b"] and not ds.skipped  # item 7: the image is still usable
+    assert cases["a"].label is not None and cases["b"].label is None
+    (case_id, mask_path, reason), = ds.label_problems
+    assert case_id == "b" and mask_path.endswith("b.png") and "differs from the image" in reason
 
 
 def test_nan_and_inf_are_counted(tmp_path):

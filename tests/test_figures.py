@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from scarceseg.bench.figures import overlay_rgb, save_boxplot, save_contact_sheet, save_overlay_grid, window
+from scarceseg.figures.overlays import overlay_rgb, save_boxplot, save_contact_sheet, save_overlay_grid, window
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

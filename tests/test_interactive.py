@@ -20,8 +20,9 @@ from scarceseg.interactive.clicks import (
     error_regions,
 )
 from scarceseg.interactive.hints import euclidean_distance, geodesic_distance, geodesic_distances, hint_maps
-from scarceseg.interactive.refiners import IdentityRefiner, MinCutRefiner, Refiner, load_refiner, seed_masks
+from scarceseg.interactive.refiners import IdentityRefiner, MinCutRefiner, Refiner, seed_masks
 from scarceseg.interactive.session import InteractiveSession
+from scarceseg.methods.registry import load_refiner
 
 
 # ---- hint maps ------------------------------------------------------------------------------------
@@ -281,7 +282,7 @@ def test_seed_masks_ball():
 
 
 def test_load_refiner_errors(tmp_path):
-    assert isinstance(load_refiner("mincut"), MinCutRefiner)
+    assert isinstance(load_refiner("mincut").refiner, MinCutRefiner)
     with pytest.raises(InputError, match="config.json"):
         load_refiner(tmp_path)
     (tmp_path / "config.json").write_text('{"format": "scarceseg.unet_baseline"}')

@@ -12,11 +12,12 @@ from typer.testing import CliRunner
 from scarceseg.cli import app
 from scarceseg.errors import InputError
 from scarceseg.interactive.clicks import Click, PaperRobot
-from scarceseg.interactive.refiners import Refiner, load_refiner
+from scarceseg.interactive.refiners import Refiner
 from scarceseg.interactive.session import InteractiveSession
 from scarceseg.methods.interactive_baselines import BaselineConfig, SupervisedRefiner
 from scarceseg.methods.iter_mrl import IterMRL, IterMRLConfig
 from scarceseg.methods.refine_data import RefineSample, random_crop
+from scarceseg.methods.registry import load_refiner
 from scarceseg.metrics import dice
 from scarceseg.nets.refine_net import RefineNet
 from scarceseg.rl import a2c
@@ -140,7 +141,7 @@ def test_same_seed_same_weights(tmp_path):
     assert not all(torch.equal(sa[k], sc[k]) for k in sa)
     # save / load gives the same refinement
     loaded = load_refiner(a.save(tmp_path / "m"))
-    assert isinstance(loaded, IterMRL) and isinstance(loaded, Refiner)
+    assert isinstance(loaded.model, IterMRL) and isinstance(loaded, Refiner)
     s = samples[0]
     clicks = [Click((5, 5), True), Click((20, 20), False)]
     np.testing.assert_array_equal(a.refine(s.image, s.init, clicks), loaded.refine(s.image, s.init, clicks))
@@ -163,7 +164,7 @@ def test_itermrl_3d_path(tmp_path):
     assert session.prob.shape == target.shape and session.step == 1
     assert random_crop(sample, (8, 12, 12), rng).image.shape == (8, 12, 12)
     # strided inference on a volume larger than max_voxels: coarse actions cover 3x3x3 blocks
-    loaded.config.max_voxels = 100  # 10*14*14 voxels -> stride 3
+    loaded.model.config.max_voxels = 100  # 10*14*14 voxels -> stride 3
     out = loaded.refine(sample.image, sample.init, [Click((4, 6, 7), True)])
     assert out.shape == target.shape
     steps = np.round((out - sample.init) * 10).astype(int)
@@ -255,7 +256,7 @@ def test_cli_train_refiner_rnet_with_unet_init(sample_dir, tmp_path):
     r = CliRunner().invoke(app, ["train", "refiner", "--data", str(sample_dir), "--out", str(tmp_path / "rnet"),
                                  "--method", "rnet", "--init-model", unet["out_dir"], "--iterations", "2"])
     assert r.exit_code == 0, r.output
-    assert isinstance(load_refiner(tmp_path / "rnet"), SupervisedRefiner)
+    assert isinstance(load_refiner(tmp_path / "rnet").model, SupervisedRefiner)
     r = CliRunner().invoke(app, ["train", "refiner", "--data", str(sample_dir), "--out", str(tmp_path / "z"),
                                  "--method", "nope"])
     assert r.exit_code == 1 and "unknown refiner" in r.output

@@ -195,9 +195,13 @@ def test_get_config_names_and_json(tmp_path: Path):
     assert get_config("paper") == JULEConfig()
     assert get_config("cpu").patch < get_config("paper").patch
     path = tmp_path / "c.json"
-    path.write_text(json.dumps({"n_patches": 7, "unknown": 1}))
+    path.write_text(json.dumps({"n_patches": 7}))
     assert get_config(str(path)).n_patches == 7
-    from scarceseg.errors import InputError
+    from scarceseg.errors import CorruptFileError, InputError
+
+    path.write_text(json.dumps({"n_patches": 7, "unknown": 1}))
+    with pytest.raises(CorruptFileError, match="unknown"):  # unknown keys are an error in every config (issue 14)
+        get_config(str(path))
 
     with pytest.raises(InputError):
         get_config("nosuch")

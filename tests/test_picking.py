@@ -105,10 +105,10 @@ def propose_api(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
 
         if all(hasattr(real, n) for n in ("save_proposal", "load_proposal", "list_proposals")):
             try:
-                import scarceseg.bench.figures  # noqa: F401  (save_proposal draws the contact sheet)
+                import scarceseg.figures.overlays  # noqa: F401  (save_proposal draws the contact sheet)
             except ImportError:  # being written: skip the drawing only
                 stub = types.SimpleNamespace(save_contact_sheet=lambda *a, **k: None)
-                monkeypatch.setitem(sys.modules, "scarceseg.bench.figures", stub)
+                monkeypatch.setitem(sys.modules, "scarceseg.figures.overlays", stub)
             return real
     except ImportError:
         pass

@@ -144,26 +144,27 @@ def test_propose_inputs_skips_corrupt_and_keeps_other_content(tmp_path):
     (work / "store.sqlite").write_bytes(b"not touched")
     messages: list[str] = []
 
-    with pytest.warns(UserWarning, match="skipped"):
-        summary = propose_inputs(
-            [inputs / "good.png", inputs / "broken.tif", inputs / "absent.png"],
-            work,
-            config=SMALL,
-            channels="flair",
-            seed=0,
-            progress=False,
-            echo=messages.append,
-        )
+    summary = propose_inputs(
+        [inputs / "good.png", inputs / "broken.tif", inputs / "absent.png"],
+        work,
+        config=SMALL,
+        channels="flair",
+        seed=0,
+        progress=False,
+        echo=messages.append,
+    )
     assert summary["proposed"] == ["good"]
-    assert [s[0] for s in summary["skipped"]] == ["broken.tif", "absent.png"]
+    assert sorted(s[0] for s in summary["skipped"]) == ["absent.png", "broken.tif"]
     assert any("broken.tif" in m for m in messages)
     assert (work / "store.sqlite").read_bytes() == b"not touched"
     assert (work / "proposals" / "other" / "keep.txt").read_text(encoding="utf-8") == "mine"
     assert list_proposals(work) == ["good"]
 
-    # a folder of loose images works too, and re-proposing overwrites only that case
-    with pytest.warns(UserWarning, match="broken"):
-        summary = propose_inputs([inputs], work, config=SMALL, progress=False, echo=None)
+    # a folder of loose images works too: the finished case is kept (resume), --force proposes it again
+    summary = propose_inputs([inputs], work, config=SMALL, progress=False, echo=None)
+    assert summary["proposed"] == [] and summary["kept"] == ["good"]
+    assert [s[0] for s in summary["skipped"]] == ["broken.tif"]
+    summary = propose_inputs([inputs], work, config=SMALL, progress=False, echo=None, force=True)
     assert summary["proposed"] == ["good"] and [s[0] for s in summary["skipped"]] == ["broken.tif"]
     assert list_proposals(work) == ["good"]
     assert (work / "store.sqlite").read_bytes() == b"not touched"

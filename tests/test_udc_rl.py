@@ -219,7 +219,9 @@ def test_config_validation():
         SelectorConfig(mode="bandit")
     with pytest.raises(ValueError, match="n_episodes"):
         SelectorConfig(n_episodes=0)
-    assert SelectorConfig.from_dict({"gamma": 0.5, "unknown": 1}).gamma == 0.5
+    assert SelectorConfig.from_dict({"gamma": 0.5}).gamma == 0.5
+    with pytest.raises(ValueError, match="unknown"):  # unknown keys are an error in every config (issue 14)
+        SelectorConfig.from_dict({"gamma": 0.5, "unknown": 1})
 
 
 # ---- WORKDIR and data-folder wiring (uses the proposer's and the store's public API) ------------------
@@ -236,8 +238,9 @@ def test_train_from_workdir_and_segment_a_folder(tmp_path, monkeypatch):
     propose = pytest.importorskip("scarceseg.cluster.propose")
     from PIL import Image
 
-    from scarceseg.methods.udc_rl import segment_folder, train_selector
+    from scarceseg.methods.udc_rl import segment_folder
     from scarceseg.store import open_store
+    from scarceseg.store.training import train_selector
 
     images, masks, picks = make_toys(4, seed=9)
     work = tmp_path / "work"

@@ -53,6 +53,7 @@ def work_copy(sample: dict, tmp_path: Path) -> Path:
 
 
 def client(sample: dict, work: Path, **kw) -> TestClient:
+    kw.setdefault("refiner", "mincut")  # these tests check the candidate pick + Min-Cut flow (prior: test_web_prior)
     app = create_app(ServerConfig(folder=sample["data"], workdir=work, user=kw.pop("user", "alice"), **kw))
     return TestClient(app, base_url=LOCAL)
 
@@ -174,7 +175,7 @@ def test_two_users_do_not_overwrite_each_other(sample: dict, tmp_path: Path) -> 
     cid = sample["ids"][0]
     work = work_copy(sample, tmp_path)
     point = lesion_point(sample["truth"][cid])
-    app = create_app(ServerConfig(folder=sample["data"], workdir=work, user="alice"))
+    app = create_app(ServerConfig(folder=sample["data"], workdir=work, user="alice", refiner="mincut"))
     with TestClient(app, base_url=LOCAL) as alice, TestClient(app, base_url=LOCAL,
                                                               headers={"X-Scarceseg-User": "bob"}) as bob:
         a = alice.post(f"/api/cases/{cid}/pick", json={"y": point[0], "x": point[1]}).json()
@@ -227,7 +228,8 @@ def test_volume_slice_pick_and_nifti_save_keep_the_geometry(tmp_path: Path) -> N
     work = tmp_path / "work"
     cat = Catalog(folder)
     save_proposal(propose_case(cat.slice_case("vol1", 2), "fast"), work)
-    with TestClient(create_app(ServerConfig(folder=folder, workdir=work, user="carol")), base_url=LOCAL) as c:
+    app = create_app(ServerConfig(folder=folder, workdir=work, user="carol", refiner="mincut"))
+    with TestClient(app, base_url=LOCAL) as c:
         assert c.get("/api/cases/vol1").json()["shape"] == [5, 48, 48]
         assert c.get("/api/cases/vol1/image.png?z=2").status_code == 200
         assert c.get("/api/cases/vol1/state").status_code == 400  # a volume needs z
@@ -255,7 +257,8 @@ def test_sigkill_after_acknowledged_actions_loses_nothing(sample: dict, tmp_path
     work = work_copy(sample, tmp_path)
     y, x = lesion_point(sample["truth"][cid])
     port = free_port()
-    proc = start_server(sample["data"], port, user="dave", workdir=work, log=tmp_path / "server.log")
+    proc = start_server(sample["data"], port, user="dave", workdir=work, log=tmp_path / "server.log",
+                        extra=["--refiner", "mincut"])
     try:
         _call(port, "POST", f"/api/cases/{cid}/pick", {"y": y, "x": x})
         _call(port, "POST", f"/api/cases/{cid}/click", {"y": y, "x": x, "positive": False})
@@ -267,7 +270,8 @@ def test_sigkill_after_acknowledged_actions_loses_nothing(sample: dict, tmp_path
         proc.wait()
     assert proc.returncode == -9
     port = free_port()
-    proc = start_server(sample["data"], port, user="dave", workdir=work, log=tmp_path / "server.log")
+    proc = start_server(sample["data"], port, user="dave", workdir=work, log=tmp_path / "server.log",
+                        extra=["--refiner", "mincut"])
     try:
         after = _call(port, "GET", f"/api/cases/{cid}/state")
     finally:
@@ -321,7 +325,7 @@ def test_propose_train_selector_and_segment_the_rest(sample: dict, tmp_path: Pat
 def test_progress_observer_sees_track_loops_in_its_thread_only() -> None:
     import threading
 
-    from scarceseg.bench.progress import observe_progress, track
+    from scarceseg.progress import observe_progress, track
 
     seen: list[tuple] = []
     other: list[int] = []
@@ -368,3 +372,40 @@ def test_a_workdir_inside_the_folder_is_not_read_as_data(sample: dict, tmp_path:
     with TestClient(app, base_url=LOCAL) as c:
         assert [r["case_id"] for r in c.get("/api/cases").json()["cases"]] == sample["ids"]
     assert (data / ".scarceseg" / "store.sqlite").is_file()
+
+
+def test_propose_on_an_oversized_image_is_a_clear_4xx(sample: dict, tmp_path: Path) -> None:
+    """Issue 16 item 5 through the server: refused before any job runs, the server stays up."""
+    from scarceseg.io.limits import SizeLimit, size_limit_set
+
+    cid = sample["ids"][2]
+    work = work_copy(sample, tmp_path)
+    with client(sample, work) as c:
+        with size_limit_set(SizeLimit(max_voxels=10**9, max_megabytes=1.0)):  # proposing 256² needs ~24 MB
+            r = c.post(f"/api/cases/{cid}/propose", json={})
+        assert r.status_code == 400
+        assert "limit of 1 MB" in r.json()["detail"] and "proposing" in r.json()["detail"]
+        assert c.get("/api/jobs/1").status_code == 404  # no job was started
+        with size_limit_set(SizeLimit(max_voxels=1000, max_megabytes=1e6)):  # over the read limit (not cached)
+            r = c.post(f"/api/cases/{sample['ids'][1]}/propose", json={})
+        assert r.status_code == 400 and "size limit of 1,000 values" in r.json()["detail"]
+        assert c.get("/api/cases").status_code == 200
+
+
+@pytest.mark.filterwarnings("ignore:case .* mask ignored")
+def test_image_without_mask_or_with_a_wrong_mask_opens_in_the_app(sample: dict, tmp_path: Path) -> None:
+    """Issue 16 item 7: a new image in a labelled folder can be opened (and so labelled) in the app."""
+    from PIL import Image
+
+    data = tmp_path / "data"
+    shutil.copytree(sample["data"], data)
+    ids = sample["ids"]
+    mask_of = {cid: next(data.rglob(f"{cid}_mask.*")) for cid in ids}
+    mask_of[ids[0]].unlink()  # no mask
+    Image.fromarray(np.zeros((10, 10), np.uint8)).save(mask_of[ids[1]])  # a mask of the wrong shape
+    app = create_app(ServerConfig(folder=data, workdir=tmp_path / "work", user="alice"))
+    with TestClient(app, base_url=LOCAL) as c:
+        assert [r["case_id"] for r in c.get("/api/cases").json()["cases"]] == ids
+        for cid in ids[:2]:
+            assert c.get(f"/api/cases/{cid}/image.png").status_code == 200
+            assert c.get(f"/api/cases/{cid}").json()["shape"] == [256, 256]

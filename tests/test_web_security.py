@@ -48,6 +48,7 @@ def work_copy(sample: dict, tmp_path: Path) -> Path:
 
 
 def client(sample: dict, work: Path, **kw) -> TestClient:
+    kw.setdefault("refiner", "mincut")  # no prior needed for these checks
     app = create_app(ServerConfig(folder=sample["data"], workdir=work, user=kw.pop("user", "alice"), **kw))
     return TestClient(app, base_url=LOCAL)
 

@@ -1,34 +1,48 @@
-"""scarceseg: segment medical images when labels are scarce.
+"""The ``scarceseg`` command line: each command a thin wrapper over a plain function.
 
-Each command is a thin wrapper over a plain function; imports live inside the commands so that
-``--help`` is instant. Errors a user can cause print one line and exit with status 1.
+Imports live inside the commands so that ``--help`` is instant. Errors a user can cause print one line and
+exit with status 1; details go to a log file (:mod:`scarceseg.cli_util`). Help texts are shown as written
+(``rich_markup_mode=None``), so ``[y, x]`` is not taken for rich markup.
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import typer
 
 from scarceseg.cli_bench import bench_app
+from scarceseg.cli_train import add_generic_train_commands, methods_cmd
 from scarceseg.cli_util import friendly as _friendly
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+HELP = """Segment medical images when labels are scarce.
+
+Propose candidate regions, pick the lesion, learn to pick, refine with clicks, and measure.
+Start with `scarceseg demo`, or `scarceseg serve FOLDER` to label your own images in the browser.
+"""
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=HELP, rich_markup_mode=None)
 app.add_typer(bench_app, name="bench")
-train_app = typer.Typer(no_args_is_help=True,
-                        help="Train a selector (DQN), a U-Net baseline, an ACWE ConvNet or PixelDRL-MG.")
+train_app = typer.Typer(no_args_is_help=True, help="Train any registered method (see `scarceseg methods`).")
 app.add_typer(train_app, name="train")
+app.command("methods")(methods_cmd)
+add_generic_train_commands(train_app)
 
 
-# Model formats that `scarceseg segment` dispatches to (besides the DQN selector, which takes --mode and
-# --points): a substring of config.json's "format" -> "module:function". Each function takes
-# (model, data, out, layout=..., progress=...) and returns {"written": [paths], "skipped": [(case_id, why)]}.
-SEGMENTERS: dict[str, str] = {
-    "unet": "scarceseg.methods.unet_baseline:segment_folder_unet",
-    "acwe": "scarceseg.methods.acwe_data:segment_folder_acwe",
-    "pixeldrl": "scarceseg.methods.pixeldrl_data:segment_folder_pixeldrl",
-}
+def _print_version(value: bool) -> None:
+    if value:
+        from scarceseg import __version__
+
+        typer.echo(f"scarceseg {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    show_version: bool = typer.Option(False, "--version", help="Print the version and exit.",
+                                      callback=_print_version, is_eager=True),
+) -> None:
+    """Segment medical images when labels are scarce."""
 
 
 @app.command()
@@ -74,7 +88,7 @@ def evaluate(
     """Compare predictions with the truth: per-case CSV, summary JSON and a printed table."""
     from scarceseg.bench.evaluate import evaluate_folder
 
-    result = evaluate_folder(pred, gt, out, layout=layout, method=method, progress=sys.stderr.isatty())
+    result = evaluate_folder(pred, gt, out, layout=layout, method=method, progress=True)
     typer.echo(result.report())
 
 
@@ -89,7 +103,7 @@ def demo(
     """The main job on built-in sample data: propose, oracle-pick, train the selector, segment, evaluate, report."""
     from scarceseg.bench.demo import run_demo
 
-    run_demo(out, n=n, seed=seed, episodes=episodes, echo=typer.echo, progress=sys.stderr.isatty())
+    run_demo(out, n=n, seed=seed, episodes=episodes, echo=typer.echo, progress=True)
 
 
 @app.command()
@@ -102,16 +116,18 @@ def propose(
     channels: str = typer.Option("flair", "--channels", help="flair (default) or all."),
     layout: str | None = typer.Option(None, "--layout", help="Data set layout (default: auto-detect)."),
     seed: int = typer.Option(0, "--seed"),
+    force: bool = typer.Option(False, "--force", help="Propose again cases already in WORKDIR (default: keep "
+                                                      "them, so a rerun resumes)."),
 ) -> None:
     """Split each image into candidate regions (SLIC + clustering CNN) and write them into WORKDIR."""
-    from scarceseg.cluster.propose import propose_inputs
+    from scarceseg.cluster.propose_many import propose_inputs
     from scarceseg.cluster.udc import UDCConfig
 
     cfg = UDCConfig.preset(config)
     if candidates is not None:
         cfg = UDCConfig.from_dict({**cfg.__dict__, "candidates": candidates})
     propose_inputs(list(inputs), out, config=cfg, channels=channels, seed=seed, layout=layout,
-                   progress=sys.stderr.isatty(), echo=typer.echo)
+                   progress=True, echo=typer.echo, force=force)
 
 
 @app.command()
@@ -128,7 +144,13 @@ def pick(
 ) -> None:
     """Record which candidate is the lesion: by click point, by index, or by the oracle (experiments)."""
     from scarceseg.errors import ScarcesegError
-    from scarceseg.store.picking import format_oracle_summary, format_pick, oracle_pick_dataset, parse_point
+    from scarceseg.store.picking import (
+        format_oracle_summary,
+        format_pick,
+        oracle_pick_dataset,
+        parse_point,
+        pick_warnings,
+    )
     from scarceseg.store.picking import pick as do_pick
 
     if oracle is not None:
@@ -143,6 +165,8 @@ def pick(
     result = do_pick(workdir, case_id, point=parse_point(point) if point else None, candidate=candidate,
                      who=who, note=note)
     typer.echo(format_pick(result))
+    for warning in pick_warnings(workdir, result):
+        typer.echo(f"warning: {warning}", err=True)
 
 
 @app.command()
@@ -172,23 +196,25 @@ def train_selector_cmd(
     out: Path = typer.Option(..., "--out", help="Model folder (model.safetensors + config.json)."),
     episodes: int | None = typer.Option(None, "--episodes", help="Override the paper's 300 episodes."),
     mode: str | None = typer.Option(None, "--mode", help="candidates (default) or paper (M vs M^C states)."),
+    config_file: Path | None = typer.Option(None, "--config", help="YAML/JSON of SelectorConfig fields."),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """Train the Deep Q Network that learns to pick the lesion candidate (paper 000)."""
-    from scarceseg.errors import ScarcesegError
-    from scarceseg.methods.udc_rl import SelectorConfig, train_selector
+    from scarceseg.methods.selector_method import SelectorMethod
+    from scarceseg.methods.training import config_values
+    from scarceseg.store.training import train_selector
 
-    changes = {k: v for k, v in {"n_episodes": episodes, "mode": mode}.items() if v is not None}
-    try:
-        config = SelectorConfig(**changes)
-    except ValueError as exc:
-        raise ScarcesegError(str(exc)) from None
-    selector, history = train_selector(work, config=config, seed=seed, progress=sys.stderr.isatty())
+    values = config_values(config_file, n_episodes=episodes, mode=mode)
+    config = SelectorMethod(values).selector_config
+    selector, history = train_selector(work, config=config, seed=seed, progress=True)
     path = selector.save(out)
     acc = history.accuracy.get("train") or []
     final = f"{acc[-1]:.2f}" if acc else "not evaluated"
     typer.echo(f"trained selector on {selector.summary.get('n_images', '?')} picked images in "
                f"{history.seconds:.1f} s; final training selection accuracy {final}; saved to {path}")
+    if acc and acc[-1] <= 0.0:
+        typer.echo("warning: the final training selection accuracy is 0.00: the selector picks no lesion of its "
+                   "own training images; check the picks, add more, or train more --episodes", err=True)
     if selector.summary.get("skipped"):
         typer.echo(f"skipped {len(selector.summary['skipped'])} picks: {selector.summary['skipped']}")
 
@@ -200,7 +226,8 @@ def train_unet_cmd(
     out: Path = typer.Option(..., "--out", help="Model folder."),
     cases: Path | None = typer.Option(None, "--cases", help="Text file with one training case id per line."),
     n_shot: int | None = typer.Option(None, "--n-shot", help="Train on N slices from N distinct patients."),
-    config: str = typer.Option("paper", "--config", help="paper (paper 000's settings) or fair."),
+    config: str = typer.Option("paper", "--config", help="paper (paper 000's settings), fair, or a YAML/JSON "
+                                                        "file (preset, channels, UNetConfig fields)."),
     epochs: int | None = typer.Option(None, "--epochs", help="Override the number of epochs."),
     layout: str | None = typer.Option(None, "--layout"),
     seed: int = typer.Option(0, "--seed"),
@@ -209,7 +236,9 @@ def train_unet_cmd(
     from scarceseg.datasets import n_shot as choose_n_shot
     from scarceseg.datasets import open_dataset
     from scarceseg.errors import ScarcesegError
-    from scarceseg.methods.unet_baseline import UNetConfig, train_unet_from_dataset
+    from scarceseg.methods.adapters import UNetMethod
+    from scarceseg.methods.training import config_values
+    from scarceseg.methods.unet_baseline import train_unet_from_dataset
 
     if (cases is None) == (n_shot is None):
         raise ScarcesegError("give exactly one of --cases FILE or --n-shot N")
@@ -217,11 +246,9 @@ def train_unet_cmd(
         ids = [line.strip() for line in cases.read_text(encoding="utf-8").splitlines() if line.strip()]
     else:
         ids = choose_n_shot(open_dataset(data, layout=layout), n_shot, seed=seed, pick="largest")
-    cfg = UNetConfig.named(config)
-    if epochs is not None:
-        cfg = UNetConfig.from_dict({**cfg.to_dict(), "epochs": epochs})
-    result = train_unet_from_dataset(data, ids, out, config=cfg, seed=seed, layout=layout,
-                                     progress=sys.stderr.isatty())
+    method = UNetMethod(config_values(config, epochs=epochs))
+    result = train_unet_from_dataset(data, ids, out, config=method.model.config, channels=method.options.channels,
+                                     seed=seed, layout=layout, progress=True)
     typer.echo(f"trained U-Net ({config}) on {len(ids)} cases; saved to {out}")
     if isinstance(result, dict) and result.get("final_loss") is not None:
         typer.echo(f"final training loss {result['final_loss']:.4f}")
@@ -234,7 +261,8 @@ def train_acwe_cmd(
     mode: int = typer.Option(1, "--mode", help="1 unsupervised; 2/3 mode 1 + fine-tuning on 10/80 labels; "
                                                "4 ACWE + label loss from the start (paper 003)."),
     out: Path = typer.Option(..., "--out", help="Model folder (model.safetensors + config.json)."),
-    config: str = typer.Option("cpu", "--config", help="cpu (64x64, short budget; default) or paper (192x192)."),
+    config: str = typer.Option("cpu", "--config", help="cpu (64x64, short budget; default), paper (192x192), "
+                                                      "or a YAML/JSON file (ACWEConfig fields)."),
     preset: str = typer.Option("auto", "--preset", help="auto (from the layout), lgg (brain ROI) or la (central box)."),
     cases: Path | None = typer.Option(None, "--cases", help="Text file with one training case id per line."),
     labels: int | None = typer.Option(None, "--labels", help="Labelled images for modes 2-4 (default 10/80/all)."),
@@ -258,16 +286,28 @@ def train_acwe_cmd(
 
     if mode not in MODES:
         raise ScarcesegError(f"--mode must be 1, 2, 3 or 4, got {mode}")
-    if config not in ("cpu", "paper"):
-        raise ScarcesegError(f"--config must be cpu or paper, got {config!r}")
+    from scarceseg.methods.training import FILE_SUFFIXES, config_values
+
+    values = config_values(config) if Path(config).suffix.lower() in FILE_SUFFIXES else {}
+    if not values and config not in ("cpu", "paper"):
+        raise ScarcesegError(f"--config must be cpu, paper or a YAML/JSON file, got {config!r}")
     if init is not None and mode not in (2, 3):
         raise ScarcesegError("--init is for modes 2 and 3 (fine-tuning a mode-1 model)")
     changes = {k: v for k, v in {"epochs": epochs, "finetune_steps": finetune_steps, "size": size}.items()
                if v is not None}
     if finetune_steps is not None:
         changes["finetune_epochs"] = 0  # an explicit step count is exact
+    if values:
+        from scarceseg.methods.adapters import ACWEMethod
+        from scarceseg.methods.config import apply, validate
+
+        options = validate(ACWEMethod.schema, values, config)
+        base = ACWEConfig.cpu() if options.preset == "cpu" else ACWEConfig()
+        base = apply(base, options)
+    else:
+        base = ACWEConfig.cpu() if config == "cpu" else ACWEConfig()
     try:
-        cfg = replace(ACWEConfig.cpu() if config == "cpu" else ACWEConfig(), **changes)
+        cfg = replace(base, **changes)
     except ValueError as exc:
         raise ScarcesegError(str(exc)) from None
     ids = None
@@ -279,7 +319,7 @@ def train_acwe_cmd(
         torch.set_num_threads(threads)
     result = train_acwe_from_dataset(data, out, mode=mode, config=cfg, preset=preset, case_ids=ids, n_labels=labels,
                                      pretrained=init, slice_step=slice_step, seed=seed, layout=layout,
-                                     progress=sys.stderr.isatty())
+                                     progress=True)
     typer.echo(f"trained ACWE ConvNet (mode {mode}) on {result['n_images']} images, {len(result['labelled'])} "
                f"labelled, in {result['seconds']:.1f} s (polarity {result['polarity']:+d}); saved to {out}")
     for case_id, reason in result.get("skipped") or []:
@@ -292,7 +332,8 @@ def train_pixeldrl_cmd(
     data: Path = typer.Option(..., "--data", help="Labelled 2D data set (trains on its 70 % patient split)."),
     out: Path = typer.Option(..., "--out", help="Model folder; a rerun resumes from OUT/checkpoint."),
     shots: int | None = typer.Option(None, "--shots", min=1, help="Train on N slices (distinct patients first)."),
-    config: str = typer.Option("cpu", "--config", help="cpu (128x128, narrow, warm start + PA3C) or paper."),
+    config: str = typer.Option("cpu", "--config", help="cpu (128x128, narrow, warm start + PA3C), paper, or a "
+                                                      "YAML/JSON file (preset, PixelDRLConfig fields)."),
     budget_minutes: float | None = typer.Option(None, "--budget-minutes", help="Process CPU minutes of training."),
     steps: int | None = typer.Option(None, "--steps", min=1, help="Number of updates (default: the epochs)."),
     channels: str = typer.Option("all", "--channels", help="all, or channel names/indices (e.g. flair)."),
@@ -302,21 +343,18 @@ def train_pixeldrl_cmd(
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """Train PixelDRL-MG: pixel agents that write the mask with PA3C (paper 004)."""
-    from scarceseg.errors import ScarcesegError
-    from scarceseg.methods.pixeldrl import PixelDRLConfig
+    from scarceseg.methods.adapters import PixelDRLMethod
     from scarceseg.methods.pixeldrl_data import train_pixeldrl_from_dataset
+    from scarceseg.methods.training import config_values
 
-    try:
-        cfg = PixelDRLConfig.named(config)
-    except ValueError as exc:
-        raise ScarcesegError(str(exc)) from None
+    cfg = PixelDRLMethod(config_values(config)).model.config
     if threads is not None:
         import torch
 
         torch.set_num_threads(threads)
     r = train_pixeldrl_from_dataset(data, out, config=cfg, shots=shots, budget_minutes=budget_minutes, steps=steps,
                                     seed=seed, channels=channels, layout=layout, resume=not fresh,
-                                    progress=sys.stderr.isatty())
+                                    progress=True)
     typer.echo(f"trained PixelDRL-MG ({config}) on {r['n_train']} slices: {r['steps']} updates "
                f"({r['warm_steps']} warm start), {r['cpu_seconds']:.0f} CPU s, {r['n_parameters']} parameters; "
                f"saved to {out}")
@@ -325,53 +363,64 @@ def train_pixeldrl_cmd(
 @app.command()
 @_friendly
 def segment(
-    model: Path = typer.Option(..., "--model", help="A selector, U-Net, ACWE or PixelDRL-MG model folder."),
+    model: Path | None = typer.Option(None, "--model", help="A model folder of any registered segmenter "
+                                                             "(with --prompt: default the LiteMedSAM prior)."),
     data: Path = typer.Option(..., "--data", help="Data set folder (or folder of images) to segment."),
-    out: Path = typer.Option(..., "--out", help="Folder for <case_id>.png masks."),
+    out: Path = typer.Option(..., "--out", help="Folder for <case_id>.png (2D) / .nii.gz (3D) masks."),
+    prompt: Path | None = typer.Option(None, "--prompt", help="boxes.json {case: {y0,x0,y1,x1[,z]}} or clicks.json "
+                                                              "{case: [y, x]}: prompted segmentation with the prior."),
     mode: str = typer.Option("automatic", "--mode", help="Selector: automatic (default) or one-click."),
     points: Path | None = typer.Option(None, "--points", help="One-click: JSON {case_id: [y, x]} or CSV."),
     action_maps: bool = typer.Option(False, "--action-maps", help="PixelDRL-MG: also write the action map of "
                                                                     "every step to OUT/action_maps/."),
     layout: str | None = typer.Option(None, "--layout"),
     seed: int = typer.Option(0, "--seed"),
+    force: bool = typer.Option(False, "--force", help="Segment again cases whose mask is already in OUT "
+                                                      "(default: keep them, so a rerun resumes)."),
 ) -> None:
-    """Segment new images: propose candidates, let the trained agent pick (or run a U-Net, ACWE or PixelDRL model)."""
-    import json
+    """Segment new images: from a box or click per case with the prior (--prompt), or with a trained model."""
+    from scarceseg.errors import ScarcesegError
 
-    from scarceseg.errors import InputError, ScarcesegError
+    if prompt is not None:
+        if model is not None:
+            raise ScarcesegError("--prompt uses the LiteMedSAM prior; leave out --model")
+        from scarceseg.methods.prompted import segment_prompted
 
-    config_path = model / "config.json"
-    if not config_path.is_file():
-        raise InputError(model, "not a model folder (no config.json)")
-    try:
-        fmt = str(json.loads(config_path.read_text(encoding="utf-8")).get("format", ""))
-    except (json.JSONDecodeError, AttributeError) as exc:
-        raise InputError(config_path, f"unreadable model config: {exc}") from None
-    if "selector" in fmt.lower():
-        from scarceseg.methods.udc_rl import SEGMENT_MODES, segment_folder
-
-        if mode.replace("-", "_") not in SEGMENT_MODES:
-            raise ScarcesegError(f"--mode must be automatic or one-click, got {mode!r}")
-        summary = segment_folder(model, data, out, mode=mode.replace("-", "_"), points=points, layout=layout,
-                                 seed=seed, progress=sys.stderr.isatty())
+        summary = segment_prompted(data, out, prompt, layout=layout, progress=True, force=force)
+    elif model is None:
+        raise ScarcesegError("give --model MODEL_FOLDER, or --prompt FILE to segment from boxes or clicks")
     else:
-        segmenter = next((target for key, target in SEGMENTERS.items() if key in fmt.lower()), None)
-        if segmenter is None:
-            known = ", ".join(["selector", *SEGMENTERS])
-            raise InputError(model, f"unknown model format {fmt!r} (expected one of: {known})")
-        import importlib
-
-        module, func = segmenter.split(":")
-        extra = {}
-        if action_maps:
-            if "pixeldrl" not in fmt.lower():
-                raise ScarcesegError("--action-maps is for PixelDRL-MG models")
-            extra["action_maps"] = True
-        summary = getattr(importlib.import_module(module), func)(model, data, out, layout=layout,
-                                                                 progress=sys.stderr.isatty(), **extra)
-    typer.echo(f"wrote {len(summary['written'])} masks to {out}")
+        summary = _segment_with_model(model, data, out, mode, points, action_maps, layout, seed, force)
     for case_id, reason in summary.get("skipped") or []:
-        typer.echo(f"skipped {case_id}: {reason}")
+        typer.echo(f"  skipped {case_id}: {reason}")
+    for note in summary.get("notes") or []:
+        typer.echo(f"  note: {note}")
+    kept = summary.get("kept") or []
+    again = f"; kept {len(kept)} written before (--force redoes them)" if kept else ""
+    if not summary["written"] and not kept:
+        raise ScarcesegError(f"no case of {data} could be segmented; nothing was written")
+    typer.echo(f"wrote {len(summary['written'])} masks to {out}{again}; skipped {len(summary.get('skipped') or [])}")
+
+
+def _segment_with_model(model: Path, data: Path, out: Path, mode: str, points, action_maps: bool, layout, seed: int,
+                        force: bool) -> dict:
+    """`segment --model`: the registered method that the folder's method.json names (old folders: config.json)."""
+    from scarceseg.methods.folder import segment_folder
+    from scarceseg.methods.registry import load_model
+
+    segmenter = load_model(model, kind="segmenter")
+    options: dict = {}
+    if mode != "automatic":
+        options["mode"] = mode
+    if points is not None:
+        options["points"] = points
+    if action_maps:
+        options["action_maps"] = True
+    if "seed" in segmenter.inference_options:  # the seed of methods that draw at inference (the proposals)
+        options["seed"] = seed
+    if options:
+        segmenter.set_inference(**options)
+    return segment_folder(segmenter, data, out, layout=layout, progress=True, force=force)
 
 
 @app.command("cluster")
@@ -388,7 +437,7 @@ def cluster_cmd(
     seed: int = typer.Option(0, "--seed", help="Seed; the same seed gives the same labels."),
 ) -> None:
     """Unsupervised clustering of one image into K labels (paper 001): JULE + k-means, k-means or multi-Otsu."""
-    from scarceseg.methods.jule import cluster_image
+    from scarceseg.bench.cluster_image import cluster_image
 
     summary = cluster_image(volume, out, method=method, k=k, mask=mask, threshold=threshold, channel=channel,
                             config=config, seed=seed, echo=typer.echo)
@@ -407,22 +456,25 @@ def train_refiner(
     iterations: int | None = typer.Option(None, "--iterations", help="Gradient updates (default 300)."),
     n_train: int | None = typer.Option(None, "--n-train", help="Use only the first N cases."),
     channel: str | None = typer.Option(None, "--channel", help="Image channel (default FLAIR when present)."),
+    config: Path | None = typer.Option(None, "--config", help="YAML/JSON of the refiner's config fields."),
     seed: int = typer.Option(0, "--seed"),
     layout: str | None = typer.Option(None, "--layout"),
 ) -> None:
     """Train a click-to-correct refiner: IteR-MRL (A2C, synchronous) or a supervised baseline."""
     from scarceseg.methods.refine_entry import train_refiner_from_dataset
+    from scarceseg.methods.training import config_values
 
     h = train_refiner_from_dataset(data, out, method=method, init_model=init_model, iterations=iterations,
                                    n_train=n_train, channel=channel, seed=seed, layout=layout,
-                                   progress=sys.stderr.isatty())
+                                   progress=True, config=config_values(config))
     typer.echo(f"trained {method} in {h['seconds']:.0f} s; wrote {h['out_dir']}")
 
 
 @app.command("refine")
 @_friendly
 def refine(
-    model: str = typer.Option(..., "--model", help="Refiner folder (scarceseg train refiner) or 'mincut'."),
+    model: str = typer.Option("prior", "--model", help="prior (default: re-prompts LiteMedSAM), mincut, or a "
+                                                       "refiner folder (scarceseg train refiner)."),
     image: Path = typer.Option(..., "--image", help="The image (2D or 3D)."),
     out: Path = typer.Option(..., "--out", help="Refined mask to write (PNG for 2D, NIfTI for 3D)."),
     init: Path | None = typer.Option(None, "--init", help="Initial mask (default: all background)."),
@@ -450,8 +502,10 @@ def serve_cmd(
     workdir: Path | None = typer.Option(None, "--workdir", help="Proposals, label store and saved masks "
                                                                  "(default: a user data folder keyed by "
                                                                  "FOLDER's path; FOLDER is never written)."),
-    refiner: str = typer.Option("mincut", "--refiner", help="Trained refiner folder, or mincut (default)."),
-    episodes: int = typer.Option(100, "--episodes", min=1, help="Episodes of the 'train selector' button."),
+    refiner: str = typer.Option("prior", "--refiner", help="Default corrective refiner: prior (default), mincut, "
+                                                           "or a trained refiner folder."),
+    episodes: int = typer.Option(300, "--episodes", min=1, help="Episodes of the 'train selector' button "
+                                                                "(the paper's 300, as `train selector`)."),
     layout: str | None = typer.Option(None, "--layout", help="Data set layout (default: detect, else plain files)."),
 ) -> None:
     """Open FOLDER in the browser: propose, pick, refine with clicks, undo, save, train, segment the rest."""

@@ -63,7 +63,7 @@ def bench_stember(
 
     run_stember(data, out, seeds=seed, n_train=n_train, max_test=max_test, episodes=episodes,
                 unet_epochs=unet_epochs, unet=unet, unet_device=unet_device, workers=workers,
-                propose_only=propose_only, echo=typer.echo, progress=sys.stderr.isatty())
+                propose_only=propose_only, echo=typer.echo, progress=True)
 
 
 @bench_app.command("jule")
@@ -83,7 +83,7 @@ def bench_jule(
     from scarceseg.bench.jule_bench import run_jule_bench
 
     run_jule_bench(data, out, config=config, brats_limit=brats_limit, la_limit=la_limit or None, seed=seed,
-                   ablation=ablation, echo=typer.echo, progress=sys.stderr.isatty())
+                   ablation=ablation, echo=typer.echo, progress=True)
 
 
 @bench_app.command("itermrl")
@@ -114,7 +114,7 @@ def bench_itermrl(
                            itermrl_iterations=itermrl_iterations, baseline_iterations=baseline_iterations,
                            noc_cases=noc_cases, iterations_3d=iterations_3d,
                            baseline_iterations_3d=baseline_iterations_3d, seed=seed, do_3d=data3d is not None)
-    run_itermrl_bench(data, out, budget, data3d=data3d, echo=typer.echo, progress=sys.stderr.isatty(),
+    run_itermrl_bench(data, out, budget, data3d=data3d, echo=typer.echo, progress=True,
                       command="scarceseg " + " ".join(sys.argv[1:]))
 
 
@@ -144,20 +144,21 @@ def bench_acwe(
     run_acwe_bench(data, out, seed=seed, n_train=n_train or None, n_test=n_test or None, epochs=epochs,
                    finetune_steps=finetune_steps, size=size, slice_step=slice_step, mode4_labels=mode4_labels,
                    threads=threads, paper_timing=paper_timing, device=device, echo=typer.echo,
-                   progress=sys.stderr.isatty())
+                   progress=True)
 
 
 @bench_app.command("web")
 @_friendly
 def bench_web(
     clicks: int = typer.Option(30, "--clicks", min=20, help="Refinement clicks to time (median reported)."),
+    boxes: int = typer.Option(10, "--boxes", min=1, help="Box drags to time (median reported)."),
     out: Path = typer.Option(Path("bench_out/web"), "--out", help="Sample data, server files, screenshot."),
     chromium: str = typer.Option("/usr/bin/chromium", "--chromium", help="The Chromium binary."),
 ) -> None:
-    """Time click -> updated overlay in Chromium on a 256x256 sample slice (the browser app's latency)."""
+    """Time box -> overlay and click -> overlay with the prior in Chromium on a 256x256 sample slice."""
     from scarceseg.web.bench import run_web_bench
 
-    run_web_bench(out, n_clicks=clicks, chromium=chromium, echo=typer.echo)
+    run_web_bench(out, n_clicks=clicks, chromium=chromium, echo=typer.echo, n_boxes=boxes)
 
 
 @bench_app.command("pixeldrl")
@@ -177,11 +178,11 @@ def bench_pixeldrl(
 
     if folds:
         run_pixeldrl_cv(data, out, folds=folds, budget_s=budget_minutes * 60.0, seed=seed, threads=threads,
-                        echo=typer.echo, progress=sys.stderr.isatty())
+                        echo=typer.echo, progress=True)
         return
     budget = PixelDRLBudget(full_s=budget_minutes * 60.0, shot_s=shot_minutes * 60.0, shots=tuple(shots),
                             threads=threads, seed=seed)
-    run_pixeldrl_bench(data, out, budget, echo=typer.echo, progress=sys.stderr.isatty(),
+    run_pixeldrl_bench(data, out, budget, echo=typer.echo, progress=True,
                        command="scarceseg " + " ".join(sys.argv[1:]))
 
 

@@ -141,9 +141,9 @@ def run_dataset(data: str | Path, out: Path, seed: int = 0, n_train: int | None 
                 paper_size_images: int = 10, device: str = "cpu", echo: Callable[[str], None] = print,
                 progress: bool = False) -> dict:
     """The experiment on one data set; returns its summary (see :func:`run_acwe_bench`)."""
-    from scarceseg.bench.figures import save_overlay_grid
     from scarceseg.cluster.acwe import acwe_energy_numpy, classical_acwe
     from scarceseg.datasets import open_dataset, split_patients
+    from scarceseg.figures.overlays import save_overlay_grid
     from scarceseg.methods.acwe import PAPER_SIZE, ACWESegmenter
     from scarceseg.methods.acwe_data import choose_labelled, resolve_config
     from scarceseg.metrics import EmptyMaskWarning, MetricCollector

@@ -73,16 +73,18 @@ def run_demo(out: str | Path, n: int = 20, seed: int = 0, episodes: int | None =
     dict
         ``{"summaries": {method: summary}, "report": path, "seconds": float}``.
     """
-    from scarceseg.bench.figures import save_boxplot, save_overlay_grid
     from scarceseg.bench.stember import plot_selection_accuracy, robot_click
-    from scarceseg.cluster.propose import load_proposal, propose_inputs
+    from scarceseg.cluster.propose import load_proposal
+    from scarceseg.cluster.propose_many import propose_inputs
     from scarceseg.datasets import n_shot_split, open_dataset
     from scarceseg.datasets.sample import make_sample_data
     from scarceseg.errors import ScarcesegError
+    from scarceseg.figures.overlays import save_boxplot, save_overlay_grid
     from scarceseg.io import write_mask
-    from scarceseg.methods.udc_rl import SelectorConfig, segment_folder, train_selector
+    from scarceseg.methods.udc_rl import SelectorConfig, segment_folder
     from scarceseg.metrics import MetricCollector, paired_comparison
     from scarceseg.store.picking import oracle_pick, oracle_pick_dataset
+    from scarceseg.store.training import train_selector
 
     if n < 4:
         raise ScarcesegError(f"the demo needs at least 4 sample slices, got {n}")

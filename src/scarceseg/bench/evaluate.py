@@ -2,7 +2,10 @@
 
 Predictions are named ``<case_id>.png`` (2D) or ``<case_id>.nii.gz`` / ``<case_id>.nii`` (3D), the way
 every scarceseg method writes them. Cases without a prediction, predictions without a case and cases
-that cannot be read are listed, never silently dropped; the metrics are computed on the rest.
+that cannot be read are listed (every one of them), never silently dropped; the metrics are computed on
+the rest. A case whose image cannot be read but whose truth mask can is still scored, from the mask alone
+(distances then in pixels). HD95 and ASSD are in mm when the spacing is known, else in px; the table says
+which.
 """
 
 from __future__ import annotations
@@ -59,6 +62,8 @@ class EvaluationResult:
     missing: list[str] = field(default_factory=list)
     unmatched: list[str] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    truth_only: list[str] = field(default_factory=list)
+    empty: list[str] = field(default_factory=list)
 
     def report(self) -> str:
         """The printed table plus one line for each kind of problem."""
@@ -67,10 +72,15 @@ class EvaluationResult:
             lines.append(f"no prediction for {len(self.missing)} cases: {_short(self.missing)}")
         if self.unmatched:
             lines.append(f"{len(self.unmatched)} predictions match no case: {_short(self.unmatched)}")
+        if self.empty:
+            lines.append(f"{len(self.empty)} cases with an empty mask (distances undefined, NaN in the table): "
+                         f"{', '.join(self.empty)}")
+        if self.truth_only:
+            lines.append(f"scored {len(self.truth_only)} cases from the truth mask alone (image unreadable, "
+                         f"distances in px): {', '.join(self.truth_only)}")
         if self.skipped:
-            shown = "; ".join(f"{cid} ({why})" for cid, why in self.skipped[:5])
-            more = f" and {len(self.skipped) - 5} more" if len(self.skipped) > 5 else ""
-            lines.append(f"skipped {len(self.skipped)} cases: {shown}{more}")
+            lines.append(f"skipped {len(self.skipped)} cases:")
+            lines.extend(f"  skipped {cid}: {why}" for cid, why in self.skipped)
         return "\n".join(lines)
 
 
@@ -107,10 +117,10 @@ def evaluate_folder(
     -------
     EvaluationResult
     """
-    from scarceseg.bench.progress import track
     from scarceseg.datasets import open_dataset
     from scarceseg.io import read_mask
     from scarceseg.metrics import MetricCollector
+    from scarceseg.progress import track
 
     preds = find_predictions(pred_dir)
     ds = open_dataset(gt_dir, layout=layout)
@@ -126,30 +136,64 @@ def evaluate_folder(
 
     collector = MetricCollector()
     skipped: list[tuple[str, str]] = []
+    truth_only: list[str] = []
+    empty: list[str] = []
+    units: set[str] = set()
     for case_id in track(todo, description="evaluating", enabled=progress):
         try:
-            case = ds.load(case_id)
-            if case.label is None:
-                raise InputError(case.source, "the data set has no label for this case")
-            pred = read_mask(preds[case_id], like=case) > 0
+            truth, spacing, known, patient = _truth(ds, case_id)
+            if truth is None:
+                raise InputError(ds.entry(case_id).images[0], "the data set has no label for this case")
+            pred = read_mask(preds[case_id]) > 0
+            if pred.shape != truth.shape:
+                raise InputError(preds[case_id], f"prediction shape {pred.shape} differs from the truth's "
+                                                 f"{truth.shape}")
         except ScarcesegError as exc:
             skipped.append((case_id, str(exc)))
             continue
-        extra = {"patient_id": case.patient_id}
+        if spacing is None:
+            truth_only.append(case_id)
+        if not pred.any() or not (truth > 0).any():
+            empty.append(f"{case_id} ({'prediction' if not pred.any() else 'truth'} empty)")
+        units.add("mm" if known else "px")
+        extra = {"patient_id": patient}
         if method:
             extra["method"] = method
-        collector.add(case_id, pred, case.target, spacing=case.spacing, **extra)
+        collector.add(case_id, pred, truth > 0, spacing=spacing, **extra)
     if collector.rows == []:
         raise InputError(pred_dir, f"no case could be evaluated; first problem: {skipped[0][1]}")
     out_dir = Path(out_dir)
     collector.write(out_dir)
+    unit = units.pop() if len(units) == 1 else "mm where the spacing is known, else px"
     return EvaluationResult(
         summary=collector.summary(),
-        table=collector.format_table(),
+        table=collector.format_table(distance_unit=unit),
         n_evaluated=len(collector.rows),
         per_case_csv=out_dir / "per_case.csv",
         summary_json=out_dir / "summary.json",
         missing=missing,
         unmatched=unmatched,
         skipped=skipped,
+        truth_only=truth_only,
+        empty=empty,
     )
+
+
+def _truth(ds, case_id: str):
+    """``(label, spacing, spacing_known, patient_id)`` of a case; when its image cannot be read but its truth
+    mask can, the mask alone with ``spacing=None`` (distances in pixels)."""
+    try:
+        case = ds.load(case_id)
+    except ScarcesegError as exc:
+        try:
+            label = ds.load_label(case_id)
+        except ScarcesegError:
+            label = None
+        if label is None:
+            raise exc from None
+        return label, None, False, ds.patient_of(case_id)
+    problem = case.meta.get("label_problem")
+    if case.label is None and problem is not None:
+        raise InputError(problem[0], problem[1])
+    known = bool(case.meta.get("spacing_known", True))
+    return case.label, case.spacing, known, case.patient_id

@@ -152,7 +152,7 @@ def _latency_256(methods: dict, tests: list, inits: list, budget: ItermrlBudget,
 
 
 def _evaluate(methods: dict, tests: list, inits: dict, budget: ItermrlBudget, seed: int, echo, progress) -> dict:
-    from scarceseg.bench.progress import track
+    from scarceseg.progress import track
 
     res: dict = {"table2": {}, "latency": {}, "noc": {}, "table6": {}}
     for init_name, init_probs in inits.items():

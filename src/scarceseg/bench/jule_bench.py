@@ -132,8 +132,8 @@ def run_jule_bench(data: str | Path, out: str | Path, config: str = "cpu", ks: S
                    brats_limit: int | None = None, la_limit: int | None = 4, seed: int = 0, ablation: bool = True,
                    echo: Callable[[str], None] = print, progress: bool = False) -> dict:
     """Run the experiment and write the report (see the module docstring); returns the summary."""
-    from scarceseg.bench.label_slices import save_label_slices, save_nmi_vs_k
     from scarceseg.cluster.volume_baselines import kmeans_volume, multi_otsu_volume
+    from scarceseg.figures.labels import save_label_slices, save_nmi_vs_k
     from scarceseg.methods.jule import JuleSegmenter, get_config
     from scarceseg.metrics import nmi
 
@@ -200,7 +200,7 @@ def run_jule_bench(data: str | Path, out: str | Path, config: str = "cpu", ks: S
 
 
 def _lesion_point(truth: np.ndarray) -> tuple[int, ...]:
-    from scarceseg.bench.label_slices import centre_of
+    from scarceseg.figures.labels import centre_of
 
     top = truth.max()
     return centre_of(truth == top) if top > 1 else centre_of(truth > 0)

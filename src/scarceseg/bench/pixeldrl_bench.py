@@ -154,7 +154,7 @@ def save_action_map_figure(image: np.ndarray, truth: np.ndarray, steps: np.ndarr
     """Fig. 4-style figure: row 1 the action map of every step (red = changed), row 2 the mask over the image."""
     from PIL import Image
 
-    from scarceseg.bench.figures import overlay_rgb
+    from scarceseg.figures.overlays import overlay_rgb
     from scarceseg.methods.pixeldrl_data import action_map_rgb
 
     maps = action_map_rgb(steps)
@@ -245,7 +245,7 @@ def time_raw_predict(model, ds, ids: Sequence[str], channels: str = "all") -> fl
 
 
 def _action_maps(ds, ids_t, truth, model, b: PixelDRLBudget, out: Path) -> None:
-    from scarceseg.bench.figures import window
+    from scarceseg.figures.overlays import window
     from scarceseg.methods.unet_baseline import select_channels
 
     sizes = np.asarray([t.sum() for t in truth])

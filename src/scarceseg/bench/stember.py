@@ -39,11 +39,9 @@ def robot_click(truth: np.ndarray) -> tuple[int, int]:
     -------
     (y, x)
     """
-    from scipy.ndimage import distance_transform_edt
+    from scarceseg.interactive.clicks import innermost_pixel
 
-    dist = distance_transform_edt(np.pad(truth, 1))[1:-1, 1:-1]
-    y, x = np.unravel_index(int(np.argmax(dist)), dist.shape)
-    return int(y), int(x)
+    return innermost_pixel(truth)
 
 
 def _propose_one(args: tuple) -> object:
@@ -60,8 +58,8 @@ def _proposals(cases: dict, ids: list[str], prop_dir: Path, config, seed: int, p
 
     ``workers > 1`` proposes in that many processes (each at one torch thread); the parent writes the cache.
     """
-    from scarceseg.bench.progress import track
     from scarceseg.cluster.propose import list_proposals, load_proposal, save_proposal
+    from scarceseg.progress import track
 
     cached = set(list_proposals(prop_dir)) if prop_dir.exists() else set()
     todo = [cid for cid in ids if cid not in cached]
@@ -181,8 +179,8 @@ def run_stember(data: str | Path, out: str | Path, seeds: list[int] | tuple[int,
     dict
         ``{"methods": {method: {"dice": [...], "hd95": [...]}}, "stats": ..., "report": path}``
     """
-    from scarceseg.bench.figures import save_boxplot, save_overlay_grid
     from scarceseg.datasets import n_shot_split, open_dataset
+    from scarceseg.figures.overlays import save_boxplot, save_overlay_grid
     from scarceseg.methods.udc_rl import SelectorConfig, train_selector_arrays
     from scarceseg.methods.unet_baseline import UNetBaseline, UNetConfig, select_channels
     from scarceseg.metrics import MetricCollector, paired_comparison

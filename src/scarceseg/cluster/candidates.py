@@ -246,3 +246,48 @@ def stack(masks: list[np.ndarray], shape: tuple[int, int]) -> np.ndarray:
     if not masks:
         return np.zeros((0, *shape), dtype=bool)
     return np.stack([np.asarray(m, dtype=bool) for m in masks])
+
+
+def best_candidate(masks: np.ndarray, truth: np.ndarray, case_id: str = "") -> tuple[int, float]:
+    """The candidate with the best Dice against ``truth`` (ties: the lowest index): the oracle user.
+
+    Parameters
+    ----------
+    masks : ndarray (K, Y, X) bool
+    truth : ndarray (Y, X) bool
+    case_id : str
+        Named in the errors.
+
+    Returns
+    -------
+    (int, float)
+        The index and its Dice (:func:`scarceseg.metrics.dice`).
+
+    Raises
+    ------
+    InputError
+        No candidates, or an empty truth (no candidate can be right).
+    ShapeMismatchError
+        ``truth`` is not of the candidates' shape.
+    """
+    import math
+
+    from scarceseg.errors import InputError, ShapeMismatchError
+    from scarceseg.metrics import dice
+
+    truth = np.asarray(truth).astype(bool)
+    masks = np.asarray(masks, dtype=bool)
+    if truth.shape != masks.shape[1:]:
+        raise ShapeMismatchError(
+            None, f"truth shape {truth.shape} differs from the proposal's (Y, X) {masks.shape[1:]}"
+        )
+    if masks.shape[0] == 0:
+        raise InputError(None, f"case {case_id!r} has no candidates")
+    if not truth.any():
+        raise InputError(None, f"the truth of case {case_id!r} is empty: no candidate can be right")
+    best, best_d = 0, -math.inf
+    for k in range(masks.shape[0]):
+        d = float(dice(masks[k], truth))
+        if not math.isnan(d) and d > best_d:
+            best, best_d = k, d
+    return best, float(best_d)

@@ -28,55 +28,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from scarceseg.preprocess.head import DEFAULT_RIM, check_2d, head_mask, inner_region, largest_component
+
+__all__ = ["DEFAULT_CLASSES", "DEFAULT_RIM", "clean_lesion", "head_mask", "inner_region", "kmeans_labels",
+           "kmeans_lesion", "multi_otsu_labels", "multi_otsu_lesion"]
+
 DEFAULT_CLASSES = 3  # background-ish (CSF, skull), brain tissue, hyperintensity
-DEFAULT_RIM = 0.1  # fraction of the head's equivalent radius left out along its boundary (scalp, skull)
-
-
-def _check_2d(image: np.ndarray, name: str = "image") -> np.ndarray:
-    image = np.asarray(image)
-    if image.ndim != 2:
-        raise ValueError(f"{name} must be a 2D (Y, X) array, got shape {image.shape}")
-    image = image.astype(np.float64, copy=False)
-    if not np.isfinite(image).all():
-        raise ValueError(f"{name} holds NaN or infinite values")
-    return image
-
-
-def _largest_component(mask: np.ndarray) -> np.ndarray:
-    """The largest 4-connected component of a bool mask (ties: the lowest label); empty stays empty."""
-    from scipy import ndimage
-
-    labels, n = ndimage.label(mask)
-    if n <= 1:
-        return mask.astype(bool)
-    sizes = np.bincount(labels.ravel())[1:]
-    return labels == (int(np.argmax(sizes)) + 1)
-
-
-def head_mask(image: np.ndarray) -> np.ndarray:
-    """The head (or brain, on skull-stripped data): Otsu threshold, holes filled, largest component.
-
-    The Otsu threshold is taken over *all* pixels, so exact-zero padding or a noisy background both
-    count as background; on MR slices it falls between the background and the tissue.
-
-    Parameters
-    ----------
-    image : ndarray, shape (Y, X)
-        One channel, e.g. FLAIR; any real dtype and scale.
-
-    Returns
-    -------
-    ndarray, shape (Y, X), bool
-        All False for a constant image.
-    """
-    from scipy import ndimage
-    from skimage.filters import threshold_otsu
-
-    image = _check_2d(image)
-    if image.min() == image.max():
-        return np.zeros(image.shape, dtype=bool)
-    mask = image > threshold_otsu(image)
-    return _largest_component(ndimage.binary_fill_holes(mask))
 
 
 def _head(image: np.ndarray, head: np.ndarray | None) -> np.ndarray:
@@ -108,7 +65,7 @@ def multi_otsu_labels(image: np.ndarray, classes: int = DEFAULT_CLASSES,
     """
     from skimage.filters import threshold_multiotsu
 
-    image = _check_2d(image)
+    image = check_2d(image)
     head = _head(image, head)
     labels = np.zeros(image.shape, dtype=np.int32)
     values = image[head]
@@ -152,7 +109,7 @@ def kmeans_labels(image: np.ndarray, k: int = DEFAULT_CLASSES, seed: int = 0,
     from sklearn.cluster import KMeans
     from threadpoolctl import threadpool_limits
 
-    image = _check_2d(image)
+    image = check_2d(image)
     head = _head(image, head)
     labels = np.zeros(image.shape, dtype=np.int32)
     values = image[head]
@@ -174,32 +131,6 @@ def kmeans_labels(image: np.ndarray, k: int = DEFAULT_CLASSES, seed: int = 0,
     return labels
 
 
-def inner_region(head: np.ndarray, rim: float = DEFAULT_RIM) -> np.ndarray:
-    """The head without a band of width ``rim * sqrt(head area / pi)`` along its boundary.
-
-    On the non-skull-stripped LGG FLAIR slices the scalp fat is as bright as a lesion (brighter, often):
-    left in, it takes the brightest class. A band of 10% of the head's equivalent radius is about the
-    scalp and skull.
-
-    Parameters
-    ----------
-    head : ndarray, shape (Y, X), bool
-    rim : float
-        0 returns ``head`` unchanged.
-
-    Returns
-    -------
-    ndarray, shape (Y, X), bool
-    """
-    from scipy import ndimage
-
-    head = np.asarray(head, dtype=bool)
-    if rim <= 0 or not head.any():
-        return head.copy()
-    depth = ndimage.distance_transform_edt(np.pad(head, 1))[1:-1, 1:-1]
-    return depth > rim * np.sqrt(head.sum() / np.pi)
-
-
 def clean_lesion(candidate: np.ndarray) -> np.ndarray:
     """Clean-up shared by the baselines: keep the largest connected component, fill its holes.
 
@@ -216,7 +147,7 @@ def clean_lesion(candidate: np.ndarray) -> np.ndarray:
     """
     from scipy import ndimage
 
-    return ndimage.binary_fill_holes(_largest_component(np.asarray(candidate, dtype=bool)))
+    return ndimage.binary_fill_holes(largest_component(np.asarray(candidate, dtype=bool)))
 
 
 def _brightest(labels: np.ndarray) -> np.ndarray:
@@ -244,7 +175,7 @@ def multi_otsu_lesion(image: np.ndarray, classes: int = DEFAULT_CLASSES, head: n
     ndarray, shape (Y, X), bool
         Empty when the region has a single intensity.
     """
-    image = _check_2d(image)
+    image = check_2d(image)
     region = inner_region(_head(image, head), rim)
     return clean_lesion(_brightest(multi_otsu_labels(image, classes=classes, head=region)))
 
@@ -271,6 +202,6 @@ def kmeans_lesion(image: np.ndarray, k: int = DEFAULT_CLASSES, seed: int = 0,
     ndarray, shape (Y, X), bool
         Empty when the region has a single intensity.
     """
-    image = _check_2d(image)
+    image = check_2d(image)
     region = inner_region(_head(image, head), rim)
     return clean_lesion(_brightest(kmeans_labels(image, k=k, seed=seed, head=region)))

@@ -24,8 +24,6 @@ import colorsys
 import json
 import tempfile
 import time
-import warnings
-from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,13 +32,19 @@ import numpy as np
 
 from scarceseg.cluster import candidates as cand
 from scarceseg.cluster.udc import UDCConfig, normalise, udc_cluster
-from scarceseg.errors import DimensionError, InputError, ScarcesegError
+from scarceseg.errors import DimensionError, InputError
 from scarceseg.io.case import Case
 
 CHANNEL_MODES = ("flair", "all")
 PROPOSALS = "proposals"
 INDEX = "index.json"
 FILES = ("proposal.npz", "candidates.json", "contact_sheet.png", "labels.png")
+#: Peak memory of proposing, per pixel: (812 - 532) MB / (1024² - 512²) px on grey PNGs with the fast preset
+#: (``/usr/bin/time -f %M scarceseg propose`` on this machine); the size guard uses it.
+BYTES_PER_PIXEL = 360.0
+
+#: The shortest image side proposing works on (a 1 x 1 "image" has no region to propose).
+MIN_SIDE = 8
 
 
 @dataclass
@@ -120,6 +124,20 @@ def make_candidates(
     return cand.stack(masks, shape), sources
 
 
+def check_propose_size(case: Case) -> None:
+    """Raise :class:`~scarceseg.io.limits.ImageTooLargeError` when proposing on ``case`` would exceed the
+    memory limit (:func:`scarceseg.io.limits.size_limit`), before any work is done; :class:`InputError`
+    for an image too small to hold a lesion (a side under :data:`MIN_SIDE` pixels)."""
+    from scarceseg.io.limits import check_method_memory
+
+    if min(case.shape) < MIN_SIDE:
+        raise InputError(case.source or case.case_id or None,
+                         f"image of {' x '.join(map(str, case.shape))} pixels is too small to propose regions "
+                         f"(at least {MIN_SIDE} x {MIN_SIDE})")
+    check_method_memory(case.source or case.case_id or None, tuple(case.shape), BYTES_PER_PIXEL,
+                        "proposing candidates")
+
+
 def propose_case(case: Case, config: UDCConfig | str | None = None, channels: str = "flair", seed: int = 0) -> Proposal:
     """Cluster one 2D case and turn the clusters into candidate masks.
 
@@ -141,6 +159,8 @@ def propose_case(case: Case, config: UDCConfig | str | None = None, channels: st
     ------
     DimensionError
         The case is 3D (the method is 2D; propose slices instead).
+    ImageTooLargeError
+        Proposing would need more memory than the size limit allows (see :func:`check_propose_size`).
     """
     if case.ndim != 2:
         raise DimensionError(
@@ -148,6 +168,7 @@ def propose_case(case: Case, config: UDCConfig | str | None = None, channels: st
             f"propose works on 2D images; this case is 3D with shape {case.shape} "
             "(slice the volume first, e.g. Dataset.as_slices())",
         )
+    check_propose_size(case)
     cfg = UDCConfig.preset(config)
     start = time.perf_counter()
     image, names = select_channels(case, channels)
@@ -238,7 +259,7 @@ def save_proposal(proposal: Proposal, workdir: str | Path, pictures: bool = True
     ``WORKDIR/proposals/index.json`` are written; other cases and ``store.sqlite`` are left alone.
     ``pictures=False`` skips ``contact_sheet.png`` and ``labels.png`` (benchmark caches that nobody looks at).
     """
-    from scarceseg.bench.figures import save_contact_sheet
+    from scarceseg.figures.overlays import save_contact_sheet
 
     folder = _case_dir(workdir, proposal.case_id)
     folder.mkdir(parents=True, exist_ok=True)
@@ -310,141 +331,10 @@ def list_proposals(workdir: str | Path) -> list[str]:
     return sorted(cid for cid in read_index(workdir) if (root / cid / "proposal.npz").is_file())
 
 
-# ---- many inputs -----------------------------------------------------------------------------------
-def _iter_input(
-    path: Path, layout: str | None, skipped: list[tuple[str, str, str]], warned: list[tuple[str, str, str]]
-) -> Iterator[Case]:
-    """Cases of one input: a data set folder, a DICOM series folder, a folder of images, or a file.
+def __getattr__(name: str):
+    """``propose_inputs`` moved to :mod:`scarceseg.cluster.propose_many`; old imports keep working."""
+    if name == "propose_inputs":
+        from scarceseg.cluster.propose_many import propose_inputs
 
-    Cases that fail to load are appended to ``skipped``; a data set's own skips (which it already
-    warned about) go to ``warned``.
-    """
-    from scarceseg.io import is_supported_file, read_image
-
-    if path.is_dir():
-        try:
-            from scarceseg.datasets import open_dataset
-        except ImportError:  # pragma: no cover - the data set module is part of the package
-            from scarceseg.datasets.layouts import open_dataset
-        try:
-            ds = open_dataset(path, layout=layout)
-        except ScarcesegError as exc:
-            if layout is not None:
-                skipped.append((path.name, str(path), getattr(exc, "reason", str(exc))))
-                return
-            loose = sorted(p for p in path.iterdir() if p.is_file() and is_supported_file(p))
-            if loose:  # a plain folder of images: each one a case
-                for file in loose:
-                    yield from _iter_input(file, None, skipped, warned)
-                return
-            try:  # a DICOM series folder
-                yield read_image(path)
-            except ScarcesegError:
-                skipped.append((path.name, str(path), getattr(exc, "reason", str(exc))))
-            return
-        yield from ds.iter_cases()  # warns about each case it skips
-        warned.extend(ds.skipped)
-        return
-    try:
-        yield read_image(path)
-    except ScarcesegError as exc:
-        skipped.append((path.name, str(path), getattr(exc, "reason", str(exc))))
-
-
-def propose_inputs(
-    inputs: list[Path],
-    workdir: str | Path,
-    config: UDCConfig | str | None = None,
-    channels: str = "flair",
-    seed: int = 0,
-    layout: str | None = None,
-    progress: bool = True,
-    echo: Callable[[str], None] | None = print,
-) -> dict:
-    """Propose candidates for every case of every input and write them into ``workdir``.
-
-    Parameters
-    ----------
-    inputs : list of Path
-        Data set folders (any layout :func:`scarceseg.datasets.open_dataset` knows), folders of
-        image files, DICOM series folders, or single image files.
-    workdir : Path
-        Created when missing. Only ``proposals/`` entries of the cases proposed are written.
-    config : UDCConfig or {"fast", "faithful"}, optional
-        Default: fast.
-    channels : {"flair", "all"}
-    seed : int
-    layout : str, optional
-        Force a data set layout for folder inputs.
-    progress : bool
-        Rich progress bar on stderr.
-    echo : callable, optional
-        Where the one-line summary and the skipped inputs are printed (None: silent).
-
-    Returns
-    -------
-    dict
-        ``workdir``, ``proposed`` (case ids), ``skipped`` (``[case_or_file, path, reason]``),
-        ``seconds`` (per proposed case), ``median_seconds``, ``candidates`` (count per case).
-        Unreadable files, 3D cases and repeated case ids are skipped with a warning; the others
-        are still proposed.
-    """
-    from scarceseg.bench.progress import track
-
-    if channels not in CHANNEL_MODES:
-        raise InputError(None, f"--channels must be one of {CHANNEL_MODES}, got {channels!r}")
-    cfg = UDCConfig.preset(config)
-    workdir = Path(workdir)
-    if workdir.exists() and not workdir.is_dir():
-        raise InputError(workdir, "WORKDIR exists and is not a folder")
-    workdir.mkdir(parents=True, exist_ok=True)
-    skipped: list[tuple[str, str, str]] = []
-    warned: list[tuple[str, str, str]] = []
-    proposed: list[str] = []
-    seconds: dict[str, float] = {}
-    counts: dict[str, int] = {}
-    origin: dict[str, str] = {}
-
-    def cases() -> Iterator[Case]:
-        for item in inputs:
-            item = Path(item)
-            if not item.exists():
-                skipped.append((item.name, str(item), "no such file or folder"))
-                continue
-            yield from _iter_input(item, layout, skipped, warned)
-
-    for case in track(cases(), description="proposing", enabled=progress):
-        where = str(case.source or case.case_id)
-        if case.case_id in origin:
-            skipped.append((case.case_id, where, f"same case id as {origin[case.case_id]} (proposed once)"))
-            continue
-        try:
-            proposal = propose_case(case, cfg, channels=channels, seed=seed)
-            save_proposal(proposal, workdir)
-        except ScarcesegError as exc:
-            skipped.append((case.case_id, where, getattr(exc, "reason", str(exc))))
-            continue
-        origin[case.case_id] = where
-        proposed.append(case.case_id)
-        seconds[case.case_id] = round(proposal.seconds, 4)
-        counts[case.case_id] = len(proposal.candidates)
-
-    for name, where, reason in skipped:
-        warnings.warn(f"skipped {name}: {where}: {reason}", stacklevel=2)
-    skipped = warned + skipped
-    summary = {
-        "workdir": str(workdir),
-        "proposed": proposed,
-        "skipped": [list(s) for s in skipped],
-        "seconds": seconds,
-        "median_seconds": float(np.median(list(seconds.values()))) if seconds else 0.0,
-        "candidates": counts,
-    }
-    if echo is not None:
-        echo(
-            f"proposed {len(proposed)} case(s) into {workdir / PROPOSALS} "
-            f"(median {summary['median_seconds']:.2f} s per case); skipped {len(skipped)}"
-        )
-        for name, where, reason in skipped:
-            echo(f"  skipped {name}: {where}: {reason}")
-    return summary
+        return propose_inputs
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -53,21 +53,24 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from scarceseg.configs import ConfigDict
 from scarceseg.errors import InputError
 
 CANDIDATE_MODES = ("paper", "extended")
 
 
 @dataclass
-class UDCConfig:
+class UDCConfig(ConfigDict):
     """Hyper-parameters of the proposer; the defaults are the paper's (paper 000, section named).
 
     Attributes beyond the paper are marked "not in paper".
     """
+
+    _facts = ("seed", "input_channels", "channel_names", "run")  # what a saved Proposal.config adds
 
     n_segments: int = 10_000  # 0.3.1: N_sp = 1e4 SLIC superpixels
     compactness: float = 100.0  # 0.3.1: SLIC compactness 100 (intensities scaled to 0..100, see module doc)
@@ -134,12 +137,6 @@ class UDCConfig:
             levels=(50, 35, 15),
         )
         return replace(base, **changes)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> UDCConfig:
-        """Rebuild from :func:`dataclasses.asdict` output (unknown keys ignored)."""
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items() if k in known})
 
     @classmethod
     def preset(cls, name: str | UDCConfig | None) -> UDCConfig:

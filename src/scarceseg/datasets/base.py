@@ -52,7 +52,8 @@ class Dataset:
     Iterating (``for case in ds`` or :meth:`iter_cases`) yields :class:`Case` objects one at a time
     and skips entries that fail to load: each skip is warned about and recorded in :attr:`skipped`
     as ``(case_id, path, reason)`` (once per case, however often the data set is iterated).
-    :meth:`load` raises the error instead.
+    :meth:`load` raises the error instead. A case whose mask cannot be used still loads (unlabelled); the
+    mask's problem is warned about and recorded in :attr:`label_problems` as ``(case_id, mask path, reason)``.
 
     Parameters
     ----------
@@ -81,6 +82,7 @@ class Dataset:
         self.loader = loader
         self.notes: list[str] = list(notes or [])
         self.skipped: list[tuple[str, str, str]] = []
+        self.label_problems: list[tuple[str, str, str]] = []
         self._index = {e.case_id: i for i, e in enumerate(self.entries)}
         if len(self._index) != len(self.entries):
             counts = Counter(e.case_id for e in self.entries)
@@ -156,7 +158,13 @@ class Dataset:
         entry = self.entries[case_id] if isinstance(case_id, int) else self.entry(case_id)
         if entry.problem is not None:
             raise InputError(entry.images[0] if entry.images else self.root, entry.problem)
-        return self.loader(entry)
+        case = self.loader(entry)
+        problem = case.meta.get("label_problem")
+        if problem is not None and not any(p[0] == entry.case_id for p in self.label_problems):
+            self.label_problems.append((entry.case_id, *problem))
+            warnings.warn(f"case {entry.case_id}: mask ignored, the image is read unlabelled: "
+                          f"{problem[0]}: {problem[1]}", stacklevel=2)
+        return case
 
     def __getitem__(self, key: str | int) -> Case:
         return self.load(key)
@@ -179,17 +187,14 @@ class Dataset:
         Parameters
         ----------
         progress : bool
-            Show a rich progress bar on stderr.
+            Report progress on stderr (see :func:`scarceseg.progress.track`).
         description : str, optional
             Text beside the progress bar (default: ``"loading <layout>"``).
         """
-        entries: Iterable[Entry] = self.entries
-        if progress:
-            from rich.progress import track
+        from scarceseg.progress import track
 
-            entries = track(
-                self.entries, description=description or f"loading {self.layout}", total=len(self), transient=True
-            )
+        entries: Iterable[Entry] = track(self.entries, description=description or f"loading {self.layout}",
+                                         enabled=progress)
         for entry in entries:
             try:
                 case = self.load(entry.case_id)

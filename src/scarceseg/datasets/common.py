@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from scarceseg.datasets.base import Entry
-from scarceseg.errors import InputError, ShapeMismatchError
+from scarceseg.errors import InputError, ScarcesegError, ShapeMismatchError
 from scarceseg.io.case import Case
 from scarceseg.io.formats import is_supported_file
 from scarceseg.io.readers import read_image, read_mask
@@ -61,11 +61,18 @@ def patient_from_regex(case_id: str, pattern: str | None) -> str:
 
 
 def load_single(entry: Entry) -> Case:
-    """Load an entry with one image file and an optional mask file; set ids and channel names."""
+    """Load an entry with one image file and an optional mask file; set ids and channel names.
+
+    A mask that cannot be used (wrong shape, unreadable) does not lose the image: the case loads without a
+    label and ``meta["label_problem"]`` holds ``(mask path, reason)`` (:class:`Dataset` reports it)."""
     case = read_image(entry.images[0], **entry.info.get("read_options", {}))
     label, label_source = case.label, case.label_source
+    meta = {**case.meta, **entry.info.get("meta", {})}
     if entry.label is not None and entry.label != entry.images[0]:
-        label, label_source = read_mask(entry.label, like=case), entry.label
+        try:
+            label, label_source = read_mask(entry.label, like=case), entry.label
+        except ScarcesegError as exc:  # the image stays usable, as an unlabelled case
+            meta["label_problem"] = (str(entry.label), getattr(exc, "reason", str(exc)))
     names = entry.info.get("channel_names")
     if names and len(names) != case.image.shape[0]:
         names = None
@@ -76,7 +83,7 @@ def load_single(entry: Entry) -> Case:
         label=label,
         label_source=label_source,
         channel_names=tuple(names) if names else case.channel_names,
-        meta={**case.meta, **entry.info.get("meta", {})},
+        meta=meta,
     )
 
 
@@ -120,13 +127,10 @@ def load_stacked(entry: Entry) -> Case:
     )
 
 
-def missing_mask_policy(has_any_mask: bool, mask: Path | None, expected: str) -> str | None:
-    """The scan-time problem of an image without a mask.
-
-    When the data set has masks for some images, an image without one is a *problem* (the case is
-    skipped with this reason); when it has no mask at all, it is an unlabelled data set and the
-    cases load with ``label=None``.
-    """
-    if mask is None and has_any_mask:
-        return f"no mask for this image (expected {expected})"
-    return None
+def missing_mask_notes(images: dict[str, Path], labelled: set[str]) -> list[str]:
+    """A note naming the images that have no mask, when others do (they are unlabelled cases)."""
+    bare = sorted(set(images) - labelled, key=natural_key)
+    if not bare or not labelled:
+        return []
+    shown = ", ".join(bare[:10]) + (f" and {len(bare) - 10} more" if len(bare) > 10 else "")
+    return [f"{len(bare)} image(s) have no mask and are read as unlabelled cases: {shown}"]

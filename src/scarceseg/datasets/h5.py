@@ -51,9 +51,14 @@ def patient_of(case_id: str) -> str:
 
 
 def detect(root: Path) -> bool:
-    """True when ``root`` (or ``root/cases``) holds HDF5 files, flat or one per subfolder."""
+    """True when ``root`` (or ``root/cases``) holds HDF5 files, flat or one per subfolder, and no other images.
+
+    A folder of other images with a stray ``.h5`` among them is not an HDF5 data set (it is read as the
+    ``files`` layout, the HDF5 file one case among the others).
+    """
     found, _ = _find(root)
-    return bool(found)
+    others = [p for p in list_files(_base(root)) if not p.name.lower().endswith(_H5)]
+    return bool(found) and not others
 
 
 def scan(root: Path, axes: str | None = None) -> tuple[list[Entry], list[str]]:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from scarceseg.datasets import brats, h5, lgg, msd, pairs
+from scarceseg.datasets import brats, files, h5, lgg, msd, pairs
 from scarceseg.datasets.base import Dataset, Entry, Loader
 from scarceseg.errors import InputError
 
@@ -72,11 +72,19 @@ LAYOUTS: dict[str, Layout] = {
         pairs.scan,
         pairs.load,
     ),
+    "files": Layout(
+        "files",
+        "a plain folder of images: each file (or sub-folder of .dcm files) one case, unlabelled",
+        files.detect,
+        files.scan,
+        files.load,
+    ),
 }
 
 #: Order in which :func:`detect_layout` tries the layouts: the most specific first
 #: (an LGG copy in images/ + masks/ also looks like ``pairs``).
-DETECTION_ORDER: tuple[str, ...] = ("msd", "lgg", "pairs", "h5", "brats")
+#: ``files`` comes last: it matches any folder with an image in it.
+DETECTION_ORDER: tuple[str, ...] = ("msd", "lgg", "pairs", "h5", "brats", "files")
 
 
 def known_layouts() -> str:
@@ -129,9 +137,9 @@ def open_dataset(root: str | Path, layout: str | None = None, **options) -> Data
     if layout is None:
         name = detect_layout(root)
         if name is None:
-            raise InputError(
-                root, f"matches no known data set layout; give one with layout=... Known layouts:\n{known_layouts()}"
-            )
+            raise InputError(root, f"matches no known data set layout and holds no image scarceseg reads "
+                                   f"({_listing(root)}); "
+                                   f"known layouts: {'; '.join(known_layouts().split(chr(10)))}")
     else:
         name = layout.lower()
         if name not in LAYOUTS:
@@ -145,4 +153,23 @@ def open_dataset(root: str | Path, layout: str | None = None, **options) -> Data
     entries, notes = chosen.scan(root, **options)
     if not entries:
         raise InputError(root, f"no cases found for layout {name!r} ({chosen.description})")
+    unused = unused_files(root, entries)
+    if unused:
+        notes.append(f"{len(unused)} file(s) match no case of layout {name!r}: {', '.join(unused)}")
     return Dataset(root, name, entries, chosen.load, notes)
+
+
+def unused_files(root: Path, entries: list[Entry]) -> list[str]:
+    """Names of the readable files directly in ``root`` that no entry uses (as image or label)."""
+    from scarceseg.datasets.common import list_files
+
+    used = {Path(p) for e in entries for p in (*e.images, *([e.label] if e.label is not None else []))}
+    if root in used:  # the folder itself is the case (a DICOM series)
+        return []
+    return [p.name for p in list_files(root) if p not in used]
+
+
+def _listing(root: Path, limit: int = 8) -> str:
+    names = sorted(p.name + ("/" if p.is_dir() else "") for p in root.iterdir() if not p.name.startswith("."))
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return f"it holds {', '.join(names[:limit])}{more}"

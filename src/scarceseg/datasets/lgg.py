@@ -13,8 +13,9 @@ FLAIR is :data:`FLAIR_CHANNEL` = 1). Masks (1 or 3 identical channels, {0, 255})
 * case id = file stem (``TCGA_CS_4941_19960909_12``);
 * patient id = the stem without its trailing ``_<slice>`` (``TCGA_CS_4941_19960909``), which is the
   Kaggle patient folder name;
-* an image without its mask, in a folder where other images have masks, is a case that is skipped
-  with the reason "no mask"; when no image has a mask the set is unlabelled (``label=None``).
+* an image without its mask is an unlabelled case (``label=None``; a note lists them when other
+  images have masks): new images can be labelled; a mask of the wrong shape is reported
+  (``Dataset.label_problems``) and its image still loads, unlabelled.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import re
 from pathlib import Path
 
 from scarceseg.datasets.base import Entry
-from scarceseg.datasets.common import list_files, load_single, missing_mask_policy, natural_key
+from scarceseg.datasets.common import list_files, load_single, missing_mask_notes, natural_key
 from scarceseg.errors import InputError
 from scarceseg.io.case import Case
 from scarceseg.io.formats import stem_of
@@ -65,7 +66,6 @@ def detect(root: Path) -> bool:
 def scan(root: Path) -> tuple[list[Entry], list[str]]:
     """Entries in (patient, slice number) order; notes list masks that have no image."""
     images, masks = _split(root)
-    has_masks = bool(masks)
     entries = []
     for stem in images:
         match = _SLICE.match(stem)
@@ -79,11 +79,10 @@ def scan(root: Path) -> tuple[list[Entry], list[str]]:
                 images=(images[stem],),
                 label=mask,
                 info={"meta": {"slice": slice_no}},
-                problem=missing_mask_policy(has_masks, mask, f"{stem}_mask.tif"),
             )
         )
     entries.sort(key=lambda e: (natural_key(e.patient_id), e.info["meta"]["slice"] or 0, e.case_id))
-    notes = []
+    notes = missing_mask_notes(images, set(images) & set(masks))
     orphans = sorted(masks.keys() - images.keys(), key=natural_key)
     if orphans:
         notes.append(f"{len(orphans)} masks have no image: {', '.join(orphans[:5])}")

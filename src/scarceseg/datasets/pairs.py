@@ -5,8 +5,8 @@ Any supported ending, 2D or 3D, and the two folders may use different endings. T
 
 * case id = stem; patient id = case id, or the group ``patient`` (else group 1) of
   ``patient_regex`` matched against the case id (e.g. ``r"^(.+)_\\d+$"`` for ``<patient>_<slice>``);
-* an image without a mask, where others have masks, is skipped ("no mask"); with no mask at all
-  the set is unlabelled.
+* an image without a mask is an unlabelled case (a note lists them when others have masks); a mask
+  of the wrong shape is reported (``Dataset.label_problems``) and the image still loads, unlabelled.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from scarceseg.datasets.base import Entry
-from scarceseg.datasets.common import list_files, load_single, missing_mask_policy, patient_from_regex
+from scarceseg.datasets.common import list_files, load_single, missing_mask_notes, patient_from_regex
 from scarceseg.errors import InputError
 from scarceseg.io.case import Case
 from scarceseg.io.formats import stem_of
@@ -68,10 +68,9 @@ def scan(root: Path, patient_regex: str | None = None) -> tuple[list[Entry], lis
                 patient_id=patient_from_regex(stem, patient_regex),
                 images=(path,),
                 label=mask,
-                problem=missing_mask_policy(bool(masks), mask, f"masks/{stem}.* or masks/{stem}_mask.*"),
             )
         )
-    notes = []
+    notes = missing_mask_notes(seen, {stem for stem in seen if stem in masks or f"{stem}_mask" in masks})
     orphans = sorted(masks.keys() - used)
     if orphans:
         notes.append(f"{len(orphans)} masks have no image: {', '.join(orphans[:5])}")

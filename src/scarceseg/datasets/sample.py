@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from scarceseg.errors import ScarcesegError
+from scarceseg.preprocess.head import largest_component
 
 SHAPE = (256, 256)
 CHANNEL_NAMES = ("pre-contrast", "FLAIR", "post-contrast")
@@ -182,16 +183,6 @@ def _head_layers(brain: np.ndarray, scale: float, rng: np.random.Generator) -> d
 # lesion
 # --------------------------------------------------------------------------------------------------
 
-def _largest_component(mask: np.ndarray) -> np.ndarray:
-    from scipy import ndimage
-
-    labels, n = ndimage.label(mask)
-    if n <= 1:
-        return mask
-    sizes = np.bincount(labels.ravel())[1:]
-    return labels == (int(np.argmax(sizes)) + 1)
-
-
 def _lesion_shape(brain: np.ndarray, wm: np.ndarray, area: int, rng: np.random.Generator
                   ) -> tuple[np.ndarray, np.ndarray, dict]:
     """Sample an irregular lesion of about ``area`` pixels inside ``brain``, centred mostly in WM.
@@ -246,7 +237,7 @@ def _lesion_shape(brain: np.ndarray, wm: np.ndarray, area: int, rng: np.random.G
     inside = field[brain]
     area = int(min(area, inside.size))
     level = np.partition(inside, -area)[-area]
-    mask = ndimage.binary_fill_holes(_largest_component((field >= level) & brain)) & brain
+    mask = ndimage.binary_fill_holes(largest_component((field >= level) & brain)) & brain
     params = {
         "centre_yx": [int(cy), int(cx)], "in_white_matter": bool(in_wm), "radius_px": round(float(radius), 2),
         "elongation": round(float(elong), 3), "orientation_rad": round(float(phi), 3),

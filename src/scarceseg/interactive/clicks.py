@@ -79,6 +79,17 @@ class Click:
         return cls(pos, parts[-1] == "+", step)
 
 
+def innermost_pixel(mask: np.ndarray) -> tuple[int, ...]:
+    """The pixel of a mask farthest from its border (first in raster order on ties): where a person clicks it.
+
+    The Euclidean distance to the outside is taken with the image border counting as outside. An empty mask
+    gives the first pixel. Works in 2D ``(y, x)`` and 3D ``(z, y, x)``.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    depth = ndimage.distance_transform_edt(np.pad(mask, 1))[(slice(1, -1),) * mask.ndim]
+    return tuple(int(v) for v in np.unravel_index(int(np.argmax(depth)), mask.shape))
+
+
 def split_clicks(clicks: Sequence[Click]) -> tuple[list[tuple[int, ...]], list[tuple[int, ...]]]:
     """Positions of the positive and of the negative clicks."""
     return [c.position for c in clicks if c.positive], [c.position for c in clicks if not c.positive]

@@ -11,7 +11,7 @@ not the previous output).
 * :class:`IdentityRefiner` — changes nothing (the "initial" row of a table).
 * trained models (:class:`scarceseg.methods.iter_mrl.IterMRL`,
   :class:`scarceseg.methods.interactive_baselines.SupervisedRefiner`) implement the protocol themselves;
-  :func:`load_refiner` opens any saved one by the format in its ``config.json``.
+  :func:`scarceseg.methods.registry.load_refiner` opens any saved one (this module knows no method above it).
 
 References
 ----------
@@ -23,23 +23,13 @@ References
 
 from __future__ import annotations
 
-import importlib
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from scarceseg.errors import InputError
 from scarceseg.interactive.clicks import Click
-
-# format string in config.json -> "module:Class" with a classmethod load(path)
-REFINER_FORMATS: dict[str, str] = {
-    "scarceseg.iter_mrl": "scarceseg.methods.iter_mrl:IterMRL",
-    "scarceseg.supervised_refiner": "scarceseg.methods.interactive_baselines:SupervisedRefiner",
-}
 
 
 @runtime_checkable
@@ -182,28 +172,3 @@ class MinCutRefiner:
         g.add_grid_tedges(ids, to_source, to_sink)
         g.maxflow()
         return (~g.get_grid_segments(ids)).astype(np.float32)
-
-
-def load_refiner(path: str | Path, device: str = "cpu"):
-    """Open a saved refiner (IteR-MRL, R-Net-style or InterCNN) by the format in ``path/config.json``.
-
-    ``path`` may also be the word ``mincut`` for the untrained graph-cut refiner.
-
-    Raises
-    ------
-    InputError
-        No config, or a format that is not a refiner.
-    """
-    if str(path) == "mincut":
-        return MinCutRefiner()
-    cfg = Path(path) / "config.json"
-    if not cfg.is_file():
-        raise InputError(path, "not a refiner model folder (no config.json); train one with `scarceseg train refiner`")
-    try:
-        fmt = json.loads(cfg.read_text(encoding="utf-8")).get("format")
-    except (OSError, json.JSONDecodeError) as exc:
-        raise InputError(cfg, f"cannot read the model config ({exc})") from exc
-    if fmt not in REFINER_FORMATS:
-        raise InputError(cfg, f"not a refiner model (format {fmt!r}); known: {sorted(REFINER_FORMATS)}")
-    module, cls = REFINER_FORMATS[fmt].split(":")
-    return getattr(importlib.import_module(module), cls).load(path, device=device)

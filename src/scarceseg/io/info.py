@@ -58,6 +58,7 @@ def describe(path: str | Path, mask: str | Path | None = None, **options) -> dic
         "axes": _AXES[case.ndim],
         "channels": int(image.shape[0]),
         "channel_names": list(case.channel_names),
+        "channels_from": case.meta.get("channels_from"),
         "dtype": case.meta.get("dtype", "?"),
         "spacing": [float(s) for s in case.spacing],
         "spacing_known": bool(case.meta.get("spacing_known", True)),
@@ -84,7 +85,8 @@ def format_description(info: dict) -> str:
         f"path       {info['path']}",
         f"format     {info['format']} (stored as {info['dtype']})",
         f"shape      {shape} {info['axes']}, {info['ndim']}D",
-        f"channels   {info['channels']}: {', '.join(info['channel_names'])}",
+        f"channels   {info['channels']}: {', '.join(info['channel_names'])}"
+        + (f" (from {info['channels_from']})" if info.get("channels_from") else ""),
         f"spacing    {spacing} {unit}",
     ]
     if info["origin"] is not None:

@@ -30,6 +30,7 @@ from scarceseg.io.case import Case
 from scarceseg.io.checks import check_finite, check_same_shape, to_label_map
 from scarceseg.io.formats import RASTER_FORMATS, format_of, stem_of
 from scarceseg.io.hdf5 import read_hdf5
+from scarceseg.io.limits import check_file_size
 from scarceseg.io.raster import read_raster
 from scarceseg.io.raw import RawImage
 from scarceseg.io.volumes import read_dicom_series, read_itk, read_nifti
@@ -50,9 +51,15 @@ def read_raw(
         DICOM SeriesInstanceUID, when the folder holds several series.
     h5_axes : {"HWD", "DHW"}, optional
         Stored axis order of a 3D HDF5 ``image``.
+
+    Raises
+    ------
+    ImageTooLargeError
+        The header announces an image over :func:`scarceseg.io.limits.size_limit` (checked before decoding).
     """
     path = Path(path)
     fmt = format_of(path)
+    check_file_size(path, fmt)
     if fmt == "nifti":
         return read_nifti(path)
     if fmt in ("itk", "dicom-file"):

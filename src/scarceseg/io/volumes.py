@@ -8,7 +8,9 @@ written as NIfTI with it overlays the input; ``origin`` is that affine's transla
 
 from __future__ import annotations
 
+import logging
 import re
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +18,53 @@ import numpy as np
 from scarceseg.errors import CorruptFileError, DimensionError, InputError
 from scarceseg.io.raw import RawImage, reason_of
 
+#: The longest 4th NIfTI axis read as channels (see :func:`read_nifti`).
+MAX_NIFTI_CHANNELS = 8
 #: ITK/DICOM world coordinates are LPS; NIfTI's (and Case.affine's) are RAS.
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+
+_itk_logger = None  # the process-wide ITK logger that writes into Python logging (kept alive here)
+
+
+def _route_itk_messages() -> bool:
+    """Send ITK's C++ messages to the ``scarceseg.itk`` logger (INFO) instead of stderr; False if impossible."""
+    global _itk_logger
+    if _itk_logger is not None:
+        return True
+    import SimpleITK as sitk
+
+    base = getattr(sitk, "LoggerBase", None)
+    if base is None:  # SimpleITK < 2.2
+        return False
+
+    class _ToLogging(base):
+        def _log(self, text: str) -> None:
+            logging.getLogger("scarceseg.itk").info("ITK: %s", " ".join(str(text).split()))
+
+        DisplayText = DisplayErrorText = DisplayWarningText = DisplayGenericOutputText = DisplayDebugText = _log
+
+    logger = _ToLogging()
+    logger.SetAsGlobalITKLogger()
+    _itk_logger = logger
+    return True
+
+
+@contextmanager
+def quiet_itk():
+    """No ITK/GDCM C++ warnings (``WARNING: In ...cxx``) on stderr while reading: they go to the log file
+    (logger ``scarceseg.itk``); scarceseg reports the problem itself in one line."""
+    import SimpleITK as sitk
+
+    if _route_itk_messages():
+        yield
+        return
+    previous = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)
+    try:
+        yield
+    finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(previous)
 
 
 def read_nifti(path: Path) -> RawImage:
@@ -25,6 +72,11 @@ def read_nifti(path: Path) -> RawImage:
 
     ``(i, j)`` -> ``(1, Y, X)``; ``(i, j, k)`` -> ``(1, Z, Y, X)``; ``(i, j, k, c)`` -> ``(C, Z, Y, X)``
     (4D NIfTI such as MSD BraTS stores channels last). Scaling (``scl_slope``) is applied.
+
+    4D files: the 4th axis is read as channels, the way MSD stores its multi-sequence tasks (2 to 4
+    sequences), when it has at most :data:`MAX_NIFTI_CHANNELS` entries; ``meta["channels_from"]`` says so
+    and ``scarceseg info`` shows it. A longer 4th axis is a time series (fMRI, DCE, cine), which scarceseg
+    does not segment: it raises :class:`DimensionError` instead of yielding dozens of "channels".
     """
     import nibabel as nib
 
@@ -38,6 +90,11 @@ def read_nifti(path: Path) -> RawImage:
         data = data[:, :, :, 0, :]
     if data.ndim not in (2, 3, 4):
         raise DimensionError(path, f"NIfTI with {data.ndim} dimensions {data.shape} is not supported")
+    if data.ndim == 4 and data.shape[3] > MAX_NIFTI_CHANNELS:
+        raise DimensionError(
+            path, f"4D NIfTI {data.shape} has {data.shape[3]} volumes along its 4th axis; scarceseg reads the 4th "
+                  f"axis as channels (MRI sequences) only up to {MAX_NIFTI_CHANNELS}: a longer one is a time "
+                  "series (fMRI, DCE, cine); save the volume to segment as a 3D NIfTI")
     zooms = [_positive(z) for z in img.header.get_zooms()]
     affine = np.asarray(img.affine, dtype=np.float64)
     meta = {
@@ -48,6 +105,8 @@ def read_nifti(path: Path) -> RawImage:
         "sform_code": int(img.header["sform_code"]),
         "axcodes": "".join(nib.aff2axcodes(affine)),
     }
+    if data.ndim == 4:
+        meta["channels_from"] = "the 4th NIfTI axis"
     if data.ndim == 2:
         array = data.T[None]
         return RawImage(array=np.ascontiguousarray(array), spacing=tuple(zooms[:2][::-1]), meta=meta)
@@ -69,7 +128,8 @@ def read_itk(path: Path, fmt: str = "itk") -> RawImage:
     import SimpleITK as sitk
 
     try:
-        img = sitk.ReadImage(str(path))
+        with quiet_itk():
+            img = sitk.ReadImage(str(path))
     except RuntimeError as exc:
         raise CorruptFileError(path, f"cannot decode {path.name} ({_itk_reason(exc)})") from exc
     raw = from_sitk(img, path)
@@ -93,6 +153,11 @@ def read_dicom_series(folder: Path, series_id: str | None = None) -> RawImage:
     InputError
         No DICOM series in the folder, several series and no ``series_id``, or an unknown one.
     """
+    with quiet_itk():
+        return _read_dicom_series(folder, series_id)
+
+
+def _read_dicom_series(folder: Path, series_id: str | None) -> RawImage:
     import SimpleITK as sitk
 
     reader = sitk.ImageSeriesReader()

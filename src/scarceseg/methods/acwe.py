@@ -68,14 +68,16 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from scarceseg.cluster.acwe import HEAVISIDES, acwe_loss, heaviside, label_loss
+from scarceseg.configs import ConfigDict
 from scarceseg.errors import InputError, ShapeMismatchError
+from scarceseg.methods.contract import write_method_file
 from scarceseg.nets.checkpoint import load_weights, read_checkpoint_info, save_checkpoint
 from scarceseg.nets.rcnn import RCNN, negate_output
 from scarceseg.nets.runtime import deterministic, resolve_device
@@ -98,7 +100,7 @@ LAYOUT_PRESETS = {"lgg": "lgg", "brats": "lgg", "pairs": "lgg", "h5": "la", "msd
 
 
 @dataclass
-class ACWEConfig:
+class ACWEConfig(ConfigDict):
     """Loss, network, modes and training budget; defaults are paper 003's (and its code's) values."""
 
     nu: float = 0.004  # paper 003 §2: "ν in the L_ACWE to be 0.004" (area weight)
@@ -162,16 +164,7 @@ class ACWEConfig:
             raise ValueError(f"unknown data preset {name!r}; choose one of {sorted(DATA_PRESETS)}")
         return replace(self, **DATA_PRESETS[name])
 
-    def to_dict(self) -> dict:
-        return asdict(self)
 
-    @classmethod
-    def from_dict(cls, data: dict) -> ACWEConfig:
-        """Build from :meth:`to_dict` output; unknown keys are an error."""
-        unknown = sorted(set(data) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ValueError(f"unknown ACWEConfig fields: {unknown}")
-        return cls(**data)
 
 
 class ACWESegmenter:
@@ -321,7 +314,7 @@ class ACWESegmenter:
              pool: np.ndarray, n_steps: int, loss_name: str, rng: np.random.Generator, history: dict,
              progress: bool) -> None:
         """``n_steps`` Adam steps on batches drawn from ``pool`` (a fresh permutation each pass)."""
-        from scarceseg.bench.progress import track
+        from scarceseg.progress import track
 
         c = self.config
         lw = self.label_length_weight()
@@ -430,7 +423,9 @@ class ACWESegmenter:
         """Write ``path/model.safetensors`` and ``path/config.json``; returns the folder."""
         info = {"format": FORMAT, "format_version": FORMAT_VERSION, "mode": self.mode, "polarity": self.polarity,
                 "config": self.config.to_dict(), "meta": self.meta}
-        return save_checkpoint(path, self._require_net(), info, WEIGHTS_FILE, CONFIG_FILE)
+        folder = save_checkpoint(path, self._require_net(), info, WEIGHTS_FILE, CONFIG_FILE)
+        write_method_file(folder, "acwe", "segmenter", {"mode": self.mode or 1})
+        return folder
 
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu") -> ACWESegmenter:

@@ -1,5 +1,6 @@
 """ACWE ConvNet (paper 003) on data sets: channel choice, labelled-slice choice, slicing volumes, training
-from a data set folder and ``scarceseg segment`` for ACWE models (:func:`segment_folder_acwe`).
+from a data set folder. ``scarceseg segment`` runs ACWE models through the registry
+(:class:`scarceseg.methods.adapters.ACWEMethod`).
 
 The model itself (:class:`~scarceseg.methods.acwe.ACWEConfig`, :class:`~scarceseg.methods.acwe.ACWESegmenter`)
 lives in :mod:`scarceseg.methods.acwe`; this module is what the CLI and the benchmark call.
@@ -19,19 +20,10 @@ from scarceseg.methods.acwe import LAYOUT_PRESETS, ACWEConfig, ACWESegmenter
 
 
 def select_channel(case, channel: str = "auto") -> np.ndarray:
-    """The one channel the ACWE ConvNet sees, ``(Y, X)`` or ``(Z, Y, X)``.
+    """The one channel the ACWE ConvNet sees, (Y, X) or (Z, Y, X): see :func:`scarceseg.io.channels.pick_channel`."""
+    from scarceseg.io.channels import pick_channel
 
-    ``"auto"``: the channel named FLAIR when there is one, else channel 0; otherwise a channel name or index.
-    """
-    names = [n.lower() for n in case.channel_names]
-    if channel == "auto":
-        key: str | int = "flair" if "flair" in names else 0
-    else:
-        key = int(channel) if channel.lstrip("-").isdigit() else channel
-    try:
-        return np.asarray(case.channel(key), dtype=np.float32)
-    except (KeyError, IndexError) as exc:
-        raise InputError(case.source, f"cannot select channel {channel!r}: {exc}") from None
+    return pick_channel(case, channel)
 
 
 def choose_labelled(case_patient: dict[str, str], n: int | None, seed: int = 0) -> list[str]:
@@ -182,33 +174,3 @@ def train_acwe_from_dataset(
     skipped = [(cid, reason) for cid, _, reason in ds.skipped]
     return {**history, "out_dir": str(out), "labelled": labelled, "skipped": skipped}
 
-
-def segment_folder_acwe(
-    model_dir: str | Path,
-    data_dir: str | Path,
-    out_dir: str | Path,
-    case_ids: Sequence[str] | None = None,
-    layout: str | None = None,
-    progress: bool = True,
-) -> dict:
-    """Segment every (or the given) case with a saved ACWE model: ``<case_id>.png`` (2D) or ``.nii.gz`` (3D).
-
-    3D volumes are segmented slice by slice (axial), every slice with its own ROI. Cases that cannot
-    be read or segmented are skipped and listed; the others are still written.
-
-    Returns
-    -------
-    dict
-        ``written``: list of mask paths; ``skipped``: list of ``(case_id, reason)``.
-    """
-    from scarceseg.methods.folder import segment_cases
-
-    model = ACWESegmenter.load(model_dir)
-
-    def predict_case(case) -> tuple[np.ndarray, str]:
-        image = select_channel(case, model.config.channel)
-        if case.ndim == 2:
-            return model.predict(image)[1], f"{case.case_id}.png"
-        return np.stack(model.predict_prepared([model.prepare(sl) for sl in image])), f"{case.case_id}.nii.gz"
-
-    return segment_cases(data_dir, out_dir, predict_case, "segmenting (ACWE ConvNet)", case_ids, layout, progress)

@@ -1,4 +1,7 @@
-"""Segment a whole data set folder with any trained model: the loop every ``segment_folder_*`` shares.
+"""Segment a whole data set folder with any trained model: the loop every entry point shares.
+
+:func:`segment_folder` runs any registered :class:`~scarceseg.methods.contract.Segmenter` (what
+``scarceseg segment --model`` and the browser app call); :func:`segment_cases` is the loop under it.
 
 Each method supplies ``predict_case(case) -> (mask, file name)``; this module opens the folder, runs it on every
 (or the given) case, writes each mask with the case's geometry (PNG for 2D, NIfTI for 3D, by the name's
@@ -24,6 +27,7 @@ def segment_cases(
     case_ids: Sequence[str] | None = None,
     layout: str | None = None,
     progress: bool = True,
+    force: bool = False,
 ) -> dict:
     """Run ``predict_case`` on every case of a data set and write the masks.
 
@@ -42,11 +46,16 @@ def segment_cases(
         Only these cases (default: all).
     layout : str, optional
     progress : bool
+    force : bool
+        Segment again cases whose mask is already in ``out_dir`` (default: keep them, so a rerun resumes;
+        masks are written atomically, so an existing one is complete).
 
     Returns
     -------
     dict
-        ``written``: list of mask paths; ``skipped``: list of ``(case_id, reason)`` (unreadable cases first).
+        ``written``: list of mask paths; ``kept``: case ids whose mask was there already; ``skipped``: list
+        of ``(case_id, reason)`` (unreadable cases first); ``notes``: the data set's notes (files that match
+        no case, images without a mask).
     """
     from scarceseg.datasets import open_dataset
     from scarceseg.io import write_mask
@@ -55,6 +64,9 @@ def segment_cases(
     if case_ids is not None:
         ds = ds.subset(case_ids)
     out = Path(out_dir)
+    kept = [] if force else finished_cases(ds.case_ids, out)
+    if kept:
+        ds = ds.subset([c for c in ds.case_ids if c not in set(kept)])
     written: list[str] = []
     skipped: list[tuple[str, str]] = []
     for case in ds.iter_cases(progress=progress, description=description):
@@ -63,5 +75,64 @@ def segment_cases(
             written.append(str(write_mask(mask, out / name, like=case)))
         except (ScarcesegError, ValueError) as exc:
             skipped.append((case.case_id, str(exc)))
-    skipped = [(cid, reason) for cid, _, reason in ds.skipped] + skipped
-    return {"written": written, "skipped": skipped}
+    skipped = [(cid, f"{where}: {reason}") for cid, where, reason in ds.skipped] + skipped
+    return {"written": written, "kept": kept, "skipped": skipped, "notes": list(ds.notes)}
+
+
+#: Endings of the masks ``segment`` writes.
+MASK_ENDINGS = (".png", ".nii.gz", ".nii")
+
+
+def finished_cases(case_ids: Sequence[str], out_dir: str | Path) -> list[str]:
+    """The case ids that already have a mask ``<case_id>.png`` / ``.nii.gz`` / ``.nii`` in ``out_dir``."""
+    out = Path(out_dir)
+    if not out.is_dir():
+        return []
+    return [c for c in case_ids if any((out / f"{c}{e}").is_file() for e in MASK_ENDINGS)]
+
+
+def segment_folder(
+    model,
+    data_dir: str | Path,
+    out_dir: str | Path,
+    case_ids: Sequence[str] | None = None,
+    layout: str | None = None,
+    progress: bool = True,
+    force: bool = True,
+) -> dict:
+    """Segment every (or the given) case with a :class:`~scarceseg.methods.contract.Segmenter`.
+
+    Writes ``<case_id>.png`` (2D) or ``<case_id>.nii.gz`` (3D) per case; the model's
+    :meth:`~scarceseg.methods.contract.Segmenter.after_predict` and ``finish`` hooks may add files (the
+    selector's ``selection.json``, PixelDRL-MG's action maps).
+
+    Parameters
+    ----------
+    model : Segmenter or str or Path
+        A segmenter, or a model folder (opened with :func:`scarceseg.methods.registry.load_model`).
+    force : bool
+        Segment again the cases whose mask is already in ``out_dir`` (``False``: keep them, a rerun resumes).
+
+    Returns
+    -------
+    dict
+        ``written``, ``skipped`` (as :func:`segment_cases`) and ``extra`` (each case's ``Prediction.extra``).
+    """
+    if isinstance(model, str | Path):
+        from scarceseg.methods.registry import load_model
+
+        model = load_model(model, kind="segmenter")
+    out = Path(out_dir)
+    extra: dict[str, dict] = {}
+
+    def predict_case(case: Case) -> tuple[np.ndarray, str]:
+        prediction = model.predict(case)
+        model.after_predict(out, case, prediction)
+        extra[case.case_id] = prediction.extra
+        return prediction.mask, f"{case.case_id}{'.png' if case.ndim == 2 else '.nii.gz'}"
+
+    summary = segment_cases(data_dir, out, predict_case, f"segmenting ({model.name})", case_ids, layout, progress,
+                            force=force)
+    summary["extra"] = extra
+    model.finish(out, summary)
+    return summary

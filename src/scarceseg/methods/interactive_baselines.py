@@ -19,19 +19,22 @@ Loss: binary cross-entropy + (1 - soft Dice), Adam; not specified by paper 002 f
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from scarceseg.configs import ConfigDict
 from scarceseg.interactive.clicks import Click, PaperRobot, split_clicks
 from scarceseg.interactive.hints import hint_maps
 from scarceseg.interactive.refiners import check_inputs, zscore
+from scarceseg.methods.contract import write_method_file
 from scarceseg.methods.refine_data import RefineSample, load_model, random_crop, save_model, stack_states
+from scarceseg.nets.engine import cosine, run, seeded
+from scarceseg.nets.losses import soft_dice
 from scarceseg.nets.refine_net import RefineNet
 from scarceseg.nets.runtime import torch_threads
 
@@ -40,7 +43,7 @@ KINDS = ("rnet", "intercnn")
 
 
 @dataclass
-class BaselineConfig:
+class BaselineConfig(ConfigDict):
     """Training settings of the R-Net-style and InterCNN baselines (shared with IteR-MRL where it applies)."""
 
     kind: str = "rnet"  # "rnet" (DeepIGeoS R-Net style) or "intercnn"
@@ -72,23 +75,11 @@ class BaselineConfig:
     def for_dims(cls, kind: str, dims: int = 2) -> BaselineConfig:
         return cls(kind=kind, dims=dims, crop=(96, 96) if dims == 2 else (32, 48, 48))
 
-    def to_dict(self) -> dict:
-        return asdict(self)
 
-    @classmethod
-    def from_dict(cls, data: dict) -> BaselineConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown BaselineConfig fields: {unknown}")
-        return cls(**data)
 
 
 def _loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    prob = torch.sigmoid(logits).flatten(1)
-    t = target.flatten(1)
-    soft_dice = ((2 * (prob * t).sum(1) + 1) / (prob.sum(1) + t.sum(1) + 1)).mean()
-    return F.binary_cross_entropy_with_logits(logits, target) + 1.0 - soft_dice
+    return F.binary_cross_entropy_with_logits(logits, target) + 1.0 - soft_dice(logits, target)
 
 
 class SupervisedRefiner:
@@ -114,10 +105,10 @@ class SupervisedRefiner:
         return [image_z, np.asarray(prev, np.float32), *self.hints(image_z, clicks, spacing)]
 
     # ---- training --------------------------------------------------------------------------------
-    def fit(self, samples: Sequence[RefineSample], seed: int = 0, progress: bool = False) -> dict:
-        """Supervised training on crops of ``samples``; returns ``loss`` per update, ``seconds``, ``seed``."""
-        from scarceseg.bench.progress import track
-
+    def fit(self, samples: Sequence[RefineSample], seed: int = 0, progress: bool = False,
+            cpu_seconds: float | None = None) -> dict:
+        """Supervised training on crops of ``samples`` for ``config.iterations`` updates (or fewer, when
+        ``cpu_seconds`` of process CPU time run out first); returns ``loss`` per update, ``seconds``, ``seed``."""
         c = self.config
         if not samples:
             raise ValueError("no training samples")
@@ -125,14 +116,13 @@ class SupervisedRefiner:
         robot = PaperRobot(n_clicks=c.n_clicks, noise=c.click_noise, seed=seed)
         history: dict = {"loss": [], "seed": seed}
         t0 = time.perf_counter()
-        with torch.random.fork_rng(devices=[]), torch_threads(c.threads):
-            torch.manual_seed(seed)
+        with seeded(seed, threads=c.threads, exact=False):
             net = RefineNet(4, 1, value_head=False, width=c.width, dims=c.dims).to(self.device)
             opt = torch.optim.Adam(net.parameters(), lr=c.lr)
-            sched = torch.optim.lr_scheduler.LambdaLR(
-                opt, lambda s: 0.5 * (1.0 + math.cos(math.pi * min(s, c.iterations) / c.iterations)))
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: cosine(min(s, c.iterations) / c.iterations))
             net.train()
-            for _ in track(range(c.iterations), description=f"training {c.kind}", enabled=progress):
+
+            def step(index: int, frac: float) -> float:
                 picks = [samples[int(rng.integers(len(samples)))] for _ in range(c.batch_size)]
                 batch = [random_crop(s, c.crop, rng) for s in picks]
                 inits = [b.init if rng.random() >= c.bg_fraction else np.zeros_like(b.init) for b in batch]
@@ -161,7 +151,12 @@ class SupervisedRefiner:
                 loss.backward()
                 opt.step()
                 sched.step()
-                history["loss"].append(float(loss.detach()))
+                return float(loss.detach())
+
+            run(step, c.iterations, history, cpu_seconds=cpu_seconds, description=f"training {c.kind}",
+                progress=progress)
+        history.pop("steps", None)
+        history.pop("cpu_seconds", None)
         history["seconds"] = time.perf_counter() - t0
         self.net = net.eval()
         self.meta.update(seed=seed, n_train=len(samples), iterations=c.iterations)
@@ -191,7 +186,10 @@ class SupervisedRefiner:
         if self.net is None:
             raise RuntimeError("nothing to save: the refiner is not trained")
         info = {"format": FORMAT, "format_version": 1, "config": self.config.to_dict(), "meta": self.meta}
-        return save_model(path, self.net, info)
+        folder = save_model(path, self.net, info)
+        options = {"dims": self.config.dims, "channel": self.meta.get("channel")}
+        write_method_file(folder, self.config.kind, "refiner", options)
+        return folder
 
     @classmethod
     def load(cls, path, device: str = "cpu") -> SupervisedRefiner:

@@ -37,18 +37,20 @@ voxels it covers (the paper instead resizes every volume to 55x55x30).
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from scarceseg.configs import ConfigDict
 from scarceseg.interactive.clicks import Click, PaperRobot, split_clicks
 from scarceseg.interactive.hints import HINT_KINDS, hint_maps
 from scarceseg.interactive.refiners import check_inputs, zscore
+from scarceseg.methods.contract import write_method_file
 from scarceseg.methods.refine_data import RefineSample, load_model, random_crop, save_model, stack_states
+from scarceseg.nets.engine import cosine
 from scarceseg.nets.refine_net import RefineNet
 from scarceseg.nets.runtime import torch_threads
 from scarceseg.rl import a2c
@@ -57,7 +59,7 @@ FORMAT = "scarceseg.iter_mrl"
 
 
 @dataclass
-class IterMRLConfig:
+class IterMRLConfig(ConfigDict):
     """IteR-MRL settings; defaults are paper 002's values where it gives them."""
 
     adjustments: tuple[float, ...] = a2c.ADJUSTMENTS  # paper 002 §4.3 / Table 4: A = {±0.1, ±0.2, ±0.4}
@@ -113,21 +115,12 @@ class IterMRLConfig:
             crop=(96, 96) if dims == 2 else (24, 40, 40), max_voxels=0 if dims == 2 else 64**3,
         )
 
-    def to_dict(self) -> dict:
-        return asdict(self)
 
-    @classmethod
-    def from_dict(cls, data: dict) -> IterMRLConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown IterMRLConfig fields: {unknown}")
-        return cls(**data)
 
 
 def _lr_lambda(schedule: str, total: int):
     if schedule == "cosine":
-        return lambda s: 0.5 * (1.0 + math.cos(math.pi * min(s, total) / total))
+        return lambda s: cosine(min(s, total) / total)
     if schedule == "step":
         return lambda s: 0.1 if s >= 2 * total // 3 else 1.0
     return lambda s: 1.0
@@ -177,7 +170,7 @@ class IterMRL:
             ``reward`` (mean per-voxel reward of each update, summed over steps), ``dice_start`` /
             ``dice_end`` (crop Dice before the first and after the last step), ``seconds``, ``seed``.
         """
-        from scarceseg.bench.progress import track
+        from scarceseg.progress import track
 
         c = self.config
         if not samples:
@@ -303,7 +296,9 @@ class IterMRL:
     # ---- persistence -----------------------------------------------------------------------------
     def save(self, path) -> object:
         info = {"format": FORMAT, "format_version": 1, "config": self.config.to_dict(), "meta": self.meta}
-        return save_model(path, self._require_net(), info)
+        folder = save_model(path, self._require_net(), info)
+        write_method_file(folder, "itermrl", "refiner", {"dims": self.config.dims, "channel": self.meta.get("channel")})
+        return folder
 
     @classmethod
     def load(cls, path, device: str = "cpu") -> IterMRL:

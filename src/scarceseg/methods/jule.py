@@ -36,7 +36,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -53,7 +53,13 @@ from scarceseg.cluster.jule import (
     sample_centres,
 )
 from scarceseg.cluster.volume_baselines import foreground_region, order_by_intensity
+from scarceseg.configs import ConfigDict
 from scarceseg.errors import CorruptFileError, InputError
+from scarceseg.io.case import Case
+from scarceseg.io.channels import pick_channel as image_channel
+from scarceseg.methods.config import apply, config_model
+from scarceseg.methods.contract import Prediction, Segmenter, write_method_file
+from scarceseg.nets.checkpoint import save_checkpoint
 from scarceseg.nets.jule_cnn import JuleCNN
 from scarceseg.nets.runtime import resolve_device, seed_everything, torch_threads
 
@@ -61,7 +67,7 @@ FORMAT = "scarceseg-jule"
 
 
 @dataclass
-class JULEConfig:
+class JULEConfig(ConfigDict):
     """Hyper-parameters of paper 001's JULE + k-means segmentation; defaults are the paper's."""
 
     n_patches: int = 10_000  # paper 001 sec. 3.2: 10,000 random training patches
@@ -92,11 +98,6 @@ class JULEConfig:
     ndim: int = 3  # 3 for volumes (paper); 2 for slices
     name: str = "paper"
 
-    @classmethod
-    def from_dict(cls, values: dict) -> JULEConfig:
-        """Build from a dict (e.g. ``config.json``), ignoring unknown keys."""
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known})
 
 
 #: ``--config`` choices: the paper's values and the CPU configuration the benchmark runs.
@@ -271,18 +272,13 @@ class JuleSegmenter:
     # ---- files -----------------------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
         """Write ``path/model.safetensors`` and ``path/config.json``; returns the folder."""
-        from safetensors.torch import save_file
-
         from scarceseg import __version__
 
-        folder = Path(path)
-        folder.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
-        save_file(state, str(folder / "model.safetensors"))
         meta = {"format": FORMAT, "format_version": 1, "scarceseg_version": __version__,
                 "config": asdict(self.config), "net": self.net.config(), "mean": self.mean, "std": self.std,
                 "seed": self.seed, "summary": self.summary}
-        (folder / "config.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+        folder = save_checkpoint(path, self.net, meta)
+        write_method_file(folder, "jule", "segmenter", {})
         return folder
 
     @classmethod
@@ -319,82 +315,50 @@ class JuleSegmenter:
                    meta.get("summary") or {})
 
 
-# ---- one image, as the CLI does it -------------------------------------------------------------------------
-CLUSTER_METHODS = ("jule", "kmeans", "otsu")
+# ---- the registered method (scarceseg.methods.registry: "jule") ------------------------------------------
+class JuleMethod(Segmenter):
+    """JULE + k-means; config: ``preset`` (cpu | paper), ``channel`` and JULEConfig fields (``k``: clusters)."""
 
+    name = "jule"
+    schema = config_model("JULEOptions", JULEConfig, preset=(str, "cpu"), channel=(str | None, None))
 
-def _pick_channel(case, channel: str | int):
-    text = str(channel)
-    try:
-        return case.channel(int(text)) if text.lstrip("-").isdigit() else case.channel(text)
-    except (KeyError, IndexError):
-        raise InputError(case.source, f"no channel {text!r}; the image has {', '.join(case.channel_names)}") from None
+    def __init__(self, config: dict | None = None, model: JuleSegmenter | None = None) -> None:
+        super().__init__(config)
+        options = self.options
+        if options.preset not in CONFIGS:
+            raise InputError(None, f"JULE preset must be one of {', '.join(CONFIGS)}, got {options.preset!r}")
+        self.model = model
 
+    def fit(self, cases, budget=None, progress=False, seed=0) -> dict:
+        if not cases:
+            raise InputError(None, "no case for JULE to learn from")
+        image = image_channel(cases[0], self.options.channel)
+        cfg = apply(replace(CONFIGS[self.options.preset], ndim=image.ndim), self.options)
+        if budget is not None and not budget.is_default:
+            if budget.epochs is None:
+                raise InputError(None, "JULE's budget is in epochs per period (not steps or CPU seconds)")
+            cfg = replace(cfg, epochs=int(budget.epochs), final_epochs=int(budget.epochs))
+        self.model = JuleSegmenter.fit(image, None, cfg, seed=seed)
+        self.model.summary["case_id"] = cases[0].case_id
+        return dict(self.model.summary)
 
-def cluster_image(path: str | Path, out: str | Path, method: str = "jule", k: int = 3, mask: str | Path | None = None,
-                  threshold: float | None = None, channel: str | int = 0, config: str | JULEConfig = "cpu",
-                  seed: int = 0, echo: Callable[[str], None] | None = None) -> dict:
-    """Cluster one image into ``k`` labels and write the label map, a slice figure and a summary.
+    def _require(self) -> JuleSegmenter:
+        if self.model is None:
+            raise RuntimeError("JULE is not trained: call fit() or load() first")
+        return self.model
 
-    Writes ``out/labels.nii.gz`` (3D, with the input's geometry) or ``out/labels.png`` (2D), labels ``1..k``
-    by mean intensity and 0 outside the region; ``out/slices.png`` (three orthogonal slices, labels
-    coloured, as paper 001's Figure 5); ``out/summary.json``; for JULE also the trained model in
-    ``out/model``.
+    def predict(self, case: Case) -> Prediction:
+        model = self._require()
+        image = image_channel(case, self.options.channel)
+        if image.ndim != model.config.ndim:
+            raise InputError(case.source, f"this JULE model is {model.config.ndim}D, the case is {image.ndim}D")
+        labels = model.segment(image)
+        mask = labels == labels.max() if labels.any() else np.zeros(labels.shape, bool)
+        return Prediction(mask.astype(np.float32), mask, {"labels": labels})
 
-    Parameters
-    ----------
-    path : str or Path
-        Any image :func:`scarceseg.io.read_image` reads.
-    out : str or Path
-    method : {"jule", "kmeans", "otsu"}
-    k : int
-    mask : str or Path, optional
-        Region to cluster (value > 0.5); else ``image > threshold``, else the Otsu foreground.
-    threshold : float, optional
-    channel : int or str
-    config : str or JULEConfig
-        JULE configuration (``cpu`` or ``paper``).
-    seed : int
+    def save_files(self, folder: Path) -> None:
+        self._require().save(folder)
 
-    Returns
-    -------
-    dict
-        ``labels`` and ``figure`` paths, ``seconds``, ``voxels`` per label, ``method``, ``k``.
-    """
-    from scarceseg.bench.label_slices import save_label_slices
-    from scarceseg.cluster.volume_baselines import kmeans_volume, multi_otsu_volume
-    from scarceseg.io import read_image, write_mask
-
-    if method not in CLUSTER_METHODS:
-        raise InputError(None, f"unknown method {method!r}; choose one of {', '.join(CLUSTER_METHODS)}")
-    case = read_image(path)
-    image = _pick_channel(case, channel)
-    if mask is not None:
-        region = read_region(mask, case)
-    else:
-        region = foreground_region(image, threshold)
-    region = _region(image, region)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    extra: dict = {}
-    if method == "otsu":
-        labels = multi_otsu_volume(image, k, region)
-    elif method == "kmeans":
-        labels = kmeans_volume(image, k, region, seed=seed)
-    else:
-        cfg = replace(get_config(config), ndim=case.ndim)
-        model = JuleSegmenter.fit(image, region, cfg, seed=seed, echo=echo)
-        labels = model.segment(image, region, k)
-        model.save(out / "model")
-        extra = {"jule": model.summary, "config": asdict(model.config)}
-    seconds = time.perf_counter() - t0
-    labels_path = write_mask(labels, out / ("labels.nii.gz" if case.ndim == 3 else "labels.png"), like=case)
-    figure = save_label_slices(image, [("image", None), (f"{method} K={k}", labels)], out / "slices.png",
-                               point=None, spacing=case.spacing, title=Path(path).name)
-    summary = {"input": str(path), "method": method, "k": int(k), "seed": int(seed), "labels": str(labels_path),
-               "figure": str(figure), "seconds": round(seconds, 2),
-               "voxels": {int(v): int(n) for v, n in zip(*np.unique(labels, return_counts=True), strict=True)},
-               **extra}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
-    return summary
+    @classmethod
+    def load_files(cls, folder: Path, config: dict) -> JuleMethod:
+        return cls(config, model=JuleSegmenter.load(folder))

@@ -77,30 +77,32 @@ References
 
 from __future__ import annotations
 
-import json
 import math
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from scarceseg.configs import ConfigDict
+from scarceseg.methods.contract import write_method_file
 from scarceseg.nets.checkpoint import load_weights, read_checkpoint_info, save_checkpoint
+from scarceseg.nets.engine import cosine, has_state, load_state, run, save_state, seeded
+from scarceseg.nets.losses import soft_dice_prob
 from scarceseg.nets.pixeldrl_net import KEEP, PixelDRLNet, count_parameters
-from scarceseg.nets.runtime import deterministic, resolve_device
+from scarceseg.nets.runtime import resolve_device
 from scarceseg.preprocess.intensity import normalise
 from scarceseg.rl.a2c import a2c_loss, kernel_returns, mask_reward, sample_actions
 
 FORMAT = "scarceseg.pixeldrl"
 FORMAT_VERSION = 1
 SCHEDULES = ("paper", "cosine")
-STATE_WEIGHTS, STATE_JSON = "state.safetensors", "state.json"
 
 
 @dataclass
-class PixelDRLConfig:
+class PixelDRLConfig(ConfigDict):
     """PixelDRL-MG settings; the defaults are paper 004's (§Implementation details), :meth:`cpu` ours."""
 
     size: int = 256  # paper 004 Table 1: Brain slices are 256x256 (trained at native size)
@@ -157,15 +159,7 @@ class PixelDRLConfig:
             raise ValueError(f"unknown PixelDRL-MG config {name!r}; choose 'cpu' or 'paper'")
         return cls.cpu() if name == "cpu" else cls.paper()
 
-    def to_dict(self) -> dict:
-        return asdict(self)
 
-    @classmethod
-    def from_dict(cls, data: dict) -> PixelDRLConfig:
-        unknown = sorted(set(data) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ValueError(f"unknown PixelDRLConfig fields: {unknown}")
-        return cls(**data)
 
 
 # ---- preprocessing -----------------------------------------------------------------------------------
@@ -201,9 +195,7 @@ def _augment_batch(x: np.ndarray, g: np.ndarray, rng: np.random.Generator) -> tu
 
 def soft_dice_keep(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
     """Mean per-image soft Dice of ``π(keep)`` (logits (B, 2, Y, X)) and ``target`` (B, Y, X)."""
-    p = torch.softmax(logits, dim=1)[:, KEEP].flatten(1)
-    t = target.flatten(1)
-    return ((2 * (p * t).sum(1) + smooth) / (p.sum(1) + t.sum(1) + smooth)).mean()
+    return soft_dice_prob(torch.softmax(logits, dim=1)[:, KEEP].flatten(1), target.flatten(1), smooth)
 
 
 # ---- the method --------------------------------------------------------------------------------------
@@ -329,29 +321,21 @@ class PixelDRL:
         n = len(x_all)
         per_epoch = math.ceil(n / cfg.batch_size)
         total = steps if steps is not None else cfg.epochs * per_epoch
-        t_wall, t_cpu = time.perf_counter(), time.process_time()
-        with torch.random.fork_rng(devices=[]), deterministic():
-            torch.manual_seed(seed)
+        t_wall = time.perf_counter()
+        with seeded(seed):
             net = self.build(x_all.shape[1])
             opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
             gen = torch.Generator().manual_seed(seed)
             rng = np.random.default_rng(seed)
             hist: dict = {"loss": [], "reward": [], "steps": 0, "warm_steps": 0, "cpu_seconds": 0.0, "seed": seed}
             ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
-            if resume and ckpt is not None and (ckpt / STATE_JSON).is_file():
-                hist = _load_state(ckpt, net, opt, gen, rng)
-            cpu0 = hist["cpu_seconds"]
-            from scarceseg.bench.progress import track
+            if resume and has_state(ckpt):
+                hist = load_state(ckpt, net, opt, gen, rng)
 
-            end = total if stop_at is None else min(total, stop_at)
-            for _ in track(range(hist["steps"], end), description="training PixelDRL-MG", enabled=progress):
-                used = cpu0 + time.process_time() - t_cpu
-                if budget_s is not None and used >= budget_s:
-                    break
-                frac = used / budget_s if budget_s is not None else hist["steps"] / total
+            def step(index: int, frac: float) -> float:
                 warm = frac < cfg.warm_fraction
                 for group in opt.param_groups:
-                    group["lr"] = self._lr(frac, hist["steps"] // per_epoch, warm)
+                    group["lr"] = self._lr(frac, index // per_epoch, warm)
                 idx = rng.permutation(n)[: cfg.batch_size]
                 xb, gb = x_all[idx], g_all[idx]
                 if cfg.augment:
@@ -363,16 +347,15 @@ class PixelDRL:
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                hist["loss"].append(float(loss.detach()))
                 hist["reward"].append(info["reward"])
-                hist["steps"] += 1
                 hist["warm_steps"] += int(warm)
-                if ckpt is not None and hist["steps"] % checkpoint_every == 0:
-                    hist["cpu_seconds"] = cpu0 + time.process_time() - t_cpu
-                    _save_state(ckpt, net, opt, gen, rng, hist, cfg)
-            hist["cpu_seconds"] = cpu0 + time.process_time() - t_cpu
-            if ckpt is not None:
-                _save_state(ckpt, net, opt, gen, rng, hist, cfg)
+                return float(loss.detach())
+
+            def checkpoint(history: dict) -> None:
+                save_state(ckpt, net, opt, gen, rng, history, {"config": cfg.to_dict()})
+
+            run(step, total, hist, cpu_seconds=budget_s, description="training PixelDRL-MG", progress=progress,
+                checkpoint=checkpoint if ckpt is not None else None, every=checkpoint_every, stop_at=stop_at)
         hist["seconds"] = time.perf_counter() - t_wall
         net.eval()
         self.net, self.in_channels = net, int(x_all.shape[1])
@@ -387,10 +370,10 @@ class PixelDRL:
             return base * cfg.lr_decay ** (epoch // cfg.decay_every_epochs)
         w = cfg.warm_fraction
         if warm:
-            return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * frac / w))
+            return cosine(frac / w, cfg.lr)
         base = cfg.rl_lr if cfg.rl_lr is not None else cfg.lr
         sub = (frac - w) / (1.0 - w) if w < 1.0 else 1.0
-        return base * 0.5 * (1.0 + math.cos(math.pi * min(max(sub, 0.0), 1.0)))
+        return cosine(sub, base)
 
     # ---- inference -------------------------------------------------------------------------------------
     def _require_net(self) -> PixelDRLNet:
@@ -445,7 +428,9 @@ class PixelDRL:
     def save(self, path: str | Path) -> Path:
         info = {"format": FORMAT, "format_version": FORMAT_VERSION, "in_channels": self.in_channels,
                 "config": self.config.to_dict(), "n_parameters": self.n_parameters, "meta": self.meta}
-        return save_checkpoint(path, self._require_net(), info)
+        folder = save_checkpoint(path, self._require_net(), info)
+        write_method_file(folder, "pixeldrl", "segmenter", {"channels": self.meta.get("channels", "all")})
+        return folder
 
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu") -> PixelDRL:
@@ -458,41 +443,3 @@ class PixelDRL:
         load_weights(net, w_path, "the PixelDRL-MG network")
         model.net = net.eval()
         return model
-
-
-# ---- training state (checkpoint / resume) ----------------------------------------------------------------
-def _save_state(folder: Path, net, opt, gen: torch.Generator, rng: np.random.Generator, hist: dict,
-                cfg: PixelDRLConfig) -> None:
-    from safetensors.torch import save_file
-
-    folder.mkdir(parents=True, exist_ok=True)
-    tensors = {f"net.{k}": v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
-    opt_state = opt.state_dict()
-    for i, st in opt_state["state"].items():
-        for name, value in st.items():
-            tensors[f"opt.{i}.{name}"] = torch.as_tensor(value).detach().cpu().contiguous()
-    tensors["generator"] = gen.get_state()
-    tmp = folder / (STATE_WEIGHTS + ".tmp")
-    save_file(tensors, str(tmp))
-    tmp.replace(folder / STATE_WEIGHTS)
-    meta = {"history": hist, "rng": rng.bit_generator.state, "param_groups": opt_state["param_groups"],
-            "config": cfg.to_dict()}
-    (folder / STATE_JSON).write_text(json.dumps(meta) + "\n", encoding="utf-8")
-
-
-def _load_state(folder: Path, net, opt, gen: torch.Generator, rng: np.random.Generator) -> dict:
-    from safetensors.torch import load_file
-
-    meta = json.loads((folder / STATE_JSON).read_text(encoding="utf-8"))
-    tensors = load_file(str(folder / STATE_WEIGHTS))
-    net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")}, strict=True)
-    state: dict = {}
-    for key, value in tensors.items():
-        if key.startswith("opt."):
-            _, i, name = key.split(".", 2)
-            state.setdefault(int(i), {})[name] = value
-    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
-    gen.set_state(tensors["generator"])
-    rng.bit_generator.state = meta["rng"]
-    return meta["history"]
-

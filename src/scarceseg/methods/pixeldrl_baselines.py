@@ -15,21 +15,19 @@
   each pixel's probability closest to its label). Pure A2C with a few hundred updates on a CPU budget drove
   every pixel to background (Dice 0.00 in the first bench run); ``sup_coef=0`` gives the pure variant.
 
-Every training function stops at ``steps`` updates or ``budget_s`` process CPU seconds, whichever comes first.
+Every training function stops at ``steps`` updates or ``budget_s`` process CPU seconds, whichever comes first
+(:func:`scarceseg.nets.engine.run`; the cosine schedule follows the CPU seconds when they are given).
 """
 
 from __future__ import annotations
-
-import math
-import time
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from scarceseg.methods.pixeldrl import _augment_batch
-from scarceseg.methods.unet_baseline import compute_loss
-from scarceseg.nets.runtime import deterministic
+from scarceseg.nets.engine import cosine, run, seeded
+from scarceseg.nets.losses import compute_loss
 from scarceseg.rl.a2c import a2c_loss, apply_adjustments, discounted_returns, relative_ce_reward, sample_actions
 
 PIXELRL_ADJUSTMENTS = (-1.0, -0.4, -0.2, -0.1, 0.1, 0.2, 0.4, 1.0)  # paper 004 §Ablation: ±1.0, ±0.4, ±0.2, ±0.1
@@ -50,16 +48,6 @@ def build_baseline(name: str, in_channels: int) -> torch.nn.Module:
     raise ValueError(f"unknown baseline {name!r}; choose one of {BASELINES}")
 
 
-def _stop(step: int, steps: int | None, used: float, budget_s: float | None) -> bool:
-    return (steps is not None and step >= steps) or (budget_s is not None and used >= budget_s)
-
-
-def _progress(step: int, steps: int | None, used: float, budget_s: float | None) -> float:
-    fr = [step / steps] if steps else []
-    fr += [used / budget_s] if budget_s else []
-    return min(1.0, max(fr)) if fr else 0.0
-
-
 def train_supervised(name: str, x: np.ndarray, g: np.ndarray, seed: int = 0, steps: int | None = None,
                      budget_s: float | None = None, batch_size: int = 4, lr: float = 1e-3,
                      augment: bool = True) -> tuple[torch.nn.Module, dict]:
@@ -70,29 +58,26 @@ def train_supervised(name: str, x: np.ndarray, g: np.ndarray, seed: int = 0, ste
     if steps is None and budget_s is None:
         raise ValueError("give steps or budget_s")
     rng = np.random.default_rng(seed)
-    t0 = time.process_time()
     hist: dict = {"loss": [], "steps": 0}
-    with torch.random.fork_rng(devices=[]), deterministic():
-        torch.manual_seed(seed)
+    with seeded(seed):
         net = build_baseline(name, x.shape[1])
         opt = torch.optim.Adam(net.parameters(), lr=lr)
         net.train()
-        while not _stop(hist["steps"], steps, time.process_time() - t0, budget_s):
-            frac = _progress(hist["steps"], steps, time.process_time() - t0, budget_s)
+
+        def step(index: int, frac: float) -> float:
             for group in opt.param_groups:
-                group["lr"] = lr * 0.5 * (1.0 + math.cos(math.pi * frac))
+                group["lr"] = cosine(frac, lr)
             idx = rng.permutation(len(x))[:batch_size]
             xb, gb = x[idx], g[idx]
             if augment:
                 xb, gb = _augment_batch(xb, gb, rng)
-            loss = compute_loss("dice_bce", net(torch.from_numpy(xb)),
-                                torch.from_numpy(gb.astype(np.float32))[:, None])
+            loss = compute_loss("dice_bce", net(torch.from_numpy(xb)), torch.from_numpy(gb.astype(np.float32))[:, None])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            hist["loss"].append(float(loss.detach()))
-            hist["steps"] += 1
-    hist["cpu_seconds"] = time.process_time() - t0
+            return float(loss.detach())
+
+        run(step, steps, hist, cpu_seconds=budget_s, description=f"training {name}")
     return net.eval(), hist
 
 
@@ -164,15 +149,14 @@ class PixelRLRefiner:
         if steps is None and budget_s is None:
             raise ValueError("give steps or budget_s")
         rng = np.random.default_rng(seed)
-        t0 = time.process_time()
         hist: dict = {"loss": [], "steps": 0}
         stack = np.concatenate([x, p0[:, None]], 1).astype(np.float32)
-        with torch.random.fork_rng(devices=[]), deterministic():
-            torch.manual_seed(seed)
+        with seeded(seed):
             net = RefineNet(x.shape[1] + 1, len(PIXELRL_ADJUSTMENTS), value_head=True, width=self.width)
             opt = torch.optim.Adam(net.parameters(), lr=lr)
             gen = torch.Generator().manual_seed(seed)
-            while not _stop(hist["steps"], steps, time.process_time() - t0, budget_s):
+
+            def step(index: int, frac: float) -> float:
                 idx = rng.permutation(len(x))[:batch_size]
                 sb, gb = _augment_batch(stack[idx], g[idx], rng)
                 xb, pb = torch.from_numpy(sb[:, :-1].copy()), torch.from_numpy(sb[:, -1].copy())
@@ -187,9 +171,9 @@ class PixelRLRefiner:
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                hist["loss"].append(float(loss.detach()))
-                hist["steps"] += 1
-        hist["cpu_seconds"] = time.process_time() - t0
+                return float(loss.detach())
+
+            run(step, steps, hist, cpu_seconds=budget_s, description="training PixelRL refiner")
         self.net = net.eval()
         return hist
 

@@ -1,5 +1,5 @@
-"""PixelDRL-MG on data sets: loading prepared slices, the paper's split, training from a folder, and
-``scarceseg segment`` for PixelDRL-MG models (with optional per-step action maps, the paper's Fig. 4).
+"""PixelDRL-MG on data sets: loading prepared slices, the paper's split, training from a folder, and the
+per-step action maps of the paper's Fig. 4 (``scarceseg segment --action-maps``, through the registry).
 
 The model is :class:`scarceseg.methods.pixeldrl.PixelDRL`; this module is what the CLI and the bench call.
 """
@@ -41,9 +41,9 @@ def load_prepared(ds, case_ids: Sequence[str], size: int, channels: str = "all",
         Masks at the slice's own size (for evaluation).
     ids : list of str
     """
-    from scarceseg.bench.progress import track
     from scarceseg.methods.pixeldrl import prepare_image, prepare_mask
     from scarceseg.methods.unet_baseline import select_channels
+    from scarceseg.progress import track
 
     xs, gs, truth, ids = [], [], [], []
     for cid in track(list(case_ids), description="loading slices", enabled=progress):
@@ -152,27 +152,3 @@ def save_action_maps(steps: np.ndarray, path: str | Path) -> Path:
     Image.fromarray(strip).save(path)
     return path
 
-
-def segment_folder_pixeldrl(model_dir: str | Path, data_dir: str | Path, out_dir: str | Path,
-                            case_ids: Sequence[str] | None = None, layout: str | None = None,
-                            progress: bool = True, action_maps: bool = False) -> dict:
-    """Segment every (or the given) 2D case with a saved PixelDRL-MG model; writes ``<case_id>.png``.
-
-    With ``action_maps``, also ``action_maps/<case_id>.png``: the action map of every step (Fig. 4 colours,
-    see :func:`action_map_rgb`). Cases that cannot be read or segmented are skipped and listed.
-    """
-    from scarceseg.methods.folder import segment_cases
-    from scarceseg.methods.pixeldrl import PixelDRL
-    from scarceseg.methods.unet_baseline import select_channels
-
-    model = PixelDRL.load(model_dir)
-    channels = model.meta.get("channels", "all")
-    out = Path(out_dir)
-
-    def predict_case(case) -> tuple[np.ndarray, str]:
-        mask, steps = model.predict(select_channels(case, channels), return_steps=True)
-        if action_maps:
-            save_action_maps(steps, out / "action_maps" / f"{case.case_id}.png")
-        return mask, f"{case.case_id}.png"
-
-    return segment_cases(data_dir, out, predict_case, "segmenting (PixelDRL-MG)", case_ids, layout, progress)

@@ -10,20 +10,9 @@ import numpy as np
 
 from scarceseg.errors import InputError
 from scarceseg.interactive.clicks import Click, ClickLog
+from scarceseg.io.channels import pick_channel as image_channel
 
 METHODS = ("itermrl", "rnet", "intercnn")
-
-
-def image_channel(case, channel: str | None = None) -> np.ndarray:
-    """One channel of a case: ``channel`` by name or index; default FLAIR when present, else channel 0."""
-    if channel is None:
-        names = [n.lower() for n in case.channel_names]
-        channel = "FLAIR" if "flair" in names else "0"
-    key: str | int = int(channel) if str(channel).lstrip("-").isdigit() else channel
-    try:
-        return np.asarray(case.channel(key), dtype=np.float32)
-    except (KeyError, IndexError) as exc:
-        raise InputError(case.source, f"cannot select channel {channel!r}: {exc}") from None
 
 
 def train_refiner_from_dataset(
@@ -37,6 +26,7 @@ def train_refiner_from_dataset(
     seed: int = 0,
     layout: str | None = None,
     progress: bool = True,
+    config: dict | None = None,
 ) -> dict:
     """Train a refiner on the labelled cases of a data set (paper 002's D_train2) and save it.
 
@@ -58,6 +48,8 @@ def train_refiner_from_dataset(
     seed : int
     layout : str, optional
     progress : bool
+    config : dict, optional
+        Fields of the method's config (its registry schema; unknown keys are an error) over the CPU preset.
 
     Returns
     -------
@@ -101,6 +93,11 @@ def train_refiner_from_dataset(
     else:
         cfg = BaselineConfig.for_dims(method, dims=dims)
         model = SupervisedRefiner(cfg)
+    if config:
+        from scarceseg.methods.config import apply, validate
+        from scarceseg.methods.registry import get
+
+        model.config = cfg = apply(cfg, validate(get(method).schema, config))
     if iterations is not None:
         cfg.iterations = int(iterations)
     model.meta.update(data_dir=str(data_dir), case_ids=list(ids), init_model=str(init_model) if init_model else None,
@@ -130,11 +127,11 @@ def refine_file(
     dict
         ``out`` (written path), ``steps``, ``clicks``, ``object_voxels``, ``history``.
     """
-    from scarceseg.interactive.refiners import load_refiner
     from scarceseg.interactive.session import InteractiveSession
     from scarceseg.io import read_image, read_mask
+    from scarceseg.methods.prompted import resolve_refiner
 
-    refiner = load_refiner(model)
+    refiner = resolve_refiner(model)
     case = read_image(image_path)
     image = image_channel(case, channel)
     if init_path is not None:

@@ -2,8 +2,9 @@
 
 Read top to bottom: :class:`SelectorConfig` (the paper's values), :func:`train_selector_arrays` (the
 CleanRL-style loop: seeding, data, environment, network, memory, episodes), :class:`Selector` (score,
-pick, save, load), :func:`train_selector` (reads a WORKDIR's picks and proposals) and
-:func:`segment_folder` (propose + pick on a new data set, writing ``<case_id>.png``).
+pick, save, load) and :func:`segment_folder` (propose + pick on a new data set, writing ``<case_id>.png``).
+Training from a WORKDIR's picks (SQLite) is :func:`scarceseg.store.training.train_selector`: the trainer here
+reads arrays, never the label store.
 
 Choices and deviations (also in the README):
 
@@ -44,13 +45,16 @@ from __future__ import annotations
 import copy
 import json
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from scarceseg.errors import CorruptFileError, InputError, ScarcesegError
+from scarceseg.configs import ConfigDict
+from scarceseg.errors import CorruptFileError, InputError
+from scarceseg.methods.contract import write_method_file
+from scarceseg.nets.checkpoint import save_checkpoint
 from scarceseg.nets.dqn_cnn import DQNCNN
 from scarceseg.rl.dqn import dqn_update, epsilon_greedy, resolve_device, seed_everything, torch_threads
 from scarceseg.rl.env_mask_select import (
@@ -59,7 +63,6 @@ from scarceseg.rl.env_mask_select import (
     NEGATIVES,
     MaskSelectEnv,
     PreparedImage,
-    iou_with,
     prepare_image,
     render_candidates,
 )
@@ -71,7 +74,7 @@ SEGMENT_MODES = ("automatic", "one_click")
 
 
 @dataclass
-class SelectorConfig:
+class SelectorConfig(ConfigDict):
     """Hyper-parameters of the DQN selector; defaults are paper 000's values where it gives them."""
 
     mode: str = "candidates"  # environment: "candidates" (ours, default) or "paper" (sec. 0.4.1 literally)
@@ -114,11 +117,6 @@ class SelectorConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"SelectorConfig.{name} must be >= 1, got {getattr(self, name)}")
 
-    @classmethod
-    def from_dict(cls, data: dict) -> SelectorConfig:
-        """Build from a dict (e.g. ``config.json``), ignoring unknown keys."""
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 @dataclass
@@ -226,21 +224,14 @@ class Selector:
     # ---- files ---------------------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
         """Write ``path/model.safetensors`` and ``path/config.json``; returns the folder."""
-        from safetensors.torch import save_file
-
         from scarceseg import __version__
-        from scarceseg.io.safe_write import replacing, write_text
 
-        folder = Path(path)
-        folder.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
-        with replacing(folder / "model.safetensors") as tmp:  # no-follow: a symlinked file is refused
-            save_file(state, str(tmp))
         meta = {"format": FORMAT, "format_version": 1, "scarceseg_version": __version__,
                 "config": asdict(self.config), "input_size": self.config.input_size,
                 "in_channels": self.net.in_channels, "n_actions": self.net.n_actions,
                 "seed": self.seed, "summary": self.summary}
-        write_text(folder / "config.json", json.dumps(meta, indent=2, default=_json_default))
+        folder = save_checkpoint(path, self.net, meta)
+        write_method_file(folder, "selector", "segmenter", {})
         return folder
 
     @classmethod
@@ -279,15 +270,6 @@ class Selector:
             raise CorruptFileError(folder / "model.safetensors", f"cannot load the weights: {exc}") from None
         return cls(net.to(resolve_device(device)), config, meta.get("seed", 0), meta.get("summary"))
 
-
-def _json_default(obj):
-    if isinstance(obj, np.integer | np.floating):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"cannot write {type(obj).__name__} to JSON")
 
 
 @torch.no_grad()
@@ -365,7 +347,7 @@ def _train(images, candidate_masks_list, picked_index_list, cfg: SelectorConfig,
     epsilon = LinearSchedule(cfg.epsilon_start, cfg.epsilon_min, cfg.epsilon_decrement)
     history = TrainingHistory(accuracy={name: [] for name in eval_states})
 
-    from scarceseg.bench.progress import track
+    from scarceseg.progress import track
 
     global_step = 0
     for episode in track(range(cfg.n_episodes), "training selector (DQN)", enabled=progress):
@@ -400,73 +382,6 @@ def _train(images, candidate_masks_list, picked_index_list, cfg: SelectorConfig,
     return Selector(q_net.eval(), cfg, seed, summary), history
 
 
-def _pick_index(masks: np.ndarray, pick_mask: np.ndarray, candidate: int) -> tuple[np.ndarray, int]:
-    """The candidate index of a pick; appends the picked mask when no candidate matches it (IoU < 0.5)."""
-    if 0 <= candidate < len(masks) and np.array_equal(masks[candidate], pick_mask):
-        return masks, candidate
-    iou = iou_with(masks, pick_mask) if len(masks) else np.zeros(0)
-    if len(iou) and iou.max() >= 0.5:
-        return masks, int(np.argmax(iou))
-    return np.concatenate([masks, pick_mask[None].astype(bool)]), len(masks)
-
-
-def train_selector(workdir: str | Path, config: SelectorConfig | None = None, seed: int = 0,
-                   progress: bool = True, eval_sets: dict | None = None) -> tuple[Selector, TrainingHistory]:
-    """Train the selector from a WORKDIR's current picks and proposals (``docs/workdir.md``).
-
-    Each pick's mask is resolved in the current proposal (:func:`scarceseg.store.picking.resolve_pick_mask`);
-    when the proposal was re-run and no candidate matches it any more (IoU < 0.5), the picked mask is
-    added as an extra candidate. Cases whose pick or proposal cannot be read are skipped and listed in
-    ``selector.summary["skipped"]``.
-
-    Raises
-    ------
-    InputError
-        No usable pick in ``workdir``.
-    """
-    from scarceseg.cluster.propose import list_proposals, load_proposal
-    from scarceseg.store import open_store
-    from scarceseg.store.picking import resolve_pick_mask
-
-    workdir = Path(workdir)
-    if not workdir.is_dir():
-        raise InputError(workdir, "WORKDIR does not exist (run `scarceseg propose` first)")
-    store = open_store(workdir)
-    try:
-        picks = store.current_picks()
-    finally:
-        getattr(store, "close", lambda: None)()
-    available = set(list_proposals(workdir))
-    images, masks_list, picked, used, skipped, proposer_config = [], [], [], [], [], None
-    for case_id in sorted(picks):
-        if case_id not in available:
-            skipped.append((case_id, "no proposal in WORKDIR/proposals"))
-            continue
-        try:
-            proposal = load_proposal(workdir, case_id)
-            pick_mask = np.asarray(resolve_pick_mask(picks[case_id], proposal), dtype=bool)
-            if not pick_mask.any():
-                raise ValueError("the picked mask is empty")
-        except (ScarcesegError, ValueError, KeyError, IndexError, OSError) as exc:
-            skipped.append((case_id, str(exc)))
-            continue
-        candidate = picks[case_id].candidate
-        masks, k = _pick_index(np.asarray(proposal.masks, dtype=bool), pick_mask,
-                               -1 if candidate is None else int(candidate))
-        images.append(proposal.image)
-        masks_list.append(masks)
-        picked.append(k)
-        used.append(case_id)
-        proposer_config = proposer_config or proposal.config
-    if not used:
-        why = f"; skipped: {skipped[:3]}" if skipped else ""
-        raise InputError(workdir, f"no usable picks in this WORKDIR (pick lesions first with `scarceseg pick`){why}")
-    selector, history = train_selector_arrays(images, masks_list, picked, config, seed, eval_sets, progress)
-    selector.summary.update({"workdir": str(workdir), "cases": used, "skipped": skipped,
-                             "proposer_config": proposer_config, "history": history.as_dict()})
-    return selector, history
-
-
 # ---- use on new images ------------------------------------------------------------------------------
 def load_points(path: str | Path) -> dict[str, tuple[int, int]]:
     """Click points per case from JSON ``{case_id: [y, x]}`` or CSV lines ``case_id,y,x`` (header optional)."""
@@ -491,7 +406,7 @@ def load_points(path: str | Path) -> dict[str, tuple[int, int]]:
 def segment_folder(model_path: str | Path, data_dir: str | Path, out_dir: str | Path, mode: str = "automatic",
                    points: dict | str | Path | None = None, proposer_config: dict | None = None,
                    layout: str | None = None, channels: str = "flair", seed: int = 0,
-                   progress: bool = True) -> dict:
+                   progress: bool = True, force: bool = False) -> dict:
     """Propose candidates for every case of ``data_dir``, pick one with the selector, write ``<case_id>.png``.
 
     Parameters
@@ -505,55 +420,29 @@ def segment_folder(model_path: str | Path, data_dir: str | Path, out_dir: str | 
         Passed to ``propose_case``; default: the config of the training proposals saved with the model
         (whose ``channels`` then replaces ``channels``), else the proposer's default ("fast").
     layout, channels, seed : passed to ``open_dataset`` / ``propose_case``
+    force : bool
+        Segment again cases whose ``<case_id>.png`` exists (default: keep them, so a rerun resumes; their
+        records of ``selection.json`` are kept too).
 
     Returns
     -------
     dict
-        ``written`` (paths), ``skipped`` (``(case_id, reason)``), ``selection`` (per-case records).
+        ``written`` (paths), ``kept`` (ids whose mask existed), ``skipped`` (``(case_id, reason)``),
+        ``selection`` (per-case records).
     """
-    from scarceseg.cluster.propose import propose_case
-    from scarceseg.datasets import open_dataset
-    from scarceseg.io import write_mask
+    from scarceseg.methods.folder import segment_folder as run
+    from scarceseg.methods.selector_method import SelectorMethod
 
-    mode = mode.replace("-", "_")
-    if mode not in SEGMENT_MODES:
-        raise ValueError(f"mode must be one of {SEGMENT_MODES}, got {mode!r}")
-    selector = Selector.load(model_path)
-    if mode == "one_click":
-        if points is None:
-            raise InputError(None, "one-click mode needs click points (--points FILE)")
-        points = points if isinstance(points, dict) else load_points(points)
-    if proposer_config is None:
-        proposer_config = selector.summary.get("proposer_config")
-    if isinstance(proposer_config, dict):  # a saved Proposal.config: UDCConfig fields plus run facts
+    method = SelectorMethod.load_files(Path(model_path), {})
+    if proposer_config is not None:
         from scarceseg.cluster.udc import UDCConfig
 
-        channels = proposer_config.get("input_channels", channels)  # "channels" is the CNN width
-        proposer_config = UDCConfig.from_dict(proposer_config)
-    ds = open_dataset(data_dir, layout=layout)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    written, skipped, selection = [], [], {}
-    for case in ds.iter_cases(progress=progress, description=f"segmenting (UDC+RL, {mode})"):
-        cid = case.case_id
-        try:
-            proposal = propose_case(case, proposer_config, channels=channels, seed=seed)
-            if mode == "automatic":
-                index, scores = selector.select_automatic(proposal.image, proposal.masks)
-                record = {}
-            else:
-                if cid not in points:
-                    raise InputError(None, "no click point for this case")
-                index, info = selector.select_one_click(proposal.image, proposal.masks, points[cid])
-                scores = info.pop("scores")
-                record = {"point": list(points[cid]), **info}
-            mask = np.asarray(proposal.masks[index], dtype=bool)
-            written.append(str(write_mask(mask, out / f"{cid}.png", like=case)))
-            selection[cid] = {"index": index, "score": float(scores[index]), "scores": scores.tolist(),
-                              "n_candidates": len(proposal.masks), **record}
-        except (ScarcesegError, ValueError) as exc:
-            skipped.append((cid, str(exc)))
-    skipped = [(cid, reason) for cid, _, reason in ds.skipped] + skipped
-    report = {"model": str(model_path), "mode": mode, "cases": selection, "skipped": skipped}
-    (out / "selection.json").write_text(json.dumps(report, indent=2, default=_json_default), encoding="utf-8")
-    return {"written": written, "skipped": skipped, "selection": selection}
+        if isinstance(proposer_config, dict):  # a saved Proposal.config: UDCConfig fields plus run facts
+            channels = proposer_config.get("input_channels", channels)  # "channels" is the CNN width
+            proposer_config = UDCConfig.from_dict(proposer_config)
+        method.proposer = UDCConfig.preset(proposer_config)
+        method.options.input_channels = channels
+    method.set_inference(mode=mode, points=points, seed=seed)
+    summary = run(method, data_dir, out_dir, layout=layout, progress=progress, force=force)
+    return {"written": summary["written"], "kept": summary["kept"], "skipped": summary["skipped"],
+            "selection": summary.get("selection", {}), "notes": summary["notes"]}

@@ -44,17 +44,20 @@ import json
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from scarceseg.configs import ConfigDict
 from scarceseg.errors import InputError, ShapeMismatchError
 from scarceseg.io.case import Case
+from scarceseg.methods.contract import write_method_file
 from scarceseg.nets.checkpoint import load_weights, read_checkpoint_info, save_checkpoint
-from scarceseg.nets.runtime import deterministic, resolve_device
+from scarceseg.nets.engine import cosine, run, seeded
+from scarceseg.nets.losses import LOSSES, compute_loss, soft_dice  # noqa: F401  (soft_dice: public here too)
+from scarceseg.nets.runtime import resolve_device
 from scarceseg.nets.unet import DIVISOR, build_unet, pad_to_multiple
 from scarceseg.preprocess.augment import augment as augment_pair
 from scarceseg.preprocess.intensity import normalise
@@ -63,12 +66,11 @@ FORMAT = "scarceseg.unet_baseline"
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
-LOSSES = ("neg_dice", "dice_bce")
 SCHEDULES = ("constant", "cosine")
 
 
 @dataclass
-class UNetConfig:
+class UNetConfig(ConfigDict):
     """Training recipe of the U-Net baseline; defaults are paper 000 §1.2, :meth:`fair` the honest variant."""
 
     batch_size: int = 4  # paper 000 §1.2: "We used a batch size of four"
@@ -116,44 +118,7 @@ class UNetConfig:
             raise ValueError(f"unknown U-Net config {name!r}; choose 'paper' or 'fair'")
         return cls.paper() if name == "paper" else cls.fair()
 
-    def to_dict(self) -> dict:
-        return asdict(self)
 
-    @classmethod
-    def from_dict(cls, data: dict) -> UNetConfig:
-        """Build from :meth:`to_dict` output; unknown keys are an error."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown UNetConfig fields: {unknown}")
-        return cls(**data)
-
-
-# ---- losses ----------------------------------------------------------------------------------------
-def soft_dice(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
-    """Mean over the batch of the per-image soft Dice of ``sigmoid(logits)`` and ``target``.
-
-    Parameters
-    ----------
-    logits, target : Tensor, shape (B, 1, Y, X)
-
-    Returns
-    -------
-    Tensor, scalar in (0, 1]
-    """
-    prob = torch.sigmoid(logits).flatten(1)
-    target = target.flatten(1)
-    inter = (prob * target).sum(1)
-    return ((2 * inter + smooth) / (prob.sum(1) + target.sum(1) + smooth)).mean()
-
-
-def compute_loss(name: str, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """``"neg_dice"``: ``-soft_dice`` (paper 000 §1.2); ``"dice_bce"``: ``1 - soft_dice + BCE``."""
-    if name == "neg_dice":
-        return -soft_dice(logits, target)
-    if name == "dice_bce":
-        return 1.0 - soft_dice(logits, target) + F.binary_cross_entropy_with_logits(logits, target)
-    raise ValueError(f"unknown loss {name!r}; choose one of {LOSSES}")
 
 
 # ---- the method ------------------------------------------------------------------------------------
@@ -212,6 +177,7 @@ class UNetBaseline:
         masks: Sequence[np.ndarray],
         seed: int = 0,
         progress: bool = True,
+        cpu_seconds: float | None = None,
     ) -> dict:
         """Train a fresh network on raw images and their binary masks.
 
@@ -226,6 +192,9 @@ class UNetBaseline:
             Seeds initialisation, dropout, batch order and augmentation.
         progress : bool
             Show a rich progress bar, one step per epoch.
+        cpu_seconds : float, optional
+            Also stop (after a whole epoch) once this many process CPU seconds are spent; the learning-rate
+            schedule still follows ``config.epochs``.
 
         Returns
         -------
@@ -241,18 +210,16 @@ class UNetBaseline:
         square = x_all.shape[2] == x_all.shape[3]
         history: dict = {"loss": [], "lr": [], "steps": 0, "seconds": 0.0, "seed": seed}
         t0 = time.perf_counter()
-        with torch.random.fork_rng(devices=[]), deterministic():
-            torch.manual_seed(seed)
+        with seeded(seed):
             net = build_unet(x_all.shape[1], 1, variant=cfg.variant).to(self.device)
             opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
             if cfg.lr_schedule == "cosine":
-                sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1.0 + math.cos(math.pi * s / total)))
+                sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: cosine(s / total))
             else:
                 sched = None
             net.train()
-            from scarceseg.bench.progress import track
 
-            for _ in track(range(cfg.epochs), description="training U-Net (epochs)", enabled=progress):
+            def epoch(index: int, frac: float) -> float:
                 order = rng.permutation(n)
                 losses = []
                 history["lr"].append(opt.param_groups[0]["lr"])
@@ -272,8 +239,12 @@ class UNetBaseline:
                     if sched is not None:
                         sched.step()
                     losses.append(float(loss.detach()) * len(idx))
-                    history["steps"] += 1
-                history["loss"].append(sum(losses) / n)
+                return sum(losses) / n
+
+            epochs = run(epoch, cfg.epochs, {}, cpu_seconds=cpu_seconds, description="training U-Net (epochs)",
+                         progress=progress)
+        history["loss"] = epochs["loss"]
+        history["steps"] = epochs["steps"] * steps_per_epoch
         history["seconds"] = time.perf_counter() - t0
         net.eval()
         self.net = net
@@ -323,7 +294,9 @@ class UNetBaseline:
             "config": self.config.to_dict(),
             "meta": self.meta,
         }
-        return save_checkpoint(path, self._require_net(), info, WEIGHTS_FILE, CONFIG_FILE)
+        folder = save_checkpoint(path, self._require_net(), info, WEIGHTS_FILE, CONFIG_FILE)
+        write_method_file(folder, "unet", "segmenter", {"channels": self.meta.get("channels", "flair")})
+        return folder
 
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu") -> UNetBaseline:
@@ -360,20 +333,11 @@ def select_channels(case: Case, channels: str = "flair") -> np.ndarray:
     -------
     ndarray of float32, shape (C', Y, X)
     """
+    from scarceseg.io.channels import pick_channels
     from scarceseg.io.checks import require_2d
 
     require_2d(case)
-    if channels.strip().lower() == "all":
-        return np.asarray(case.image, dtype=np.float32)
-    picked = []
-    for token in channels.split(","):
-        token = token.strip()
-        key: str | int = int(token) if token.lstrip("-").isdigit() else token
-        try:
-            picked.append(case.channel(key))
-        except (KeyError, IndexError) as exc:
-            raise InputError(case.source, f"cannot select channel {token!r}: {exc}") from None
-    return np.stack(picked).astype(np.float32)
+    return pick_channels(case, channels)
 
 
 def train_unet_from_dataset(
@@ -444,6 +408,7 @@ def segment_folder_unet(
     case_ids: Sequence[str] | None = None,
     layout: str | None = None,
     progress: bool = True,
+    force: bool = False,
 ) -> dict:
     """Segment every (or the given) case of a data set with a saved U-Net; writes ``<case_id>.png``.
 
@@ -461,19 +426,16 @@ def segment_folder_unet(
         Only these cases (default: all).
     layout : str, optional
     progress : bool
+    force : bool
+        Segment again cases whose mask exists (default: keep them; see :func:`~scarceseg.methods.folder.segment_cases`).
 
     Returns
     -------
     dict
-        ``written``: list of mask paths; ``skipped``: list of ``(case_id, reason)``.
+        ``written``: list of mask paths; ``kept``: ids whose mask existed; ``skipped``: list of ``(case_id, reason)``.
     """
-    from scarceseg.methods.folder import segment_cases
+    from scarceseg.methods.adapters import UNetMethod
+    from scarceseg.methods.folder import segment_folder
 
-    model = UNetBaseline.load(model_dir)
-    channels = model.meta.get("channels", "flair")
-
-    def predict_case(case: Case) -> tuple[np.ndarray, str]:
-        return model.predict(select_channels(case, channels))[1], f"{case.case_id}.png"
-
-    return segment_cases(data_dir, out_dir, predict_case, "segmenting (U-Net)", case_ids, layout, progress)
-
+    model = UNetMethod.load_files(Path(model_dir), {})
+    return segment_folder(model, data_dir, out_dir, case_ids, layout, progress, force=force)

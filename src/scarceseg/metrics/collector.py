@@ -54,6 +54,10 @@ def summarize(values: Sequence[float]) -> dict[str, float | int | None]:
     return out
 
 
+#: Metrics measured as distances (mm with a known spacing, else pixels).
+DISTANCE_METRICS = ("hd95", "assd")
+
+
 class MetricCollector:
     """Accumulates the standard metrics of many cases and writes them out.
 
@@ -162,16 +166,25 @@ class MetricCollector:
             fh.write("\n")
         return csv_path, json_path
 
-    def format_table(self) -> str:
-        """Plain-text table: one line per metric with mean ± SD, median, n and NaN count."""
+    def format_table(self, distance_unit: str | None = None) -> str:
+        """Plain-text table: one line per metric with mean ± SD, median, n and NaN count.
+
+        Parameters
+        ----------
+        distance_unit : str, optional
+            Unit of the distance metrics (HD95, ASSD), shown beside their names: ``"mm"`` when the spacing
+            was known, ``"px"`` when distances are in pixels.
+
+        The SD of a single value is undefined and shown as ``n/a``; a metric without any value as ``-``.
+        """
         header = ("metric", "mean ± SD", "median", "n", "NaN")
         lines = [header]
         for metric, s in self.summary().items():
-            mean_sd = (
-                "-" if s["mean"] is None else f"{s['mean']:.4f} ± " + ("-" if s["sd"] is None else f"{s['sd']:.4f}")
-            )
+            sd = "n/a" if s["sd"] is None else f"{s['sd']:.4f}"
+            mean_sd = "-" if s["mean"] is None else f"{s['mean']:.4f} ± {sd}"
             median = "-" if s["median"] is None else f"{s['median']:.4f}"
-            lines.append((metric, mean_sd, median, str(s["n"]), str(s["n_nan"])))
+            name = f"{metric} ({distance_unit})" if distance_unit and metric in DISTANCE_METRICS else metric
+            lines.append((name, mean_sd, median, str(s["n"]), str(s["n_nan"])))
         widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
         fmt = [
             "  ".join([row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)])

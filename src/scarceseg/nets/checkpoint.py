@@ -1,7 +1,7 @@
 """Model folders: ``model.safetensors`` (weights) + ``config.json`` (format, config, facts), read with clear errors.
 
-Shared by the methods that save a single torch network (U-Net baseline, ACWE ConvNet). Weights are only ever
-read with safetensors (no pickle).
+Shared by the methods that save a single torch network (U-Net, ACWE, PixelDRL-MG, the refiners, the selector,
+JULE). Weights are only ever read with safetensors (no pickle).
 """
 
 from __future__ import annotations
@@ -9,9 +9,21 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from scarceseg.errors import InputError
+
+
+def json_default(obj):
+    """``json.dumps`` ``default`` for what model configs hold besides plain JSON: numpy scalars, arrays, paths."""
+    if isinstance(obj, np.integer | np.floating):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"cannot write {type(obj).__name__} to JSON")
 
 
 def save_checkpoint(folder: str | Path, net: torch.nn.Module, info: dict, weights_file: str = "model.safetensors",
@@ -25,7 +37,7 @@ def save_checkpoint(folder: str | Path, net: torch.nn.Module, info: dict, weight
     folder.mkdir(parents=True, exist_ok=True)
     with replacing(folder / weights_file) as tmp:  # no-follow: a symlinked file is refused
         save_file({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}, str(tmp))
-    write_text(folder / config_file, json.dumps(info, indent=2) + "\n")
+    write_text(folder / config_file, json.dumps(info, indent=2, default=json_default) + "\n")
     return folder
 
 

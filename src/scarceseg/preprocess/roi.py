@@ -7,9 +7,9 @@ paper 003's experiment — the ACWE ConvNet and scikit-image's ``chan_vese`` / `
 
 1. **Region of interest** (:func:`roi_mask`), chosen without labels:
 
-   * ``"brain"`` (LGG FLAIR): :func:`scarceseg.cluster.classical.head_mask` (Otsu, holes filled,
+   * ``"brain"`` (LGG FLAIR): :func:`scarceseg.preprocess.head.head_mask` (Otsu, holes filled,
      largest component) minus a rim of ``rim`` (10 %) of its equivalent radius
-     (:func:`scarceseg.cluster.classical.inner_region`), the rule of the multi-Otsu and k-means baselines:
+     (:func:`scarceseg.preprocess.head.inner_region`), the rule of the multi-Otsu and k-means baselines:
      it leaves out the scalp fat, which is as bright as a lesion on these slices.
    * ``"centre"`` (LA 2018): the central box covering ``centre_fraction`` (70 %) of each axis. The UA-MT
      volumes are already cropped around the left atrium; the central box drops most of the aorta,
@@ -94,7 +94,7 @@ def roi_mask(image: np.ndarray, rule: str = "brain", rim: float = 0.1, centre_fr
     if image.ndim != 2:
         raise ValueError(f"image must be 2D (Y, X), got shape {image.shape}")
     if rule == "brain":
-        from scarceseg.cluster.classical import head_mask, inner_region
+        from scarceseg.preprocess.head import head_mask, inner_region
 
         roi = inner_region(head_mask(image), rim)
     elif rule == "centre":

@@ -99,14 +99,12 @@ def interior_point(mask: np.ndarray) -> tuple[int, int]:
 
     Used as the fiducial point: unlike the centre of mass it always lies inside the mask.
     """
-    from scipy.ndimage import distance_transform_edt
+    from scarceseg.interactive.clicks import innermost_pixel
 
     mask = np.asarray(mask, dtype=bool)
     if not mask.any():
         raise ValueError("interior_point of an empty mask")
-    dist = distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
-    y, x = np.unravel_index(int(np.argmax(dist)), mask.shape)
-    return int(y), int(x)
+    return innermost_pixel(mask)
 
 
 def iou_with(masks: np.ndarray, reference: np.ndarray) -> np.ndarray:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import getpass
 import hashlib
-import math
 import re
 from pathlib import Path
 from typing import Any
@@ -178,7 +177,7 @@ def fiducial_point(proposal: Any, candidate: int) -> tuple[int, int]:
     (int, int)
         ``(y, x)``.
     """
-    from scipy import ndimage
+    from scarceseg.interactive.clicks import innermost_pixel
 
     k = _check_index(proposal, candidate)
     masks = np.asarray(proposal.masks, dtype=bool)
@@ -189,9 +188,7 @@ def fiducial_point(proposal: Any, candidate: int) -> tuple[int, int]:
         region = masks[k]
     if not region.any():
         raise InputError(None, f"candidate {k} of case {proposal.case_id!r} is empty")
-    depth = ndimage.distance_transform_edt(np.pad(region, 1))[1:-1, 1:-1]
-    y, x = np.unravel_index(int(np.argmax(depth)), region.shape)
-    return int(y), int(x)
+    return innermost_pixel(region)
 
 
 def load_proposal_checked(workdir: str | Path, case_id: str) -> Any:
@@ -270,43 +267,14 @@ def pick(
 
 
 def oracle_pick(proposal: Any, truth: np.ndarray) -> tuple[int, float]:
-    """The candidate with the best Dice against the truth (ties: the lowest index).
+    """The candidate with the best Dice against the truth (ties: the lowest index): ``(index, dice)``.
 
-    Parameters
-    ----------
-    proposal : Proposal
-        With ``masks`` (K, Y, X) bool.
-    truth : ndarray (Y, X) bool
-        The reference mask.
-
-    Returns
-    -------
-    (int, float)
-        The index and its Dice (:func:`scarceseg.metrics.dice`).
-
-    Raises
-    ------
-    InputError
-        No candidates, an empty truth (no candidate can be right), or a shape mismatch.
+    See :func:`scarceseg.cluster.candidates.best_candidate` (``proposal.masks`` against ``truth`` (Y, X)); raises
+    :class:`InputError` without candidates or with an empty truth, :class:`ShapeMismatchError` on a shape mismatch.
     """
-    from scarceseg.metrics import dice
+    from scarceseg.cluster.candidates import best_candidate
 
-    truth = np.asarray(truth).astype(bool)
-    masks = np.asarray(proposal.masks, dtype=bool)
-    if truth.shape != masks.shape[1:]:
-        raise ShapeMismatchError(
-            None, f"truth shape {truth.shape} differs from the proposal's (Y, X) {masks.shape[1:]}"
-        )
-    if masks.shape[0] == 0:
-        raise InputError(None, f"case {proposal.case_id!r} has no candidates")
-    if not truth.any():
-        raise InputError(None, f"the truth of case {proposal.case_id!r} is empty: no candidate can be right")
-    best, best_d = 0, -math.inf
-    for k in range(masks.shape[0]):
-        d = float(dice(masks[k], truth))
-        if not math.isnan(d) and d > best_d:
-            best, best_d = k, d
-    return best, float(best_d)
+    return best_candidate(proposal.masks, truth, proposal.case_id)
 
 
 def _load_case(ds: Any, case_id: str, slicers: dict[int, Any]) -> Any:
@@ -474,6 +442,39 @@ def resolve_pick_mask(pick: Pick, proposal: Any) -> np.ndarray:
     if valid and not pick.proposal_id:
         return masks[pick.candidate].copy()
     raise InputError(None, f"pick {pick.id} of case {pick.case_id!r} identifies no mask in the current proposal")
+
+
+def background_reason(proposal: Any, candidate: int, point: tuple[int, int]) -> str | None:
+    """Why a pick looks like background rather than a lesion, or None.
+
+    Two signs, either enough: the candidate touches the image's edge (a lesion lies inside the body, a
+    sliver along the frame is background), or the clicked pixel is darker than the Otsu threshold of the
+    image (air around the head, not tissue).
+    """
+    from skimage.filters import threshold_otsu
+
+    from scarceseg.cluster.propose import display_image
+
+    mask = np.asarray(proposal.masks[candidate], dtype=bool)
+    if mask.any() and (mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any()):
+        return f"candidate {candidate} touches the image's edge"
+    image = display_image(proposal)
+    y, x = int(point[0]), int(point[1])
+    if image.size and float(image.max()) > float(image.min()) and image[y, x] < threshold_otsu(image):
+        return f"the clicked pixel ({y}, {x}) is darker than the tissue (below the Otsu threshold)"
+    return None
+
+
+def pick_warnings(workdir: str | Path, pick: Pick, proposal: Any = None) -> list[str]:
+    """Doubts about a recorded pick, one line each (the pick is kept; the person decides)."""
+    if pick.candidate is None or pick.point is None:
+        return []
+    proposal = proposal if proposal is not None else load_proposal_checked(workdir, pick.case_id)
+    reason = background_reason(proposal, int(pick.candidate), pick.point)
+    if reason is None:
+        return []
+    return [f"case {pick.case_id}: this pick looks like background, not a lesion ({reason}); "
+            "pick again with a point inside the lesion if that was not meant"]
 
 
 def format_pick(pick: Pick) -> str:

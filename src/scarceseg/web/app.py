@@ -1,4 +1,6 @@
-"""The browser app's HTTP API and page (FastAPI): propose, pick, refine, undo/redo, save, train, segment.
+"""The browser app's HTTP API and page (FastAPI): box / click with the prior, propose, pick, refine, undo/redo,
+save, train, segment. The prior's routes (background embedding, box, click-to-segment, propagation) are in
+:mod:`scarceseg.web.prior_routes`.
 
 ``create_app(folder, ...)`` builds the application; ``scarceseg serve FOLDER`` runs it with uvicorn.
 Every route that names a case checks it against the folder's catalog (unknown ids are 404, files are
@@ -25,7 +27,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from scarceseg.errors import InputError, ScarcesegError
 from scarceseg.web import security
 from scarceseg.web.catalog import Catalog, slice_key
-from scarceseg.web.jobs import JobManager, QueueFull, propose_work, segment_rest_work, train_work
+from scarceseg.web.jobs import JobManager, QueueFull, propose_work
+from scarceseg.web.learners import method_choices, model_dir, open_refiner, segment_rest_work, train_work
 from scarceseg.web.state import FINAL, SNAPSHOT, NotReady, SessionManager
 from scarceseg.web.workdir import default_workdir
 
@@ -50,6 +53,7 @@ class PointBody(Body):
 
 class ClickBody(PointBody):
     positive: bool = True
+    refiner: str | None = Field(default=None, min_length=1, max_length=200)
 
 
 class SliceBody(Body):
@@ -58,6 +62,11 @@ class SliceBody(Body):
 
 class TrainBody(Body):
     episodes: int | None = Field(default=None, ge=1, le=5000)
+    method: str = Field(default="selector", pattern=r"^[a-z0-9_]{1,40}$")
+
+
+class MethodBody(Body):
+    method: str = Field(default="selector", pattern=r"^[a-z0-9_]{1,40}$")
 
 
 @dataclass
@@ -76,9 +85,11 @@ class ServerConfig:
     token : str or None
         Required on every request when set.
     refiner : str
-        ``"mincut"`` or a trained refiner folder (``scarceseg train refiner``).
+        The default corrective refiner: ``"prior"`` (re-prompts the prior), ``"mincut"``, or a trained refiner
+        folder (``scarceseg train refiner``); the others stay selectable per click.
     episodes : int
-        Selector training episodes of the "train selector" button (a small budget; the paper's 300).
+        Selector training episodes of the "train selector" button: the paper's 300, as ``scarceseg train
+        selector`` (``SelectorConfig.n_episodes``; a test keeps the two equal).
     layout : str or None
     max_body : int
         Largest request body in bytes (413 above).
@@ -95,8 +106,8 @@ class ServerConfig:
     workdir: Path | None = None
     user: str = "user"
     token: str | None = None
-    refiner: str = "mincut"
-    episodes: int = 100
+    refiner: str = "prior"
+    episodes: int = 300
     layout: str | None = None
     max_body: int = security.DEFAULT_MAX_BODY
     proposer: str = "fast"
@@ -108,15 +119,21 @@ class ServerConfig:
 
 def create_app(config: ServerConfig):
     """The FastAPI application serving ``config.folder``."""
-    from scarceseg.interactive.refiners import load_refiner
+    from scarceseg.methods.registry import names
+    from scarceseg.prior import get_prior
     from scarceseg.store import open_store
+    from scarceseg.web.prior_routes import Embeddings, prior_router
 
     folder = Path(config.folder).resolve()
     workdir = Path(config.workdir if config.workdir else default_workdir(folder)).resolve()
     default_user = security.check_user(config.user)
     catalog = Catalog(folder, layout=config.layout)
     store = open_store(workdir)
-    sessions = SessionManager(catalog, store, workdir, load_refiner(config.refiner), config.pick_confidence)
+    # every registered refiner (trained ones from WORKDIR/<name>, once trained); the default from --refiner
+    choices = {name: (lambda name=name: open_refiner(workdir, name)) for name in names("refiner")}
+    sessions = SessionManager(catalog, store, workdir, open_refiner(workdir, config.refiner), config.pick_confidence,
+                              choices=choices)
+    embeddings = Embeddings(get_prior)
     jobs = JobManager(config.queue_per_user, config.queue_total)
     token = config.token
     roots = {folder: "", workdir: "WORKDIR"}  # how paths appear in answers
@@ -135,6 +152,7 @@ def create_app(config: ServerConfig):
     async def lifespan(_app):
         yield
         jobs.shutdown()
+        embeddings.shutdown()
         store.close()
 
     app = FastAPI(title="scarceseg", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
@@ -215,7 +233,7 @@ def create_app(config: ServerConfig):
     @app.get("/api/info")
     def info(request: Request):
         return {"user": user_of(request), "folder": folder.name, "layout": catalog.layout,
-                "refiner": getattr(sessions.refiner, "name", str(config.refiner)), "episodes": config.episodes,
+                "refiner": sessions.default_refiner, "refiners": sessions.refiner_names, "episodes": config.episodes,
                 "token_required": token is not None, "n_cases": len(catalog.case_ids),
                 "refused": public([list(r) for r in catalog.refused])}
 
@@ -285,25 +303,34 @@ def create_app(config: ServerConfig):
     def propose(case_id: str, body: SliceBody, request: Request):
         user, key = user_of(request), unit(case_id, body.z)
         security.check_writable(workdir, workdir / "proposals" / key)
+        from scarceseg.cluster.propose import check_propose_size
+
+        check_propose_size(catalog.slice_case(case_id, body.z if key != case_id else None))  # 4xx, not a dying job
         job = jobs.submit("propose", propose_work(catalog, workdir, case_id, body.z if key != case_id else None,
                                                   config.proposer, config.seed), target=key, user=user)
         return public(job.as_dict())
 
+    @app.get("/api/methods")
+    def methods():
+        return {**method_choices(), "refiner": sessions.default_refiner}
+
     @app.post("/api/train")
-    def train(body: TrainBody):
+    def train(body: TrainBody, request: Request):
         episodes = body.episodes or config.episodes
-        security.check_writable(workdir, workdir / "selector")
-        return public(jobs.submit("train", train_work(workdir, episodes, config.seed), long=True).as_dict())
+        security.check_writable(workdir, model_dir(workdir, body.method))
+        work = train_work(catalog, store, workdir, body.method, episodes, config.seed, user_of(request))
+        return public(jobs.submit("train", work, long=True).as_dict())
 
     @app.post("/api/segment-rest")
-    def segment_rest(request: Request):
+    def segment_rest(request: Request, body: MethodBody | None = None):
         user = user_of(request)
 
         def done_keys() -> set[str]:
             return set(store.latest_masks(FINAL, who=user)) | set(store.latest_masks(SNAPSHOT, who=user))
 
         security.check_writable(workdir, workdir / "proposals")
-        work = segment_rest_work(catalog, store, workdir, user, done_keys, config.proposer, config.seed)
+        name = body.method if body is not None else "selector"
+        work = segment_rest_work(catalog, store, workdir, user, done_keys, name, config.proposer, config.seed)
         return public(jobs.submit("segment", work, target=user, long=True).as_dict())
 
     @app.get("/api/jobs/{job_id}")
@@ -325,7 +352,8 @@ def create_app(config: ServerConfig):
     def click(case_id: str, body: ClickBody, request: Request):
         user, key = user_of(request), unit(case_id, body.z)
         with sessions.lock(user, key):
-            sessions.click(user, key, body.y, body.x, body.positive, z=body.z if key != case_id else None)
+            sessions.click(user, key, body.y, body.x, body.positive, z=body.z if key != case_id else None,
+                           refiner=body.refiner)
             return answer(user, key)
 
     @app.post("/api/cases/{case_id}/undo")
@@ -349,6 +377,8 @@ def create_app(config: ServerConfig):
             path, mask = sessions.save(user, case_id, body.z)
         return answer(user, key, saved={"file": str(path.relative_to(workdir)), "voxels": int(mask.sum())})
 
+    app.include_router(prior_router(catalog=catalog, sessions=sessions, jobs=jobs, embeddings=embeddings,
+                                    unit=unit, user_of=user_of, answer=answer, slice_key=slice_key))
     return security.BodyLimit(app, config.max_body)
 
 

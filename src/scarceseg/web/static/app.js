@@ -7,8 +7,10 @@ const params = new URLSearchParams(location.search);
 const S = {
   cases: [], current: null, info: null, z: null, grey: null, W: 0, H: 0,
   state: null, cand: null, repick: false, busy: false, scale: 2, hover: 0,
+  tool: "box", drag: null, dragged: false, embed: null,
 };
 window.__clickLatencies = [];   // ms from the click event to the overlay drawn (read by the benchmark)
+window.__latencies = [];        // {kind, ms}: box / segment / click / pick -> overlay drawn
 window.__scarceseg = S;
 
 // ---- HTTP -----------------------------------------------------------------------------------------
@@ -97,6 +99,16 @@ function paint() {
     g.beginPath(); g.arc((k.x + 0.5) * S.scale, (k.y + 0.5) * S.scale, 5, 0, 2 * Math.PI);
     g.fillStyle = k.positive ? "#3ddc55" : "#ff3b3b"; g.fill(); g.strokeStyle = "#000"; g.stroke();
   }
+  const b = S.drag && S.drag.moved ? S.drag : null;
+  if (b) {
+    g.strokeStyle = "#ffd400"; g.lineWidth = 2; g.setLineDash([6, 4]);
+    g.strokeRect(Math.min(b.x0, b.x1) * S.scale, Math.min(b.y0, b.y1) * S.scale,
+      (Math.abs(b.x1 - b.x0) + 1) * S.scale, (Math.abs(b.y1 - b.y0) + 1) * S.scale);
+    g.setLineDash([]); g.lineWidth = 1;
+  } else if (S.state && S.state.box && $("showbox").checked) {
+    const [y0, x0, y1, x1] = S.state.box;
+    g.strokeStyle = "rgba(255, 212, 0, 0.7)"; g.strokeRect(x0 * S.scale, y0 * S.scale, (x1 - x0 + 1) * S.scale, (y1 - y0 + 1) * S.scale);
+  }
   const p = S.state && S.state.picked && S.state.picked.point;
   if (p) { g.strokeStyle = "#fff"; g.lineWidth = 2; g.strokeRect((p[1] - 3) * S.scale, (p[0] - 3) * S.scale, 7 * S.scale, 7 * S.scale); g.lineWidth = 1; }
 }
@@ -130,8 +142,27 @@ async function loadSlice() {
   applyState(st);
   await loadCandidates();
   renderBase(); redraw();
-  setStatus(st.picked ? `${st.key}: step ${st.step}; click adds, shift-click removes` :
-    (S.cand && S.cand.labels ? `${st.key}: click on the lesion to pick its candidate` : `${st.key}: press Propose (g) to compute candidates`));
+  setStatus(st.picked ? `${st.key}: step ${st.step}; click adds, shift-click removes` : startHint(st.key));
+  startEmbedding().catch((e) => { $("embed").textContent = `prior: ${e.message}`; });
+}
+function startHint(key) {
+  if (S.tool === "box") return `${key}: drag a box around the lesion (or click it once)`;
+  if (S.tool === "click") return `${key}: click the lesion once`;
+  return S.cand && S.cand.labels ? `${key}: click on the lesion to pick its candidate` : `${key}: press Propose (g) to compute candidates`;
+}
+// the prior's embedding of the shown image is computed in the background as soon as it is shown
+async function startEmbedding() {
+  const id = S.current, z = S.z, here = () => id === S.current && z === S.z;
+  let st = await api("POST", `/api/cases/${encodeURIComponent(id)}/embed`, { z });
+  while (here() && (st.status === "queued" || st.status === "running")) {
+    S.embed = st; $("embed").textContent = `prior: encoding the image (${st.status})`; $("embed").className = "busy";
+    await new Promise((r) => setTimeout(r, 300));
+    st = await api("GET", `/api/cases/${encodeURIComponent(id)}/embedding${z === null ? "" : `?z=${z}`}`);
+  }
+  if (!here()) return;
+  S.embed = st;
+  $("embed").className = st.status === "ready" ? "ready" : "error";
+  $("embed").textContent = st.status === "ready" ? `prior: ready (encoded in ${st.seconds} s)` : `prior: ${st.status} ${st.error || ""}`;
 }
 async function loadCandidates() {
   const c = await api("GET", casePath("/candidates") + zq());
@@ -191,33 +222,74 @@ function edit(kind, body, t0) {  // edits run one after another, in click order 
 async function doEdit(kind, body, t0, target) {
   if (!target.id) return;
   const here = () => target.id === S.current && target.z === S.z;  // still showing the image acted on?
-  if (kind === "canvas") {  // the first click picks a candidate, later ones refine
+  if (kind === "canvas") {  // the first click starts a mask (prior or candidate), later ones correct it
     if (!here()) return;  // a click is only meaningful on the image still shown
     if (!S.state.picked || S.repick) {
-      if (!S.cand || !S.cand.labels) { setStatus("no candidates yet: press Propose (g)", true); return; }
-      kind = "pick"; body = { y: body.y, x: body.x };
-    } else kind = "click";
+      if (S.tool === "cand") {
+        if (!S.cand || !S.cand.labels) { setStatus("no candidates yet: press Propose (g)", true); return; }
+        kind = "pick";
+      } else kind = "segment";  // one click -> a box from the prior
+      body = { y: body.y, x: body.x };
+    } else { kind = "click"; body = { ...body, refiner: $("refiner").value || undefined }; }
   }
+  if (kind === "box" && !here()) return;
+  if (kind === "box" || kind === "segment") setStatus(S.embed && S.embed.status !== "ready" ? "waiting for the prior's embedding..." : "asking the prior...");
   try {
     const st = await api("POST", `/api/cases/${encodeURIComponent(target.id)}/${kind}`, { z: target.z, ...body });
     if (!here()) { if (kind === "save") refreshCases(); return; }  // saved etc., but the user moved on
     applyState(st);
-    if (kind === "pick") S.repick = false;
+    if (kind === "pick" || kind === "box" || kind === "segment") S.repick = false;
     redraw();
-    if (t0 !== undefined) requestAnimationFrame(() => window.__clickLatencies.push(performance.now() - t0));
+    if (t0 !== undefined) requestAnimationFrame(() => {
+      const ms = performance.now() - t0;
+      window.__latencies.push({ kind, ms });
+      if (kind === "click" || kind === "pick") window.__clickLatencies.push(ms);
+    });
+    if (st.job) followPropagation(st.job, target);
     setStatus(`${st.key}: step ${st.step}` + (st.refine_ms !== null ? ` (refined in ${st.refine_ms} ms)` : "") + (st.saved ? ` - saved ${st.saved.file}` : ""));
-    if (kind === "pick" || kind === "save") refreshCases();
+    if (kind === "pick" || kind === "save" || kind === "box" || kind === "segment") refreshCases();
   } catch (e) { setStatus(e.message, true); }
+}
+async function followPropagation(job, target) {  // a box on a volume slice: the neighbours follow
+  await runJob(async () => job, "propagate");
+  if (target.id === S.current) refreshCases();
+}
+function pixelOf(ev) {
+  const r = $("canvas").getBoundingClientRect();
+  return { x: Math.floor(((ev.clientX - r.left) / r.width) * S.W), y: Math.floor(((ev.clientY - r.top) / r.height) * S.H) };
 }
 function onCanvas(ev, negative) {
   ev.preventDefault();
   const t0 = performance.now();
+  if (S.dragged) { S.dragged = false; return; }  // the end of a box drag, not a click
   if (!S.current || !S.W) return;
-  const r = $("canvas").getBoundingClientRect();
-  const x = Math.floor(((ev.clientX - r.left) / r.width) * S.W), y = Math.floor(((ev.clientY - r.top) / r.height) * S.H);
+  const { x, y } = pixelOf(ev);
   if (x < 0 || y < 0 || x >= S.W || y >= S.H) return;
-  edit("canvas", { y, x, positive: !(negative || ev.shiftKey) }, t0);  // pick or click: decided in turn
+  edit("canvas", { y, x, positive: !(negative || ev.shiftKey) }, t0);  // start or correct: decided in turn
 }
+// the box tool: drag on the image (a drag always starts a new mask)
+$("canvas").addEventListener("mousedown", (ev) => {
+  if (ev.button !== 0 || S.tool !== "box" || ev.shiftKey || !S.W) return;
+  const { x, y } = pixelOf(ev);
+  S.drag = { x0: x, y0: y, x1: x, y1: y, moved: false };
+});
+window.addEventListener("mousemove", (ev) => {
+  if (!S.drag) return;
+  const { x, y } = pixelOf(ev);
+  S.drag.x1 = Math.max(0, Math.min(S.W - 1, x)); S.drag.y1 = Math.max(0, Math.min(S.H - 1, y));
+  if (Math.abs(S.drag.x1 - S.drag.x0) > 2 || Math.abs(S.drag.y1 - S.drag.y0) > 2) S.drag.moved = true;
+  if (S.drag.moved) paint();
+});
+window.addEventListener("mouseup", (ev) => {
+  const d = S.drag; S.drag = null;
+  if (!d || !d.moved) return;
+  const t0 = performance.now();
+  S.dragged = ev.target === $("canvas");  // the click event that follows is part of the drag
+  const box = { y0: Math.min(d.y0, d.y1), x0: Math.max(0, Math.min(d.x0, d.x1)), y1: Math.max(d.y0, d.y1), x1: Math.max(d.x0, d.x1) };
+  box.y0 = Math.max(0, box.y0);
+  paint();
+  edit("box", box, t0);
+});
 $("canvas").addEventListener("click", (ev) => onCanvas(ev, false));
 $("canvas").addEventListener("contextmenu", (ev) => onCanvas(ev, true));
 $("canvas").addEventListener("mousemove", (ev) => {  // highlight the candidate a click would pick
@@ -240,7 +312,14 @@ function move(d) {
 function resetWindow() { $("level").value = 128; $("width").value = 255; renderBase(); paint(); }
 
 $("propose").onclick = () => propose().catch((e) => setStatus(e.message, true));
-$("repick").onclick = () => { S.repick = true; redraw(); setStatus("click on the lesion to pick its candidate again"); };
+$("repick").onclick = () => { S.repick = true; redraw(); setStatus(startHint(S.state ? S.state.key : "")); };
+function setTool(tool) {
+  S.tool = tool;
+  for (const el of document.querySelectorAll("input[name=tool]")) el.checked = el.value === tool;
+  if (S.state) setStatus(S.state.picked && !S.repick ? `${S.state.key}: click adds, shift-click removes; ${tool === "box" ? "a drag starts a new mask" : "r starts a new mask"}` : startHint(S.state.key));
+}
+for (const el of document.querySelectorAll("input[name=tool]")) el.onchange = () => setTool(el.value);
+$("showbox").onchange = () => paint();
 $("undo").onclick = () => edit("undo", {});
 $("redo").onclick = () => edit("redo", {});
 $("save").onclick = () => edit("save", {});
@@ -248,17 +327,25 @@ $("opacity").oninput = redraw;
 $("showcand").onchange = redraw;
 $("level").oninput = $("width").oninput = () => { if (S.grey) { renderBase(); paint(); } };
 $("slice").oninput = () => { S.z = +$("slice").value; loadSlice().catch((e) => setStatus(e.message, true)); };
-$("train").onclick = () => runJob(() => api("POST", "/api/train", { episodes: +$("episodes").value }), "train selector")
-  .then((j) => setStatus(`selector trained on ${j.result.n_images} picks (accuracy ${j.result.train_accuracy ?? "?"})`))
+$("train").onclick = () => runJob(() => api("POST", "/api/train", { episodes: +$("episodes").value, method: $("learner").value }), `train ${$("learner").value}`)
+  .then((j) => setStatus(`${j.result.method} trained on ${j.result.n_images} images` + (j.result.train_accuracy != null ? ` (accuracy ${j.result.train_accuracy})` : "")))
   .catch((e) => setStatus(e.message, true));
-$("segrest").onclick = () => runJob(() => api("POST", "/api/segment-rest", {}), "segment the rest")
-  .then((j) => { setStatus(`the selector proposed masks for ${j.result.segmented} images`); refreshCases(); if (S.current) loadSlice(); })
+$("segrest").onclick = () => runJob(() => api("POST", "/api/segment-rest", { method: $("learner").value }), "segment the rest")
+  .then((j) => { setStatus(`${j.result.method} proposed masks for ${j.result.segmented} images`); refreshCases(); if (S.current) loadSlice(); })
   .catch((e) => setStatus(e.message, true));
+function fillSelect(sel, rows, chosen) {
+  sel.replaceChildren(...rows.map((r) => { const o = document.createElement("option"); o.value = r.name; o.textContent = r.name; o.title = r.summary; o.selected = r.name === chosen; return o; }));
+}
+async function loadMethods() {
+  const m = await api("GET", "/api/methods");
+  fillSelect($("learner"), m.learners, "selector");
+}
 document.addEventListener("keydown", (ev) => {
   if (ev.target.tagName === "INPUT" && ev.target.type !== "range" && ev.target.type !== "checkbox") return;
   const k = ev.key.toLowerCase();
   const acts = { z: () => edit("undo", {}), y: () => edit("redo", {}), s: () => edit("save", {}), n: () => move(1),
     p: () => move(-1), g: () => $("propose").click(), r: () => $("repick").click(), w: resetWindow,
+    b: () => setTool("box"), k: () => setTool("click"), m: () => setTool("cand"),
     c: () => { $("showcand").checked = !$("showcand").checked; redraw(); },
     arrowup: () => step(1), arrowdown: () => step(-1) };
   if (acts[k] && !ev.metaKey && !ev.altKey) { ev.preventDefault(); acts[k](); }
@@ -270,6 +357,10 @@ document.addEventListener("keydown", (ev) => {
     $("folder").textContent = `${info.folder} (${info.layout}, ${info.n_cases} images, refiner ${info.refiner})`;
     $("user").textContent = `user: ${info.user}`;
     $("episodes").value = info.episodes;
+    const sel = $("refiner"); sel.innerHTML = "";
+    for (const name of info.refiners || [info.refiner]) { const o = document.createElement("option"); o.value = o.textContent = name; sel.append(o); }
+    sel.value = info.refiner;
+    await loadMethods();
     await refreshCases();
     if (S.cases.length) await openCase(params.get("case") && S.cases.includes(params.get("case")) ? params.get("case") : S.cases[0]);
     window.__ready = true;

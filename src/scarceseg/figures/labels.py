@@ -1,6 +1,6 @@
 """Figures for label maps: three orthogonal slices with labels coloured (paper 001, Figure 5), NMI vs K (Figure 4).
 
-matplotlib is drawn on an Agg canvas (no pyplot), as in :mod:`scarceseg.bench.figures`.
+matplotlib is drawn on an Agg canvas (no pyplot), as in :mod:`scarceseg.figures.overlays`.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from scarceseg.bench.figures import _new_figure, _save, window
+from scarceseg.figures.overlays import _new_figure, _save, window
 
 #: Colours of labels 1, 2, ... (label 0 is not drawn); the palette repeats after 10.
 PALETTE = np.array([(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),

@@ -1,0 +1,181 @@
+"""Paper 000 as one :class:`~scarceseg.methods.contract.Segmenter`: UDC proposals + the DQN selector.
+
+``fit`` is training on picks: every labelled case is proposed (:func:`scarceseg.cluster.propose.propose_case`),
+its pick is the candidate with the best Dice against the label (the oracle user of the paper's experiments),
+and the DQN is trained on those picks (:func:`scarceseg.methods.udc_rl.train_selector_arrays`). Picks a person
+made in a WORKDIR train the same network through :func:`scarceseg.store.training.train_selector_from_workdir`.
+``predict`` proposes the case's candidates and returns the one the agent scores highest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from scarceseg.cluster.candidates import best_candidate
+from scarceseg.cluster.udc import UDCConfig
+from scarceseg.errors import InputError, ScarcesegError
+from scarceseg.io.case import Case
+from scarceseg.methods.adapters import labelled
+from scarceseg.methods.config import apply, config_model
+from scarceseg.methods.contract import Prediction, Segmenter
+from scarceseg.methods.udc_rl import (
+    SEGMENT_MODES,
+    Selector,
+    SelectorConfig,
+    load_points,
+    train_selector_arrays,
+)
+from scarceseg.nets.checkpoint import json_default
+
+
+def proposer_config(preset: str | None, changes: dict | None) -> UDCConfig:
+    """:meth:`UDCConfig.preset` with field ``changes`` (unknown fields are an :class:`InputError`)."""
+    base = UDCConfig.preset(preset or "fast")
+    unknown = sorted(set(changes or {}) - {f.name for f in dataclasses.fields(UDCConfig)})
+    if unknown:
+        raise InputError(None, f"unknown proposer config fields: {unknown}")
+    try:
+        return dataclasses.replace(base, **(changes or {}))
+    except (TypeError, ValueError) as exc:
+        raise InputError(None, f"bad proposer config ({exc})") from None
+
+
+class SelectorMethod(Segmenter):
+    """UDC proposals + DQN selector; config: ``proposer`` (fast | faithful), ``proposer_changes`` (UDCConfig
+    fields), ``input_channels`` (flair | all), ``proposal_seed`` and any SelectorConfig field."""
+
+    name = "selector"
+    learns_from = "picks"  # the app and the store train it on the user's picks (scarceseg.store.training)
+    schema = config_model("SelectorOptions", SelectorConfig, proposer=(str, "fast"),
+                          proposer_changes=(dict[str, Any], {}), input_channels=(str, "flair"), proposal_seed=(int, 0))
+
+    def __init__(self, config: dict | None = None, selector: Selector | None = None) -> None:
+        super().__init__(config)
+        options = self.options
+        self.proposer = proposer_config(options.proposer, options.proposer_changes)
+        self.selector_config = apply(SelectorConfig(device="cpu"), options)
+        self.selector = selector
+
+    def propose(self, case: Case):
+        from scarceseg.cluster.propose import propose_case
+
+        return propose_case(case, self.proposer, channels=self.options.input_channels, seed=self.options.proposal_seed)
+
+    def fit(self, cases, budget=None, progress=False, seed=0) -> dict:
+        cases = labelled(cases, "the selector")
+        cfg = dataclasses.replace(self.selector_config)
+        if budget is not None and not budget.is_default:
+            if budget.epochs is None and budget.steps is None:
+                raise InputError(None, "the selector's budget is in episodes (epochs) or steps, not CPU seconds")
+            cfg.n_episodes = int(budget.epochs or -(-budget.steps // cfg.steps_per_episode))
+        images, masks, picks, used, skipped = [], [], [], [], []
+        for case in cases:
+            proposal = self.propose(case)
+            try:
+                k, _ = best_candidate(proposal.masks, case.target, proposal.case_id)
+            except InputError as exc:
+                skipped.append((case.case_id, str(exc)))
+                continue
+            images.append(proposal.image)
+            masks.append(np.asarray(proposal.masks, dtype=bool))
+            picks.append(k)
+            used.append(case.case_id)
+        if not used:
+            raise InputError(None, f"no case gave a usable pick (skipped: {skipped[:3]})")
+        self.selector, history = train_selector_arrays(images, masks, picks, cfg, seed=seed, progress=progress)
+        self.selector.summary.update(cases=used, skipped=skipped, proposer_config=dataclasses.asdict(self.proposer))
+        return {**history.as_dict(), "cases": used, "skipped": skipped}
+
+    def _require(self) -> Selector:
+        if self.selector is None:
+            raise RuntimeError("the selector is not trained: call fit() or load() first")
+        return self.selector
+
+    # ---- inference: automatic, or one click per case -----------------------------------------------------
+    inference_options = ("mode", "points", "seed", "proposals")
+    proposals = None  # optional ``case -> Proposal`` (e.g. the proposals saved in a WORKDIR)
+    mode = "automatic"
+    points: dict | str | Path | None = None
+    seed: int | None = None
+    source: str = ""
+
+    def set_inference(self, **options) -> None:
+        """``mode`` (automatic | one-click), ``points`` (``{case_id: (y, x)}`` or a JSON/CSV file for one-click)
+        and ``seed`` (of the proposals, default the config's ``proposal_seed``)."""
+        super().set_inference(**options)
+        self.mode = str(self.mode).replace("-", "_")
+        if self.mode not in SEGMENT_MODES:
+            raise ScarcesegError(f"--mode must be automatic or one-click, got {options.get('mode')!r}")
+        if self.mode == "one_click":
+            if self.points is None:
+                raise InputError(None, "one-click mode needs click points (--points FILE)")
+            if not isinstance(self.points, dict):
+                self.points = load_points(self.points)
+
+    def predict(self, case: Case) -> Prediction:
+        selector = self._require()
+        seed = self.options.proposal_seed if self.seed is None else int(self.seed)
+        from scarceseg.cluster.propose import propose_case
+
+        if self.proposals is not None:
+            proposal = self.proposals(case)
+        else:
+            proposal = propose_case(case, self.proposer, channels=self.options.input_channels, seed=seed)
+        record: dict = {}
+        if self.mode == "one_click":
+            point = (self.points or {}).get(case.case_id)
+            if point is None:
+                raise InputError(None, "no click point for this case")
+            index, info = selector.select_one_click(proposal.image, proposal.masks, point)
+            scores = info.pop("scores")
+            record = {"point": list(point), **info}
+        else:
+            index, scores = selector.select_automatic(proposal.image, proposal.masks)
+        mask = np.asarray(proposal.masks[index], dtype=bool)
+        extra = {"index": index, "score": float(scores[index]), "scores": scores.tolist(),
+                 "n_candidates": len(proposal.masks), **record}
+        return Prediction(mask.astype(np.float32), mask, extra)
+
+    def finish(self, out: Path, summary: dict) -> None:
+        """``out/selection.json``: the chosen index, scores and flags per case (those kept from an earlier run
+        keep their record), and the skipped cases; nothing when no case was segmented."""
+        previous = _read_selection(out / "selection.json")
+        selection = {c: previous[c] for c in summary.get("kept") or [] if c in previous}
+        selection.update(summary["extra"])
+        summary["selection"] = selection
+        if not selection:
+            return
+        report = {"model": self.source, "mode": self.mode, "cases": selection, "skipped": summary["skipped"]}
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "selection.json").write_text(json.dumps(report, indent=2, default=json_default), encoding="utf-8")
+
+
+def _read_selection(path: Path) -> dict:
+    """The per-case records of an earlier ``selection.json`` (empty when absent or unreadable)."""
+    try:
+        cases = json.loads(path.read_text(encoding="utf-8")).get("cases", {})
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return cases if isinstance(cases, dict) else {}
+
+    def save_files(self, folder: Path) -> None:
+        self._require().save(folder)
+
+    @classmethod
+    def load_files(cls, folder: Path, config: dict) -> SelectorMethod:
+        selector = Selector.load(folder, device="cpu")
+        if not config:  # a folder from `scarceseg train selector` before method.json: its proposals' config
+            saved = dict(selector.summary.get("proposer_config") or {})
+            channels = saved.pop("input_channels", "flair")
+            fields = {f.name for f in dataclasses.fields(UDCConfig)}
+            config = {"input_channels": channels, "proposal_seed": int(saved.get("seed", 0)),
+                      "proposer_changes": {k: v for k, v in saved.items() if k in fields}}
+        method = cls(config, selector=selector)
+        method.source = str(folder)
+        return method
+

@@ -1,0 +1,138 @@
+"""Progress reporting for long loops: a rich bar on a terminal, plain lines when piped, observers for jobs.
+
+A low-level module (it imports nothing of scarceseg), so ``io``, ``datasets``, ``cluster`` and ``methods``
+can report progress without importing ``bench``.
+
+* On a terminal, :func:`track` draws a rich bar on stderr with ``done/total``, elapsed time and an ETA.
+* When stderr is not a terminal (piped to a file or a job log), it prints one plain line such as
+  ``proposing: 27/120 (22 %), 0:01:05 elapsed, about 0:03:44 left`` every ``interval`` seconds, and none
+  for loops that finish sooner.
+* :func:`observe_progress` lets a background job (the browser app's) see every loop it runs.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from typing import TextIO, TypeVar
+
+T = TypeVar("T")
+
+#: Seconds between two plain progress lines when stderr is not a terminal.
+PLAIN_INTERVAL = 5.0
+
+# per-thread observer of track(): a background job (the browser app's) sees the progress of the work it runs
+_observer = threading.local()
+
+
+@contextmanager
+def observe_progress(callback: Callable[[str, int, int | None], None]) -> Iterator[None]:
+    """Within this block (in this thread), every :func:`track` reports ``callback(description, done, total)``.
+
+    It is called once before the first item (``done == 0``) and after each item, whether or not a bar is
+    drawn. Blocks nest; the innermost observer wins.
+    """
+    previous = getattr(_observer, "callback", None)
+    _observer.callback = callback
+    try:
+        yield
+    finally:
+        _observer.callback = previous
+
+
+def _observed(items: Iterable[T], description: str, total: int | None,
+              callback: Callable[[str, int, int | None], None]) -> Iterator[T]:
+    callback(description, 0, total)
+    for done, item in enumerate(items, start=1):
+        yield item
+        callback(description, done, total)
+
+
+def format_seconds(seconds: float) -> str:
+    """``3725.2`` -> ``"1:02:05"``."""
+    seconds = max(0, int(round(seconds)))
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def progress_line(description: str, done: int, total: int | None, elapsed: float) -> str:
+    """One plain progress line: count, percentage and time left when the total is known."""
+    if total:
+        left = elapsed / done * (total - done) if done else None
+        eta = f", about {format_seconds(left)} left" if left is not None else ""
+        return (f"{description}: {done}/{total} ({100 * done // total} %), "
+                f"{format_seconds(elapsed)} elapsed{eta}")
+    return f"{description}: {done} done, {format_seconds(elapsed)} elapsed"
+
+
+def _plain(items: Iterable[T], description: str, total: int | None, stream: TextIO,
+           interval: float, clock: Callable[[], float]) -> Iterator[T]:
+    start = last = clock()
+    done = 0
+    for item in items:
+        yield item
+        done += 1
+        now = clock()
+        if now - last >= interval:
+            last = now
+            print(progress_line(description, done, total, now - start), file=stream, flush=True)
+
+
+def _rich(items: Iterable[T], description: str, total: int | None) -> Iterator[T]:
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(description, total=total)
+        for item in items:
+            yield item
+            bar.advance(task)
+
+
+def track(items: Iterable[T], description: str = "working", enabled: bool = True, total: int | None = None,
+          *, stream: TextIO | None = None, interval: float = PLAIN_INTERVAL,
+          clock: Callable[[], float] = time.monotonic) -> Iterator[T]:
+    """Yield ``items`` while reporting progress on stderr (see the module docstring).
+
+    Parameters
+    ----------
+    items : iterable
+    description : str
+        Text beside the bar / at the start of each plain line.
+    enabled : bool
+        False: report nothing (observers of :func:`observe_progress` are still called).
+    total : int, optional
+        Number of items; taken from ``len(items)`` when it has one. Give it for generators, so the bar
+        shows ``27/120`` and an ETA rather than ``27/?``.
+    stream : file, optional
+        Where to report (default ``sys.stderr``); a terminal gets the bar, anything else plain lines.
+    interval : float
+        Seconds between plain lines.
+    clock : callable
+        Time source for the plain lines (tests pass a fake one).
+    """
+    if total is None and hasattr(items, "__len__"):
+        total = len(items)  # type: ignore[arg-type]
+    callback = getattr(_observer, "callback", None)
+    if callback is not None:
+        items = _observed(items, description, total, callback)
+    if not enabled:
+        yield from items
+        return
+    stream = sys.stderr if stream is None else stream
+    is_terminal = getattr(stream, "isatty", lambda: False)()
+    if is_terminal and stream is sys.stderr:
+        yield from _rich(items, description, total)
+    else:
+        yield from _plain(items, description, total, stream, interval, clock)

@@ -1,0 +1,124 @@
+"""The app's "train" and "segment the rest" for any registered learner, and its choice of refiner.
+
+The app reaches methods only through :mod:`scarceseg.methods.registry`: the learners are the registered
+segmenters, the refiners the registered refiners. A learner trained in the app is saved to ``WORKDIR/<name>``
+(the selector's folder keeps its old place, ``WORKDIR/selector``); :func:`scarceseg.store.training.train_from_store`
+decides what it learns from (the selector: the picks; the others: the saved masks).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from scarceseg.errors import InputError, ScarcesegError
+
+
+def method_choices() -> dict:
+    """``{"learners": [...], "refiners": [...]}``: name, kind and summary of each registered method."""
+    from scarceseg.methods.registry import listing
+
+    rows = listing()
+    return {"learners": [r for r in rows if r["kind"] == "segmenter"],
+            "refiners": [r for r in rows if r["kind"] == "refiner"]}
+
+
+def model_dir(workdir: Path, name: str) -> Path:
+    """Where the app keeps the learner or refiner ``name`` it trained: ``WORKDIR/<name>``."""
+    from scarceseg.methods.registry import names
+
+    if name not in names():
+        raise InputError(None, f"unknown method {name!r}; registered: {', '.join(names())}")
+    return Path(workdir) / name
+
+
+def open_refiner(workdir: Path, name: str | Path):
+    """The refiner ``name``: untrained ones (prior, min-cut) directly, trained ones from ``WORKDIR/<name>``; a
+    path that is not a registered name is a trained refiner's folder (``scarceseg serve --refiner MODEL``)."""
+    from scarceseg.methods.registry import get, load_refiner, names
+
+    if str(name) not in names("refiner"):
+        return load_refiner(name)
+    cls = get(str(name))
+    if getattr(cls, "untrained", False):
+        return cls()
+    folder = model_dir(workdir, name)
+    if not folder.is_dir():
+        raise InputError(None, f"no trained {name} refiner in this WORKDIR yet (train it first)")
+    return load_refiner(folder)
+
+
+def train_work(catalog, store, workdir: Path, name: str, episodes: int, seed: int = 0, user: str | None = None):
+    """A job function: train the learner ``name`` on the store (picks or saved masks); saved to WORKDIR/<name>."""
+    from scarceseg.methods.contract import Budget
+    from scarceseg.store.training import train_from_store
+
+    out = model_dir(workdir, name)
+
+    def work(job) -> dict:
+        job.message = f"training {name}"
+        result = train_from_store(name, workdir, store, catalog.load, out, who=user, budget=Budget(epochs=episodes),
+                                  seed=seed)
+        return {**result, "model": out.name, "method": name, "episodes": episodes}  # no server paths in answers
+
+    return work
+
+
+def segment_rest_work(catalog, store, workdir: Path, user: str, done_keys: Callable[[], set[str]], name: str,
+                      config: str = "fast", seed: int = 0):
+    """A job function: the trained learner ``name`` proposes a mask for every 2D case the user has not done.
+
+    Each mask is stored as kind ``"auto"`` for this user; the page shows it as a suggestion. Volumes are
+    skipped (they are edited slice by slice). A learner that proposes candidates (the selector) reuses the
+    proposals saved in WORKDIR and saves the ones it makes.
+    """
+    from scarceseg.methods.registry import load_model
+    from scarceseg.progress import track
+
+    def work(job) -> dict:
+        folder = model_dir(workdir, name)
+        if not folder.is_dir():
+            raise ScarcesegError(f"train the {name} learner first (no WORKDIR/{name} yet)")
+        model = load_model(folder, kind="segmenter")
+        if "proposals" in model.inference_options:
+            model.set_inference(proposals=_proposals(workdir, config, seed))
+        skip = done_keys()
+        todo = [c for c in catalog.case_ids if c not in skip]
+        written: dict[str, Any] = {}
+        skipped: dict[str, str] = {}
+        for case_id in track(todo, "segmenting the rest", enabled=False):
+            try:
+                case = catalog.load(case_id)
+                if case.ndim != 2:
+                    skipped[case_id] = "a volume: pick slice by slice"
+                    continue
+                prediction = model.predict(case)
+                note = {k: v for k, v in prediction.extra.items() if isinstance(v, int | float | str)}
+                store.save_mask(case_id, "auto", np.asarray(prediction.mask, dtype=bool), who=user,
+                                note=json.dumps({"method": name, **note}))
+                written[case_id] = prediction.extra.get("index")
+            except (ScarcesegError, ValueError) as exc:
+                skipped[case_id] = str(exc)
+        return {"segmented": len(written), "skipped": skipped, "method": name}
+
+    return work
+
+
+def _proposals(workdir: Path, config: str, seed: int):
+    """``case -> Proposal``: the one saved in WORKDIR, else a new one (saved)."""
+    from scarceseg.cluster.propose import list_proposals, load_proposal, propose_case, save_proposal
+
+    proposed = set(list_proposals(workdir))
+
+    def get(case):
+        if case.case_id in proposed:
+            return load_proposal(workdir, case.case_id)
+        proposal = propose_case(case, config, channels="flair", seed=seed)
+        save_proposal(proposal, workdir)
+        return proposal
+
+    return get
