@@ -223,3 +223,15 @@ def test_bench_metrics_noc_and_worse_share():
     assert row["worse_share"] == pytest.approx(1 / 3)
     assert row["median_ms_per_click"] == 20.0
     assert row["mean_dice_1"] == pytest.approx((0.86 + 0.9 + 0.6) / 3)
+
+
+def test_prior_refiners_are_reachable_by_name():
+    from scarceseg.methods.prior_refiners import make_refiner
+    from scarceseg.methods.prompted import resolve_refiner
+
+    assert isinstance(resolve_refiner("prior-mincut"), PriorMinCutRefiner)
+    assert isinstance(resolve_refiner("prior"), PriorPromptRefiner)
+    glob = make_refiner("prior-mincut-global")
+    assert glob.local is False and glob.name == "prior-mincut-global"
+    with pytest.raises(KeyError, match="unknown prior refiner"):
+        make_refiner("nope")

@@ -57,23 +57,23 @@ class FlatMinCutRefiner:
 
 def make_refiner(name: str, prior, itermrl_model: str | None = None):
     """A refiner of the benchmark by name: ``flat-mincut``, ``prior``, ``prior-mincut``, ``prior-itermrl``,
-    or ``<name>-global`` for the same without locality (the ablation)."""
-    from scarceseg.methods.prior_refiners import PRIOR_REFINERS
+    ``<name>-global`` for the same without locality (the ablation), or ``app-prior``
+    (:class:`scarceseg.prior.refine.PriorRepromptRefiner`)."""
+    from scarceseg.methods import prior_refiners
 
     if name == "flat-mincut":
         return FlatMinCutRefiner()
-    base, local = (name[: -len("-global")], False) if name.endswith("-global") else (name, True)
-    if base not in PRIOR_REFINERS:
-        raise ValueError(f"unknown refiner {name!r}; choose flat-mincut, {', '.join(PRIOR_REFINERS)} "
-                         "(or any of those with -global)")
-    kwargs = {"local": local}
-    if base == "prior":
-        kwargs["prior"] = prior
-    if base == "prior-itermrl":
-        kwargs["model"] = itermrl_model
-    refiner = PRIOR_REFINERS[base](**kwargs)
-    refiner.name = name
-    return refiner
+    if name == "app-prior":  # scarceseg.prior.refine's re-prompting refiner, as the app had it first
+        from scarceseg.prior.refine import PriorRepromptRefiner
+
+        refiner = PriorRepromptRefiner(prior=prior)
+        refiner.name = name
+        return refiner
+    options = {"model": itermrl_model} if name.startswith("prior-itermrl") else {}
+    try:
+        return prior_refiners.make_refiner(name, prior=prior, **options)
+    except KeyError as exc:
+        raise ValueError(f"{exc.args[0]}; or flat-mincut (the app's Min-Cut of today)") from None
 
 
 # ---- data -----------------------------------------------------------------------------------------

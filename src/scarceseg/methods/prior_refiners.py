@@ -313,7 +313,7 @@ class PriorIterMRLRefiner(_LocalRefiner):
             raise InputError(None, "prior-itermrl needs a trained IteR-MRL model: train one with "
                              f"`scarceseg bench itermrl` and pass its folder (or set {ITERMRL_ENV})")
         if isinstance(self.model, (str, os.PathLike)):
-            from scarceseg.interactive.refiners import load_refiner
+            from scarceseg.methods.registry import load_refiner
 
             self.model = load_refiner(self.model)
         return self.model
@@ -328,3 +328,21 @@ PRIOR_REFINERS: dict[str, type] = {
     "prior-mincut": PriorMinCutRefiner,
     "prior-itermrl": PriorIterMRLRefiner,
 }
+
+
+def make_refiner(name: str, prior: Any = None, **options: Any):
+    """A prior refiner by name (:data:`PRIOR_REFINERS`); ``<name>-global`` is the same without locality.
+
+    Raises
+    ------
+    KeyError
+        For a name that is not a prior refiner.
+    """
+    base, local = (name[: -len("-global")], False) if name.endswith("-global") else (name, True)
+    if base not in PRIOR_REFINERS:
+        raise KeyError(f"unknown prior refiner {name!r}; known: {', '.join(PRIOR_REFINERS)} (or with -global)")
+    if base == "prior" and prior is not None:
+        options["prior"] = prior
+    refiner = PRIOR_REFINERS[base](local=local, **options)
+    refiner.name = name
+    return refiner

@@ -162,7 +162,7 @@ def segment_prompted(data_dir: str | Path, out_dir: str | Path, prompts: str | P
 
 
 # ---- refiners by name ---------------------------------------------------------------------------------
-PRIOR_REFINERS = ("prior",)
+PRIOR_REFINERS = ("prior", "prior-mincut", "prior-itermrl")  # scarceseg.methods.prior_refiners
 
 
 def resolve_refiner(name: str | Path):
