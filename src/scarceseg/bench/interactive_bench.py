@@ -95,17 +95,19 @@ def load_slices(data: Path, every: int = 1, min_area: int | None = None, limit: 
     out = []
     count = 0
     for cid in ds.case_ids:
-        case = ds.load(cid)
-        image, target = _image_of(case), np.asarray(case.target, dtype=bool)
-        if image.ndim == 2:
-            pairs = [(cid, image, target)] if target.sum() >= (min_area or 1) else []
+        label = ds.load_label(cid)
+        if label is None:
+            continue
+        target = np.asarray(label) > 0
+        if target.ndim == 2:
+            keys = [None] if target.sum() >= (min_area or 1) else []
         else:
-            areas = target.reshape(target.shape[0], -1).sum(axis=1)
-            pairs = [(f"{cid}_z{z}", image[z], target[z]) for z in np.flatnonzero(areas >= (min_area or 100))]
-        for item in pairs:
-            if count % every == 0:
-                out.append(item)
-            count += 1
+            keys = list(np.flatnonzero(target.reshape(target.shape[0], -1).sum(axis=1) >= (min_area or 100)))
+        chosen = [k for i, k in enumerate(keys) if (count + i) % every == 0]
+        count += len(keys)
+        if chosen:  # the image is read only for a case with a chosen slice
+            image = _image_of(ds.load(cid))
+            out.extend((cid, image, target) if k is None else (f"{cid}_z{k}", image[k], target[k]) for k in chosen)
         if limit is not None and len(out) >= limit:
             break
     out = out[:limit]
@@ -238,8 +240,13 @@ def format_table(summary: dict) -> str:
 
 
 def bench_slices(prior, slices, refiners: dict, first: str = "box", n_clicks: int = 10,
-                 click_method: str = "vote", echo: Callable = print) -> tuple[dict, list[dict], dict]:
-    """Run every refiner on every slice; ``(summary, per_slice rows, curves)``."""
+                 click_method: str = "vote", echo: Callable = print,
+                 partial: Path | None = None) -> tuple[dict, list[dict], dict]:
+    """Run every refiner on every slice; ``(summary, per_slice rows, curves)``.
+
+    With ``partial``, the per-slice rows so far are rewritten there after every slice (an interrupted run
+    keeps what it measured).
+    """
     curves: dict = {name: [] for name in refiners}
     times: dict = {name: [] for name in refiners}
     rows = []
@@ -251,8 +258,13 @@ def bench_slices(prior, slices, refiners: dict, first: str = "box", n_clicks: in
             curves[name].append(d)
             times[name].extend(t)
             rows.append({"refiner": name, "slice": sid, **{f"dice_{k}": round(v, 5) for k, v in enumerate(d)}})
-        if (i + 1) % 10 == 0 or i + 1 == len(slices):
-            echo(f"  {i + 1}/{len(slices)} slices, {time.perf_counter() - t_start:.0f} s")
+        echo(f"  {i + 1}/{len(slices)} slices, {time.perf_counter() - t_start:.0f} s")
+        if partial is not None:
+            partial.parent.mkdir(parents=True, exist_ok=True)
+            with partial.open("w", newline="", encoding="utf-8") as fh:
+                w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+                w.writeheader()
+                w.writerows(rows)
     summary = {name: summarise(np.asarray(curves[name]), times[name]) for name in refiners}
     return summary, rows, curves
 
@@ -307,7 +319,8 @@ def run_interactive_bench(data: Path, out: Path | None = None, first: str = "box
             "title": f"{Path(data).name}, first gesture: {first}, every {every}th slice"}
     with torch_threads(threads):
         slices = load_slices(Path(data), every=every, limit=limit, echo=echo)
-        summary, rows, curves = bench_slices(prior, slices, made, first, n_clicks, click_method, echo)
+        summary, rows, curves = bench_slices(prior, slices, made, first, n_clicks, click_method, echo,
+                                             partial=None if out is None else Path(out) / "per_slice.partial.csv")
         result: dict = {"meta": meta, "summary": summary}
         echo(format_table(summary))
         if volumes:
