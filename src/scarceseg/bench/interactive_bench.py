@@ -186,6 +186,22 @@ def summarise(curves: np.ndarray, times: list[float]) -> dict:
     return row
 
 
+def summary_from_csv(path: Path) -> dict:
+    """Summaries (without timings) from a ``per_slice.csv`` or an interrupted run's ``per_slice.partial.csv``."""
+    with Path(path).open(encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    curves: dict = {}
+    for row in rows:
+        steps = sorted((int(k.split("_")[1]), float(v)) for k, v in row.items() if k.startswith("dice_"))
+        curves.setdefault(row["refiner"], []).append([v for _, v in steps])
+    out = {}
+    for name, c in curves.items():
+        row = summarise(np.asarray(c), [])
+        row.pop("median_ms_per_click")
+        out[name] = row
+    return out
+
+
 def write_outputs(out: Path, summary: dict, per_slice: list[dict], curves: dict, meta: dict) -> None:
     """summary.csv, summary.json, per_slice.csv and dice_vs_clicks.png in ``out``."""
     out.mkdir(parents=True, exist_ok=True)
@@ -234,8 +250,10 @@ def format_table(summary: dict) -> str:
     for name, r in summary.items():
         cells = [name, *(f"{r[f'mean_dice_{k}']:.3f}/{r[f'median_dice_{k}']:.3f}" for k in steps),
                  f"{r['noc85']:.2f}", f"{r['noc90']:.2f}", f"{100 * r['worse_share']:.1f}%",
-                 f"{r['median_ms_per_click']:.0f}"]
+                 f"{r['median_ms_per_click']:.0f}" if "median_ms_per_click" in r else "-"]
         lines.append(" | ".join(cells))
+    lines = [f"| {line} |" for line in lines]
+    lines.insert(1, "|" + "---|" * len(head))
     return "\n".join(lines)
 
 
