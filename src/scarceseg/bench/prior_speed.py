@@ -33,17 +33,32 @@ def run_click_bench(data: Path, every: int = 8, limit: int | None = None,
         prior = get_prior()
     scores: dict = {m: [] for m in ["box+5", *methods]}
     times: dict = {m: [] for m in methods}
+    partial = None if out is None else Path(out) / "click_methods.partial.jsonl"
+    if partial is not None:
+        partial.parent.mkdir(parents=True, exist_ok=True)
+        partial.write_text("", encoding="utf-8")
     with torch_threads(threads):
         slices = load_slices(Path(data), every=every, limit=limit, echo=echo)
-        for i, (_, image, target) in enumerate(slices):
+        for i, (sid, image, target) in enumerate(slices):
             prob, _ = first_gesture(prior, image, target, "box")
             scores["box+5"].append(dice(prob > 0.5, target))
             point = innermost_pixel(target)
+            done: dict = {}
             for m in methods:
                 t0 = time.perf_counter()
-                res = click_to_mask(prior, image, point, method=m)
-                times[m].append(1000 * (time.perf_counter() - t0))
+                if m == "vote" and {"reboxed", "grow"} <= done.keys():
+                    # vote = the better-scored of grow and reboxed: no new decoding (times add up)
+                    res = max(done["grow"][0], done["reboxed"][0], key=lambda r: r.score)
+                    ms = done["grow"][1] + done["reboxed"][1]
+                else:
+                    res = click_to_mask(prior, image, point, method=m)
+                    ms = 1000 * (time.perf_counter() - t0)
+                done[m] = (res, ms)
+                times[m].append(ms)
                 scores[m].append(dice(res.prob > 0.5, target))
+            if partial is not None:
+                with partial.open("a", encoding="utf-8") as fh:
+                    fh.write(json.dumps({"slice": sid, **{m: v[-1] for m, v in scores.items()}}) + "\n")
             echo(f"  {i + 1}/{len(slices)}")
     table = {m: {"mean_dice": float(np.mean(v)), "median_dice": float(np.median(v)), "slices": len(v),
                  "median_ms": float(np.median(times[m])) if m in times else None} for m, v in scores.items()}
