@@ -331,7 +331,8 @@ PRIOR_REFINERS: dict[str, type] = {
 
 
 def make_refiner(name: str, prior: Any = None, **options: Any):
-    """A prior refiner by name (:data:`PRIOR_REFINERS`); ``<name>-global`` is the same without locality.
+    """A prior refiner by name (:data:`PRIOR_REFINERS`); ``<name>-global`` is the same without locality,
+    ``<name>-fixed`` the same with a fixed reach (``radius``, 48 px) instead of one scaled by the click's depth.
 
     Raises
     ------
@@ -339,6 +340,8 @@ def make_refiner(name: str, prior: Any = None, **options: Any):
         For a name that is not a prior refiner.
     """
     base, local = (name[: -len("-global")], False) if name.endswith("-global") else (name, True)
+    if base.endswith("-fixed"):  # a fixed reach (radius) instead of one scaled by the click's depth
+        base, options["scale"] = base[: -len("-fixed")], None
     if base not in PRIOR_REFINERS:
         raise KeyError(f"unknown prior refiner {name!r}; known: {', '.join(PRIOR_REFINERS)} (or with -global)")
     if base == "prior" and prior is not None:
