@@ -254,6 +254,50 @@ def train_unet_cmd(
         typer.echo(f"final training loss {result['final_loss']:.4f}")
 
 
+def _fewshot_command(name: str, help_text: str):
+    """``train prior-fewshot`` / ``train fewshot``: N-shot choice, a wall-clock budget, the model folder."""
+
+    @_friendly
+    def command(
+        data: Path = typer.Option(..., "--data", help="Labelled data set folder."),
+        out: Path = typer.Option(..., "--out", help="Model folder."),
+        n_shot: int = typer.Option(10, "--n-shot", help="Train on N slices from N distinct patients (the slice "
+                                                        "with the largest lesion of each)."),
+        cases: Path | None = typer.Option(None, "--cases", help="Text file with one training case id per line "
+                                                                 "(instead of --n-shot)."),
+        seed: int = typer.Option(0, "--seed"),
+        budget_seconds: float | None = typer.Option(None, "--budget-seconds", help="Wall-clock limit of training "
+                                                                                   "(encoding included)."),
+        steps: int | None = typer.Option(None, "--steps", min=1, help="Override the number of decoder updates."),
+        layout: str | None = typer.Option(None, "--layout"),
+    ) -> None:
+        import sys
+
+        from scarceseg.datasets import n_shot as choose_n_shot
+        from scarceseg.datasets import open_dataset
+        from scarceseg.methods.prior_fewshot import FewShotConfig, train_fewshot_from_dataset
+
+        if cases is not None:
+            ids = [line.strip() for line in cases.read_text(encoding="utf-8").splitlines() if line.strip()]
+        else:
+            ids = choose_n_shot(open_dataset(data, layout=layout), n_shot, seed=seed, pick="largest")
+        cfg = FewShotConfig() if steps is None else FewShotConfig(steps=steps)
+        result = train_fewshot_from_dataset(data, ids, out, config=cfg, seed=seed, layout=layout,
+                                            budget_seconds=budget_seconds, progress=sys.stderr.isatty(),
+                                            method_name=name)
+        typer.echo(f"trained {name} on {len(ids)} cases ({result['steps']} steps, {result['seconds']:.0f} s); "
+                   f"saved to {out}")
+
+    command.__doc__ = help_text
+    return command
+
+
+_FEWSHOT_HELP = ("Few-shot learner on the pretrained prior: a fine-tuned LiteMedSAM decoder finds the lesion, "
+                 "its box prompts the prior.")
+train_app.command("fewshot")(_fewshot_command("fewshot", _FEWSHOT_HELP + " The recommended learner for few labels."))
+train_app.command("prior-fewshot")(_fewshot_command("prior-fewshot", _FEWSHOT_HELP))
+
+
 @train_app.command("acwe")
 @_friendly
 def train_acwe_cmd(
@@ -367,6 +411,8 @@ def segment(
                                                              "(with --prompt: default the LiteMedSAM prior)."),
     data: Path = typer.Option(..., "--data", help="Data set folder (or folder of images) to segment."),
     out: Path = typer.Option(..., "--out", help="Folder for <case_id>.png (2D) / .nii.gz (3D) masks."),
+    mask_format: str = typer.Option("auto", "--format", help="Mask files: auto (PNG for 2D, NIfTI for 3D) or "
+                                                             "dicom-seg (<case_id>.dcm; the input must be DICOM)."),
     prompt: Path | None = typer.Option(None, "--prompt", help="boxes.json {case: {y0,x0,y1,x1[,z]}} or clicks.json "
                                                               "{case: [y, x]}: prompted segmentation with the prior."),
     mode: str = typer.Option("automatic", "--mode", help="Selector: automatic (default) or one-click."),
@@ -380,17 +426,21 @@ def segment(
 ) -> None:
     """Segment new images: from a box or click per case with the prior (--prompt), or with a trained model."""
     from scarceseg.errors import ScarcesegError
+    from scarceseg.io.writers import MASK_FORMATS
 
+    if mask_format not in MASK_FORMATS:
+        raise ScarcesegError(f"--format must be one of {', '.join(MASK_FORMATS)}, got {mask_format!r}")
     if prompt is not None:
         if model is not None:
             raise ScarcesegError("--prompt uses the LiteMedSAM prior; leave out --model")
         from scarceseg.methods.prompted import segment_prompted
 
-        summary = segment_prompted(data, out, prompt, layout=layout, progress=True, force=force)
+        summary = segment_prompted(data, out, prompt, layout=layout, progress=True, force=force,
+                                   mask_format=mask_format)
     elif model is None:
         raise ScarcesegError("give --model MODEL_FOLDER, or --prompt FILE to segment from boxes or clicks")
     else:
-        summary = _segment_with_model(model, data, out, mode, points, action_maps, layout, seed, force)
+        summary = _segment_with_model(model, data, out, mode, points, action_maps, layout, seed, force, mask_format)
     for case_id, reason in summary.get("skipped") or []:
         typer.echo(f"  skipped {case_id}: {reason}")
     for note in summary.get("notes") or []:
@@ -403,7 +453,7 @@ def segment(
 
 
 def _segment_with_model(model: Path, data: Path, out: Path, mode: str, points, action_maps: bool, layout, seed: int,
-                        force: bool) -> dict:
+                        force: bool, mask_format: str = "auto") -> dict:
     """`segment --model`: the registered method that the folder's method.json names (old folders: config.json)."""
     from scarceseg.methods.folder import segment_folder
     from scarceseg.methods.registry import load_model
@@ -420,7 +470,7 @@ def _segment_with_model(model: Path, data: Path, out: Path, mode: str, points, a
         options["seed"] = seed
     if options:
         segmenter.set_inference(**options)
-    return segment_folder(segmenter, data, out, layout=layout, progress=True, force=force)
+    return segment_folder(segmenter, data, out, layout=layout, progress=True, force=force, mask_format=mask_format)
 
 
 @app.command("cluster")
@@ -507,13 +557,19 @@ def serve_cmd(
     episodes: int = typer.Option(300, "--episodes", min=1, help="Episodes of the 'train selector' button "
                                                                 "(the paper's 300, as `train selector`)."),
     layout: str | None = typer.Option(None, "--layout", help="Data set layout (default: detect, else plain files)."),
+    save_format: str = typer.Option("auto", "--format", help="What 'save' writes: auto (PNG/NIfTI) or dicom-seg "
+                                                             "(a DICOM SEG; the input must be DICOM)."),
 ) -> None:
     """Open FOLDER in the browser: propose, pick, refine with clicks, undo, save, train, segment the rest."""
+    from scarceseg.errors import ScarcesegError
+    from scarceseg.io.writers import MASK_FORMATS
     from scarceseg.store.picking import default_user
     from scarceseg.web.app import ServerConfig, serve
 
+    if save_format not in MASK_FORMATS:
+        raise ScarcesegError(f"--format must be one of {', '.join(MASK_FORMATS)}, got {save_format!r}")
     config = ServerConfig(folder=folder, workdir=workdir, user=user or default_user(), token=token,
-                          refiner=refiner, episodes=episodes, layout=layout)
+                          refiner=refiner, episodes=episodes, layout=layout, save_format=save_format)
     serve(config, host=host, port=port, echo=typer.echo)
 
 

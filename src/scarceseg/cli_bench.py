@@ -241,3 +241,25 @@ def bench_prior_speed(
     from scarceseg.bench.prior_speed import run_speed_bench
 
     run_speed_bench(repeats=repeats, threads=threads, size=size, echo=typer.echo)
+
+
+@bench_app.command("fewshot")
+@_friendly
+def bench_fewshot(
+    data: Path = typer.Option(Path("../shared/data/lgg"), "--data", help="LGG-layout data set."),
+    out: Path = typer.Option(Path("bench_out/fewshot"), "--out"),
+    shots: list[int] = typer.Option([10], "--shots", help="Labelled slices (one per patient); repeat for several."),
+    seeds: int = typer.Option(3, "--seeds", help="Seeds 0..N-1 (each a different set of training patients)."),
+    every: int = typer.Option(2, "--every", help="Every K-th slice of the held-out patients is a test slice."),
+    test_slices: int = typer.Option(100, "--test-slices", help="At most this many test slices (thinned evenly)."),
+    methods: str = typer.Option("fewshot,unet", "--methods", help="Comma-separated: fewshot, unet."),
+    unet_epochs: int = typer.Option(40, "--unet-epochs", help="Epochs of the fair U-Net (its CPU budget)."),
+    steps: int | None = typer.Option(None, "--steps", help="Override the few-shot learner's decoder updates."),
+    cache: Path | None = typer.Option(None, "--cache", help="Embedding cache folder (default OUT/emb_cache)."),
+) -> None:
+    """The few-shot prior learner vs the fair U-Net on the same slices: per-seed Dice, paired test, timing."""
+    from scarceseg.bench.fewshot_bench import run_fewshot_bench
+
+    run_fewshot_bench(data, out, shots=shots, seeds=seeds, every=every, test_slices=test_slices,
+                      methods=[m.strip() for m in methods.split(",") if m.strip()], unet_epochs=unet_epochs,
+                      steps=steps, cache_dir=cache, progress=sys.stderr.isatty(), log=typer.echo)

@@ -14,7 +14,7 @@ import typer
 from scarceseg.cli_util import friendly as _friendly
 
 #: registered names whose train command is written out in scarceseg.cli (paper-specific options)
-SPECIAL = ("unet", "acwe", "pixeldrl", "selector")
+SPECIAL = ("unet", "acwe", "pixeldrl", "selector", "fewshot", "prior-fewshot")
 
 
 def _generic_train(name: str, summary: str):

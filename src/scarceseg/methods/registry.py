@@ -39,6 +39,10 @@ METHODS: dict[str, Entry] = {
                   "ACWE ConvNet: Chan-Vese energy as the loss, optional labels (paper 003)"),
     "pixeldrl": Entry("segmenter", "scarceseg.methods.adapters:PixelDRLMethod",
                       "PixelDRL-MG: pixel agents writing the mask, PA3C (paper 004)"),
+    "fewshot": Entry("segmenter", "scarceseg.methods.prior_fewshot_method:FewShotMethod",
+                     "recommended for few labels: today prior-fewshot"),
+    "prior-fewshot": Entry("segmenter", "scarceseg.methods.prior_fewshot_method:PriorFewShotMethod",
+                           "fine-tuned LiteMedSAM decoder finds the lesion, its box prompts the prior"),
     "selector": Entry("segmenter", "scarceseg.methods.selector_method:SelectorMethod",
                       "UDC proposals + DQN selector trained on picks (paper 000)"),
     "jule": Entry("segmenter", "scarceseg.methods.jule:JuleMethod",
@@ -53,6 +57,8 @@ METHODS: dict[str, Entry] = {
                     "Boykov-Jolly interactive graph cut (untrained)"),
     "prior": Entry("refiner", "scarceseg.methods.refiner_methods:PriorMethod",
                    "LiteMedSAM prior re-prompted with the mask's box and the clicks (pretrained, not trained here)"),
+    "prior-mincut": Entry("refiner", "scarceseg.methods.refiner_methods:PriorMinCutMethod",
+                          "graph cut on the prior's probabilities, changes kept local to the newest click"),
     "udc": Entry("proposer", "scarceseg.methods.proposer_methods:UDCProposer",
                  "SLIC superpixels + clustering CNN candidates (paper 000)"),
 }
@@ -60,6 +66,7 @@ METHODS: dict[str, Entry] = {
 #: config.json "format" of folders written before method.json -> registered name
 LEGACY_FORMATS: dict[str, str] = {
     "scarceseg.unet_baseline": "unet",
+    "scarceseg.prior_fewshot": "prior-fewshot",
     "scarceseg.acwe": "acwe",
     "scarceseg.pixeldrl": "pixeldrl",
     "scarceseg-udc-rl-selector": "selector",

@@ -1,0 +1,225 @@
+"""``scarceseg bench fewshot``: the few-shot prior learner against the fair U-Net on the same few slices.
+
+Patients are split once (seed 0, 70 % / 30 %). For each seed, ``shots`` labelled slices come from ``shots``
+distinct patients of the 70 % (the slice with the largest lesion of each, as a user would pick); the test
+slices are every ``every``-th slice of the 30 % patients, thinned evenly to at most ``test_slices``. No
+patient is ever in both. Both methods see the same training slices; the U-Net gets the fair recipe
+(:meth:`scarceseg.methods.unet_baseline.UNetConfig.fair`) with ``unet_epochs`` epochs, chosen to match the
+few-shot learner's CPU time. Per seed: mean Dice of each; over all (seed, slice) pairs: a paired
+comparison (:func:`scarceseg.metrics.stats.paired_comparison`).
+
+Embeddings are cached (float16 ``.npy``) in ``cache_dir`` so every seed and a re-run reuse them.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from scarceseg.datasets import n_shot, open_dataset, split_patients
+from scarceseg.datasets.splits import check_disjoint
+
+METHODS = ("fewshot", "unet")
+FIELDS = ("method", "shots", "seed", "case_id", "dice", "pred_area", "true_area", "seconds")
+
+
+def plan(data: str | Path, shots: int, seeds: Sequence[int], every: int = 2, test_slices: int = 100,
+         layout: str | None = None) -> dict:
+    """The slices of the bench: ``{"train": {seed: [ids]}, "test": [ids]}``, patient-disjoint."""
+    ds = open_dataset(data, layout=layout)
+    parts = split_patients(ds, (0.7, 0.3), seed=0)
+    test = parts["test"][:: max(1, int(every))]
+    if len(test) > test_slices:
+        test = [test[int(i)] for i in np.linspace(0, len(test) - 1, test_slices).round()]
+    train = {int(s): n_shot(ds, shots, seed=int(s), pool=parts["train"], pick="largest") for s in seeds}
+    for ids in train.values():
+        check_disjoint({"train": ids, "test": test}, ds)
+    return {"dataset": ds, "train": train, "test": test}
+
+
+def _dice(pred: np.ndarray, truth: np.ndarray) -> float:
+    from scarceseg.metrics import dice
+
+    return float(dice(pred, truth))
+
+
+def run_fewshot_bench(data: str | Path, out: str | Path, shots: Sequence[int] = (10,), seeds: int = 3,
+                      every: int = 2, test_slices: int = 100, methods: Sequence[str] = METHODS,
+                      unet_epochs: int = 40, steps: int | None = None, cache_dir: str | Path | None = None,
+                      layout: str | None = None, progress: bool = False, log=print) -> dict:
+    """Train and test every method for every (shots, seed) on a data set; see :func:`bench_cases`."""
+    groups = []
+    for k in shots:
+        p = plan(data, k, range(seeds), every=every, test_slices=test_slices, layout=layout)
+        ds = p["dataset"]
+        log(f"{k} shots: {len(p['test'])} test slices of {len({ds.patient_of(c) for c in p['test']})} other "
+            f"patients")
+        groups.append((k, {s: [ds.load(c) for c in ids] for s, ids in p["train"].items()},
+                       [ds.load(c) for c in p["test"]]))
+    settings = {"data": str(data), "shots": list(shots), "seeds": seeds, "every": every,
+                "test_slices": test_slices, "unet_epochs": unet_epochs, "steps": steps}
+    return bench_cases(groups, out, methods=methods, unet_epochs=unet_epochs, steps=steps, cache_dir=cache_dir,
+                       progress=progress, log=log, settings=settings)
+
+
+def bench_cases(groups, out: str | Path, methods: Sequence[str] = METHODS, unet_epochs: int = 40,
+                steps: int | None = None, cache_dir: str | Path | None = None, progress: bool = False, log=print,
+                settings: dict | None = None, device: str = "cpu", variants: dict[str, dict] | None = None) -> dict:
+    """The bench on cases in hand: ``groups`` is ``[(shots, {seed: [train Case]}, [test Case]), ...]``.
+
+    Writes ``per_slice.csv`` (one row per method, shots, seed and test slice) and ``summary.json``. The
+    few-shot learner's localiser alone is reported as ``fewshot-localiser``; ``variants`` (name -> config
+    overrides) are other few-shot configs, trained and tested on the first group only.
+    """
+    from scarceseg.methods.prior_fewshot import EmbeddingStore, FewShotConfig, PriorFewShot
+    from scarceseg.methods.unet_baseline import UNetBaseline, UNetConfig, select_channels
+
+    unknown = sorted(set(methods) - set(METHODS))
+    if unknown:
+        raise ValueError(f"unknown bench methods {unknown}; choose from {METHODS}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    store = EmbeddingStore(folder=Path(cache_dir) if cache_dir else out / "emb_cache")
+    rows: list[dict] = []
+    timings: list[dict] = []
+    for k, train_sets, tests in groups:
+        for seed, train in train_sets.items():
+            learners = {"fewshot": {}} if "fewshot" in methods else {}
+            if groups and k == groups[0][0]:
+                learners.update({f"fewshot-{name}": over for name, over in (variants or {}).items()})
+            for name, over in learners.items():
+                base = FewShotConfig() if steps is None else FewShotConfig(steps=steps)
+                model = PriorFewShot(FewShotConfig.from_dict({**base.to_dict(), **over}), store=store, device=device)
+                c0 = time.process_time()
+                hist = model.fit(train, seed=seed, progress=progress)
+                timings.append({"method": name, "shots": k, "seed": seed, "train_seconds": hist["seconds"],
+                                "train_cpu_seconds": time.process_time() - c0, "encode_seconds":
+                                hist["encode_seconds"], "steps": hist["steps"]})
+                for case in tests:
+                    t1 = time.perf_counter()
+                    pred = model.predict(case)
+                    rows.append(_row(name, k, seed, case, pred.mask, time.perf_counter() - t1))
+                    loc = pred.extra.get("localiser_mask")
+                    rows.append(_row(f"{name}-localiser", k, seed, case,
+                                     np.zeros_like(pred.mask) if loc is None else loc, 0.0))
+                log(f"  {k} shots, seed {seed}, {name}: mean Dice {_mean(rows, name, k, seed):.3f}, localiser "
+                    f"{_mean(rows, name + '-localiser', k, seed):.3f} (trained in {hist['seconds']:.0f} s)")
+            if "unet" in methods:
+                cfg = UNetConfig.from_dict({**UNetConfig.fair().to_dict(), "epochs": unet_epochs})
+                unet = UNetBaseline(cfg, device=device)
+                c0 = time.process_time()
+                hist = unet.fit([select_channels(c, "flair") for c in train], [c.target for c in train], seed=seed,
+                                progress=progress)
+                timings.append({"method": "unet", "shots": k, "seed": seed, "train_seconds": hist["seconds"],
+                                "train_cpu_seconds": time.process_time() - c0, "steps": hist["steps"]})
+                for case in tests:
+                    t1 = time.perf_counter()
+                    mask = unet.predict(select_channels(case, "flair"))[1]
+                    rows.append(_row("unet", k, seed, case, mask, time.perf_counter() - t1))
+                log(f"  {k} shots, seed {seed}, unet: mean Dice {_mean(rows, 'unet', k, seed):.3f} "
+                    f"(trained in {hist['seconds']:.0f} s)")
+            _write_rows(out / "per_slice.csv", rows)
+    summary = summarise(rows, timings)
+    summary["settings"] = settings or {}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    log(format_table(summary))
+    return summary
+
+
+def evaluate_volume(model, volume, spacing=(1.0, 1.0, 1.0)) -> dict:
+    """Segment every axial slice of a volume and measure what an automatic method must get right.
+
+    Parameters
+    ----------
+    model : PriorFewShot (or anything with ``predict(image (Y, X)) -> .mask``)
+    volume : Case
+        3D case, image ``(C, Z, Y, X)`` (the prior's channel is picked by the model) and label ``(Z, Y, X)``.
+
+    Returns
+    -------
+    dict
+        ``dice`` (3D, whole volume), ``n_slices``, ``n_lesion_free``, ``fp_slices`` (lesion-free slices with
+        any predicted voxel), ``fp_voxels`` and ``fp_ml`` (predicted volume on lesion-free slices).
+    """
+    from scarceseg.datasets.slices import slice_case
+
+    truth = np.asarray(volume.target, dtype=bool)
+    pred = np.zeros_like(truth)
+    for z in range(truth.shape[0]):
+        pred[z] = model.predict(slice_case(volume, z)).mask
+    free = ~truth.any(axis=(1, 2))
+    fp_voxels = int(pred[free].sum())
+    voxel_ml = float(np.prod(spacing)) / 1000.0
+    return {"case_id": volume.case_id, "dice": _dice(pred, truth), "n_slices": int(truth.shape[0]),
+            "n_lesion_free": int(free.sum()), "fp_slices": int(pred[free].any(axis=(1, 2)).sum()),
+            "fp_voxels": fp_voxels, "fp_ml": round(fp_voxels * voxel_ml, 3),
+            "pred_ml": round(float(pred.sum()) * voxel_ml, 3), "true_ml": round(float(truth.sum()) * voxel_ml, 3)}
+
+
+def _row(method: str, shots: int, seed: int, case, mask: np.ndarray, seconds: float) -> dict:
+    truth = case.target
+    return {"method": method, "shots": shots, "seed": seed, "case_id": case.case_id,
+            "dice": _dice(mask, truth), "pred_area": int(np.count_nonzero(mask)),
+            "true_area": int(np.count_nonzero(truth)), "seconds": round(seconds, 4)}
+
+
+def _mean(rows, method, shots, seed) -> float:
+    return float(np.mean([r["dice"] for r in rows if (r["method"], r["shots"], r["seed"]) == (method, shots, seed)]))
+
+
+def _write_rows(path: Path, rows: list[dict]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def summarise(rows: Sequence[dict], timings: Sequence[dict] = ()) -> dict:
+    """Per (method, shots): per-seed mean Dice, their mean ± sd; paired fewshot - unet over (seed, slice)."""
+    from scarceseg.metrics.stats import paired_comparison
+
+    table = []
+    keys = sorted({(r["method"], int(r["shots"])) for r in rows})
+    for method, k in keys:
+        mine = [r for r in rows if r["method"] == method and int(r["shots"]) == k]
+        seeds = sorted({int(r["seed"]) for r in mine})
+        per_seed = [float(np.mean([float(r["dice"]) for r in mine if int(r["seed"]) == s])) for s in seeds]
+        secs = [float(r["seconds"]) for r in mine]
+        train = [t for t in timings if t["method"] == method and t["shots"] == k]
+        sd = float(np.std(per_seed, ddof=1)) if len(seeds) > 1 else 0.0
+        table.append({"method": method, "shots": k, "seeds": seeds, "per_seed": per_seed,
+                      "mean": float(np.mean(per_seed)), "sd": sd,
+                      "n_slices": len(mine) // max(len(seeds), 1),
+                      "slices_per_second": len(secs) / sum(secs) if sum(secs) > 0 else None,
+                      "train_seconds": [round(t["train_seconds"], 1) for t in train],
+                      "train_cpu_seconds": [round(t["train_cpu_seconds"], 1) for t in train]})
+    paired = {}
+    for k in sorted({int(r["shots"]) for r in rows}):
+        a = {(int(r["seed"]), r["case_id"]): float(r["dice"]) for r in rows
+             if r["method"] == "fewshot" and int(r["shots"]) == k}
+        b = {(int(r["seed"]), r["case_id"]): float(r["dice"]) for r in rows
+             if r["method"] == "unet" and int(r["shots"]) == k}
+        common = sorted(a.keys() & b.keys())
+        if len(common) >= 2:
+            paired[str(k)] = paired_comparison([a[c] for c in common], [b[c] for c in common], n_boot=2000)
+    return {"table": table, "paired_fewshot_minus_unet": paired, "timings": list(timings)}
+
+
+def format_table(summary: dict) -> str:
+    """A plain-text table of :func:`summarise`'s output."""
+    lines = ["method   shots  mean Dice ± sd (per seed)                 slices/s  train s (per seed)"]
+    for t in summary["table"]:
+        per = ", ".join(f"{v:.3f}" for v in t["per_seed"])
+        sps = f"{t['slices_per_second']:.2f}" if t["slices_per_second"] else "-"
+        lines.append(f"{t['method']:<8} {t['shots']:>5}  {t['mean']:.3f} ± {t['sd']:.3f} ({per})".ljust(58)
+                     + f" {sps:>8}  {t['train_seconds']}")
+    for k, p in summary["paired_fewshot_minus_unet"].items():
+        lines.append(f"{k} shots, fewshot - unet over {p['n']} (seed, slice) pairs: {p['mean_diff']:+.3f} "
+                     f"[{p['ci_low']:+.3f}, {p['ci_high']:+.3f}], Wilcoxon p = {p['p_wilcoxon']:.2g}, "
+                     f"t-test p = {p['p_ttest']:.2g}")
+    return "\n".join(lines)

