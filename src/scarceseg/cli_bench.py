@@ -191,6 +191,63 @@ def bench_pixeldrl(
                        command="scarceseg " + " ".join(sys.argv[1:]))
 
 
+@bench_app.command("interactive")
+@_friendly
+def bench_interactive(
+    data: Path = typer.Option(Path("../shared/data/lgg"), "--data", help="LGG, BRATS, LA 2018 or pairs folder."),
+    first: str = typer.Option("box", "--first", help="First gesture: box (truth box + 5 px) or click."),
+    refiner: list[str] = typer.Option(["flat-mincut", "prior", "prior-mincut"], "--refiner",
+                                      help="flat-mincut, prior, prior-mincut, prior-itermrl (+ '-global': "
+                                           "without locality); repeat for several."),
+    clicks: int = typer.Option(10, "--clicks", min=0, help="NoC-robot clicks after the first gesture."),
+    out: Path | None = typer.Option(None, "--out", help="Write CSV, JSON and the plot here."),
+    every: int = typer.Option(1, "--every", min=1, help="Use every K-th slice with a lesion."),
+    limit: int | None = typer.Option(None, "--limit", help="At most N slices."),
+    volumes: bool = typer.Option(False, "--volumes", help="Also box + propagation + 5 clicks per volume (3D)."),
+    volume_limit: int | None = typer.Option(None, "--volume-limit", help="At most N volumes."),
+    click_method: str = typer.Option("vote", "--click-method", help="Click -> mask strategy for --first click."),
+    itermrl_model: str | None = typer.Option(None, "--itermrl-model", help="IteR-MRL folder for prior-itermrl."),
+    threads: int = typer.Option(1, "--threads", min=1, help="Torch threads (1 is faster on a loaded machine)."),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Robot-user benchmark of the prior's refiners (issue 13's protocol): Dice per click, NoC, worse share."""
+    from scarceseg.bench.interactive_bench import run_interactive_bench
+
+    run_interactive_bench(data, out=out, first=first, refiners=refiner, n_clicks=clicks, every=every, limit=limit,
+                          volumes=volumes, volume_limit=volume_limit, click_method=click_method,
+                          itermrl_model=itermrl_model, threads=threads, seed=seed, echo=typer.echo)
+
+
+@bench_app.command("prior-click")
+@_friendly
+def bench_prior_click(
+    data: Path = typer.Option(Path("../shared/data/lgg"), "--data"),
+    every: int = typer.Option(8, "--every", min=1, help="Use every K-th slice with a lesion."),
+    limit: int | None = typer.Option(None, "--limit"),
+    method: list[str] = typer.Option([], "--method", help="Strategies to compare (default: all)."),
+    out: Path | None = typer.Option(None, "--out"),
+    threads: int = typer.Option(1, "--threads", min=1),
+) -> None:
+    """One click at the truth's innermost pixel -> mask, by each strategy; the truth box + 5 px beside."""
+    from scarceseg.bench.prior_speed import run_click_bench
+
+    run_click_bench(data, every=every, limit=limit, methods=method or None, out=out, threads=threads,
+                    echo=typer.echo)
+
+
+@bench_app.command("prior-speed")
+@_friendly
+def bench_prior_speed(
+    repeats: int = typer.Option(5, "--repeats", min=1),
+    threads: int = typer.Option(2, "--threads", min=1),
+    size: int = typer.Option(256, "--size", min=16),
+) -> None:
+    """The prior's speed: embedding, box -> mask and click -> mask, with the load average beside."""
+    from scarceseg.bench.prior_speed import run_speed_bench
+
+    run_speed_bench(repeats=repeats, threads=threads, size=size, echo=typer.echo)
+
+
 @bench_app.command("fewshot")
 @_friendly
 def bench_fewshot(
