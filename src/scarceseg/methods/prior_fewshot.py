@@ -261,8 +261,8 @@ class PriorFewShot:
         n = len(pairs)
         history: dict = {"loss": [], "steps": 0, "seed": seed, "encode_seconds": encode_seconds, "n_train": n}
         sparse, dense, image_pe = self._prompt(embs[0])  # same-sized slices share the prompt
-        from scarceseg.bench.progress import track
         from scarceseg.nets.runtime import deterministic
+        from scarceseg.progress import track
 
         with torch.random.fork_rng(devices=[]), deterministic():
             torch.manual_seed(seed)
