@@ -285,7 +285,7 @@ def test_msd_nnunet_channel_files(tmp_path):
 
 
 def test_layouts_dict_is_explicit():
-    assert set(LAYOUTS) == {"lgg", "brats", "h5", "msd", "pairs", "files"}
+    assert set(LAYOUTS) == {"lgg", "brats", "h5", "msd", "pairs", "dicom", "files"}
     assert all(layout.name == key for key, layout in LAYOUTS.items())
 
 

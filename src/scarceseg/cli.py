@@ -411,6 +411,8 @@ def segment(
                                                              "(with --prompt: default the LiteMedSAM prior)."),
     data: Path = typer.Option(..., "--data", help="Data set folder (or folder of images) to segment."),
     out: Path = typer.Option(..., "--out", help="Folder for <case_id>.png (2D) / .nii.gz (3D) masks."),
+    mask_format: str = typer.Option("auto", "--format", help="Mask files: auto (PNG for 2D, NIfTI for 3D) or "
+                                                             "dicom-seg (<case_id>.dcm; the input must be DICOM)."),
     prompt: Path | None = typer.Option(None, "--prompt", help="boxes.json {case: {y0,x0,y1,x1[,z]}} or clicks.json "
                                                               "{case: [y, x]}: prompted segmentation with the prior."),
     mode: str = typer.Option("automatic", "--mode", help="Selector: automatic (default) or one-click."),
@@ -424,17 +426,21 @@ def segment(
 ) -> None:
     """Segment new images: from a box or click per case with the prior (--prompt), or with a trained model."""
     from scarceseg.errors import ScarcesegError
+    from scarceseg.io.writers import MASK_FORMATS
 
+    if mask_format not in MASK_FORMATS:
+        raise ScarcesegError(f"--format must be one of {', '.join(MASK_FORMATS)}, got {mask_format!r}")
     if prompt is not None:
         if model is not None:
             raise ScarcesegError("--prompt uses the LiteMedSAM prior; leave out --model")
         from scarceseg.methods.prompted import segment_prompted
 
-        summary = segment_prompted(data, out, prompt, layout=layout, progress=True, force=force)
+        summary = segment_prompted(data, out, prompt, layout=layout, progress=True, force=force,
+                                   mask_format=mask_format)
     elif model is None:
         raise ScarcesegError("give --model MODEL_FOLDER, or --prompt FILE to segment from boxes or clicks")
     else:
-        summary = _segment_with_model(model, data, out, mode, points, action_maps, layout, seed, force)
+        summary = _segment_with_model(model, data, out, mode, points, action_maps, layout, seed, force, mask_format)
     for case_id, reason in summary.get("skipped") or []:
         typer.echo(f"  skipped {case_id}: {reason}")
     for note in summary.get("notes") or []:
@@ -447,7 +453,7 @@ def segment(
 
 
 def _segment_with_model(model: Path, data: Path, out: Path, mode: str, points, action_maps: bool, layout, seed: int,
-                        force: bool) -> dict:
+                        force: bool, mask_format: str = "auto") -> dict:
     """`segment --model`: the registered method that the folder's method.json names (old folders: config.json)."""
     from scarceseg.methods.folder import segment_folder
     from scarceseg.methods.registry import load_model
@@ -464,7 +470,7 @@ def _segment_with_model(model: Path, data: Path, out: Path, mode: str, points, a
         options["seed"] = seed
     if options:
         segmenter.set_inference(**options)
-    return segment_folder(segmenter, data, out, layout=layout, progress=True, force=force)
+    return segment_folder(segmenter, data, out, layout=layout, progress=True, force=force, mask_format=mask_format)
 
 
 @app.command("cluster")
@@ -551,13 +557,19 @@ def serve_cmd(
     episodes: int = typer.Option(300, "--episodes", min=1, help="Episodes of the 'train selector' button "
                                                                 "(the paper's 300, as `train selector`)."),
     layout: str | None = typer.Option(None, "--layout", help="Data set layout (default: detect, else plain files)."),
+    save_format: str = typer.Option("auto", "--format", help="What 'save' writes: auto (PNG/NIfTI) or dicom-seg "
+                                                             "(a DICOM SEG; the input must be DICOM)."),
 ) -> None:
     """Open FOLDER in the browser: propose, pick, refine with clicks, undo, save, train, segment the rest."""
+    from scarceseg.errors import ScarcesegError
+    from scarceseg.io.writers import MASK_FORMATS
     from scarceseg.store.picking import default_user
     from scarceseg.web.app import ServerConfig, serve
 
+    if save_format not in MASK_FORMATS:
+        raise ScarcesegError(f"--format must be one of {', '.join(MASK_FORMATS)}, got {save_format!r}")
     config = ServerConfig(folder=folder, workdir=workdir, user=user or default_user(), token=token,
-                          refiner=refiner, episodes=episodes, layout=layout)
+                          refiner=refiner, episodes=episodes, layout=layout, save_format=save_format)
     serve(config, host=host, port=port, echo=typer.echo)
 
 

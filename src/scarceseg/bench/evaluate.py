@@ -1,7 +1,8 @@
 """Evaluate a folder of predicted masks against a data set's truth (``scarceseg evaluate``).
 
 Predictions are named ``<case_id>.png`` (2D) or ``<case_id>.nii.gz`` / ``<case_id>.nii`` (3D), the way
-every scarceseg method writes them. Cases without a prediction, predictions without a case and cases
+every scarceseg method writes them, or ``<case_id>.dcm`` (a DICOM SEG of a DICOM case, ``segment --format
+dicom-seg``). Cases without a prediction, predictions without a case and cases
 that cannot be read are listed (every one of them), never silently dropped; the metrics are computed on
 the rest. A case whose image cannot be read but whose truth mask can is still scored, from the mask alone
 (distances then in pixels). HD95 and ASSD are in mm when the spacing is known, else in px; the table says
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from scarceseg.errors import InputError, ScarcesegError
 
-PRED_ENDINGS = (".png", ".nii.gz", ".nii")
+PRED_ENDINGS = (".png", ".nii.gz", ".nii", ".dcm")
 
 
 def _case_id_of(path: Path) -> str | None:
@@ -141,10 +142,11 @@ def evaluate_folder(
     units: set[str] = set()
     for case_id in track(todo, description="evaluating", enabled=progress):
         try:
-            truth, spacing, known, patient = _truth(ds, case_id)
+            truth, spacing, known, patient, case = _truth(ds, case_id)
             if truth is None:
                 raise InputError(ds.entry(case_id).images[0], "the data set has no label for this case")
-            pred = read_mask(preds[case_id]) > 0
+            seg = preds[case_id].name.lower().endswith(".dcm")  # a DICOM SEG is placed on its source's grid
+            pred = read_mask(preds[case_id], like=case if seg else None) > 0
             if pred.shape != truth.shape:
                 raise InputError(preds[case_id], f"prediction shape {pred.shape} differs from the truth's "
                                                  f"{truth.shape}")
@@ -180,8 +182,8 @@ def evaluate_folder(
 
 
 def _truth(ds, case_id: str):
-    """``(label, spacing, spacing_known, patient_id)`` of a case; when its image cannot be read but its truth
-    mask can, the mask alone with ``spacing=None`` (distances in pixels)."""
+    """``(label, spacing, spacing_known, patient_id, case)`` of a case; when its image cannot be read but its
+    truth mask can, the mask alone with ``spacing=None`` (distances in pixels) and ``case=None``."""
     try:
         case = ds.load(case_id)
     except ScarcesegError as exc:
@@ -191,9 +193,9 @@ def _truth(ds, case_id: str):
             label = None
         if label is None:
             raise exc from None
-        return label, None, False, ds.patient_of(case_id)
+        return label, None, False, ds.patient_of(case_id), None
     problem = case.meta.get("label_problem")
     if case.label is None and problem is not None:
         raise InputError(problem[0], problem[1])
     known = bool(case.meta.get("spacing_known", True))
-    return case.label, case.spacing, known, case.patient_id
+    return case.label, case.spacing, known, case.patient_id, case

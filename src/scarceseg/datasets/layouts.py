@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from scarceseg.datasets import brats, files, h5, lgg, msd, pairs
+from scarceseg.datasets import brats, dicom, files, h5, lgg, msd, pairs
 from scarceseg.datasets.base import Dataset, Entry, Loader
 from scarceseg.errors import InputError
 
@@ -72,6 +72,13 @@ LAYOUTS: dict[str, Layout] = {
         pairs.scan,
         pairs.load,
     ),
+    "dicom": Layout(
+        "dicom",
+        "DICOM series: every folder holding .dcm files is one case (optional masks/<case_id>.*)",
+        dicom.detect,
+        dicom.scan,
+        dicom.load,
+    ),
     "files": Layout(
         "files",
         "a plain folder of images: each file (or sub-folder of .dcm files) one case, unlabelled",
@@ -83,8 +90,9 @@ LAYOUTS: dict[str, Layout] = {
 
 #: Order in which :func:`detect_layout` tries the layouts: the most specific first
 #: (an LGG copy in images/ + masks/ also looks like ``pairs``).
-#: ``files`` comes last: it matches any folder with an image in it.
-DETECTION_ORDER: tuple[str, ...] = ("msd", "lgg", "pairs", "h5", "brats", "files")
+#: ``dicom`` comes before ``files``: a folder of DICOM series (and masks/) is a DICOM data set only when its
+#: root holds no other images. ``files`` comes last: it matches any folder with an image in it.
+DETECTION_ORDER: tuple[str, ...] = ("msd", "lgg", "pairs", "h5", "brats", "dicom", "files")
 
 
 def known_layouts() -> str:

@@ -1,7 +1,8 @@
 """Built-in sample data: synthetic FLAIR-like brain slices with lesions, written in the LGG layout.
 
 The anatomy is real: axial slices of the MNI ICBM152 2009a symmetric template (T1 and grey/white
-matter probability maps) that nilearn ships inside its wheel, so nothing is downloaded. Each slice is
+matter probability maps), shipped with scarceseg as ``datasets/data/mni152_2009a_sym_slab.npy.xz`` (1.4 MB;
+see :data:`TEMPLATE_FILE` and the notice next to it), so nothing is downloaded. Each slice is
 turned into three MR-like channels the way the kaggle_3m LGG set stores them, ``(pre-contrast, FLAIR,
 post-contrast)``, given a skull and scalp (the template is skull-stripped, the LGG slices are not), a
 lesion, a bias field and Rician noise, and written as
@@ -21,8 +22,8 @@ depend on ``n``.
 
 from __future__ import annotations
 
-import importlib.util
 import json
+import lzma
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -34,14 +35,18 @@ from scarceseg.preprocess.head import largest_component
 
 SHAPE = (256, 256)
 CHANNEL_NAMES = ("pre-contrast", "FLAIR", "post-contrast")
-TEMPLATE_FILES = {
-    "t1": "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz",
-    "gm": "mni_icbm152_gm_tal_nlin_sym_09a_converted.nii.gz",
-    "wm": "mni_icbm152_wm_tal_nlin_sym_09a_converted.nii.gz",
-}
 # Axial template levels (voxel index k; MNI z = k - 72 mm) that slices are drawn from: from the
 # temporal lobes to just below the vertex, where the real LGG set has its tumour-positive slices.
 Z_RANGE = (52.0, 128.0)
+#: The template as scarceseg ships it: the axial levels ``k = 52..128`` that :data:`Z_RANGE` interpolates
+#: between, of nilearn 0.14's package files ``mni_icbm152_{t1,gm,wm}_tal_nlin_sym_09a_converted.nii.gz``
+#: (uint8, 1 mm, index order (x, y, z), full grid 197 x 233 x 189), cropped to ``x 25..171, y 26..209``,
+#: which holds every non-zero voxel of those levels. One uint8 array ``(3, 147, 184, 77)`` = (t1, gm, wm),
+#: ``np.save`` format, xz-compressed with a delta filter along z. Licence: ``MNI152_NOTICE.txt`` beside it.
+TEMPLATE_FILE = Path(__file__).parent / "data" / "mni152_2009a_sym_slab.npy.xz"
+#: Full template grid (x, y, z) and the index of the slab's first voxel in it.
+TEMPLATE_SHAPE = (197, 233, 189)
+SLAB_START = (25, 26, 52)
 # Lesion area as a fraction of the 256x256 slice: log-normal around the real set's median (2.3%),
 # clipped to the range of the bulk of the real set.
 LESION_FRACTION_MEDIAN = 0.023
@@ -51,43 +56,38 @@ LESION_FRACTION_RANGE = (0.003, 0.09)
 
 @dataclass(frozen=True)
 class Template:
-    """The MNI ICBM152 2009a template volumes, as stored (uint8, 1 mm, index order (x, y, z)).
+    """The axial levels of the MNI ICBM152 2009a template that the sample uses (uint8, 1 mm, order (x, y, z)).
 
     Attributes
     ----------
-    t1, gm, wm : ndarray, shape (197, 233, 189), uint8
-        Skull-stripped T1 and grey/white-matter probability maps scaled to 0..255.
+    t1, gm, wm : ndarray, shape (197, 233, Z), uint8
+        Skull-stripped T1 and grey/white-matter probability maps scaled to 0..255, on the template's full
+        x-y grid (zero outside the brain), levels ``z_start .. z_start + Z - 1``.
+    z_start : int
+        Template level (voxel index k) of the first slice.
     """
 
     t1: np.ndarray
     gm: np.ndarray
     wm: np.ndarray
+    z_start: int = 0
 
 
-def template_dir() -> Path:
-    """The folder inside the installed nilearn package that holds the MNI152 2009a volumes.
-
-    Found with :func:`importlib.util.find_spec`, which does not import nilearn (slow) and never
-    touches the network.
-    """
-    spec = importlib.util.find_spec("nilearn")
-    if spec is None or not spec.submodule_search_locations:
-        raise ScarcesegError("the sample data needs nilearn's bundled MNI152 template: pip install nilearn")
-    folder = Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data"
-    missing = [name for name in TEMPLATE_FILES.values() if not (folder / name).is_file()]
-    if missing:
-        raise ScarcesegError(f"{folder}: nilearn's bundled MNI152 files are missing: {', '.join(missing)}")
-    return folder
-
-
-def load_template() -> Template:
-    """Read the three template volumes (about 0.1 s); see :class:`Template`."""
-    import nibabel as nib
-
-    folder = template_dir()
-    vols = {key: np.asarray(nib.load(folder / name).dataobj, dtype=np.uint8)
-            for key, name in TEMPLATE_FILES.items()}
-    return Template(**vols)
+def load_template(path: str | Path = TEMPLATE_FILE) -> Template:
+    """Read the shipped template slab (about 0.3 s); see :class:`Template` and :data:`TEMPLATE_FILE`."""
+    path = Path(path)
+    try:
+        with lzma.open(path) as f:
+            slab = np.load(f, allow_pickle=False)
+    except (OSError, EOFError, ValueError, lzma.LZMAError) as exc:
+        raise ScarcesegError(f"{path}: cannot read the sample template shipped with scarceseg ({exc}); "
+                             "reinstall scarceseg") from exc
+    if slab.dtype != np.uint8 or slab.ndim != 4 or slab.shape[0] != 3:
+        raise ScarcesegError(f"{path}: unexpected template array {slab.dtype} {slab.shape}; reinstall scarceseg")
+    x0, y0, z0 = SLAB_START
+    pad = ((x0, TEMPLATE_SHAPE[0] - x0 - slab.shape[1]), (y0, TEMPLATE_SHAPE[1] - y0 - slab.shape[2]), (0, 0))
+    t1, gm, wm = (np.pad(vol, pad) for vol in slab)
+    return Template(t1=t1, gm=gm, wm=wm, z_start=z0)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -104,9 +104,13 @@ def _axial_maps(template: Template, z: float) -> np.ndarray:
     """
     k0 = int(np.floor(z))
     w = np.float32(z - k0)
+    i0 = k0 - template.z_start
+    if not 0 <= i0 < template.t1.shape[2] - 1:
+        raise ValueError(f"template level {z} is outside the shipped levels {template.z_start}.."
+                         f"{template.z_start + template.t1.shape[2] - 1}")
     out = []
     for vol in (template.t1, template.gm, template.wm):
-        sl = (1 - w) * vol[:, :, k0].astype(np.float32) + w * vol[:, :, k0 + 1].astype(np.float32)
+        sl = (1 - w) * vol[:, :, i0].astype(np.float32) + w * vol[:, :, i0 + 1].astype(np.float32)
         out.append(sl.T[::-1] / np.float32(255.0))
     return np.stack(out)
 
@@ -418,7 +422,7 @@ def synthesize_case(template: Template, rng: np.random.Generator) -> tuple[np.nd
 _README = """\
 SYNTHETIC sample data written by scarceseg.datasets.sample.make_sample_data (seed {seed}, n {n}).
 These are NOT patient images. Each slice is an axial level of the MNI ICBM152 2009a symmetric template
-(as bundled with nilearn) given MR-like contrasts, a synthetic skull and scalp, a random pose, one
+(as shipped with scarceseg) given MR-like contrasts, a synthetic skull and scalp, a random pose, one
 synthetic lesion (hyperintense on FLAIR), a smooth bias field and Rician noise.
 
 Layout (as the kaggle_3m LGG set, "lgg" layout in scarceseg):
@@ -426,7 +430,8 @@ Layout (as the kaggle_3m LGG set, "lgg" layout in scarceseg):
   masks/<patient>_<slice>_mask.tif    256x256x3 uint8, values {{0, 255}}, 3 identical channels
 One slice per patient. Per-case parameters (slice level, pose, lesion size/shape/contrast, noise):
 manifest.json. Template: MNI ICBM152 2009a, (c) 1993-2009 Louis Collins, McConnell Brain Imaging
-Centre, Montreal Neurological Institute, McGill University (Fonov et al., NeuroImage 2011).
+Centre, Montreal Neurological Institute, McGill University (Fonov et al., NeuroImage 2011); its notice is
+scarceseg/datasets/data/MNI152_NOTICE.txt in the scarceseg package.
 """
 
 
@@ -484,7 +489,7 @@ def make_sample_data(out_dir: str | Path, n: int = 20, seed: int = 0) -> list[Pa
         "synthetic": True,
         "generator": "scarceseg.datasets.sample.make_sample_data",
         "seed": seed, "n": n, "shape": list(SHAPE), "channels": list(CHANNEL_NAMES), "flair_channel": 1,
-        "template": "MNI ICBM152 2009a symmetric (nilearn package data: " + ", ".join(TEMPLATE_FILES.values()) + ")",
+        "template": f"MNI ICBM152 2009a symmetric (scarceseg package data: {TEMPLATE_FILE.name})",
         "cases": cases,
     }
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")

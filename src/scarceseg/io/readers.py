@@ -134,6 +134,8 @@ def read_mask(path: str | Path, like: Case | None = None, *, h5_axes: str | None
     * other integer maps keep their values (``uint8`` when they fit, else ``int32``);
     * float label maps (BraTS ``OTMultiClass``) -> integer, if every value is integral;
     * HDF5: the ``label`` dataset;
+    * a DICOM SEG (``.dcm``): its segments on the grid of ``like``, the DICOM image it refers to
+      (:func:`scarceseg.io.dicom_seg.read_dicom_seg`);
     * JPEG is lossy: a JPEG mask is thresholded at 128 into {0, 1}, with a warning.
 
     Parameters
@@ -154,6 +156,11 @@ def read_mask(path: str | Path, like: Case | None = None, *, h5_axes: str | None
         Non-integral values, differing colour channels, HDF5 without ``label``.
     """
     path = Path(path)
+    if format_of(path) == "dicom-file":
+        from scarceseg.io.dicom_seg import is_dicom_seg, read_dicom_seg
+
+        if is_dicom_seg(path):  # frames placed by the source image they reference (needs ``like``)
+            return read_dicom_seg(path, like)
     raw = read_raw(path, for_mask=True, h5_axes=h5_axes)
     fmt = raw.meta.get("format")
     if fmt == "hdf5":

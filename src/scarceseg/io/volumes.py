@@ -135,6 +135,7 @@ def read_itk(path: Path, fmt: str = "itk") -> RawImage:
     raw = from_sitk(img, path)
     raw.meta["format"] = fmt
     if fmt == "dicom-file":
+        raw.meta["dicom_files"] = (str(path),)  # the source a DICOM SEG refers to (io/dicom_seg.py)
         raw = _squeeze_single_slice(raw)
     return raw
 
@@ -181,7 +182,9 @@ def _read_dicom_series(folder: Path, series_id: str | None) -> RawImage:
     except RuntimeError as exc:
         raise CorruptFileError(folder, f"cannot decode DICOM series {chosen} ({_itk_reason(exc)})") from exc
     raw = from_sitk(img, folder)
-    raw.meta.update(format="dicom-series", series_id=chosen, n_files=len(files))
+    # dicom_files: the file of each Z slice, in the image's order (GDCM sorts them along the slice normal);
+    # a DICOM SEG written for this image refers to them (io/dicom_seg.py).
+    raw.meta.update(format="dicom-series", series_id=chosen, n_files=len(files), dicom_files=tuple(files))
     for key, tag in (("modality", "0008|0060"), ("series_description", "0008|103e")):
         if reader.HasMetaDataKey(0, tag):
             raw.meta[key] = reader.GetMetaData(0, tag).strip()

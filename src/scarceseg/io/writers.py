@@ -1,4 +1,4 @@
-"""Write masks: PNG/TIFF for 2D, NIfTI for 3D, aligned with the image they were made from."""
+"""Write masks: PNG/TIFF for 2D, NIfTI for 3D, DICOM SEG for DICOM input, aligned with the image they were made from."""
 
 from __future__ import annotations
 
@@ -9,9 +9,20 @@ import numpy as np
 from scarceseg.errors import DimensionError, InputError, UnsupportedFormatError
 from scarceseg.io.case import Case
 from scarceseg.io.checks import check_same_shape, smallest_int_dtype, to_label_map
-from scarceseg.io.formats import MASK_WRITE_ENDINGS, ending_of
+from scarceseg.io.formats import MASK_WRITE_ENDINGS, ending_of, stem_of
 from scarceseg.io.raw import reason_of
 from scarceseg.io.safe_write import replacing
+
+#: ``--format`` values of the commands that write masks: ``auto`` is PNG (2D) / NIfTI (3D) as the method
+#: names them; ``dicom-seg`` is a DICOM SEG ``<case>.dcm`` referencing the DICOM series the case was read from.
+MASK_FORMATS: tuple[str, ...] = ("auto", "dicom-seg")
+
+
+def mask_file_name(name: str, mask_format: str = "auto") -> str:
+    """The file name a mask named ``name`` (``<case>.png`` / ``.nii.gz``) gets in ``mask_format``."""
+    if mask_format not in MASK_FORMATS:
+        raise ValueError(f"mask format must be one of {', '.join(MASK_FORMATS)}, got {mask_format!r}")
+    return name if mask_format == "auto" else stem_of(name) + ".dcm"
 
 
 def write_mask(mask: np.ndarray, path: str | Path, like: Case | None = None) -> Path:
@@ -20,6 +31,8 @@ def write_mask(mask: np.ndarray, path: str | Path, like: Case | None = None) -> 
     * ``.png`` / ``.tif`` / ``.tiff`` (2D): ``uint8``; a binary mask is written as 0/255 (visible
       in any viewer, read back as {0, 1} by :func:`read_mask`); labels above 1 are written as they are
       (they must fit in 0..255).
+    * ``.dcm`` (2D or 3D): a DICOM SEG referencing the DICOM images ``like`` was read from (see
+      :func:`scarceseg.io.dicom_seg.write_dicom_seg`; ``like`` is required and must come from DICOM).
     * ``.nii`` / ``.nii.gz`` (3D): ``uint8`` (``int16``/``int32`` when labels need it), array
       transposed back to the file's own ``(i, j, k)`` order, affine = ``like.affine`` so the mask
       overlays the input in any viewer. Without ``like.affine`` the affine is the diagonal of the
@@ -57,10 +70,17 @@ def write_mask(mask: np.ndarray, path: str | Path, like: Case | None = None) -> 
     """
     path = Path(path)
     ending = ending_of(path)
+    if ending == ".dcm":
+        from scarceseg.io.dicom_seg import write_dicom_seg
+
+        if like is None:
+            raise InputError(path, "a DICOM SEG mask needs the DICOM image it was made from")
+        return write_dicom_seg(mask, path, like)
     if ending not in MASK_WRITE_ENDINGS:
         raise UnsupportedFormatError(
             path,
-            f"cannot write a mask as {ending or '(no ending)'!r}; use .png/.tif (2D) or .nii/.nii.gz (3D)",
+            f"cannot write a mask as {ending or '(no ending)'!r}; use .png/.tif (2D), .nii/.nii.gz (3D) "
+            "or .dcm (DICOM SEG, for DICOM input)",
         )
     mask = np.asarray(mask)
     wanted = MASK_WRITE_ENDINGS[ending]

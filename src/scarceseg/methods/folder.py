@@ -5,7 +5,8 @@
 
 Each method supplies ``predict_case(case) -> (mask, file name)``; this module opens the folder, runs it on every
 (or the given) case, writes each mask with the case's geometry (PNG for 2D, NIfTI for 3D, by the name's
-ending) and lists the cases that could not be read or segmented instead of stopping at the first one.
+ending; a DICOM SEG with ``mask_format="dicom-seg"``) and lists the cases that could not be read or segmented
+instead of stopping at the first one.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ def segment_cases(
     case_ids: Sequence[str] | None = None,
     layout: str | None = None,
     progress: bool = True,
+    mask_format: str = "auto",
     force: bool = False,
 ) -> dict:
     """Run ``predict_case`` on every case of a data set and write the masks.
@@ -46,6 +48,9 @@ def segment_cases(
         Only these cases (default: all).
     layout : str, optional
     progress : bool
+    mask_format : {"auto", "dicom-seg"}
+        ``auto`` writes the name ``predict_case`` gives; ``dicom-seg`` writes ``<case>.dcm``, a DICOM SEG that
+        references the case's DICOM series (a case not read from DICOM is skipped with that reason).
     force : bool
         Segment again cases whose mask is already in ``out_dir`` (default: keep them, so a rerun resumes;
         masks are written atomically, so an existing one is complete).
@@ -59,12 +64,14 @@ def segment_cases(
     """
     from scarceseg.datasets import open_dataset
     from scarceseg.io import write_mask
+    from scarceseg.io.writers import mask_file_name
 
+    mask_file_name("x.png", mask_format)  # an unknown format fails here, not once per case
     ds = open_dataset(data_dir, layout=layout)
     if case_ids is not None:
         ds = ds.subset(case_ids)
     out = Path(out_dir)
-    kept = [] if force else finished_cases(ds.case_ids, out)
+    kept = [] if force else finished_cases(ds.case_ids, out, mask_format)
     if kept:
         ds = ds.subset([c for c in ds.case_ids if c not in set(kept)])
     written: list[str] = []
@@ -72,23 +79,26 @@ def segment_cases(
     for case in ds.iter_cases(progress=progress, description=description):
         try:
             mask, name = predict_case(case)
-            written.append(str(write_mask(mask, out / name, like=case)))
+            written.append(str(write_mask(mask, out / mask_file_name(name, mask_format), like=case)))
         except (ScarcesegError, ValueError) as exc:
             skipped.append((case.case_id, str(exc)))
     skipped = [(cid, f"{where}: {reason}") for cid, where, reason in ds.skipped] + skipped
     return {"written": written, "kept": kept, "skipped": skipped, "notes": list(ds.notes)}
 
 
-#: Endings of the masks ``segment`` writes.
+#: Endings of the masks ``segment`` writes, per mask format.
 MASK_ENDINGS = (".png", ".nii.gz", ".nii")
+SEG_ENDINGS = (".dcm",)
 
 
-def finished_cases(case_ids: Sequence[str], out_dir: str | Path) -> list[str]:
-    """The case ids that already have a mask ``<case_id>.png`` / ``.nii.gz`` / ``.nii`` in ``out_dir``."""
+def finished_cases(case_ids: Sequence[str], out_dir: str | Path, mask_format: str = "auto") -> list[str]:
+    """The case ids that already have a mask in ``out_dir``: ``<case_id>.png`` / ``.nii.gz`` / ``.nii``, or
+    ``<case_id>.dcm`` for ``mask_format="dicom-seg"`` (a NIfTI mask does not make a SEG run skip the case)."""
     out = Path(out_dir)
     if not out.is_dir():
         return []
-    return [c for c in case_ids if any((out / f"{c}{e}").is_file() for e in MASK_ENDINGS)]
+    endings = SEG_ENDINGS if mask_format == "dicom-seg" else MASK_ENDINGS
+    return [c for c in case_ids if any((out / f"{c}{e}").is_file() for e in endings)]
 
 
 def segment_folder(
@@ -99,6 +109,7 @@ def segment_folder(
     layout: str | None = None,
     progress: bool = True,
     force: bool = True,
+    mask_format: str = "auto",
 ) -> dict:
     """Segment every (or the given) case with a :class:`~scarceseg.methods.contract.Segmenter`.
 
@@ -112,6 +123,8 @@ def segment_folder(
         A segmenter, or a model folder (opened with :func:`scarceseg.methods.registry.load_model`).
     force : bool
         Segment again the cases whose mask is already in ``out_dir`` (``False``: keep them, a rerun resumes).
+    mask_format : {"auto", "dicom-seg"}
+        ``dicom-seg`` writes ``<case_id>.dcm`` DICOM SEGs (see :func:`segment_cases`).
 
     Returns
     -------
@@ -132,7 +145,7 @@ def segment_folder(
         return prediction.mask, f"{case.case_id}{'.png' if case.ndim == 2 else '.nii.gz'}"
 
     summary = segment_cases(data_dir, out, predict_case, f"segmenting ({model.name})", case_ids, layout, progress,
-                            force=force)
+                            force=force, mask_format=mask_format)
     summary["extra"] = extra
     model.finish(out, summary)
     return summary

@@ -115,7 +115,8 @@ def predict_prompt(prior, case: Case, prompt: Prompt, threshold: float = 0.5) ->
 
 
 def segment_prompted(data_dir: str | Path, out_dir: str | Path, prompts: str | Path | dict[str, Prompt],
-                     layout: str | None = None, prior=None, progress: bool = True, force: bool = False) -> dict:
+                     layout: str | None = None, prior=None, progress: bool = True, force: bool = False,
+                     mask_format: str = "auto") -> dict:
     """Segment every case that has a prompt with the prior and write its mask.
 
     Parameters
@@ -130,6 +131,8 @@ def segment_prompted(data_dir: str | Path, out_dir: str | Path, prompts: str | P
         Default: the process-wide pretrained prior.
     force : bool
         Segment again cases whose mask is already in ``out_dir`` (default: keep them, so a rerun resumes).
+    mask_format : {"auto", "dicom-seg"}
+        ``dicom-seg`` writes ``<case_id>.dcm`` DICOM SEGs (see :func:`scarceseg.methods.folder.segment_cases`).
 
     Returns
     -------
@@ -156,35 +159,19 @@ def segment_prompted(data_dir: str | Path, out_dir: str | Path, prompts: str | P
         return mask, f"{case.case_id}.png" if case.ndim == 2 else f"{case.case_id}.nii.gz"
 
     result = segment_cases(data_dir, out_dir, predict, description="segmenting with the prior (prompts)",
-                           case_ids=ids, layout=layout, progress=progress, force=force)
+                           case_ids=ids, layout=layout, progress=progress, force=force, mask_format=mask_format)
     result["skipped"] = result["skipped"] + unknown
     return result
 
 
 # ---- refiners by name ---------------------------------------------------------------------------------
-PRIOR_REFINERS = ("prior",)
-
-
 def resolve_refiner(name: str | Path):
-    """A refiner by name: ``prior`` (the default corrective refiner), ``mincut``, or a trained refiner folder.
-
-    ``prior`` is :class:`scarceseg.prior.refine.PriorRepromptRefiner`, unless
-    ``scarceseg.methods.prior_refiners`` provides a refiner of that name (it then takes its place).
-    """
+    """A refiner by name: a prior refiner (``prior``, the default corrective refiner; ``prior-mincut``;
+    ``prior-itermrl``, :data:`scarceseg.methods.prior_refiners.PRIOR_REFINERS`), or anything the registry opens
+    (``mincut``, a trained refiner folder)."""
+    from scarceseg.methods.prior_refiners import PRIOR_REFINERS
     from scarceseg.methods.registry import load_refiner
 
-    if str(name) in PRIOR_REFINERS:
-        try:
-            from scarceseg.methods import prior_refiners  # type: ignore[attr-defined]
-        except ImportError:
-            prior_refiners = None
-        make = getattr(prior_refiners, "make_refiner", None) if prior_refiners is not None else None
-        if make is not None:
-            try:
-                return make(str(name))
-            except (KeyError, ValueError):
-                pass
-        from scarceseg.prior.refine import PriorRepromptRefiner
-
-        return PriorRepromptRefiner()
+    if str(name) in PRIOR_REFINERS and not Path(name).exists():
+        return PRIOR_REFINERS[str(name)]()
     return load_refiner(name)

@@ -176,11 +176,14 @@ class PriorMethod(TrainableRefiner):
     def fit(self, cases, budget=None, progress=False, seed=0) -> dict:
         return {"trained": False, "reason": "the prior is pretrained; it is not trained here"}
 
+    def make(self):
+        from scarceseg.methods.prompted import resolve_refiner
+
+        return resolve_refiner("prior")
+
     def refine(self, image, prob, clicks, init=None, spacing=None) -> np.ndarray:
         if self._refiner is None:
-            from scarceseg.methods.prompted import resolve_refiner
-
-            self._refiner = resolve_refiner("prior")
+            self._refiner = self.make()
         return self._refiner.refine(image, prob, clicks, init=init, spacing=spacing)
 
     def save_files(self, folder: Path) -> None:
@@ -190,3 +193,15 @@ class PriorMethod(TrainableRefiner):
     @classmethod
     def load_files(cls, folder: Path, config: dict) -> PriorMethod:
         return cls(config)
+
+
+class PriorMinCutMethod(PriorMethod):
+    """Graph cut on the prior's probabilities, local to the newest click (``prior_refiners.PriorMinCutRefiner``)."""
+
+    name = "prior-mincut"
+    schema = config_model("PriorMinCutOptions", None)
+
+    def make(self):
+        from scarceseg.methods.prior_refiners import PriorMinCutRefiner
+
+        return PriorMinCutRefiner()

@@ -57,6 +57,8 @@ METHODS: dict[str, Entry] = {
                     "Boykov-Jolly interactive graph cut (untrained)"),
     "prior": Entry("refiner", "scarceseg.methods.refiner_methods:PriorMethod",
                    "LiteMedSAM prior re-prompted with the mask's box and the clicks (pretrained, not trained here)"),
+    "prior-mincut": Entry("refiner", "scarceseg.methods.refiner_methods:PriorMinCutMethod",
+                          "graph cut on the prior's probabilities, changes kept local to the newest click"),
     "udc": Entry("proposer", "scarceseg.methods.proposer_methods:UDCProposer",
                  "SLIC superpixels + clustering CNN candidates (paper 000)"),
 }

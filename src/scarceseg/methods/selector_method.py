@@ -155,14 +155,6 @@ class SelectorMethod(Segmenter):
         (out / "selection.json").write_text(json.dumps(report, indent=2, default=json_default), encoding="utf-8")
 
 
-def _read_selection(path: Path) -> dict:
-    """The per-case records of an earlier ``selection.json`` (empty when absent or unreadable)."""
-    try:
-        cases = json.loads(path.read_text(encoding="utf-8")).get("cases", {})
-    except (OSError, ValueError, AttributeError):
-        return {}
-    return cases if isinstance(cases, dict) else {}
-
     def save_files(self, folder: Path) -> None:
         self._require().save(folder)
 
@@ -179,3 +171,11 @@ def _read_selection(path: Path) -> dict:
         method.source = str(folder)
         return method
 
+
+def _read_selection(path: Path) -> dict:
+    """The per-case records of an earlier ``selection.json`` (empty when absent or unreadable)."""
+    try:
+        cases = json.loads(path.read_text(encoding="utf-8")).get("cases", {})
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return cases if isinstance(cases, dict) else {}

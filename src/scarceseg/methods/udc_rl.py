@@ -406,7 +406,7 @@ def load_points(path: str | Path) -> dict[str, tuple[int, int]]:
 def segment_folder(model_path: str | Path, data_dir: str | Path, out_dir: str | Path, mode: str = "automatic",
                    points: dict | str | Path | None = None, proposer_config: dict | None = None,
                    layout: str | None = None, channels: str = "flair", seed: int = 0,
-                   progress: bool = True, force: bool = False) -> dict:
+                   progress: bool = True, force: bool = False, mask_format: str = "auto") -> dict:
     """Propose candidates for every case of ``data_dir``, pick one with the selector, write ``<case_id>.png``.
 
     Parameters
@@ -423,6 +423,8 @@ def segment_folder(model_path: str | Path, data_dir: str | Path, out_dir: str | 
     force : bool
         Segment again cases whose ``<case_id>.png`` exists (default: keep them, so a rerun resumes; their
         records of ``selection.json`` are kept too).
+    mask_format : {"auto", "dicom-seg"}
+        ``dicom-seg`` writes ``<case_id>.dcm`` DICOM SEGs (see :func:`scarceseg.methods.folder.segment_cases`).
 
     Returns
     -------
@@ -443,6 +445,6 @@ def segment_folder(model_path: str | Path, data_dir: str | Path, out_dir: str | 
         method.proposer = UDCConfig.preset(proposer_config)
         method.options.input_channels = channels
     method.set_inference(mode=mode, points=points, seed=seed)
-    summary = run(method, data_dir, out_dir, layout=layout, progress=progress, force=force)
+    summary = run(method, data_dir, out_dir, layout=layout, progress=progress, force=force, mask_format=mask_format)
     return {"written": summary["written"], "kept": summary["kept"], "skipped": summary["skipped"],
             "selection": summary.get("selection", {}), "notes": summary["notes"]}

@@ -408,6 +408,7 @@ def segment_folder_unet(
     case_ids: Sequence[str] | None = None,
     layout: str | None = None,
     progress: bool = True,
+    mask_format: str = "auto",
     force: bool = False,
 ) -> dict:
     """Segment every (or the given) case of a data set with a saved U-Net; writes ``<case_id>.png``.
@@ -428,6 +429,8 @@ def segment_folder_unet(
     progress : bool
     force : bool
         Segment again cases whose mask exists (default: keep them; see :func:`~scarceseg.methods.folder.segment_cases`).
+    mask_format : {"auto", "dicom-seg"}
+        See :func:`scarceseg.methods.folder.segment_cases`.
 
     Returns
     -------
@@ -438,4 +441,4 @@ def segment_folder_unet(
     from scarceseg.methods.folder import segment_folder
 
     model = UNetMethod.load_files(Path(model_dir), {})
-    return segment_folder(model, data_dir, out_dir, case_ids, layout, progress, force=force)
+    return segment_folder(model, data_dir, out_dir, case_ids, layout, progress, force=force, mask_format=mask_format)

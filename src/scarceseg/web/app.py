@@ -17,7 +17,7 @@ import socket
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -60,6 +60,11 @@ class SliceBody(Body):
     z: int | None = Field(default=None, ge=0, lt=MAX_COORD)
 
 
+class SaveBody(SliceBody):
+    # "dicom-seg": a DICOM SEG referencing the case's DICOM series; None: the server's --format
+    format: Literal["auto", "dicom-seg"] | None = None
+
+
 class TrainBody(Body):
     episodes: int | None = Field(default=None, ge=1, le=5000)
     method: str = Field(default="selector", pattern=r"^[a-z0-9_]{1,40}$")
@@ -98,6 +103,8 @@ class ServerConfig:
     seed : int
     pick_confidence : float
         Initial probability inside the picked candidate (see :class:`~scarceseg.web.state.SessionManager`).
+    save_format : {"auto", "dicom-seg"}
+        What "save" writes when the request does not say: PNG (2D) / NIfTI (3D), or a DICOM SEG (DICOM input).
     queue_per_user, queue_total : int
         Proposals one user, and all users together, may have queued or running (429 above).
     """
@@ -113,6 +120,7 @@ class ServerConfig:
     proposer: str = "fast"
     seed: int = 0
     pick_confidence: float = 0.6
+    save_format: str = "auto"
     queue_per_user: int = 4
     queue_total: int = 16
 
@@ -257,7 +265,7 @@ def create_app(config: ServerConfig):
     def case_info(case_id: str):
         case = catalog.load(known(case_id))
         return {"case_id": case_id, "ndim": case.ndim, "shape": list(case.shape), "spacing": list(case.spacing),
-                "channels": list(case.channel_names)}
+                "channels": list(case.channel_names), "dicom": bool(case.meta.get("dicom_files"))}
 
     @app.get("/api/cases/{case_id}/image.png")
     def image(case_id: str, z: int | None = None):
@@ -371,10 +379,10 @@ def create_app(config: ServerConfig):
             return answer(user, key)
 
     @app.post("/api/cases/{case_id}/save")
-    def save(case_id: str, body: SliceBody, request: Request):
+    def save(case_id: str, body: SaveBody, request: Request):
         user, key = user_of(request), unit(case_id, body.z)
         with sessions.lock(user, key):
-            path, mask = sessions.save(user, case_id, body.z)
+            path, mask = sessions.save(user, case_id, body.z, mask_format=body.format or config.save_format)
         return answer(user, key, saved={"file": str(path.relative_to(workdir)), "voxels": int(mask.sum())})
 
     app.include_router(prior_router(catalog=catalog, sessions=sessions, jobs=jobs, embeddings=embeddings,

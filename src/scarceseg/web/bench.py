@@ -5,6 +5,9 @@ port, opens the page in headless Chromium, waits for the prior's background embe
 then times N box drags (mouse-up -> the prior's mask drawn) and N corrective clicks with the default refiner
 (click event -> the redrawn overlay); ``performance.now()`` is recorded by the page in ``window.__latencies``
 and read back by Playwright. The end-to-end test uses the same helpers.
+
+Playwright is the optional extra ``browser`` (``pip install 'scarceseg[browser]'``, also in ``dev``): this module
+imports without it, and the bench says in one line what to install when it is missing.
 """
 
 from __future__ import annotations
@@ -118,6 +121,18 @@ def open_and_pick(page, url: str, point: tuple[int, int], timeout_ms: float = 12
     page.wait_for_function("window.__scarceseg.state && window.__scarceseg.state.picked !== null", timeout=30_000)
 
 
+def require_playwright():
+    """Playwright's ``sync_playwright``, or a one-line :class:`ScarcesegError` naming the extra to install."""
+    from scarceseg.errors import ScarcesegError
+
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        raise ScarcesegError("the browser bench needs Playwright, which is not installed: "
+                             "pip install 'scarceseg[browser]' (it drives Debian's /usr/bin/chromium)") from None
+    return sync_playwright
+
+
 def run_web_bench(out: str | Path, n_clicks: int = 30, chromium: str = CHROMIUM, echo=print,
                   n_boxes: int = 10) -> dict:
     """Median box -> overlay and click -> overlay latency with the prior on a 256x256 sample slice.
@@ -125,8 +140,13 @@ def run_web_bench(out: str | Path, n_clicks: int = 30, chromium: str = CHROMIUM,
     After the background embedding is ready, ``n_boxes`` boxes are dragged around the lesion (margins
     3..12 px) and ``n_clicks`` corrections follow (alternately a positive click just outside the lesion's
     border and a negative one just inside it), each waited for before the next.
+
+    Raises
+    ------
+    ScarcesegError
+        Playwright is not installed (the ``browser`` extra); nothing is written then.
     """
-    from playwright.sync_api import sync_playwright
+    sync_playwright = require_playwright()
 
     from scarceseg.datasets import open_dataset
     from scarceseg.datasets.sample import make_sample_data

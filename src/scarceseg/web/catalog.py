@@ -114,6 +114,8 @@ class Catalog:
         for f in ref.files:  # re-check: a file may have been replaced by a symlink since the scan
             check_inside(self.root, f)
         case = self._ds.load(case_id) if self._ds is not None else read_image(ref.files[0])
+        for f in case.meta.get("dicom_files", ()):  # a DICOM series is a folder: each of its files stays inside
+            check_inside(self.root, f)
         if not case.case_id:
             case.case_id = case_id
         with self._lock:

@@ -285,14 +285,20 @@ class SessionManager:
         return ws
 
     # ---- saving --------------------------------------------------------------------------------------
-    def save(self, user: str, case_id: str, z: int | None = None) -> tuple[Path, np.ndarray]:
+    def save(self, user: str, case_id: str, z: int | None = None,
+             mask_format: str = "auto") -> tuple[Path, np.ndarray]:
         """Write the user's mask of a case next to the store: ``WORKDIR/masks/<user>/<case>.png`` (2D) or
         ``.nii.gz`` with the input's geometry (3D: every slice the user edited), and store it as ``final``.
+
+        ``mask_format="dicom-seg"`` writes ``<case>.dcm`` instead: a DICOM SEG (semi-automatic: refined with
+        clicks) referencing the DICOM series the case was read from; other input is refused.
 
         The folder must resolve inside WORKDIR and the file is written with no-follow semantics: a
         symbolic link at either place is refused (:class:`~scarceseg.errors.InputError`), nothing is written.
         """
         from scarceseg.io import write_mask
+        from scarceseg.io.dicom_seg import write_dicom_seg
+        from scarceseg.io.writers import mask_file_name
 
         case = self.catalog.load(case_id)
         if case.ndim == 2:
@@ -310,8 +316,12 @@ class SessionManager:
             if z is not None and self.get(user, slice_key(case_id, z)) is None and not mask.any():
                 raise NotReady(None, f"{case_id}: nothing to save; start a mask first")
             path = self.workdir / "masks" / user / f"{case_id}.nii.gz"
+        path = path.with_name(mask_file_name(path.name, mask_format))
         check_writable(self.workdir, path.parent)
-        write_mask(mask, path, like=case)
+        if mask_format == "dicom-seg":  # refuses a case not read from DICOM before anything is written
+            write_dicom_seg(mask, path, like=case, algorithm_type="semiautomatic")
+        else:
+            write_mask(mask, path, like=case)
         self.store.save_mask(case_id, FINAL, mask, who=user, note=json.dumps({"file": str(path)}))
         return path, mask
 

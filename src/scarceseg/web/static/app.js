@@ -127,6 +127,8 @@ async function openCase(id) {
   S.current = id; S.repick = false;
   for (const el of document.querySelectorAll("nav .case")) el.classList.toggle("current", el.dataset.id === id);
   S.info = await api("GET", casePath(""));
+  $("segrow").hidden = !S.info.dicom;  // DICOM SEG only for cases read from DICOM
+  if (!S.info.dicom) $("asseg").checked = false;
   const vol = S.info.ndim === 3;
   $("sliceRow").hidden = !vol;
   if (vol) { $("slice").max = S.info.shape[0] - 1; S.z = Math.floor(S.info.shape[0] / 2); $("slice").value = S.z; }
@@ -322,7 +324,8 @@ for (const el of document.querySelectorAll("input[name=tool]")) el.onchange = ()
 $("showbox").onchange = () => paint();
 $("undo").onclick = () => edit("undo", {});
 $("redo").onclick = () => edit("redo", {});
-$("save").onclick = () => edit("save", {});
+const saveBody = () => ($("asseg").checked ? { format: "dicom-seg" } : {});
+$("save").onclick = () => edit("save", saveBody());
 $("opacity").oninput = redraw;
 $("showcand").onchange = redraw;
 $("level").oninput = $("width").oninput = () => { if (S.grey) { renderBase(); paint(); } };
@@ -343,7 +346,7 @@ async function loadMethods() {
 document.addEventListener("keydown", (ev) => {
   if (ev.target.tagName === "INPUT" && ev.target.type !== "range" && ev.target.type !== "checkbox") return;
   const k = ev.key.toLowerCase();
-  const acts = { z: () => edit("undo", {}), y: () => edit("redo", {}), s: () => edit("save", {}), n: () => move(1),
+  const acts = { z: () => edit("undo", {}), y: () => edit("redo", {}), s: () => edit("save", saveBody()), n: () => move(1),
     p: () => move(-1), g: () => $("propose").click(), r: () => $("repick").click(), w: resetWindow,
     b: () => setTool("box"), k: () => setTool("click"), m: () => setTool("cand"),
     c: () => { $("showcand").checked = !$("showcand").checked; redraw(); },
