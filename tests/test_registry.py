@@ -31,6 +31,8 @@ TINY: dict[str, tuple[dict, Budget]] = {
     "mincut": ({}, Budget(steps=1)),
     "prior": ({}, Budget(steps=1)),
     "prior-mincut": ({}, Budget(steps=1)),
+    "fewshot": ({"batch_size": 1}, Budget(steps=1)),
+    "prior-fewshot": ({"batch_size": 1, "refine": "none"}, Budget(steps=1)),
 }
 
 
@@ -63,7 +65,7 @@ def infer(method, case: Case) -> np.ndarray:
 
 
 def test_registry_lists_every_kind():
-    assert registry.names("segmenter") == ["unet", "acwe", "pixeldrl", "selector", "jule"]
+    assert registry.names("segmenter") == ["unet", "acwe", "pixeldrl", "fewshot", "prior-fewshot", "selector", "jule"]
     assert set(registry.names("refiner")) == {"itermrl", "rnet", "intercnn", "mincut", "prior", "prior-mincut"}
     assert registry.names("proposer") == ["udc"]
     assert set(TINY) == set(registry.names("segmenter")) | set(registry.names("refiner"))

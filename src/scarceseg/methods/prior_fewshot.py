@@ -13,11 +13,8 @@ No user input is needed on new images. Two stages share one frozen image embeddi
 
 "No lesion": when the localiser's largest component is smaller than ``min_area`` pixels, the mask is empty.
 
-Embeddings are cached as float16 ``.npy`` files keyed by image content (:class:`EmbeddingStore`), so a bench
-encodes each slice once for all seeds and both stages.
-
-Reproducibility: :meth:`PriorFewShot.fit` seeds the batch order and flips from ``numpy.random.default_rng(seed)``
-and runs under :func:`scarceseg.nets.runtime.deterministic`; on CPU the same seed gives the same weights.
+Embeddings are cached as float16 ``.npy`` files keyed by image content (:class:`EmbeddingStore`). ``fit`` seeds
+batch order and flips from ``default_rng(seed)`` under ``deterministic()``: on CPU, same seed, same weights.
 """
 
 from __future__ import annotations
@@ -26,6 +23,7 @@ import copy
 import json
 import math
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -72,8 +70,7 @@ class FewShotConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> FewShotConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
+        unknown = sorted(set(data) - {f.name for f in fields(cls)})
         if unknown:
             raise ValueError(f"unknown FewShotConfig fields: {unknown}")
         return cls(**data)
@@ -83,7 +80,6 @@ def prior_channel(case_or_image: Case | np.ndarray, channel: str = "flair") -> n
     """The 2D image ``(Y, X)`` the prior sees: the named/indexed channel, or the only one."""
     if isinstance(case_or_image, Case):
         from scarceseg.io.checks import require_2d
-
         require_2d(case_or_image)
         image = np.asarray(case_or_image.image)
         if image.shape[0] == 1:
@@ -101,6 +97,9 @@ def prior_channel(case_or_image: Case | np.ndarray, channel: str = "flair") -> n
     return image
 
 
+_RECENT: OrderedDict[str, torch.Tensor] = OrderedDict()  # shared by stores without a folder (last 32 images)
+
+
 class EmbeddingStore:
     """Prior embeddings of 2D images, in memory and (optionally) as float16 ``<key>.npy`` files in ``folder``."""
 
@@ -108,7 +107,7 @@ class EmbeddingStore:
         self._prior = prior
         self.folder = Path(folder) if folder is not None else None
         self.write = write  # False: read cached files, never add any
-        self._memory: dict[str, torch.Tensor] = {}
+        self._memory: OrderedDict[str, torch.Tensor] = _RECENT if folder is None and prior is None else OrderedDict()
         self.encoded = 0  # how many images this store had to encode
 
     @property
@@ -142,6 +141,8 @@ class EmbeddingStore:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 np.save(path, feats[0].numpy().astype(np.float16))
         self._memory[key] = feats
+        while self._memory is _RECENT and len(_RECENT) > 32:
+            _RECENT.popitem(last=False)
         return Embedding(features=feats, original_shape=(height, width), resized_shape=resized, key=key)
 
 
@@ -164,6 +165,11 @@ def _loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (1 - dice).mean() + F.binary_cross_entropy_with_logits(logits, target)
 
 
+def _flip(x: torch.Tensor, flip: np.ndarray) -> torch.Tensor:
+    dims = [d for d, f in zip((-1, -2), flip, strict=True) if f]
+    return torch.flip(x, dims) if dims else x
+
+
 def largest_component(mask: np.ndarray) -> np.ndarray:
     """The largest 8-connected component of a 2D mask (all False when empty)."""
     labels, count = ndimage.label(mask, structure=np.ones((3, 3), dtype=bool))
@@ -176,7 +182,7 @@ def largest_component(mask: np.ndarray) -> np.ndarray:
 class PriorFewShot:
     """Localiser (fine-tuned LiteMedSAM decoder, whole-image box) + box prompt to the pretrained decoder.
 
-    Follows the Segmenter contract: ``fit(cases, budget, progress, seed) / predict(case) / save(dir) / load(dir)``.
+    Registered as ``prior-fewshot`` / ``fewshot`` through :mod:`scarceseg.methods.prior_fewshot_method`.
 
     Parameters
     ----------
@@ -186,9 +192,6 @@ class PriorFewShot:
     device : str
         Where the localiser trains and runs: ``"cpu"`` (default, bit-reproducible), ``"cuda"`` or ``"auto"``.
     """
-
-    name = "prior-fewshot"
-    kind = "segmenter"
 
     def __init__(self, config: FewShotConfig | None = None, store: EmbeddingStore | None = None,
                  device: str = "cpu") -> None:
@@ -280,8 +283,8 @@ class PriorFewShot:
                 xb, yb = feats[idx], targets[idx][:, None]
                 if cfg.flips:
                     flips = rng.random((len(idx), 2)) < 0.5
-                    xb = torch.stack([self._flip(x, f) for x, f in zip(xb, flips, strict=True)])
-                    yb = torch.stack([self._flip(y, f) for y, f in zip(yb, flips, strict=True)])
+                    xb = torch.stack([_flip(x, f) for x, f in zip(xb, flips, strict=True)])
+                    yb = torch.stack([_flip(y, f) for y, f in zip(yb, flips, strict=True)])
                 loss = _loss(self._forward(decoder, xb, sparse, dense, image_pe), yb)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -296,10 +299,6 @@ class PriorFewShot:
         self.meta.update(seed=seed, n_train=n, steps=history["steps"])
         return history
 
-    @staticmethod
-    def _flip(x: torch.Tensor, flip: np.ndarray) -> torch.Tensor:
-        dims = [d for d, f in zip((-1, -2), flip, strict=True) if f]
-        return torch.flip(x, dims) if dims else x
 
     # ---- inference -------------------------------------------------------------------------------------------
     def localise(self, image: np.ndarray) -> tuple[np.ndarray, object]:
