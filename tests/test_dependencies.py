@@ -109,7 +109,7 @@ def test_pyproject_installs_elsewhere_and_the_makefile_installs_the_cpu_torch_fi
     assert "2.13.0" in torch and "2.5.0" in torch and not any(s.operator == "==" for s in torch)
     makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
     first_torch = makefile.index("pip install --quiet torch==2.13.0")
-    assert first_torch < makefile.index("pip install --quiet -e '.[dev]'")
+    assert first_torch < makefile.index("pip install --quiet -e '.[dev")  # .[dev] or .[dev,ray]
     assert "playwright" in EXTRAS["browser"] and "playwright" in EXTRAS["dev"] and "playwright" not in CORE
 
 
