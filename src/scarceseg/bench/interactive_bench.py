@@ -57,23 +57,23 @@ class FlatMinCutRefiner:
 
 def make_refiner(name: str, prior, itermrl_model: str | None = None):
     """A refiner of the benchmark by name: ``flat-mincut``, ``prior``, ``prior-mincut``, ``prior-itermrl``,
-    or ``<name>-global`` for the same without locality (the ablation)."""
-    from scarceseg.methods.prior_refiners import PRIOR_REFINERS
+    ``<name>-global`` for the same without locality (the ablation), or ``app-prior``
+    (:class:`scarceseg.prior.refine.PriorRepromptRefiner`)."""
+    from scarceseg.methods import prior_refiners
 
     if name == "flat-mincut":
         return FlatMinCutRefiner()
-    base, local = (name[: -len("-global")], False) if name.endswith("-global") else (name, True)
-    if base not in PRIOR_REFINERS:
-        raise ValueError(f"unknown refiner {name!r}; choose flat-mincut, {', '.join(PRIOR_REFINERS)} "
-                         "(or any of those with -global)")
-    kwargs = {"local": local}
-    if base == "prior":
-        kwargs["prior"] = prior
-    if base == "prior-itermrl":
-        kwargs["model"] = itermrl_model
-    refiner = PRIOR_REFINERS[base](**kwargs)
-    refiner.name = name
-    return refiner
+    if name == "app-prior":  # scarceseg.prior.refine's re-prompting refiner, as the app had it first
+        from scarceseg.prior.refine import PriorRepromptRefiner
+
+        refiner = PriorRepromptRefiner(prior=prior)
+        refiner.name = name
+        return refiner
+    options = {"model": itermrl_model} if name.startswith("prior-itermrl") else {}
+    try:
+        return prior_refiners.make_refiner(name, prior=prior, **options)
+    except KeyError as exc:
+        raise ValueError(f"{exc.args[0]}; or flat-mincut (the app's Min-Cut of today)") from None
 
 
 # ---- data -----------------------------------------------------------------------------------------
@@ -95,17 +95,19 @@ def load_slices(data: Path, every: int = 1, min_area: int | None = None, limit: 
     out = []
     count = 0
     for cid in ds.case_ids:
-        case = ds.load(cid)
-        image, target = _image_of(case), np.asarray(case.target, dtype=bool)
-        if image.ndim == 2:
-            pairs = [(cid, image, target)] if target.sum() >= (min_area or 1) else []
+        label = ds.load_label(cid)
+        if label is None:
+            continue
+        target = np.asarray(label) > 0
+        if target.ndim == 2:
+            keys = [None] if target.sum() >= (min_area or 1) else []
         else:
-            areas = target.reshape(target.shape[0], -1).sum(axis=1)
-            pairs = [(f"{cid}_z{z}", image[z], target[z]) for z in np.flatnonzero(areas >= (min_area or 100))]
-        for item in pairs:
-            if count % every == 0:
-                out.append(item)
-            count += 1
+            keys = list(np.flatnonzero(target.reshape(target.shape[0], -1).sum(axis=1) >= (min_area or 100)))
+        chosen = [k for i, k in enumerate(keys) if (count + i) % every == 0]
+        count += len(keys)
+        if chosen:  # the image is read only for a case with a chosen slice
+            image = _image_of(ds.load(cid))
+            out.extend((cid, image, target) if k is None else (f"{cid}_z{k}", image[k], target[k]) for k in chosen)
         if limit is not None and len(out) >= limit:
             break
     out = out[:limit]
@@ -184,6 +186,22 @@ def summarise(curves: np.ndarray, times: list[float]) -> dict:
     return row
 
 
+def summary_from_csv(path: Path) -> dict:
+    """Summaries (without timings) from a ``per_slice.csv`` or an interrupted run's ``per_slice.partial.csv``."""
+    with Path(path).open(encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    curves: dict = {}
+    for row in rows:
+        steps = sorted((int(k.split("_")[1]), float(v)) for k, v in row.items() if k.startswith("dice_"))
+        curves.setdefault(row["refiner"], []).append([v for _, v in steps])
+    out = {}
+    for name, c in curves.items():
+        row = summarise(np.asarray(c), [])
+        row.pop("median_ms_per_click")
+        out[name] = row
+    return out
+
+
 def write_outputs(out: Path, summary: dict, per_slice: list[dict], curves: dict, meta: dict) -> None:
     """summary.csv, summary.json, per_slice.csv and dice_vs_clicks.png in ``out``."""
     out.mkdir(parents=True, exist_ok=True)
@@ -232,14 +250,21 @@ def format_table(summary: dict) -> str:
     for name, r in summary.items():
         cells = [name, *(f"{r[f'mean_dice_{k}']:.3f}/{r[f'median_dice_{k}']:.3f}" for k in steps),
                  f"{r['noc85']:.2f}", f"{r['noc90']:.2f}", f"{100 * r['worse_share']:.1f}%",
-                 f"{r['median_ms_per_click']:.0f}"]
+                 f"{r['median_ms_per_click']:.0f}" if "median_ms_per_click" in r else "-"]
         lines.append(" | ".join(cells))
+    lines = [f"| {line} |" for line in lines]
+    lines.insert(1, "|" + "---|" * len(head))
     return "\n".join(lines)
 
 
 def bench_slices(prior, slices, refiners: dict, first: str = "box", n_clicks: int = 10,
-                 click_method: str = "vote", echo: Callable = print) -> tuple[dict, list[dict], dict]:
-    """Run every refiner on every slice; ``(summary, per_slice rows, curves)``."""
+                 click_method: str = "vote", echo: Callable = print,
+                 partial: Path | None = None) -> tuple[dict, list[dict], dict]:
+    """Run every refiner on every slice; ``(summary, per_slice rows, curves)``.
+
+    With ``partial``, the per-slice rows so far are rewritten there after every slice (an interrupted run
+    keeps what it measured).
+    """
     curves: dict = {name: [] for name in refiners}
     times: dict = {name: [] for name in refiners}
     rows = []
@@ -251,8 +276,13 @@ def bench_slices(prior, slices, refiners: dict, first: str = "box", n_clicks: in
             curves[name].append(d)
             times[name].extend(t)
             rows.append({"refiner": name, "slice": sid, **{f"dice_{k}": round(v, 5) for k, v in enumerate(d)}})
-        if (i + 1) % 10 == 0 or i + 1 == len(slices):
-            echo(f"  {i + 1}/{len(slices)} slices, {time.perf_counter() - t_start:.0f} s")
+        echo(f"  {i + 1}/{len(slices)} slices, {time.perf_counter() - t_start:.0f} s")
+        if partial is not None:
+            partial.parent.mkdir(parents=True, exist_ok=True)
+            with partial.open("w", newline="", encoding="utf-8") as fh:
+                w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+                w.writeheader()
+                w.writerows(rows)
     summary = {name: summarise(np.asarray(curves[name]), times[name]) for name in refiners}
     return summary, rows, curves
 
@@ -286,7 +316,7 @@ def run_interactive_bench(data: Path, out: Path | None = None, first: str = "box
                           refiners: Sequence[str] = ("flat-mincut", "prior", "prior-mincut"), n_clicks: int = 10,
                           every: int = 1, limit: int | None = None, volumes: bool = False,
                           volume_limit: int | None = None, click_method: str = "vote",
-                          itermrl_model: str | None = None, threads: int | None = 2, seed: int = 0,
+                          itermrl_model: str | None = None, threads: int | None = 1, seed: int = 0,
                           prior=None, echo: Callable = print) -> dict:
     """The whole benchmark; returns ``{"meta", "summary", "volumes"?}`` and writes it to ``out`` when given."""
     import os
@@ -307,7 +337,8 @@ def run_interactive_bench(data: Path, out: Path | None = None, first: str = "box
             "title": f"{Path(data).name}, first gesture: {first}, every {every}th slice"}
     with torch_threads(threads):
         slices = load_slices(Path(data), every=every, limit=limit, echo=echo)
-        summary, rows, curves = bench_slices(prior, slices, made, first, n_clicks, click_method, echo)
+        summary, rows, curves = bench_slices(prior, slices, made, first, n_clicks, click_method, echo,
+                                             partial=None if out is None else Path(out) / "per_slice.partial.csv")
         result: dict = {"meta": meta, "summary": summary}
         echo(format_table(summary))
         if volumes:

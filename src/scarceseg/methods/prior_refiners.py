@@ -14,8 +14,9 @@ newest clicks are refined.
 
 **Locality** (:func:`localise`). Whatever the underlying method proposes, only the change asked for by
 the newest click(s) is kept: a positive click may only *add* object, a negative click may only *remove*
-it, and only inside the connected region of that change which holds the click, within ``radius`` pixels
-of it. Everything else keeps its previous probability exactly. The click's own pixel (a disk of
+it, and only inside the connected region of that change which holds the click, within a reach of three
+times the click's distance to the current boundary (at least 6, at most 48 pixels; :func:`reach`).
+Everything else keeps its previous probability exactly. The click's own pixel (a disk of
 ``seed_radius``) always takes the click's label, so every click changes something. This is what keeps one
 positive click from shrinking a mask and one negative click from emptying it.
 """
@@ -78,8 +79,24 @@ def allowed_change(prev: np.ndarray, new: np.ndarray, click: Click, radius: floa
     return labels == labels[click.position]
 
 
-def localise(prev: np.ndarray, proposed: np.ndarray, clicks: Sequence[Click], radius: float = 32.0,
-             seed_radius: float = 2.0) -> np.ndarray:
+def reach(prev_mask: np.ndarray, click: Click, radius: float, scale: float, min_radius: float) -> float:
+    """How far a click may change the mask: ``scale`` times its distance to the current boundary.
+
+    A positive click's distance to the mask (a negative one's to the outside) is the depth of the error
+    it corrects as the click sees it, so the reach grows with the error; it is clipped to
+    ``[min_radius, radius]``.
+    """
+    other = ~prev_mask if not click.positive else prev_mask
+    if not other.any():
+        return float(radius)
+    # distance from the click to the nearest pixel of the other label
+    ys, xs = np.nonzero(other)
+    d = float(np.sqrt(np.min((ys - click.position[0]) ** 2 + (xs - click.position[1]) ** 2)))
+    return float(np.clip(scale * d, min_radius, radius))
+
+
+def localise(prev: np.ndarray, proposed: np.ndarray, clicks: Sequence[Click], radius: float = 48.0,
+             seed_radius: float = 2.0, scale: float | None = None, min_radius: float = 6.0) -> np.ndarray:
     """Keep only the local change each newest click asks for (see the module docstring).
 
     Parameters
@@ -89,6 +106,10 @@ def localise(prev: np.ndarray, proposed: np.ndarray, clicks: Sequence[Click], ra
     clicks : sequence of Click
         The newest clicks (2D positions).
     radius, seed_radius : float
+        Largest reach of a click and the disk that always takes its label, in pixels.
+    scale, min_radius : float, optional
+        With ``scale``, a click reaches ``scale`` times its distance to the current boundary
+        (:func:`reach`), at least ``min_radius`` and at most ``radius``; without, ``radius``.
 
     Returns
     -------
@@ -100,7 +121,8 @@ def localise(prev: np.ndarray, proposed: np.ndarray, clicks: Sequence[Click], ra
     prev_mask, new_mask = prev > THRESHOLD, proposed > THRESHOLD
     out = prev.copy()
     for c in clicks:
-        keep = allowed_change(prev_mask, new_mask, c, radius)
+        r = radius if scale is None else reach(prev_mask, c, radius, scale, min_radius)
+        keep = allowed_change(prev_mask, new_mask, c, r)
         out[keep] = proposed[keep]
     for c in clicks:  # the click's own neighbourhood takes its label, later clicks winning
         seed = disk(prev.shape, c.position, seed_radius)
@@ -122,8 +144,10 @@ def _per_slice(refine_2d, image, prob, clicks, init):
 class _LocalRefiner:
     """Shared frame: input checks, 3D by slice, locality around the newest clicks."""
 
-    radius: float = 32.0  # our choice: pixels beyond this distance from a click never change
+    radius: float = 48.0  # our choice: pixels beyond this distance from a click never change
     seed_radius: float = 2.0  # our choice: the click's disk always takes its label
+    scale: float | None = 3.0  # our choice: reach = 3 x the click's distance to the boundary (None: radius)
+    min_radius: float = 6.0  # our choice: the smallest reach
     local: bool = True  # False: the method's raw proposal (the ablation of the benchmark)
 
     def refine(self, image, prob, clicks, init=None, spacing=None) -> np.ndarray:
@@ -139,7 +163,8 @@ class _LocalRefiner:
         proposed = self.propose(image, prob, clicks, prob if init is None else np.asarray(init, np.float32))
         if not self.local:
             return np.asarray(proposed, np.float32)
-        return localise(prob, proposed, newest_clicks(clicks), self.radius, self.seed_radius)
+        return localise(prob, proposed, newest_clicks(clicks), self.radius, self.seed_radius, self.scale,
+                        self.min_radius)
 
     def propose(self, image: np.ndarray, prob: np.ndarray, clicks: list[Click], init: np.ndarray) -> np.ndarray:
         raise NotImplementedError
@@ -228,7 +253,8 @@ class PriorPromptRefiner(_LocalRefiner):
 
     def _refine_2d(self, image, prob, clicks, init) -> np.ndarray:
         out = self.decode(image, prob, clicks, prob if init is None else np.asarray(init, np.float32))
-        result = (localise(prob, out.prob, newest_clicks(clicks), self.radius, self.seed_radius) if self.local
+        result = (localise(prob, out.prob, newest_clicks(clicks), self.radius, self.seed_radius, self.scale,
+                           self.min_radius) if self.local
                   else out.prob)
         if self.use_logits:
             self.remember(result, out.logits)
@@ -287,7 +313,7 @@ class PriorIterMRLRefiner(_LocalRefiner):
             raise InputError(None, "prior-itermrl needs a trained IteR-MRL model: train one with "
                              f"`scarceseg bench itermrl` and pass its folder (or set {ITERMRL_ENV})")
         if isinstance(self.model, (str, os.PathLike)):
-            from scarceseg.interactive.refiners import load_refiner
+            from scarceseg.methods.registry import load_refiner
 
             self.model = load_refiner(self.model)
         return self.model
@@ -302,3 +328,24 @@ PRIOR_REFINERS: dict[str, type] = {
     "prior-mincut": PriorMinCutRefiner,
     "prior-itermrl": PriorIterMRLRefiner,
 }
+
+
+def make_refiner(name: str, prior: Any = None, **options: Any):
+    """A prior refiner by name (:data:`PRIOR_REFINERS`); ``<name>-global`` is the same without locality,
+    ``<name>-fixed`` the same with a fixed reach (``radius``, 48 px) instead of one scaled by the click's depth.
+
+    Raises
+    ------
+    KeyError
+        For a name that is not a prior refiner.
+    """
+    base, local = (name[: -len("-global")], False) if name.endswith("-global") else (name, True)
+    if base.endswith("-fixed"):  # a fixed reach (radius) instead of one scaled by the click's depth
+        base, options["scale"] = base[: -len("-fixed")], None
+    if base not in PRIOR_REFINERS:
+        raise KeyError(f"unknown prior refiner {name!r}; known: {', '.join(PRIOR_REFINERS)} (or with -global)")
+    if base == "prior" and prior is not None:
+        options["prior"] = prior
+    refiner = PRIOR_REFINERS[base](local=local, **options)
+    refiner.name = name
+    return refiner
