@@ -372,7 +372,7 @@ def test_pick_in_the_background_warns(tmp_path):
 
 
 def test_selector_with_zero_accuracy_warns(tmp_path, monkeypatch):
-    import scarceseg.methods.udc_rl as udc_rl
+    import scarceseg.store.training as store_training  # the trainer that reads a WORKDIR's picks lives in store/
 
     class FakeSelector:
         summary = {"n_images": 2}
@@ -384,7 +384,7 @@ def test_selector_with_zero_accuracy_warns(tmp_path, monkeypatch):
         accuracy = {"train": [0.5, 0.0]}
         seconds = 1.0
 
-    monkeypatch.setattr(udc_rl, "train_selector", lambda *a, **k: (FakeSelector(), History()))
+    monkeypatch.setattr(store_training, "train_selector", lambda *a, **k: (FakeSelector(), History()))
     result = _run("train", "selector", "--work", tmp_path, "--out", tmp_path / "m")
     assert result.exit_code == 0 and "warning: the final training selection accuracy is 0.00" in result.output
 
