@@ -372,7 +372,7 @@ def test_pick_in_the_background_warns(tmp_path):
 
 
 def test_selector_with_zero_accuracy_warns(tmp_path, monkeypatch):
-    import scarceseg.store.training as store_training
+    import scarceseg.store.training as store_training  # the trainer that reads a WORKDIR's picks lives in store/
 
     class FakeSelector:
         summary = {"n_images": 2}
