@@ -75,7 +75,7 @@ def test_embedding_in_background_then_box_click_negative_click_undo_save(sample:
     work = tmp_path / "work"
     with client(sample["data"], work) as c:
         info = c.get("/api/info").json()
-        assert info["refiner"] == "prior" and "mincut" in info["refiners"]
+        assert info["refiner"] == "prior-mincut" and "mincut" in info["refiners"]
         assert c.get(f"/api/cases/{cid}/embedding").json()["status"] == "none"
         st = c.post(f"/api/cases/{cid}/embed", json={}).json()
         assert st["status"] in ("queued", "running", "ready")
@@ -99,7 +99,7 @@ def test_embedding_in_background_then_box_click_negative_click_undo_save(sample:
         neg = tuple(int(v) for v in inside[len(inside) // 3])
         st = c.post(f"/api/cases/{cid}/click", json={"y": neg[0], "x": neg[1], "positive": False}).json()
         after = bits(st["mask"])
-        assert not after[neg] and st["step"] == 1 and st["refiner"] == "prior"
+        assert not after[neg] and st["step"] == 1 and st["refiner"] == "prior-mincut"
         yy, xx = np.mgrid[: truth.shape[0], : truth.shape[1]]
         far = (yy - neg[0]) ** 2 + (xx - neg[1]) ** 2 > 80**2
         assert np.array_equal(after[far], mask[far])

@@ -564,8 +564,9 @@ def train_refiner(
 @app.command("refine")
 @_friendly
 def refine(
-    model: str = typer.Option("prior", "--model", help="prior (default: re-prompts LiteMedSAM), mincut, or a "
-                                                       "refiner folder (scarceseg train refiner)."),
+    model: str = typer.Option("prior-mincut", "--model", help="prior-mincut (default: Min-Cut on the prior's "
+                                                              "probabilities, local to the click), prior (re-prompts "
+                                                              "LiteMedSAM), mincut, or a refiner folder."),
     image: Path = typer.Option(..., "--image", help="The image (2D or 3D)."),
     out: Path = typer.Option(..., "--out", help="Refined mask to write (PNG for 2D, NIfTI for 3D)."),
     init: Path | None = typer.Option(None, "--init", help="Initial mask (default: all background)."),
@@ -593,8 +594,9 @@ def serve_cmd(
     workdir: Path | None = typer.Option(None, "--workdir", help="Proposals, label store and saved masks "
                                                                  "(default: a user data folder keyed by "
                                                                  "FOLDER's path; FOLDER is never written)."),
-    refiner: str = typer.Option("prior", "--refiner", help="Default corrective refiner: prior (default), mincut, "
-                                                           "or a trained refiner folder."),
+    refiner: str = typer.Option("prior-mincut", "--refiner", help="Default corrective refiner: prior-mincut "
+                                                                  "(default), prior, mincut, or a trained refiner "
+                                                                  "folder."),
     episodes: int = typer.Option(300, "--episodes", min=1, help="Episodes of the 'train selector' button "
                                                                 "(the paper's 300, as `train selector`)."),
     layout: str | None = typer.Option(None, "--layout", help="Data set layout (default: detect, else plain files)."),

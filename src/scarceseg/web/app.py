@@ -90,7 +90,8 @@ class ServerConfig:
     token : str or None
         Required on every request when set.
     refiner : str
-        The default corrective refiner: ``"prior"`` (re-prompts the prior), ``"mincut"``, or a trained refiner
+        The default corrective refiner: ``"prior-mincut"`` (Min-Cut on the prior's probabilities, local to the
+        click), ``"prior"`` (re-prompts the prior), ``"mincut"``, or a trained refiner
         folder (``scarceseg train refiner``); the others stay selectable per click.
     episodes : int
         Selector training episodes of the "train selector" button: the paper's 300, as ``scarceseg train
@@ -113,7 +114,7 @@ class ServerConfig:
     workdir: Path | None = None
     user: str = "user"
     token: str | None = None
-    refiner: str = "prior"
+    refiner: str = "prior-mincut"  # never ended worse than its start on the robot bench (docs/prior.md)
     episodes: int = 300
     layout: str | None = None
     max_body: int = security.DEFAULT_MAX_BODY
