@@ -5,7 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from scarceseg.figures.overlays import overlay_rgb, save_boxplot, save_contact_sheet, save_overlay_grid, window
+from scarceseg.figures.overlays import (
+    OVERLAP_RGB,
+    PRED_RGB,
+    TRUTH_RGB,
+    overlay_rgb,
+    save_boxplot,
+    save_contact_sheet,
+    save_overlay_grid,
+    window,
+)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -22,9 +31,9 @@ def test_fill_colours_exact():
     truth, pred = _masks()
     rgb = overlay_rgb(np.zeros((8, 8)), truth, pred, alpha=0.5, outline=False)
     assert rgb.shape == (8, 8, 3) and rgb.dtype == np.uint8
-    assert tuple(rgb[1, 1]) == (128, 0, 0)  # truth only: red
-    assert tuple(rgb[6, 6]) == (0, 128, 0)  # prediction only: green
-    assert tuple(rgb[3, 3]) == (128, 128, 0)  # overlap: yellow
+    assert tuple(rgb[1, 1]) == (106, 47, 0)  # truth only: half of vermillion (213, 94, 0), truncated
+    assert tuple(rgb[6, 6]) == (0, 57, 89)  # prediction only: half of blue (0, 114, 178)
+    assert tuple(rgb[3, 3]) == (120, 114, 33)  # overlap: half of yellow (240, 228, 66)
     assert tuple(rgb[0, 7]) == (0, 0, 0)  # neither: the (constant) grey
 
 
@@ -32,11 +41,11 @@ def test_outline_pure_colours_over_grey():
     truth, pred = _masks()
     image = np.tile(np.linspace(0, 1, 8), (8, 1))
     rgb = overlay_rgb(image, truth, pred).astype(int)
-    assert tuple(rgb[1, 1]) == (255, 0, 0)  # truth edge
-    assert tuple(rgb[6, 6]) == (0, 255, 0)  # prediction edge
-    assert tuple(rgb[3, 3]) == (255, 255, 0)  # edge of both, inside both
-    r, g, b = rgb[2, 2]  # inside truth only, not on an edge: red dominates the grey
-    assert r > g and g == b
+    assert tuple(rgb[1, 1]) == TRUTH_RGB  # truth edge
+    assert tuple(rgb[6, 6]) == PRED_RGB  # prediction edge
+    assert tuple(rgb[3, 3]) == OVERLAP_RGB  # edge of both, inside both
+    r, g, b = rgb[2, 2]  # inside truth only, not on an edge: vermillion tints the grey
+    assert r > g > b
     grey = rgb[0, 6]
     assert grey[0] == grey[1] == grey[2] > 0
 

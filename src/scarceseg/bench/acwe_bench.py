@@ -246,7 +246,7 @@ def run_dataset(data: str | Path, out: Path, seed: int = 0, n_train: int | None 
         for method in ("chan_vese", "mode1", "mode3", "mode4"):
             d = summary_dice(preds[method][i], s.truth)
             items.append((f"{method} Dice {d:.2f}", s.image, s.truth, preds[method][i]))
-    save_overlay_grid(items, out / "overlays.png", ncols=4, title=f"{name}: truth red, prediction green")
+    save_overlay_grid(items, out / "overlays.png", ncols=4, title=f"{name}: truth vermillion, prediction blue")
     return summary
 
 

@@ -163,7 +163,7 @@ def run_demo(out: str | Path, n: int = 20, seed: int = 0, episodes: int | None =
     overlays = [(f"{cid}\nauto Dice {auto[cid]:.2f}", cases[cid].channel("FLAIR"), cases[cid].target,
                  read_mask(pred / ref / f"{cid}.png", like=cases[cid]) > 0) for cid in test_ids[:10]]
     save_overlay_grid(overlays, out / "overlays.png", ncols=5,
-                      title="UDC + DQN automatic: truth red, prediction green, overlap yellow")
+                      title="UDC + DQN automatic: truth vermillion, prediction blue, overlap yellow")
     seconds = time.perf_counter() - t0
     report = out / "report.md"
     report.write_text(

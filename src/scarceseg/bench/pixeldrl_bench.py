@@ -310,7 +310,7 @@ Metrics at 256x256 on every test slice (mean; HD95 in pixels, NaN slices (empty 
 ![dice vs steps](dice_vs_steps.png)
 
 Action maps (Fig. 4-style; top: light blue background, navy keep, red = changed since the previous step;
-bottom: truth red / prediction green / overlap yellow): `action_maps_*.png`.
+bottom: truth vermillion / prediction blue / overlap yellow): `action_maps_*.png`.
 
 Wall time so far: {seconds / 60:.1f} min. Settings: `{json.dumps({k: v for k, v in asdict(b).items()})}`
 """

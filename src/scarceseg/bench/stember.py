@@ -310,7 +310,7 @@ def _report(out, all_rows, timings, overlay_items, seeds, n_train, proposer, sav
                  title="Test Dice per method (paper 000, Figure 9)")
     if overlay_items:
         save_overlay_grid(overlay_items, out / "overlays.png", ncols=5,
-                          title="UDC + DQN automatic: truth red, prediction green, overlap yellow")
+                          title="UDC + DQN automatic: truth vermillion, prediction blue, overlap yellow")
     timing_line = ", ".join(f"{k} {np.mean(v):.1f}" for k, v in timings.items() if v)
     report = out / "report.md"
     report.write_text(

@@ -1,7 +1,8 @@
 """Figures for reports: mask overlays, overlay contact sheets, candidate sheets, box plots.
 
-Colours everywhere: truth red, prediction green, overlap yellow. Masks are drawn as a
-semi-transparent fill with a solid one-pixel outline, so both the extent and the edge read at a
+Colours everywhere, from the Okabe-Ito palette so that colour-blind readers can tell them apart: truth
+vermillion, prediction blue, overlap yellow (they also differ in lightness, so they survive greyscale).
+Masks are drawn as a semi-transparent fill with a solid one-pixel outline, so both the extent and the edge read at a
 glance. matplotlib is imported inside the functions and drawn on an Agg canvas directly (no pyplot,
 no global backend switch), so importing this module is instant and safe in threads and servers.
 """
@@ -13,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-TRUTH_RGB = (255, 0, 0)
-PRED_RGB = (0, 255, 0)
-OVERLAP_RGB = (255, 255, 0)
+TRUTH_RGB = (213, 94, 0)  # Okabe-Ito vermillion
+PRED_RGB = (0, 114, 178)  # Okabe-Ito blue
+OVERLAP_RGB = (240, 228, 66)  # Okabe-Ito yellow
 
 
 def window(image2d: np.ndarray, low: float = 1.0, high: float = 99.0) -> np.ndarray:
@@ -63,7 +64,7 @@ def _outline(mask: np.ndarray) -> np.ndarray:
 
 def overlay_rgb(image2d: np.ndarray, truth: np.ndarray | None = None, pred: np.ndarray | None = None,
                 alpha: float = 0.45, outline: bool = True) -> np.ndarray:
-    """Grey image with truth red, prediction green and their overlap yellow.
+    """Grey image with truth vermillion, prediction blue and their overlap yellow (Okabe-Ito).
 
     Every masked pixel gets the colour of its category (truth only, prediction only, both) blended
     over the grey with opacity ``alpha``; with ``outline`` the pixels on the edge of either mask get
@@ -164,7 +165,7 @@ def save_overlay_grid(items: Sequence[tuple[str, np.ndarray, np.ndarray | None, 
 def save_contact_sheet(image2d: np.ndarray, masks: Sequence[np.ndarray], path: str | Path,
                        titles: Sequence[str] | None = None, ncols: int | None = None,
                        max_panel: int | None = None) -> Path:
-    """The image, then one panel per candidate mask drawn over it (green), e.g. proposals to pick from.
+    """The image, then one panel per candidate mask drawn over it (blue), e.g. proposals to pick from.
 
     Drawn with Pillow straight from :func:`overlay_rgb` panels (a few ms per candidate; matplotlib took
     seconds for a 60-candidate sheet), each panel with its title in a strip above it.
