@@ -51,10 +51,10 @@ def store(tmp_path_factory):
     mp.undo()
 
 
-# The decoder's forward + backward is the cost (seconds per image on a loaded 2-core machine), so the toy
-# training is small: 2 images, batch 1, 30 updates. Seen here: 8 updates at lr 5e-4 and 20 at lr 1e-3 left the
-# localiser marking nothing (its first updates push every pixel down; 1e-3 does not settle).
-TOY = FewShotConfig(steps=30, batch_size=1, lr=3e-4)
+# The head localiser on 2 toy images: 40 updates at lr 1e-2 reach toy Dice 0.83-0.96 in about 13 s on a loaded
+# 2-core machine (60 at 3e-3 and 100 at 1e-3 gave the same masks, slower). The decoder localiser costs 1-3 s per
+# image and update, so it gets only a 2-update run below.
+TOY = FewShotConfig(steps=40, batch_size=2, lr=1e-2)
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +67,7 @@ def trained(store):
 
 def test_learns_a_toy_task(trained):
     model, history = trained
-    assert history["steps"] == 30
+    assert history["steps"] == 40
     assert np.mean(history["loss"][-4:]) < np.mean(history["loss"][:4])
     image, mask = toy(100)
     pred = model.predict(image)
@@ -75,13 +75,38 @@ def test_learns_a_toy_task(trained):
     assert dice(pred.mask, mask) > 0.7
 
 
-@pytest.mark.xfail(strict=True, reason="known defect: trained on lesion slices only (30 toy updates), the localiser "
-                   "marks part of a blank image, so 'no lesion' is not yet reliable (issue 15 item 2)")
 def test_an_empty_image_gives_an_empty_mask(trained):
+    """A constant image is "no lesion" outright; trained on lesion slices only, the head marks nothing on
+    lesion-free noise."""
     model, _ = trained
-    pred = model.predict(np.zeros((SIZE, SIZE), dtype=np.float32))
-    assert not pred.mask.any()
-    assert pred.extra["box"] is None
+    for image in (np.zeros((SIZE, SIZE), dtype=np.float32),
+                  (60 + np.random.default_rng(5).normal(0, 10, (SIZE, SIZE))).astype(np.float32)):
+        pred = model.predict(image)
+        assert not pred.mask.any()
+        assert pred.extra["box"] is None
+
+
+def test_decoder_localiser_trains_saves_and_loads(store, tmp_path):
+    """The fine-tuned-decoder localiser (slow: 2 updates only) still trains, saves and loads."""
+    cfg = FewShotConfig(localiser="decoder", steps=2, batch_size=1, lr=1e-4)
+    model = PriorFewShot(cfg, store=store)
+    assert model.fit([toy(0)], seed=0)["steps"] == 2
+    again = PriorFewShot.load(model.save(tmp_path / "d"), store=store)
+    assert again.config.localiser == "decoder"
+    image, _ = toy(100)
+    np.testing.assert_array_equal(again.predict(image).prob, model.predict(image).prob)
+
+
+def test_a_version_1_folder_loads_as_a_decoder_localiser(store, tmp_path):
+    cfg = FewShotConfig(localiser="decoder", steps=1, batch_size=1, lr=1e-4)
+    model = PriorFewShot(cfg, store=store)
+    model.fit([toy(0)], seed=0)
+    folder = model.save(tmp_path / "v1")
+    info = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    info["format_version"] = 1
+    del info["config"]["localiser"], info["config"]["head_width"]
+    (folder / "config.json").write_text(json.dumps(info), encoding="utf-8")
+    assert PriorFewShot.load(folder, store=store).config.localiser == "decoder"
 
 
 def test_same_seed_same_weights(store):
@@ -123,6 +148,8 @@ def test_cached_embeddings_are_reused(store):
 def test_config_and_channel_errors():
     with pytest.raises(ValueError, match="refine"):
         FewShotConfig(refine="maybe")
+    with pytest.raises(ValueError, match="localiser"):
+        FewShotConfig(localiser="magic")
     with pytest.raises(ValueError, match="unknown FewShotConfig fields"):
         FewShotConfig.from_dict({"stpes": 3})
     with pytest.raises(Exception, match="2D image"):
