@@ -137,7 +137,8 @@ def _rows(summary):
 
 @pytest.fixture(scope="module")
 def loop_runs(prior, tmp_path_factory):
-    """Two runs with the same seed (separate OUT, shared embedding cache), then a rerun of the first (resume)."""
+    """Two runs with the same seed (separate OUT, shared embedding cache), a rerun of the first (all finished),
+    and a rerun of the second after cutting its state back to stage 0 (resume)."""
     from scarceseg.datasets.sample import make_sample_data
     from scarceseg.methods.prior_fewshot_method import PriorFewShotMethod
 
@@ -160,8 +161,16 @@ def loop_runs(prior, tmp_path_factory):
         fits.clear()
         resumed = run_loop_bench(root / "data", root / "a", **kwargs)
         fits_resumed = list(fits)
+        # as if run b had been stopped after stage 0: the rerun retrains from the saved labels
+        state = json.loads((root / "b" / "state.json").read_text(encoding="utf-8"))
+        state["stages"] = {"0": state["stages"]["0"]}
+        (root / "b" / "state.json").write_text(json.dumps(state), encoding="utf-8")
+        fits.clear()
+        continued = run_loop_bench(root / "data", root / "b", **kwargs)
+        fits_continued = list(fits)
     return SimpleNamespace(root=root, first=first, second=second, resumed=resumed, fits=fits_first,
-                           fits_resumed=fits_resumed, kwargs=kwargs)
+                           fits_resumed=fits_resumed, continued=continued, fits_continued=fits_continued,
+                           kwargs=kwargs)
 
 
 @pytest.mark.slow
@@ -214,9 +223,10 @@ def test_loop_trains_on_the_robots_masks_not_the_truth(loop_runs):
 
 
 @pytest.mark.slow
-def test_loop_same_seed_same_table_and_resume_retrains_nothing(loop_runs):
+def test_loop_same_seed_same_table_and_resumes(loop_runs):
     assert _rows(loop_runs.first) == _rows(loop_runs.second)
     assert loop_runs.fits_resumed == [] and _rows(loop_runs.resumed) == _rows(loop_runs.first)
+    assert len(loop_runs.fits_continued) == 2 and _rows(loop_runs.continued) == _rows(loop_runs.first)
     with pytest.raises(InputError, match="other settings"):
         run_loop_bench(loop_runs.root / "data", loop_runs.root / "a", **{**loop_runs.kwargs, "seed": 1})
 
