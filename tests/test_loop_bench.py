@@ -187,6 +187,7 @@ def test_loop_table_structure_and_invariants(loop_runs):
     for r in rows[1:]:
         assert r["test_slices"] == 1 and 0.0 <= r["test_dice_mean"] <= 1.0 and r["steps"] == 1
     assert rows[1]["accepts"] + rows[1]["corrected"] + rows[1]["boxes"] == 1
+    assert rows[1]["interactions_accept_as_one"] == rows[1]["interactions"] + rows[1]["accepts"]
     assert rows[2]["interactions"] is None and rows[2]["accepts"] == 0
     state = json.loads((loop_runs.root / "a" / "state.json").read_text(encoding="utf-8"))
     for key, stage in state["stages"].items():

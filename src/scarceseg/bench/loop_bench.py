@@ -370,6 +370,8 @@ def summarise(state: dict, settings: LoopSettings | None = None) -> dict:
             "batch": f"{r['labelled'] + 1}-{r['labelled'] + len(batch)}" if batch else "",
             "batch_ids": ids,
             "interactions": float(np.mean([b["interactions"] for b in batch])) if batch else None,
+            "interactions_accept_as_one": (float(np.mean([b["interactions"] + (b["start"] == "accept")
+                                                          for b in batch])) if batch else None),
             "interactions_no_learning": float(np.mean([b["interactions"] for b in plain])) if plain else None,
             "accepts": sum(b["start"] == "accept" for b in batch),
             "corrected": sum(b["start"] == "correct" for b in batch),
@@ -412,8 +414,9 @@ def write_outputs(out: Path, summary: dict, state: dict) -> None:
     """``rounds.csv``, ``summary.json``, ``per_image.csv``, ``test_dice.csv``, ``interactions.png``, ``report.md``."""
     rows = summary["table"]
     with (out / "rounds.csv").open("w", newline="", encoding="utf-8") as fh:
-        w = csv.DictWriter(fh, fieldnames=[*TABLE_FIELDS, "redrawn", "label_dice_no_learning", "test_slices", "steps",
-                                           "train_cpu_seconds", "stage_seconds"], extrasaction="ignore")
+        extra = ["interactions_accept_as_one", "redrawn", "label_dice_no_learning", "test_slices", "steps",
+                 "train_cpu_seconds", "stage_seconds"]
+        w = csv.DictWriter(fh, fieldnames=[*TABLE_FIELDS, *extra], extrasaction="ignore")
         w.writeheader()
         w.writerows(rows)
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
