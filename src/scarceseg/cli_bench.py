@@ -270,6 +270,38 @@ def bench_fewshot(
                       steps=steps, cache_dir=cache, progress=sys.stderr.isatty(), log=typer.echo)
 
 
+@bench_app.command("loop")
+@_friendly
+def bench_loop(
+    data: Path = typer.Option(Path("../shared/data/lgg"), "--data", help="LGG-layout data set."),
+    out: Path = typer.Option(Path("bench_out/loop"), "--out", help="Tables, plot, and the state a rerun resumes."),
+    rounds: str = typer.Option("5,10,20", "--rounds", help="Images labelled at which the learner is retrained."),
+    test_slices: int = typer.Option(100, "--test-slices", min=1, help="Held-out test slices (thinned evenly)."),
+    every: int = typer.Option(2, "--every", min=1, help="Every K-th slice of the held-out patients is a test slice."),
+    pick: str = typer.Option("largest", "--pick", help="Pool slice per patient: largest (lesion) or random."),
+    clicks: int = typer.Option(10, "--clicks", min=0, help="At most this many robot clicks per image."),
+    target: float = typer.Option(0.90, "--target", help="Dice at which the robot accepts / stops clicking."),
+    redraw_below: float = typer.Option(0.5, "--redraw-below",
+                                       help="A suggestion under this Dice is redrawn with a box, not corrected."),
+    refiner: str = typer.Option("prior-mincut", "--refiner", help="Corrective refiner (see bench interactive)."),
+    learner: str = typer.Option("fewshot", "--learner", help="Registered segmenter retrained each round."),
+    steps: int | None = typer.Option(None, "--steps", help="Override the learner's training updates."),
+    seed: int = typer.Option(0, "--seed", help="Pool order and training seed."),
+    cache: Path | None = typer.Option(None, "--cache", help="Embedding cache folder (default OUT/emb_cache)."),
+    threads: int = typer.Option(1, "--threads", min=1, help="Torch threads (1 is faster on a loaded machine)."),
+) -> None:
+    """Label -> learn -> correct with the robot user: interactions per image and test Dice per round."""
+    from scarceseg.bench.loop_bench import run_loop_bench
+
+    try:
+        counts = [int(r) for r in rounds.split(",") if r.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"--rounds takes comma-separated image counts, got {rounds!r}") from None
+    run_loop_bench(data, out, rounds=counts, test_slices=test_slices, every=every, pick=pick, clicks=clicks,
+                   target=target, redraw_below=redraw_below, refiner=refiner, learner=learner, steps=steps,
+                   seed=seed, cache_dir=cache, threads=threads, progress=True, log=typer.echo)
+
+
 @bench_app.command("scale")
 @_friendly
 def bench_scale(

@@ -140,8 +140,14 @@ def _scale(ctx: Context) -> list[str]:
             "--out", str(ctx.section_dir("scale")), *ray, *_pick(ctx, [], ["--slices", "100", "--n-volumes", "2"], [])]
 
 
-# The report's sections, in page order. The interactive (Prior) and loop (Learn-from-ten) benches are one
-# entry each here when they land.
+def _loop(ctx: Context) -> list[str]:
+    base = ["bench", "loop", "--data", _lgg(ctx), "--out", str(ctx.section_dir("loop"))]
+    return base + _pick(ctx, ["--rounds", "1,2", "--test-slices", "1", "--every", "1", "--steps", "1"],
+                        ["--rounds", "2,5", "--test-slices", "10", "--steps", "30"],
+                        ["--rounds", "5,10,20", "--test-slices", "100"])
+
+
+# The report's sections, in page order. The interactive (Prior) bench is one entry here when it lands.
 SECTIONS: list[Section] = [
     Section("foundation", "Loading and metrics speed", "README: load/metric timings, multi-Otsu baseline",
             _foundation, lambda ctx: []),
@@ -156,6 +162,8 @@ SECTIONS: list[Section] = [
     Section("pixeldrl", "Paper 004: PixelDRL-MG vs U-Nets", "README: Table 2 / Table 4", _pixeldrl),
     Section("web", "Browser app latency", "README: click -> overlay latency", _web, lambda ctx: []),
     Section("scale", "Cohorts: process pool vs Ray", "docs/scale.md: cases/s, Ray overhead", _scale),
+    Section("loop", "Learn from ten: label → learn → correct (robot user)",
+            "docs/loop.md: interactions per image against images labelled, test Dice per round (issue 15)", _loop),
 ]
 
 

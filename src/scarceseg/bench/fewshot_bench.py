@@ -32,14 +32,21 @@ def plan(data: str | Path, shots: int, seeds: Sequence[int], every: int = 2, tes
          layout: str | None = None) -> dict:
     """The slices of the bench: ``{"train": {seed: [ids]}, "test": [ids]}``, patient-disjoint."""
     ds = open_dataset(data, layout=layout)
+    pool, test = held_out(ds, every=every, test_slices=test_slices)
+    train = {int(s): n_shot(ds, shots, seed=int(s), pool=pool, pick="largest") for s in seeds}
+    for ids in train.values():
+        check_disjoint({"train": ids, "test": test}, ds)
+    return {"dataset": ds, "train": train, "test": test}
+
+
+def held_out(ds, every: int = 2, test_slices: int = 100) -> tuple[list[str], list[str]]:
+    """``(training pool, test slices)`` of a data set: patients split once (seed 0, 70 % / 30 %); the test
+    slices are every ``every``-th slice of the 30 %, thinned evenly to at most ``test_slices``."""
     parts = split_patients(ds, (0.7, 0.3), seed=0)
     test = parts["test"][:: max(1, int(every))]
     if len(test) > test_slices:
         test = [test[int(i)] for i in np.linspace(0, len(test) - 1, test_slices).round()]
-    train = {int(s): n_shot(ds, shots, seed=int(s), pool=parts["train"], pick="largest") for s in seeds}
-    for ids in train.values():
-        check_disjoint({"train": ids, "test": test}, ds)
-    return {"dataset": ds, "train": train, "test": test}
+    return parts["train"], test
 
 
 def _dice(pred: np.ndarray, truth: np.ndarray) -> float:

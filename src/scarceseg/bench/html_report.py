@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
-SKIP_DIRS = {"runs", "_data", "proposals", "cache", "model", "models", "checkpoint", "__pycache__"}
+SKIP_DIRS = {"runs", "_data", "proposals", "cache", "emb_cache", "model", "models", "checkpoint", "__pycache__"}
 MAX_IMAGES = 12
 MAX_IMAGE_BYTES = 3_000_000
 MAX_LINKS = 40

@@ -123,6 +123,7 @@ def n_shot(
     seed: int = 0,
     pool: Iterable[str] | None = None,
     pick: str = "random",
+    drawn_order: bool = False,
 ) -> list[str]:
     """``n`` labelled cases from ``n`` distinct patients.
 
@@ -142,11 +143,14 @@ def n_shot(
     pool : iterable of str, optional
         Case ids to choose from (e.g. a train split); default all.
     pick : {"random", "largest"}
+    drawn_order : bool
+        Return the cases in the order their patients were drawn (the first ``k`` are then the ``k``-shot
+        set), not in data set order: the order a labelling loop takes them in.
 
     Returns
     -------
     list of str
-        Case ids, in data set order.
+        Case ids, in data set order (or drawn order).
 
     Raises
     ------
@@ -175,6 +179,8 @@ def n_shot(
             chosen.append(_largest(ds, cases))
         else:
             chosen.append(cases[int(draws[i] * len(cases))])
+    if drawn_order:
+        return chosen
     keep = set(chosen)
     return [c for c in case_patient if c in keep]
 
