@@ -56,3 +56,21 @@ def test_evaluate_volume_counts_false_positives_on_lesion_free_slices():
     assert r["n_slices"] == 4 and r["n_lesion_free"] == 3
     assert r["fp_slices"] == 1 and r["fp_voxels"] == 1 and r["fp_ml"] == pytest.approx(0.002)
     assert r["dice"] == pytest.approx(2 * 4 / (5 + 4))
+
+
+def test_training_slices_are_round_robin_spread_and_negatives_have_contrast():
+    from scarceseg.bench.fewshot_volumes import training_slices
+
+    def volume(name, areas):
+        label = np.zeros((len(areas), 8, 8), dtype=np.uint8)
+        image = np.zeros((1, len(areas), 8, 8), dtype=np.float32)
+        for z, a in enumerate(areas):
+            label[z].flat[:a] = 1
+            image[0, z, 4:, 4:] = 1.0 if z != 0 else 0.0  # slice 0 has no contrast at all
+        return Case(image=image, spacing=(1.0, 1.0, 1.0), case_id=name, label=label)
+
+    vols = [volume("a", [0, 0, 5, 9, 2, 0]), volume("b", [0, 7, 3, 0, 0, 0])]
+    picks = training_slices(vols, shots=3, negatives=2)
+    assert [c.case_id for c in picks] == ["a_z3", "b_z1", "a_z4", "a_z1", "b_z3"]
+    assert all(c.target.any() for c in picks[:3]) and not any(c.target.any() for c in picks[3:])
+    assert [c.case_id for c in training_slices(vols, shots=1)] == ["a_z3"]

@@ -259,7 +259,7 @@ def bench_fewshot(
     test_slices: int = typer.Option(100, "--test-slices", help="At most this many test slices (thinned evenly)."),
     methods: str = typer.Option("fewshot,unet", "--methods", help="Comma-separated: fewshot, unet."),
     unet_epochs: int = typer.Option(40, "--unet-epochs", help="Epochs of the fair U-Net (its CPU budget)."),
-    steps: int | None = typer.Option(None, "--steps", help="Override the few-shot learner's decoder updates."),
+    steps: int | None = typer.Option(None, "--steps", help="Override the few-shot learner's localiser updates."),
     cache: Path | None = typer.Option(None, "--cache", help="Embedding cache folder (default OUT/emb_cache)."),
 ) -> None:
     """The few-shot prior learner vs the fair U-Net on the same slices: per-seed Dice, paired test, timing."""
@@ -268,6 +268,29 @@ def bench_fewshot(
     run_fewshot_bench(data, out, shots=shots, seeds=seeds, every=every, test_slices=test_slices,
                       methods=[m.strip() for m in methods.split(",") if m.strip()], unet_epochs=unet_epochs,
                       steps=steps, cache_dir=cache, progress=sys.stderr.isatty(), log=typer.echo)
+
+
+@bench_app.command("fewshot-volumes")
+@_friendly
+def bench_fewshot_volumes(
+    data: Path = typer.Option(Path("../shared/data/brats2015"), "--data", help="A folder of labelled 3D volumes."),
+    out: Path = typer.Option(Path("bench_out/fewshot_volumes"), "--out"),
+    shots: int = typer.Option(10, "--shots", help="Labelled lesion slices, spread over the training volumes."),
+    negatives: list[int] = typer.Option([0], "--negatives", help="Lesion-free training slices; repeat to "
+                                        "compare (each setting trains its own model)."),
+    test_volumes: int = typer.Option(1, "--test-volumes", help="Held-out volumes, segmented slice by slice."),
+    seed: int = typer.Option(0, "--seed"),
+    steps: int | None = typer.Option(None, "--steps", help="Override the few-shot learner's localiser updates."),
+    channel: str = typer.Option("flair", "--channel", help="Channel given to the prior (a 1-channel image: it)."),
+    cache: Path | None = typer.Option(None, "--cache", help="Embedding cache folder (default OUT/emb_cache)."),
+) -> None:
+    """The few-shot learner on every slice of held-out volumes: per-volume Dice and false positives on
+    lesion-free slices."""
+    from scarceseg.bench.fewshot_volumes import run_fewshot_volumes
+
+    run_fewshot_volumes(data, out, shots=shots, negatives=negatives, test_volumes=test_volumes, seed=seed,
+                        steps=steps, cache_dir=cache, channel=channel, progress=sys.stderr.isatty(),
+                        log=typer.echo)
 
 
 @bench_app.command("loop")

@@ -138,7 +138,7 @@ def bench_cases(groups, out: str | Path, methods: Sequence[str] = METHODS, unet_
     return summary
 
 
-def evaluate_volume(model, volume, spacing=(1.0, 1.0, 1.0)) -> dict:
+def evaluate_volume(model, volume, spacing=(1.0, 1.0, 1.0), progress: bool = False) -> dict:
     """Segment every axial slice of a volume and measure what an automatic method must get right.
 
     Parameters
@@ -157,7 +157,9 @@ def evaluate_volume(model, volume, spacing=(1.0, 1.0, 1.0)) -> dict:
 
     truth = np.asarray(volume.target, dtype=bool)
     pred = np.zeros_like(truth)
-    for z in range(truth.shape[0]):
+    from scarceseg.progress import track
+
+    for z in track(range(truth.shape[0]), description=f"segmenting {volume.case_id}", enabled=progress):
         pred[z] = model.predict(slice_case(volume, z)).mask
     free = ~truth.any(axis=(1, 2))
     fp_voxels = int(pred[free].sum())
