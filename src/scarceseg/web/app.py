@@ -1,6 +1,7 @@
 """The browser app's HTTP API and page (FastAPI): box / click with the prior, propose, pick, refine, undo/redo,
 save, train, segment. The prior's routes (background embedding, box, click-to-segment, propagation) are in
-:mod:`scarceseg.web.prior_routes`.
+:mod:`scarceseg.web.prior_routes`; the learn -> suggest -> accept loop and the model history in
+:mod:`scarceseg.web.loop_routes`.
 
 ``create_app(folder, ...)`` builds the application; ``scarceseg serve FOLDER`` runs it with uvicorn.
 Every route that names a case checks it against the folder's catalog (unknown ids are 404, files are
@@ -131,6 +132,7 @@ def create_app(config: ServerConfig):
     from scarceseg.methods.registry import names
     from scarceseg.prior import get_prior
     from scarceseg.store import open_store
+    from scarceseg.web.loop_routes import loop_router
     from scarceseg.web.prior_routes import Embeddings, prior_router
 
     folder = Path(config.folder).resolve()
@@ -247,7 +249,11 @@ def create_app(config: ServerConfig):
                 "refused": public([list(r) for r in catalog.refused])}
 
     @app.get("/api/cases")
-    def cases(request: Request):
+    def cases(request: Request, order: Literal["folder", "uncertainty"] = "folder"):
+        """Every case with its state for this user; ``uncertainty`` (of the suggestion, None without one) and,
+        with ``order=uncertainty``, the suggested cases most uncertain first, then the others in folder order."""
+        import json
+
         from scarceseg.cluster.propose import list_proposals
 
         user = user_of(request)
@@ -258,9 +264,13 @@ def create_app(config: ServerConfig):
         rows = []
         for cid in catalog.case_ids:
             slices = [k for k in started if k == cid or k.startswith(cid + "_z")]
+            note = json.loads(auto[cid].note or "{}") if cid in auto else {}
             rows.append({"case_id": cid, "saved": cid in saved, "started": bool(slices),
-                         "proposed": cid in proposed, "auto": cid in auto})
-        return {"cases": rows, "n_saved": sum(r["saved"] for r in rows), "n_cases": len(rows)}
+                         "proposed": cid in proposed, "auto": cid in auto, "uncertainty": note.get("uncertainty"),
+                         "auto_run": note.get("run")})
+        if order == "uncertainty":  # stable: ties and cases without a suggestion keep the folder order
+            rows.sort(key=lambda r: (r["uncertainty"] is None, -(r["uncertainty"] or 0.0)))
+        return {"cases": rows, "n_saved": sum(r["saved"] for r in rows), "n_cases": len(rows), "order": order}
 
     @app.get("/api/cases/{case_id}")
     def case_info(case_id: str):
@@ -326,7 +336,7 @@ def create_app(config: ServerConfig):
     @app.post("/api/train")
     def train(body: TrainBody, request: Request):
         episodes = body.episodes or config.episodes
-        security.check_writable(workdir, model_dir(workdir, body.method))
+        security.check_writable(workdir, model_dir(workdir, body.method) / "runs")
         work = train_work(catalog, store, workdir, body.method, episodes, config.seed, user_of(request))
         return public(jobs.submit("train", work, long=True).as_dict())
 
@@ -386,6 +396,9 @@ def create_app(config: ServerConfig):
             path, mask = sessions.save(user, case_id, body.z, mask_format=body.format or config.save_format)
         return answer(user, key, saved={"file": str(path.relative_to(workdir)), "voxels": int(mask.sum())})
 
+    app.include_router(loop_router(catalog=catalog, store=store, sessions=sessions, jobs=jobs, workdir=workdir,
+                                   unit=unit, user_of=user_of, answer=answer, public=public, seed=config.seed,
+                                   proposer=config.proposer, save_format=config.save_format))
     app.include_router(prior_router(catalog=catalog, sessions=sessions, jobs=jobs, embeddings=embeddings,
                                     unit=unit, user_of=user_of, answer=answer, slice_key=slice_key))
     return security.BodyLimit(app, config.max_body)
