@@ -168,6 +168,8 @@ def test_learn_suggest_by_uncertainty_accept_learn_again_and_go_back(folder: Pat
         assert st["accepted"] and st["saved"]["file"] == "masks/alice/img2.png" and st["source"] == "auto"
         assert np.array_equal(read_mask(work / "masks" / "alice" / "img2.png") > 0, suggestion)
         assert c.get("/api/cases").json()["cases"][2]["saved"]
+        rows = c.get("/api/cases", params={"order": "uncertainty"}).json()["cases"]
+        assert [r["case_id"] for r in rows] == ["img3", "img0", "img1", "img2"]  # saved ones: folder order
         # correcting: the adopted suggestion is the editable mask; undo goes back to it
         st = c.post("/api/cases/img3/adopt", json={}).json()
         assert st["step"] == 0 and np.array_equal(bits(st["mask"]), bits(st["auto"]["mask"]))
@@ -205,6 +207,17 @@ def test_learn_suggest_by_uncertainty_accept_learn_again_and_go_back(folder: Pat
         assert r.status_code == 400 and "no run 0009 of tiny" in r.json()["detail"]
         assert c.post("/api/models/tiny/activate", json={"run": "../x"}).status_code == 422
         assert c.get("/api/models/nope").status_code == 400
+        r = c.post("/api/learn", json={"method": "mincut"})
+        assert r.status_code == 400 and "not a learner" in r.json()["detail"]
+
+
+def test_learning_without_saved_masks_fails_in_one_line_and_leaves_no_run(folder: Path, tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    with app_client(folder, work) as c:
+        job = wait(c, c.post("/api/learn", json={"method": "tiny"}).json())
+        assert job["status"] == "failed" and "no saved masks to train tiny on" in job["error"]
+        assert str(work) not in job["error"] and "\n" not in job["error"]
+        assert c.get("/api/models/tiny").json()["runs"] == [] and list((work / "tiny" / "runs").iterdir()) == []
 
 
 def test_accept_refuses_a_unit_with_the_users_own_mask(folder: Path, tmp_path: Path) -> None:

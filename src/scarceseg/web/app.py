@@ -251,7 +251,8 @@ def create_app(config: ServerConfig):
     @app.get("/api/cases")
     def cases(request: Request, order: Literal["folder", "uncertainty"] = "folder"):
         """Every case with its state for this user; ``uncertainty`` (of the suggestion, None without one) and,
-        with ``order=uncertainty``, the suggested cases most uncertain first, then the others in folder order."""
+        with ``order=uncertainty``, the suggested cases not saved yet most uncertain first, then the others in
+        folder order."""
         import json
 
         from scarceseg.cluster.propose import list_proposals
@@ -268,8 +269,12 @@ def create_app(config: ServerConfig):
             rows.append({"case_id": cid, "saved": cid in saved, "started": bool(slices),
                          "proposed": cid in proposed, "auto": cid in auto, "uncertainty": note.get("uncertainty"),
                          "auto_run": note.get("run")})
-        if order == "uncertainty":  # stable: ties and cases without a suggestion keep the folder order
-            rows.sort(key=lambda r: (r["uncertainty"] is None, -(r["uncertainty"] or 0.0)))
+        if order == "uncertainty":  # stable: ties, saved cases and cases without a suggestion keep the folder order
+            def rank(r: dict) -> tuple:
+                rest = r["saved"] or r["uncertainty"] is None
+                return (rest, 0.0 if rest else -r["uncertainty"])
+
+            rows.sort(key=rank)
         return {"cases": rows, "n_saved": sum(r["saved"] for r in rows), "n_cases": len(rows), "order": order}
 
     @app.get("/api/cases/{case_id}")

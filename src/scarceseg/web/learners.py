@@ -72,7 +72,12 @@ def train_work(catalog, store, workdir: Path, name: str, episodes: int | None, s
     def work(job) -> dict:
         job.message = f"training {name}"
         run = NewRun(workdir, name)
-        result = train_from_store(name, workdir, store, catalog.load, run.path, who=user, budget=budget, seed=seed)
+        try:
+            result = train_from_store(name, workdir, store, catalog.load, run.path, who=user, budget=budget,
+                                      seed=seed)
+        except BaseException:
+            run.discard()
+            raise
         manifest = run.publish({"who": user, "case_ids": result.get("case_ids") or [],
                                 "n_images": result.get("n_images"), "seconds": result.get("seconds"),
                                 "budget": {"epochs": episodes, "steps": steps}, "seed": seed,

@@ -26,6 +26,7 @@ import numpy as np
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from scarceseg.errors import InputError
 from scarceseg.web.state import AUTO, FINAL, PRIOR_CONFIDENCE, SNAPSHOT, NotReady
 
 METHOD_RE = r"^[a-z0-9_]{1,40}$"
@@ -82,7 +83,11 @@ def loop_router(*, catalog, store, sessions, jobs, workdir: Path, unit, user_of,
 
     @router.post("/api/learn")
     def learn(body: LearnBody, request: Request):
+        from scarceseg.methods.registry import names
+
         user = user_of(request)
+        if body.method not in names("segmenter"):
+            raise InputError(None, f"{body.method!r} is not a learner; choose one of {', '.join(names('segmenter'))}")
         check_writable(workdir, runs.runs_dir(workdir, body.method))
         train = train_work(catalog, store, workdir, body.method, body.epochs, seed, user, steps=body.steps)
         job = jobs.submit("learn", learn_work(train, suggest_work(user, body.method)), target=user, long=True,

@@ -7,7 +7,8 @@ WORKDIR/<method>/active.json            {"run": "0002"}: the model "segment the 
 ```
 
 A run is trained into a hidden ``runs/.training-NNNN-<hex>`` folder and renamed to ``runs/NNNN`` only when its
-model and manifest are written, so an interrupted training leaves no run that looks complete; run numbers are
+model and manifest are written, so an interrupted training leaves no run that looks complete (a training
+that fails with an error removes its hidden folder); run numbers are
 never reused and no run is ever removed or overwritten. ``active.json`` and ``run.json`` are written with
 no-follow semantics (:mod:`scarceseg.io.safe_write`); the folders are checked to resolve inside WORKDIR.
 
@@ -114,6 +115,13 @@ class NewRun:
         self.path = self.runs / f".training-{secrets.token_hex(6)}"
         self.path.mkdir()
         self.started = time.time()
+
+    def discard(self) -> None:
+        """Remove the hidden training folder (a training that failed: nothing in it is a run)."""
+        import shutil
+
+        if self.path.parent == self.runs and self.path.name.startswith(".training-") and not self.path.is_symlink():
+            shutil.rmtree(self.path, ignore_errors=True)
 
     def publish(self, manifest: dict, activate_it: bool = True) -> dict:
         """Write ``run.json`` into the model folder, rename it to the next free ``runs/NNNN``, make it active."""
