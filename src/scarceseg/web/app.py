@@ -29,7 +29,7 @@ from scarceseg.errors import InputError, ScarcesegError
 from scarceseg.web import security
 from scarceseg.web.catalog import Catalog, slice_key
 from scarceseg.web.jobs import JobManager, QueueFull, propose_work
-from scarceseg.web.learners import method_choices, model_dir, open_refiner, segment_rest_work, train_work
+from scarceseg.web.learners import method_choices, open_refiner
 from scarceseg.web.state import FINAL, SNAPSHOT, NotReady, SessionManager
 from scarceseg.web.workdir import default_workdir
 
@@ -64,15 +64,6 @@ class SliceBody(Body):
 class SaveBody(SliceBody):
     # "dicom-seg": a DICOM SEG referencing the case's DICOM series; None: the server's --format
     format: Literal["auto", "dicom-seg"] | None = None
-
-
-class TrainBody(Body):
-    episodes: int | None = Field(default=None, ge=1, le=5000)
-    method: str = Field(default="selector", pattern=r"^[a-z0-9_]{1,40}$")
-
-
-class MethodBody(Body):
-    method: str = Field(default="selector", pattern=r"^[a-z0-9_]{1,40}$")
 
 
 @dataclass
@@ -338,25 +329,6 @@ def create_app(config: ServerConfig):
     def methods():
         return {**method_choices(), "refiner": sessions.default_refiner}
 
-    @app.post("/api/train")
-    def train(body: TrainBody, request: Request):
-        episodes = body.episodes or config.episodes
-        security.check_writable(workdir, model_dir(workdir, body.method) / "runs")
-        work = train_work(catalog, store, workdir, body.method, episodes, config.seed, user_of(request))
-        return public(jobs.submit("train", work, long=True).as_dict())
-
-    @app.post("/api/segment-rest")
-    def segment_rest(request: Request, body: MethodBody | None = None):
-        user = user_of(request)
-
-        def done_keys() -> set[str]:
-            return set(store.latest_masks(FINAL, who=user)) | set(store.latest_masks(SNAPSHOT, who=user))
-
-        security.check_writable(workdir, workdir / "proposals")
-        name = body.method if body is not None else "selector"
-        work = segment_rest_work(catalog, store, workdir, user, done_keys, name, config.proposer, config.seed)
-        return public(jobs.submit("segment", work, target=user, long=True).as_dict())
-
     @app.get("/api/jobs/{job_id}")
     def job(job_id: str):
         try:
@@ -403,7 +375,8 @@ def create_app(config: ServerConfig):
 
     app.include_router(loop_router(catalog=catalog, store=store, sessions=sessions, jobs=jobs, workdir=workdir,
                                    unit=unit, user_of=user_of, answer=answer, public=public, seed=config.seed,
-                                   proposer=config.proposer, save_format=config.save_format))
+                                   proposer=config.proposer, save_format=config.save_format,
+                                   episodes=config.episodes))
     app.include_router(prior_router(catalog=catalog, sessions=sessions, jobs=jobs, embeddings=embeddings,
                                     unit=unit, user_of=user_of, answer=answer, slice_key=slice_key))
     return security.BodyLimit(app, config.max_body)

@@ -1,5 +1,7 @@
 """The label -> learn -> correct loop of the browser app: learn from the saved masks, suggest, accept, go back.
 
+* ``POST /api/train`` ``{method, episodes}`` and ``POST /api/segment-rest`` ``{method}``: the two halves on
+  their own (the selector learns from picks; "segment the rest" suggests with the model in use).
 * ``POST /api/learn`` ``{method, steps, epochs}`` (a background job): trains the learner (default ``fewshot``)
   on this user's saved masks into a new run (:mod:`scarceseg.web.runs`, older runs are kept), makes it the
   model in use, then suggests a mask for every 2D case the user has not worked on (stored as kind ``auto``
@@ -36,6 +38,15 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
+class TrainBody(_Body):
+    episodes: int | None = Field(default=None, ge=1, le=5000)
+    method: str = Field(default="selector", pattern=METHOD_RE)
+
+
+class MethodBody(_Body):
+    method: str = Field(default="selector", pattern=METHOD_RE)
+
+
 class LearnBody(_Body):
     method: str = Field(default="fewshot", pattern=METHOD_RE)
     steps: int | None = Field(default=None, ge=1, le=100_000)
@@ -66,7 +77,7 @@ def learn_work(train: Callable, suggest: Callable) -> Callable:
 
 
 def loop_router(*, catalog, store, sessions, jobs, workdir: Path, unit, user_of, answer, public, seed: int = 0,
-                proposer: str = "fast", save_format: str = "auto") -> APIRouter:
+                proposer: str = "fast", save_format: str = "auto", episodes: int = 300) -> APIRouter:
     """The routes above, sharing the app's helpers (``unit`` checks a case and slice, ``answer`` is the state,
     ``public`` takes server paths out of an answer)."""
     from scarceseg.web import runs
@@ -80,6 +91,19 @@ def loop_router(*, catalog, store, sessions, jobs, workdir: Path, unit, user_of,
             return set(store.latest_masks(FINAL, who=user)) | set(store.latest_masks(SNAPSHOT, who=user))
 
         return segment_rest_work(catalog, store, workdir, user, done_keys, name, proposer, seed)
+
+    @router.post("/api/train")
+    def train(body: TrainBody, request: Request):
+        check_writable(workdir, runs.runs_dir(workdir, body.method))
+        work = train_work(catalog, store, workdir, body.method, body.episodes or episodes, seed, user_of(request))
+        return public(jobs.submit("train", work, long=True).as_dict())
+
+    @router.post("/api/segment-rest")
+    def segment_rest(request: Request, body: MethodBody | None = None):
+        user = user_of(request)
+        check_writable(workdir, workdir / "proposals")
+        name = body.method if body is not None else "selector"
+        return public(jobs.submit("segment", suggest_work(user, name), target=user, long=True).as_dict())
 
     @router.post("/api/learn")
     def learn(body: LearnBody, request: Request):
