@@ -177,6 +177,12 @@ def test_learn_suggest_by_uncertainty_accept_learn_again_and_go_back(folder: Pat
         assert st["step"] == 1 and st["can_undo"]
         st = c.post("/api/cases/img3/undo", json={}).json()
         assert st["step"] == 0 and np.array_equal(bits(st["mask"]), bits(st["auto"]["mask"]))
+        st = c.post("/api/cases/img3/click", json={"y": 2, "x": 2, "positive": True}).json()
+    with app_client(folder, work) as c:  # a restarted server: the adopted suggestion and its history are back
+        st2 = c.get("/api/cases/img3/state").json()
+        assert st2["source"] == "auto" and st2["step"] == 1 and st2["mask"] == st["mask"]
+        st2 = c.post("/api/cases/img3/undo", json={}).json()
+        assert st2["step"] == 0 and np.array_equal(bits(st2["mask"]), bits(st2["auto"]["mask"]))
         assert c.post("/api/cases/img3/accept", json={}).json()["saved"]["file"] == "masks/alice/img3.png"
         # refusals, one line each
         r = c.post("/api/cases/img0/accept", json={})

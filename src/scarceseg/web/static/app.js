@@ -343,7 +343,7 @@ $("showcand").onchange = redraw;
 $("level").oninput = $("width").oninput = () => { if (S.grey) { renderBase(); paint(); } };
 $("slice").oninput = () => { S.z = +$("slice").value; loadSlice().catch((e) => setStatus(e.message, true)); };
 $("train").onclick = () => runJob(() => api("POST", "/api/train", { episodes: +$("episodes").value, method: $("learner").value }), `train ${$("learner").value}`)
-  .then((j) => setStatus(`${j.result.method} trained on ${j.result.n_images} images` + (j.result.train_accuracy != null ? ` (accuracy ${j.result.train_accuracy})` : "")))
+  .then((j) => { setStatus(`${j.result.method} trained on ${j.result.n_images} images (model ${j.result.run})` + (j.result.train_accuracy != null ? ` (accuracy ${j.result.train_accuracy})` : "")); return loadRuns(); })
   .catch((e) => setStatus(e.message, true));
 $("segrest").onclick = () => runJob(() => api("POST", "/api/segment-rest", { method: $("learner").value }), "segment the rest")
   .then((j) => { setStatus(`${j.result.method} proposed masks for ${j.result.segmented} images`); refreshCases(); if (S.current) loadSlice(); })
