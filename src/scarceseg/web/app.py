@@ -244,8 +244,6 @@ def create_app(config: ServerConfig):
         """Every case with its state for this user; ``uncertainty`` (of the suggestion, None without one) and,
         with ``order=uncertainty``, the suggested cases not saved yet most uncertain first, then the others in
         folder order."""
-        import json
-
         from scarceseg.cluster.propose import list_proposals
 
         user = user_of(request)
@@ -256,7 +254,7 @@ def create_app(config: ServerConfig):
         rows = []
         for cid in catalog.case_ids:
             slices = [k for k in started if k == cid or k.startswith(cid + "_z")]
-            note = json.loads(auto[cid].note or "{}") if cid in auto else {}
+            note = _note(auto[cid].note) if cid in auto else {}
             rows.append({"case_id": cid, "saved": cid in saved, "started": bool(slices),
                          "proposed": cid in proposed, "auto": cid in auto, "uncertainty": note.get("uncertainty"),
                          "auto_run": note.get("run")})
@@ -380,6 +378,17 @@ def create_app(config: ServerConfig):
     app.include_router(prior_router(catalog=catalog, sessions=sessions, jobs=jobs, embeddings=embeddings,
                                     unit=unit, user_of=user_of, answer=answer, slice_key=slice_key))
     return security.BodyLimit(app, config.max_body)
+
+
+def _note(text: str | None) -> dict:
+    """A stored mask's JSON note as a dict (``{}`` for an empty or non-JSON note)."""
+    import json
+
+    try:
+        value = json.loads(text or "{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
