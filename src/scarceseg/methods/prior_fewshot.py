@@ -252,9 +252,10 @@ class PriorFewShot:
                  (prior_channel(c[0]), np.asarray(c[1]) != 0) for c in cases]
         if not pairs or any(m is None for _, m in pairs):
             raise InputError(None, "the few-shot learner needs at least one labelled 2D slice")
-        from scarceseg.progress import track
+        from scarceseg.progress import track as track_encoding
 
-        embs = [self.store.get(img) for img, _ in track(pairs, "encoding the images with the prior", enabled=progress)]
+        embs = [self.store.get(img) for img, _ in track_encoding(pairs, "encoding the images with the prior",
+                                                                 enabled=progress)]
         feats = torch.cat([e.features for e in embs]).to(self.device)
         targets = torch.stack([_lowres_target(m, e.resized_shape)
                                for (_, m), e in zip(pairs, embs, strict=True)]).to(self.device)
@@ -266,6 +267,7 @@ class PriorFewShot:
         history: dict = {"loss": [], "steps": 0, "seed": seed, "encode_seconds": encode_seconds, "n_train": n}
         sparse, dense, image_pe = self._prompt(embs[0])  # same-sized slices share the prompt
         from scarceseg.nets.runtime import deterministic
+        from scarceseg.progress import track
 
         with torch.random.fork_rng(devices=[]), deterministic():
             torch.manual_seed(seed)
