@@ -139,7 +139,7 @@ def loop_router(*, catalog, store, sessions, jobs, workdir: Path, unit, user_of,
         if record is None:
             raise NotReady(None, f"{key}: no suggestion here yet (learn from your masks first)")
         ws = sessions.get(user, key)
-        if ws is not None and ws.source == "auto" and ws.pick_id is not None:
+        if ws is not None and ws.source == "auto":
             return key  # already adopted: keep its corrections
         if ws is not None:
             raise NotReady(None, f"{key}: you already have your own mask here (s saves it, r starts a new one)")
