@@ -133,4 +133,4 @@ def test_app_trains_a_unet_on_saved_masks(sample: Path, tmp_path: Path):
             time.sleep(0.1)
             job = c.get(f"/api/jobs/{job['id']}").json()
         assert job["status"] == "done", job
-        assert job["result"]["n_images"] == 2 and (work / "unet" / "method.json").is_file()
+        assert job["result"]["n_images"] == 2 and (work / "unet" / "runs" / "0001" / "method.json").is_file()

@@ -314,7 +314,7 @@ def test_propose_train_selector_and_segment_the_rest(sample: dict, tmp_path: Pat
             assert c.post(f"/api/cases/{cid}/pick", json={"y": y, "x": x}).status_code == 200
         job = _wait(c, c.post("/api/train", json={"episodes": 2}).json())
         assert job["status"] == "done", job
-        assert job["result"]["n_images"] == 2 and (work / "selector" / "config.json").is_file()
+        assert job["result"]["n_images"] == 2 and (work / "selector" / "runs" / "0001" / "config.json").is_file()
         job = _wait(c, c.post("/api/segment-rest", json={}).json())
         assert job["status"] == "done" and job["result"]["segmented"] == 1 and job["done"] == job["total"] == 1
         auto = c.get(f"/api/cases/{ids[2]}/state").json()["auto"]

@@ -140,6 +140,8 @@ class EmbeddingStore:
         path = self.folder / f"{key}.npy" if self.folder is not None else None
         if feats is None and path is not None and path.is_file():
             feats = torch.from_numpy(np.load(path).astype(np.float32))[None]
+        if feats is None and getattr(self.prior, "cached", lambda _: False)(image):  # encoded by the app already
+            feats = self.prior.embed(image).features.cpu().clone().to(torch.float16).to(torch.float32)
         if feats is None:
             tensor, _, _ = self.prior.preprocess(image)
             encoder = self.prior.net.image_encoder  # may sit on a GPU; everything after it runs on the CPU
@@ -289,7 +291,10 @@ class PriorFewShot:
                  (prior_channel(c[0]), np.asarray(c[1]) != 0) for c in cases]
         if not pairs or any(m is None for _, m in pairs):
             raise InputError(None, "the few-shot learner needs at least one labelled 2D slice")
-        embs = [self.store.get(img) for img, _ in pairs]
+        from scarceseg.progress import track as track_encoding
+
+        embs = [self.store.get(img) for img, _ in track_encoding(pairs, "encoding the images with the prior",
+                                                                 enabled=progress)]
         feats = torch.cat([e.features for e in embs]).to(self.device)
         targets = torch.stack([_lowres_target(m, e.resized_shape)
                                for (_, m), e in zip(pairs, embs, strict=True)]).to(self.device)

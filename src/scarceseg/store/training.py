@@ -117,7 +117,8 @@ def train_from_store(name: str, workdir: str | Path, store, load_case, out: str 
     Returns
     -------
     dict
-        ``model`` (folder), ``n_images``, ``seconds``, ``skipped`` and, for the selector, ``train_accuracy``.
+        ``model`` (folder), ``n_images``, ``case_ids`` (what it learnt from), ``seconds``, ``skipped`` and, for
+        the selector, ``train_accuracy``.
     """
     import time
 
@@ -135,7 +136,8 @@ def train_from_store(name: str, workdir: str | Path, store, load_case, out: str 
         path = method.save(out)
         acc = history.accuracy.get("train") or []
         return {"model": str(path), "n_images": selector.summary.get("n_images"), "seconds": round(history.seconds, 1),
-                "train_accuracy": acc[-1] if acc else None, "skipped": selector.summary.get("skipped") or []}
+                "train_accuracy": acc[-1] if acc else None, "skipped": selector.summary.get("skipped") or [],
+                "case_ids": list(selector.summary.get("cases") or [])}
     cases = labelled_from_store(store, load_case, "final", who)
     if not cases:
         raise InputError(workdir, f"no saved masks to train {name} on (save some masks first)")
@@ -143,4 +145,5 @@ def train_from_store(name: str, workdir: str | Path, store, load_case, out: str 
     t0 = time.perf_counter()
     method.fit(cases, budget, progress=progress, seed=seed)
     path = method.save(out)
-    return {"model": str(path), "n_images": len(cases), "seconds": round(time.perf_counter() - t0, 1), "skipped": []}
+    return {"model": str(path), "n_images": len(cases), "seconds": round(time.perf_counter() - t0, 1), "skipped": [],
+            "case_ids": [c.case_id for c in cases]}

@@ -1,6 +1,7 @@
 """The browser app's HTTP API and page (FastAPI): box / click with the prior, propose, pick, refine, undo/redo,
 save, train, segment. The prior's routes (background embedding, box, click-to-segment, propagation) are in
-:mod:`scarceseg.web.prior_routes`.
+:mod:`scarceseg.web.prior_routes`; the learn -> suggest -> accept loop and the model history in
+:mod:`scarceseg.web.loop_routes`.
 
 ``create_app(folder, ...)`` builds the application; ``scarceseg serve FOLDER`` runs it with uvicorn.
 Every route that names a case checks it against the folder's catalog (unknown ids are 404, files are
@@ -28,7 +29,7 @@ from scarceseg.errors import InputError, ScarcesegError
 from scarceseg.web import security
 from scarceseg.web.catalog import Catalog, slice_key
 from scarceseg.web.jobs import JobManager, QueueFull, propose_work
-from scarceseg.web.learners import method_choices, model_dir, open_refiner, segment_rest_work, train_work
+from scarceseg.web.learners import method_choices, open_refiner
 from scarceseg.web.state import FINAL, SNAPSHOT, NotReady, SessionManager
 from scarceseg.web.workdir import default_workdir
 
@@ -63,15 +64,6 @@ class SliceBody(Body):
 class SaveBody(SliceBody):
     # "dicom-seg": a DICOM SEG referencing the case's DICOM series; None: the server's --format
     format: Literal["auto", "dicom-seg"] | None = None
-
-
-class TrainBody(Body):
-    episodes: int | None = Field(default=None, ge=1, le=5000)
-    method: str = Field(default="selector", pattern=r"^[a-z0-9_]{1,40}$")
-
-
-class MethodBody(Body):
-    method: str = Field(default="selector", pattern=r"^[a-z0-9_]{1,40}$")
 
 
 @dataclass
@@ -131,6 +123,7 @@ def create_app(config: ServerConfig):
     from scarceseg.methods.registry import names
     from scarceseg.prior import get_prior
     from scarceseg.store import open_store
+    from scarceseg.web.loop_routes import loop_router
     from scarceseg.web.prior_routes import Embeddings, prior_router
 
     folder = Path(config.folder).resolve()
@@ -247,7 +240,10 @@ def create_app(config: ServerConfig):
                 "refused": public([list(r) for r in catalog.refused])}
 
     @app.get("/api/cases")
-    def cases(request: Request):
+    def cases(request: Request, order: Literal["folder", "uncertainty"] = "folder"):
+        """Every case with its state for this user; ``uncertainty`` (of the suggestion, None without one) and,
+        with ``order=uncertainty``, the suggested cases not saved yet most uncertain first, then the others in
+        folder order."""
         from scarceseg.cluster.propose import list_proposals
 
         user = user_of(request)
@@ -258,9 +254,17 @@ def create_app(config: ServerConfig):
         rows = []
         for cid in catalog.case_ids:
             slices = [k for k in started if k == cid or k.startswith(cid + "_z")]
+            note = _note(auto[cid].note) if cid in auto else {}
             rows.append({"case_id": cid, "saved": cid in saved, "started": bool(slices),
-                         "proposed": cid in proposed, "auto": cid in auto})
-        return {"cases": rows, "n_saved": sum(r["saved"] for r in rows), "n_cases": len(rows)}
+                         "proposed": cid in proposed, "auto": cid in auto, "uncertainty": note.get("uncertainty"),
+                         "auto_run": note.get("run")})
+        if order == "uncertainty":  # stable: ties, saved cases and cases without a suggestion keep the folder order
+            def rank(r: dict) -> tuple:
+                rest = r["saved"] or r["uncertainty"] is None
+                return (rest, 0.0 if rest else -r["uncertainty"])
+
+            rows.sort(key=rank)
+        return {"cases": rows, "n_saved": sum(r["saved"] for r in rows), "n_cases": len(rows), "order": order}
 
     @app.get("/api/cases/{case_id}")
     def case_info(case_id: str):
@@ -323,25 +327,6 @@ def create_app(config: ServerConfig):
     def methods():
         return {**method_choices(), "refiner": sessions.default_refiner}
 
-    @app.post("/api/train")
-    def train(body: TrainBody, request: Request):
-        episodes = body.episodes or config.episodes
-        security.check_writable(workdir, model_dir(workdir, body.method))
-        work = train_work(catalog, store, workdir, body.method, episodes, config.seed, user_of(request))
-        return public(jobs.submit("train", work, long=True).as_dict())
-
-    @app.post("/api/segment-rest")
-    def segment_rest(request: Request, body: MethodBody | None = None):
-        user = user_of(request)
-
-        def done_keys() -> set[str]:
-            return set(store.latest_masks(FINAL, who=user)) | set(store.latest_masks(SNAPSHOT, who=user))
-
-        security.check_writable(workdir, workdir / "proposals")
-        name = body.method if body is not None else "selector"
-        work = segment_rest_work(catalog, store, workdir, user, done_keys, name, config.proposer, config.seed)
-        return public(jobs.submit("segment", work, target=user, long=True).as_dict())
-
     @app.get("/api/jobs/{job_id}")
     def job(job_id: str):
         try:
@@ -386,9 +371,24 @@ def create_app(config: ServerConfig):
             path, mask = sessions.save(user, case_id, body.z, mask_format=body.format or config.save_format)
         return answer(user, key, saved={"file": str(path.relative_to(workdir)), "voxels": int(mask.sum())})
 
+    app.include_router(loop_router(catalog=catalog, store=store, sessions=sessions, jobs=jobs, workdir=workdir,
+                                   unit=unit, user_of=user_of, answer=answer, public=public, seed=config.seed,
+                                   proposer=config.proposer, save_format=config.save_format,
+                                   episodes=config.episodes))
     app.include_router(prior_router(catalog=catalog, sessions=sessions, jobs=jobs, embeddings=embeddings,
                                     unit=unit, user_of=user_of, answer=answer, slice_key=slice_key))
     return security.BodyLimit(app, config.max_body)
+
+
+def _note(text: str | None) -> dict:
+    """A stored mask's JSON note as a dict (``{}`` for an empty or non-JSON note)."""
+    import json
+
+    try:
+        value = json.loads(text or "{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def bind_socket(host: str, port: int) -> socket.socket:

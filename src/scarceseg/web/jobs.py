@@ -1,8 +1,10 @@
 """Background jobs of the browser app (propose, train the selector, segment the rest) with progress.
 
-A job runs in a worker thread; the page polls ``GET /api/jobs/<id>`` for ``status``, ``done``/``total``
-and a message. Progress comes from :func:`scarceseg.progress.observe_progress`, so the library
-code's own progress loops (``track``) drive the page's progress bar. Proposals run on one worker, the long
+A job runs in a worker thread; the page polls ``GET /api/jobs/<id>`` for ``status``, ``done``/``total``,
+a message and ``eta_seconds`` (the current loop's time left at its pace so far; None when there is no total,
+e.g. in a learner's set-up before its first loop). Progress comes from
+:func:`scarceseg.progress.observe_progress`, so the library code's own progress loops (``track``) drive the
+page's progress bar. Proposals run on one worker, the long
 jobs (training, segmenting) on another, so a proposal is not stuck behind a training run.
 
 The proposal queue is bounded, per user and overall (:class:`QueueFull`, answered 429); a long job runs once
@@ -46,11 +48,31 @@ class Job:
     seconds: float = 0.0
     user: str | None = None
     long: bool = False
+    phase_started: float | None = None  # when the current progress loop (message + total) began
+    reported: float | None = None  # when the last progress report came
+
+    def progress(self, message: str, done: int, total: int | None) -> None:
+        """Record a progress report; a new loop (another message or total, or ``done == 0``) restarts the clock."""
+        now = time.time()
+        if done == 0 or message != self.message or total != self.total or self.phase_started is None:
+            self.phase_started = now
+        self.message, self.done, self.total, self.reported = message, done, total, now
+
+    def eta(self) -> float | None:
+        """Seconds left in the current loop at its pace up to the last report, less the time since that report;
+        None without a total or before the loop's first item is done."""
+        if self.status != "running" or not self.total or not self.done or self.phase_started is None:
+            return None
+        per_item = ((self.reported or time.time()) - self.phase_started) / self.done
+        since = time.time() - (self.reported or time.time())
+        return max(0.0, per_item * max(0, self.total - self.done) - since)
 
     def as_dict(self) -> dict:
+        eta = self.eta()
+        elapsed = time.time() - self.started if self.status in ("queued", "running") else self.seconds
         return {"id": self.id, "kind": self.kind, "target": self.target, "status": self.status, "done": self.done,
                 "total": self.total, "message": self.message, "result": self.result, "error": self.error,
-                "seconds": round(self.seconds, 2)}
+                "seconds": round(elapsed, 2), "eta_seconds": None if eta is None else round(eta, 1)}
 
 
 class JobManager:
@@ -124,19 +146,19 @@ class JobManager:
         from scarceseg.progress import observe_progress
 
         def report(description: str, done: int, total: int | None) -> None:
-            job.message, job.done, job.total = description, done, total
+            job.progress(description, done, total)
 
         job.status, job.started = "running", time.time()
         try:
             with observe_progress(report):
-                job.result = work(job) or {}
-            job.status = "done"
+                result = work(job) or {}
+            job.seconds, job.result, job.status = time.time() - job.started, result, "done"
         except ScarcesegError as exc:
-            job.status, job.error = "failed", str(exc)
+            job.seconds, job.error, job.status = time.time() - job.started, str(exc), "failed"
         except Exception as exc:  # a bug: keep the server up and show it
-            job.status, job.error = "failed", f"{type(exc).__name__}: {exc}"
+            job.seconds, job.error = time.time() - job.started, f"{type(exc).__name__}: {exc}"
+            job.status = "failed"
             traceback.print_exc()
-        job.seconds = time.time() - job.started
 
     def shutdown(self) -> None:
         self._quick.shutdown(wait=False, cancel_futures=True)

@@ -1,9 +1,10 @@
 """The app's "train" and "segment the rest" for any registered learner, and its choice of refiner.
 
 The app reaches methods only through :mod:`scarceseg.methods.registry`: the learners are the registered
-segmenters, the refiners the registered refiners. A learner trained in the app is saved to ``WORKDIR/<name>``
-(the selector's folder keeps its old place, ``WORKDIR/selector``); :func:`scarceseg.store.training.train_from_store`
-decides what it learns from (the selector: the picks; the others: the saved masks).
+segmenters, the refiners the registered refiners. Every model trained in the app is kept as a run
+``WORKDIR/<name>/runs/NNNN`` with its manifest (:mod:`scarceseg.web.runs`); one of them is in use.
+:func:`scarceseg.store.training.train_from_store` decides what it learns from (the selector: the picks; the
+others: the saved masks).
 """
 
 from __future__ import annotations
@@ -46,43 +47,69 @@ def open_refiner(workdir: Path, name: str | Path):
     cls = get(str(name))
     if getattr(cls, "untrained", False):
         return cls()
-    folder = model_dir(workdir, name)
-    if not folder.is_dir():
+    from scarceseg.web.runs import active_model_dir
+
+    folder = active_model_dir(workdir, name)
+    if folder is None:
         raise InputError(None, f"no trained {name} refiner in this WORKDIR yet (train it first)")
     return load_refiner(folder)
 
 
-def train_work(catalog, store, workdir: Path, name: str, episodes: int, seed: int = 0, user: str | None = None):
-    """A job function: train the learner ``name`` on the store (picks or saved masks); saved to WORKDIR/<name>."""
+def train_work(catalog, store, workdir: Path, name: str, episodes: int | None, seed: int = 0,
+               user: str | None = None, steps: int | None = None):
+    """A job function: train the learner ``name`` on the store (picks or saved masks) into a new run
+    ``WORKDIR/<name>/runs/NNNN`` (:mod:`scarceseg.web.runs`), which becomes the model in use; older runs stay.
+
+    ``episodes`` is the budget's ``epochs`` (the selector's episodes), ``steps`` its updates; None: the method's
+    default. Returns the run's manifest (no server paths).
+    """
     from scarceseg.methods.contract import Budget
     from scarceseg.store.training import train_from_store
+    from scarceseg.web.runs import NewRun
 
-    out = model_dir(workdir, name)
+    budget = Budget(epochs=episodes, steps=steps)
 
     def work(job) -> dict:
         job.message = f"training {name}"
-        result = train_from_store(name, workdir, store, catalog.load, out, who=user, budget=Budget(epochs=episodes),
-                                  seed=seed)
-        return {**result, "model": out.name, "method": name, "episodes": episodes}  # no server paths in answers
+        run = NewRun(workdir, name)
+        try:
+            result = train_from_store(name, workdir, store, catalog.load, run.path, who=user, budget=budget,
+                                      seed=seed)
+        except BaseException:
+            run.discard()
+            raise
+        manifest = run.publish({"who": user, "case_ids": result.get("case_ids") or [],
+                                "n_images": result.get("n_images"), "seconds": result.get("seconds"),
+                                "budget": {"epochs": episodes, "steps": steps}, "seed": seed,
+                                "skipped": [list(s) for s in result.get("skipped") or []],
+                                **({"train_accuracy": result["train_accuracy"]} if "train_accuracy" in result
+                                   else {})})
+        return {**manifest, "model": f"{name}/runs/{manifest['run']}", "episodes": episodes}
 
     return work
 
 
 def segment_rest_work(catalog, store, workdir: Path, user: str, done_keys: Callable[[], set[str]], name: str,
                       config: str = "fast", seed: int = 0):
-    """A job function: the trained learner ``name`` proposes a mask for every 2D case the user has not done.
+    """A job function: the learner ``name``'s model in use proposes a mask for every 2D case the user has not done.
 
-    Each mask is stored as kind ``"auto"`` for this user; the page shows it as a suggestion. Volumes are
-    skipped (they are edited slice by slice). A learner that proposes candidates (the selector) reuses the
-    proposals saved in WORKDIR and saves the ones it makes.
+    Each mask is stored as kind ``"auto"`` for this user, its note holding the method, the run and the
+    prediction's uncertainty (:func:`scarceseg.metrics.uncertainty.mask_uncertainty`: ``uncertainty``,
+    ``band_px``, ``graded``); the page shows it as a suggestion. Volumes are skipped (they are edited slice by
+    slice). A learner that proposes candidates (the selector) reuses the proposals saved in WORKDIR and saves
+    the ones it makes.
     """
     from scarceseg.methods.registry import load_model
+    from scarceseg.metrics.uncertainty import mask_uncertainty
     from scarceseg.progress import track
+    from scarceseg.web.runs import active_model_dir
 
     def work(job) -> dict:
-        folder = model_dir(workdir, name)
-        if not folder.is_dir():
-            raise ScarcesegError(f"train the {name} learner first (no WORKDIR/{name} yet)")
+        folder = active_model_dir(workdir, name)
+        if folder is None:
+            raise ScarcesegError(f"train the {name} learner first (no model of it in WORKDIR yet)")
+        run = folder.name if folder.parent.name == "runs" else None
+        job.message = f"loading the {name} model"
         model = load_model(folder, kind="segmenter")
         if "proposals" in model.inference_options:
             model.set_inference(proposals=_proposals(workdir, config, seed))
@@ -90,7 +117,7 @@ def segment_rest_work(catalog, store, workdir: Path, user: str, done_keys: Calla
         todo = [c for c in catalog.case_ids if c not in skip]
         written: dict[str, Any] = {}
         skipped: dict[str, str] = {}
-        for case_id in track(todo, "segmenting the rest", enabled=False):
+        for case_id in track(todo, "suggesting masks", enabled=False):
             try:
                 case = catalog.load(case_id)
                 if case.ndim != 2:
@@ -98,12 +125,13 @@ def segment_rest_work(catalog, store, workdir: Path, user: str, done_keys: Calla
                     continue
                 prediction = model.predict(case)
                 note = {k: v for k, v in prediction.extra.items() if isinstance(v, int | float | str)}
+                note.update(method=name, run=run, **mask_uncertainty(prediction.prob, prediction.mask))
                 store.save_mask(case_id, "auto", np.asarray(prediction.mask, dtype=bool), who=user,
-                                note=json.dumps({"method": name, **note}))
+                                note=json.dumps(note))
                 written[case_id] = prediction.extra.get("index")
             except (ScarcesegError, ValueError) as exc:
                 skipped[case_id] = str(exc)
-        return {"segmented": len(written), "skipped": skipped, "method": name}
+        return {"segmented": len(written), "skipped": skipped, "method": name, "run": run}
 
     return work
 

@@ -7,7 +7,8 @@ by ``(user, unit)``, so two people editing the same image never see or overwrite
 Durability: before any answer, every action is committed to ``WORKDIR/store.sqlite`` (WAL):
 
 * a pick: a row of ``picks`` (who, when, point, candidate, mask; via :func:`scarceseg.store.pick`);
-* a start from the prior (a box, a click-to-segment, or a slice reached by propagation): a row of ``picks``
+* a start from the prior (a box, a click-to-segment, or a slice reached by propagation) or from an adopted
+  suggestion of a trained learner (source ``auto``): a row of ``picks``
   with no candidate, the prior's mask, the click point if any, and a JSON note
   ``{source, box, case, z}`` (:meth:`SessionManager.start`);
 * a click: a row of ``clicks`` (who, when, session id);
@@ -42,8 +43,9 @@ from scarceseg.web.security import check_writable
 
 SNAPSHOT = "session"  # masks.kind of session snapshots
 FINAL = "final"  # masks.kind of saved masks
-AUTO = "auto"  # masks.kind of the trained selector's proposals ("segment the rest")
-PRIOR_SOURCES = ("box", "click", "propagate")  # how a session can start from the prior
+AUTO = "auto"  # masks.kind of a trained learner's suggestions ("segment the rest", "learn from my masks")
+# how a session can start from a given mask: the prior's (box, click, propagation) or a learner's suggestion
+PRIOR_SOURCES = ("box", "click", "propagate", "auto")
 PRIOR_CONFIDENCE = 0.9  # a restored prior start: probability inside its mask
 
 
@@ -220,8 +222,9 @@ class SessionManager:
 
         Parameters
         ----------
-        source : {"box", "click", "propagate"}
-            A box drawn on this image, one click turned into a box, or a box propagated from a neighbour slice.
+        source : {"box", "click", "propagate", "auto"}
+            A box drawn on this image, one click turned into a box, a box propagated from a neighbour slice, or
+            a trained learner's suggestion the user adopted (``prob``: ``PRIOR_CONFIDENCE`` inside its mask).
         """
         if source not in PRIOR_SOURCES:
             raise ValueError(f"source must be one of {PRIOR_SOURCES}, got {source!r}")

@@ -144,8 +144,12 @@ async function loadSlice() {
   applyState(st);
   await loadCandidates();
   renderBase(); redraw();
-  setStatus(st.picked ? `${st.key}: step ${st.step}; click adds, shift-click removes` : startHint(st.key));
+  setStatus(st.picked ? `${st.key}: step ${st.step}; click adds, shift-click removes` : st.auto ? suggestionHint(st) : startHint(st.key));
   startEmbedding().catch((e) => { $("embed").textContent = `prior: ${e.message}`; });
+}
+function suggestionHint(st) {
+  const u = st.auto.uncertainty != null ? `, uncertainty ${st.auto.uncertainty}` : "";
+  return `${st.key}: suggestion of ${st.auto.method || "the learner"}${st.auto.run ? ` (model ${st.auto.run}${u})` : u}: a accepts it, a click corrects it, a drag starts over`;
 }
 function startHint(key) {
   if (S.tool === "box") return `${key}: drag a box around the lesion (or click it once)`;
@@ -175,7 +179,7 @@ async function loadCandidates() {
   S.cand = c;
 }
 async function refreshCases() {
-  const r = await api("GET", "/api/cases");
+  const r = await api("GET", `/api/cases?order=${$("order").value}`);
   S.cases = r.cases.map((c) => c.case_id);
   $("overall").textContent = `${r.n_saved} / ${r.n_cases} saved`;
   const nav = $("cases"); nav.innerHTML = "";
@@ -184,7 +188,7 @@ async function refreshCases() {
     const name = document.createElement("span"); name.textContent = c.case_id;
     const b = document.createElement("span"); b.className = "badges";
     b.innerHTML = (c.saved ? '<span class="saved" title="saved">&#10003;</span> ' : "") + (c.started ? '<span class="started" title="in progress">&#9679;</span> ' : "")
-      + (c.auto ? '<span class="auto" title="proposed by the selector">A</span> ' : "") + (c.proposed ? '<span title="candidates computed">&#9675;</span>' : "");
+      + (c.auto ? `<span class="auto" title="a suggestion of the learner${c.uncertainty != null ? ` (uncertainty ${c.uncertainty}: mean entropy of its probability over the pixels it gives >= 5 %)` : ""}">A${c.uncertainty != null && !c.saved ? ` ${c.uncertainty.toFixed(2)}` : ""}</span> ` : "") + (c.proposed ? '<span title="candidates computed">&#9675;</span>' : "");
     el.append(name, b); el.onclick = () => openCase(c.case_id).catch((e) => setStatus(e.message, true));
     nav.append(el);
   }
@@ -195,8 +199,10 @@ async function runJob(start, label) {
   let job = await start();
   $("progress").value = 0;
   while (job.status === "queued" || job.status === "running") {
-    $("progress").max = job.total || 1; $("progress").value = job.done || 0;
-    $("jobtext").textContent = `${label}: ${job.message || job.status} ${job.total ? `${job.done}/${job.total}` : ""}`;
+    if (job.total) { $("progress").max = job.total; $("progress").value = job.done || 0; }
+    else $("progress").removeAttribute("value");  // no total known: an indeterminate bar, not a made-up one
+    const eta = job.eta_seconds != null ? `, about ${clock(job.eta_seconds)} left` : "";
+    $("jobtext").textContent = `${label}: ${job.message || job.status} ${job.total ? `${job.done}/${job.total}` : ""}${eta} (${clock(job.seconds)} so far)`;
     await new Promise((r) => setTimeout(r, 250));
     job = await api("GET", `/api/jobs/${job.id}`);
   }
@@ -205,6 +211,7 @@ async function runJob(start, label) {
   if (job.status !== "done") throw new Error(job.error);
   return job;
 }
+function clock(sec) { sec = Math.max(0, Math.round(sec || 0)); return `${Math.floor(sec / 60)}:${String(sec % 60).padStart(2, "0")}`; }
 async function propose() {
   if (!S.current) return;
   const id = S.current, z = S.z;
@@ -226,6 +233,10 @@ async function doEdit(kind, body, t0, target) {
   const here = () => target.id === S.current && target.z === S.z;  // still showing the image acted on?
   if (kind === "canvas") {  // the first click starts a mask (prior or candidate), later ones correct it
     if (!here()) return;  // a click is only meaningful on the image still shown
+    if (!S.state.picked && !S.repick && S.state.auto && S.tool !== "cand") {  // the suggestion becomes the mask
+      try { applyState(await api("POST", `/api/cases/${encodeURIComponent(target.id)}/adopt`, { z: target.z })); }
+      catch (e) { setStatus(e.message, true); return; }
+    }
     if (!S.state.picked || S.repick) {
       if (S.tool === "cand") {
         if (!S.cand || !S.cand.labels) { setStatus("no candidates yet: press Propose (g)", true); return; }
@@ -238,7 +249,7 @@ async function doEdit(kind, body, t0, target) {
   if (kind === "box" || kind === "segment") setStatus(S.embed && S.embed.status !== "ready" ? "waiting for the prior's embedding..." : "asking the prior...");
   try {
     const st = await api("POST", `/api/cases/${encodeURIComponent(target.id)}/${kind}`, { z: target.z, ...body });
-    if (!here()) { if (kind === "save") refreshCases(); return; }  // saved etc., but the user moved on
+    if (!here()) { if (kind === "save" || kind === "accept") refreshCases(); return; }  // saved etc., but the user moved on
     applyState(st);
     if (kind === "pick" || kind === "box" || kind === "segment") S.repick = false;
     redraw();
@@ -249,7 +260,8 @@ async function doEdit(kind, body, t0, target) {
     });
     if (st.job) followPropagation(st.job, target);
     setStatus(`${st.key}: step ${st.step}` + (st.refine_ms !== null ? ` (refined in ${st.refine_ms} ms)` : "") + (st.saved ? ` - saved ${st.saved.file}` : ""));
-    if (kind === "pick" || kind === "save" || kind === "box" || kind === "segment") refreshCases();
+    if (st.accepted) setStatus(`${st.key}: suggestion accepted - saved ${st.saved.file}`);
+    if (kind === "pick" || kind === "save" || kind === "accept" || kind === "box" || kind === "segment") refreshCases();
   } catch (e) { setStatus(e.message, true); }
 }
 async function followPropagation(job, target) {  // a box on a volume slice: the neighbours follow
@@ -331,22 +343,55 @@ $("showcand").onchange = redraw;
 $("level").oninput = $("width").oninput = () => { if (S.grey) { renderBase(); paint(); } };
 $("slice").oninput = () => { S.z = +$("slice").value; loadSlice().catch((e) => setStatus(e.message, true)); };
 $("train").onclick = () => runJob(() => api("POST", "/api/train", { episodes: +$("episodes").value, method: $("learner").value }), `train ${$("learner").value}`)
-  .then((j) => setStatus(`${j.result.method} trained on ${j.result.n_images} images` + (j.result.train_accuracy != null ? ` (accuracy ${j.result.train_accuracy})` : "")))
+  .then((j) => { setStatus(`${j.result.method} trained on ${j.result.n_images} images (model ${j.result.run})` + (j.result.train_accuracy != null ? ` (accuracy ${j.result.train_accuracy})` : "")); return loadRuns(); })
   .catch((e) => setStatus(e.message, true));
 $("segrest").onclick = () => runJob(() => api("POST", "/api/segment-rest", { method: $("learner").value }), "segment the rest")
   .then((j) => { setStatus(`${j.result.method} proposed masks for ${j.result.segmented} images`); refreshCases(); if (S.current) loadSlice(); })
   .catch((e) => setStatus(e.message, true));
+async function learn() {
+  const method = $("learner").value, body = { method };
+  if ($("steps").value) body.steps = +$("steps").value;
+  const j = await runJob(() => api("POST", "/api/learn", body), `learn ${method}`);
+  const r = j.result;
+  await loadRuns(); await refreshCases(); if (S.current) await loadSlice();
+  setStatus(`model ${r.run.run} of ${method} learnt from ${r.run.n_images} masks in ${j.seconds} s; ${r.suggested.segmented} suggestions`
+    + ($("order").value === "uncertainty" ? " (most uncertain first)" : ""));
+}
+async function loadRuns() {
+  const m = await api("GET", `/api/models/${encodeURIComponent($("learner").value)}`), sel = $("runs");
+  sel.replaceChildren(...m.runs.map((r) => {
+    const o = document.createElement("option"); o.value = r.run; o.selected = r.active;
+    o.textContent = `${r.run}: ${r.n_images} masks, ${(r.created || "").replace("T", " ").slice(5, 16)}`;
+    o.title = `trained on ${(r.case_ids || []).join(", ")}`; return o;
+  }));
+  if (!m.runs.length) { const o = document.createElement("option"); o.textContent = "none yet"; o.value = ""; sel.append(o); }
+  sel.disabled = !m.runs.length;
+  $("learn").textContent = m.runs.length ? "Learn again" : "Learn from my masks";
+}
+async function useRun(run) {
+  const method = $("learner").value;
+  const r = await api("POST", `/api/models/${encodeURIComponent(method)}/activate`, { run, suggest: true });
+  const j = await runJob(async () => r.job, `suggest with model ${run}`);
+  await refreshCases(); if (S.current) await loadSlice();
+  setStatus(`model ${run} of ${method} in use; ${j.result.segmented} suggestions made again`);
+}
+$("learn").onclick = () => learn().catch((e) => setStatus(e.message, true));
+$("runs").onchange = () => { if ($("runs").value) useRun($("runs").value).catch((e) => setStatus(e.message, true)); };
+$("learner").onchange = () => loadRuns().catch((e) => setStatus(e.message, true));
+$("order").onchange = () => refreshCases().catch((e) => setStatus(e.message, true));
 function fillSelect(sel, rows, chosen) {
   sel.replaceChildren(...rows.map((r) => { const o = document.createElement("option"); o.value = r.name; o.textContent = r.name; o.title = r.summary; o.selected = r.name === chosen; return o; }));
 }
 async function loadMethods() {
   const m = await api("GET", "/api/methods");
-  fillSelect($("learner"), m.learners, "selector");
+  fillSelect($("learner"), m.learners, "fewshot");
+  await loadRuns();
 }
 document.addEventListener("keydown", (ev) => {
   if (ev.target.tagName === "INPUT" && ev.target.type !== "range" && ev.target.type !== "checkbox") return;
   const k = ev.key.toLowerCase();
   const acts = { z: () => edit("undo", {}), y: () => edit("redo", {}), s: () => edit("save", saveBody()), n: () => move(1),
+    a: () => edit("accept", saveBody()),
     p: () => move(-1), g: () => $("propose").click(), r: () => $("repick").click(), w: resetWindow,
     b: () => setTool("box"), k: () => setTool("click"), m: () => setTool("cand"),
     c: () => { $("showcand").checked = !$("showcand").checked; redraw(); },
