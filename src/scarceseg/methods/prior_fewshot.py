@@ -56,6 +56,7 @@ class FewShotConfig:
     channel: str = "flair"  # channel name or index given to the prior ("flair", "0"); a 1-channel image is used as is
     localiser: str = "head"  # "head": small conv head on the frozen embedding; "decoder": fine-tune the decoder
     head_width: int = 64  # channels of the head's hidden layers
+    intensity: bool = False  # head also sees the normalised image's 4x4-patch mean and max (2 more channels)
     steps: int = 400  # localiser updates (batch ``batch_size``); stops earlier at ``budget_seconds``
     batch_size: int = 8
     lr: float = 1e-3  # AdamW, cosine decay to 0 over ``steps`` (the decoder localiser wants about 1e-4)
@@ -65,10 +66,15 @@ class FewShotConfig:
     min_area: int = 30  # localiser components smaller than this (pixels) mean "no lesion"
     margin: int = 5  # pixels added around the localiser's box before prompting the prior
     refine: str = "prior"  # "prior": box -> pretrained decoder; "none": the localiser's mask
+    pick: str = "iou"  # of the decoder's masks for the box: "iou" its best-scored one; "agree" the one that
+    #                    agrees best (Dice) with the localiser's mask
+    tta: bool = False  # average the head over the 4 flips of the embedding (it is trained on flipped ones)
 
     def __post_init__(self) -> None:
         if self.refine not in REFINES:
             raise ValueError(f"unknown refine {self.refine!r}; choose one of {REFINES}")
+        if self.pick not in ("iou", "agree"):
+            raise ValueError(f"unknown pick {self.pick!r}; choose 'iou' or 'agree'")
         if self.localiser not in LOCALISERS:
             raise ValueError(f"unknown localiser {self.localiser!r}; choose one of {LOCALISERS}")
         if self.steps < 1 or self.batch_size < 1 or self.lr <= 0:
@@ -182,6 +188,11 @@ def _flip(x: torch.Tensor, flip: np.ndarray) -> torch.Tensor:
     return torch.flip(x, dims) if dims else x
 
 
+def _soft_dice(a: np.ndarray, b: np.ndarray) -> float:
+    total = float(a.sum() + b.sum())
+    return 2.0 * float(np.logical_and(a, b).sum()) / total if total else 1.0
+
+
 def largest_component(mask: np.ndarray) -> np.ndarray:
     """The largest 8-connected component of a 2D mask (all False when empty)."""
     labels, count = ndimage.label(mask, structure=np.ones((3, 3), dtype=bool))
@@ -251,8 +262,16 @@ class PriorFewShot:
 
     def _new_localiser(self) -> torch.nn.Module:
         if self.config.localiser == "head":
-            return LocaliserHead(self.config.head_width)
+            return LocaliserHead(self.config.head_width, 256 + 2 * bool(self.config.intensity))
         return copy.deepcopy(self.store.prior.net.mask_decoder)
+
+    def _inputs(self, image: np.ndarray, embedding) -> torch.Tensor:
+        """The localiser's input ``(1, C, 64, 64)``: the embedding, and with ``intensity`` the normalised
+        image's mean and max over each 4×4 patch of the prior's 256×256 input (one embedding cell)."""
+        if not (self.config.intensity and self.config.localiser == "head"):
+            return embedding.features
+        tensor = self.store.prior.preprocess(image)[0][:, :1]
+        return torch.cat([embedding.features, F.avg_pool2d(tensor, 4), F.max_pool2d(tensor, 4)], dim=1)
 
     def _forward(self, decoder, feats: torch.Tensor, sparse, dense, image_pe) -> torch.Tensor:
         """Low-res logits ``(B, 1, 256, 256)`` of the localiser for a batch of embeddings ``(B, 256, 64, 64)``."""
@@ -295,7 +314,7 @@ class PriorFewShot:
 
         embs = [self.store.get(img) for img, _ in track_encoding(pairs, "encoding the images with the prior",
                                                                  enabled=progress)]
-        feats = torch.cat([e.features for e in embs]).to(self.device)
+        feats = torch.cat([self._inputs(img, e) for (img, _), e in zip(pairs, embs, strict=True)]).to(self.device)
         targets = torch.stack([_lowres_target(m, e.resized_shape)
                                for (_, m), e in zip(pairs, embs, strict=True)]).to(self.device)
         encode_seconds = time.perf_counter() - t0
@@ -351,8 +370,15 @@ class PriorFewShot:
             raise RuntimeError("the few-shot learner is not trained: call fit() or load() first")
         emb = self.store.get(image)
         sparse, dense, image_pe = self._prompt(emb)
+        inputs = self._inputs(image, emb)
+        flips = [(a, b) for a in (False, True) for b in (False, True)] if self.config.tta else [(False, False)]
         with torch.inference_mode():
-            low = self._forward(self.decoder, emb.features, sparse, dense, image_pe)
+            if len(flips) == 1:
+                low = self._forward(self.decoder, inputs, sparse, dense, image_pe)
+            else:  # mean probability over flips, back to logits for the shared resize below
+                prob = torch.stack([_flip(torch.sigmoid(self._forward(self.decoder, _flip(inputs, f), sparse, dense,
+                                                                      image_pe)), f) for f in flips]).mean(0)
+                low = torch.logit(prob.clamp(1e-6, 1 - 1e-6))
         return self.store.prior._to_original(low.cpu(), emb), emb
 
     def predict_image(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
@@ -376,7 +402,11 @@ class PriorFewShot:
             return prob, blob, extra
         box = box_from_mask(blob, margin=cfg.margin)
         extra["box"] = list(box)
-        out = self.store.prior.decode(emb, box=box)[0]
+        if cfg.pick == "agree":
+            outs = self.store.prior.decode(emb, box=box, multimask=True)
+            out = max(outs, key=lambda o: _soft_dice(o.prob > cfg.threshold, blob))
+        else:
+            out = self.store.prior.decode(emb, box=box)[0]
         prob = out.prob
         return prob, prob > cfg.threshold, extra
 
