@@ -36,9 +36,8 @@ def test_backend_is_resolved_from_argument_then_environment(monkeypatch):
 def test_missing_package_falls_back_to_torch_with_one_line(monkeypatch, capsys):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxruntime" else real(name, *a))
-    encoder = torch.nn.Identity()
-    run, used = backends.make_encoder(encoder, "onnx")
-    assert run is encoder and used == "torch"
+    encoder, decoder, used = backends.make_runtime(torch.nn.Identity(), torch.zeros(1), "onnx")
+    assert encoder is None and decoder is None and used == "torch"
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "onnxruntime" in err[0] and "torch" in err[0]
 
@@ -46,14 +45,14 @@ def test_missing_package_falls_back_to_torch_with_one_line(monkeypatch, capsys):
 def test_onnx_file_is_verified_and_rebuilt_when_tampered(tmp_path):
     pytest.importorskip("onnx", reason="onnx is not installed (pip install 'scarceseg[fast]')")
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.GELU()).eval()
-    path = backends.encoder_onnx_path(net, tmp_path)
+    path = backends.onnx_path(net, "encoder", tmp_path)
     assert path.is_file() and path.with_suffix(".json").is_file()
-    assert backends.encoder_onnx_path(net, tmp_path) == path  # found, not rebuilt
+    assert backends.onnx_path(net, "encoder", tmp_path) == path  # found, not rebuilt
     good = path.read_bytes()
     path.write_bytes(good[:-4] + b"XXXX")
-    assert backends.encoder_onnx_path(net, tmp_path).read_bytes() == good
+    assert backends.onnx_path(net, "encoder", tmp_path).read_bytes() == good
     other = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.GELU()).eval()
-    assert backends.encoder_onnx_path(other, tmp_path) != path  # other weights, other file
+    assert backends.onnx_path(other, "encoder", tmp_path) != path  # other weights, other file
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary file left
 
 
@@ -67,15 +66,26 @@ def test_backend_matches_torch_on_a_synthetic_image(prior, backend):
 
     fast = LiteMedSAM(prior.net, backend=backend)
     assert fast.backend == backend
-    assert list(cache_dir().glob("lite_medsam_encoder-*.onnx"))
+    for kind in ("encoder", "decoder"):
+        assert list(cache_dir().glob(f"lite_medsam_{kind}-*.onnx"))
     image, truth = disk_image(seed=5)
     box = (60 - 19, 70 - 19, 60 + 19, 70 + 19)
     ref, got = prior.embed(image), fast.embed(image)
     assert got.features.shape == ref.features.shape and got.features.dtype == torch.float32
     assert float((got.features - ref.features).abs().max()) < FEATURE_TOL
-    p_ref, p_got = prior.decode(ref, box=box)[0].prob, fast.decode(got, box=box)[0].prob
-    assert float(np.abs(p_ref - p_got).max()) < PROB_TOL
-    assert np.array_equal(p_ref > 0.5, p_got > 0.5)
+    first = prior.decode(ref, box=box)[0]
+    prompts = [dict(box=box), dict(box=box, points=[(60, 70), (20, 20)], labels=[1, 0]),
+               dict(points=[(60, 70)], labels=[1]), dict(box=box, multimask=True),
+               dict(box=box, mask_logits=first.logits), dict(mask_logits=first.logits)]
+    for prompt in prompts:
+        outs_ref, outs_got = prior.decode(ref, **prompt), fast.decode(got, **prompt)
+        assert len(outs_ref) == len(outs_got)
+        for a, b in zip(outs_ref, outs_got, strict=True):
+            assert float(np.abs(a.prob - b.prob).max()) < PROB_TOL, prompt.keys()
+            assert abs(a.iou - b.iou) < PROB_TOL
+    # the same decoded box on torch's embedding: only the decoder differs
+    assert float(np.abs(fast.decode(ref, box=box)[0].prob - first.prob).max()) < PROB_TOL
+    assert np.array_equal(first.prob > 0.5, fast.decode(got, box=box)[0].prob > 0.5)
 
 
 def test_cached_dense_pe_gives_the_same_masks_bit_for_bit(prior):

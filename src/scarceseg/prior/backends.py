@@ -1,11 +1,12 @@
-"""Where LiteMedSAM's TinyViT image encoder runs: torch (default), ONNX Runtime or OpenVINO.
+"""Where LiteMedSAM runs: torch (default), ONNX Runtime or OpenVINO.
 
-The encoder is ~95 % of the prior's time. ``onnx`` and ``openvino`` run the same network exported once
-with ``torch.onnx.export`` (the TorchScript exporter, opset 17) at the model's fixed ``(1, 3, 256, 256)``
-input. The ``.onnx`` file is built from the weights in memory, so nothing is downloaded: it is written
-atomically into the user cache beside the safetensors weights (:func:`scarceseg.prior.weights.cache_dir`),
-named after a digest of the encoder's weights, with a JSON sidecar holding its SHA-256. A file whose hash
-does not match is rebuilt.
+``onnx`` and ``openvino`` run the TinyViT image encoder (at the model's fixed ``(1, 3, 256, 256)`` input)
+and the mask decoder (one prompt at a time, any number of box corners and points) exported once with
+``torch.onnx.export`` (the TorchScript exporter, opset 17); the prompt encoder stays on torch, and so
+does a prompt that is only a mask. The ``.onnx`` files are built from the weights in memory, so nothing
+is downloaded: each is written atomically into the user cache beside the safetensors weights
+(:func:`scarceseg.prior.weights.cache_dir`), named after a digest of its weights, with a JSON sidecar
+holding its SHA-256. A file whose hash does not match is rebuilt.
 
 The backend is chosen by the ``backend`` argument of :class:`scarceseg.prior.model.LiteMedSAM` or by
 ``$SCARCESEG_PRIOR_BACKEND`` (``torch``, ``onnx``, ``openvino``). When the package a backend needs is not
@@ -61,30 +62,57 @@ def weights_digest(module: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
-def export_encoder(encoder: torch.nn.Module, target: Path) -> Path:
-    """Export ``encoder`` to ONNX at ``target`` (atomically) and write its SHA-256 sidecar."""
+class MaskDecoderGraph(torch.nn.Module):
+    """LiteMedSAM's mask decoder with the dense positional encoding as a constant, for the ONNX export.
+
+    ``(features (1, 256, 64, 64), sparse (1, N, 256), dense (1, 256, 64, 64))`` → all four masks
+    ``(1, 4, 256, 256)`` and their IoU scores ``(1, 4)``; N (box corners and points) may vary.
+    """
+
+    def __init__(self, mask_decoder: torch.nn.Module, image_pe: torch.Tensor):
+        super().__init__()
+        self.mask_decoder = mask_decoder
+        self.register_buffer("image_pe", image_pe.detach().clone())
+
+    def forward(self, features: torch.Tensor, sparse: torch.Tensor, dense: torch.Tensor):
+        return self.mask_decoder.predict_masks(image_embeddings=features, image_pe=self.image_pe,
+                                               sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense)
+
+
+_GRAPHS = {  # stem: (example input shapes, input names, output names, dynamic axes)
+    "encoder": ([ENCODER_INPUT], ["image"], ["features"], None),
+    "decoder": ([(1, 256, 64, 64), (1, 2, 256), (1, 256, 64, 64)], ["features", "sparse", "dense"],
+                ["masks", "iou"], {"sparse": {1: "prompts"}}),
+}
+
+
+def export_graph(module: torch.nn.Module, kind: str, target: Path) -> Path:
+    """Export ``module`` (``kind`` ``encoder`` or ``decoder``) to ONNX at ``target`` atomically, with a sidecar."""
     import warnings
 
     from scarceseg.prior.weights import _atomic_write_bytes, sha256_of
 
+    shapes, inputs, outputs, dynamic = _GRAPHS[kind]
+
     def write(tmp: Path) -> None:
         with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
             warnings.simplefilter("ignore")  # TracerWarnings from TinyViT's shape asserts
-            torch.onnx.export(encoder.eval(), (torch.zeros(ENCODER_INPUT),), str(tmp), dynamo=False,
-                              opset_version=OPSET, input_names=["image"], output_names=["features"])
+            args = tuple(torch.zeros(shape) for shape in shapes)
+            torch.onnx.export(module.eval(), args, str(tmp), dynamo=False, opset_version=OPSET,
+                              input_names=inputs, output_names=outputs, dynamic_axes=dynamic)
 
     _atomic_write_bytes(target, write)
-    sidecar = {"sha256": sha256_of(target), "opset": OPSET, "torch": torch.__version__}
+    sidecar = {"sha256": sha256_of(target), "opset": OPSET, "torch": torch.__version__, "kind": kind}
     _atomic_write_bytes(target.with_suffix(".json"), lambda tmp: tmp.write_text(json.dumps(sidecar), encoding="utf-8"))
     return target
 
 
-def encoder_onnx_path(encoder: torch.nn.Module, folder: Path | None = None) -> Path:
-    """The verified ``.onnx`` of ``encoder`` in the cache, exported on first use."""
+def onnx_path(module: torch.nn.Module, kind: str = "encoder", folder: Path | None = None) -> Path:
+    """The verified ``.onnx`` of ``module`` in the cache (named by its weights' digest), exported on first use."""
     from scarceseg.prior.weights import cache_dir, sha256_of
 
     folder = cache_dir() if folder is None else Path(folder)
-    target = folder / f"lite_medsam_encoder-{weights_digest(encoder)[:16]}.onnx"
+    target = folder / f"lite_medsam_{kind}-{weights_digest(module)[:16]}.onnx"
     sidecar = target.with_suffix(".json")
     if target.is_file() and sidecar.is_file():
         try:
@@ -93,24 +121,27 @@ def encoder_onnx_path(encoder: torch.nn.Module, folder: Path | None = None) -> P
             meta = {}
         if meta.get("sha256") == sha256_of(target):
             return target
-    return export_encoder(encoder, target)
+    return export_graph(module, kind, target)
 
 
-class _RuntimeEncoder:
-    """Calls an exported encoder through onnxruntime or OpenVINO, one session per thread count."""
+class RuntimeGraph:
+    """Calls an exported graph through onnxruntime or OpenVINO, one session per thread count.
+
+    Called with torch tensors, it returns the graph's outputs as a tuple of torch tensors.
+    """
 
     def __init__(self, path: Path, backend: str):
         self.path, self.backend = path, backend
-        self._sessions: dict[int, Callable[[np.ndarray], np.ndarray]] = {}
+        self._sessions: dict[int, Callable[[dict], tuple]] = {}
         self._lock = threading.Lock()
 
-    def _session(self, threads: int) -> Callable[[np.ndarray], np.ndarray]:
+    def _session(self, threads: int) -> Callable[[dict], tuple]:
         with self._lock:
             if threads not in self._sessions:
                 self._sessions[threads] = self._open(threads)
             return self._sessions[threads]
 
-    def _open(self, threads: int) -> Callable[[np.ndarray], np.ndarray]:
+    def _open(self, threads: int) -> Callable[[list], tuple]:
         if self.backend == "onnx":
             import onnxruntime as ort
 
@@ -119,7 +150,8 @@ class _RuntimeEncoder:
             options.inter_op_num_threads = 1
             options.log_severity_level = 3
             session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
-            return lambda x: session.run(None, {"image": x})[0]
+            names = [node.name for node in session.get_inputs()]
+            return lambda arrays: tuple(session.run(None, dict(zip(names, arrays, strict=True))))
         import openvino as ov
 
         compiled = ov.Core().compile_model(str(self.path), "CPU",
@@ -127,29 +159,32 @@ class _RuntimeEncoder:
         lock = threading.Lock()  # an OpenVINO infer request is not re-entrant
         request = compiled.create_infer_request()
 
-        def run(x: np.ndarray) -> np.ndarray:
+        def run(arrays: list) -> tuple:
             with lock:
-                return np.array(next(iter(request.infer({0: x}).values())), copy=True)
+                result = request.infer(dict(enumerate(arrays)))
+                return tuple(np.array(result[out], copy=True) for out in compiled.outputs)
 
         return run
 
-    def __call__(self, tensor: torch.Tensor) -> torch.Tensor:
-        x = np.ascontiguousarray(tensor.detach().cpu().numpy(), dtype=np.float32)
-        return torch.from_numpy(self._session(max(1, torch.get_num_threads()))(x))
+    def __call__(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        arrays = [np.ascontiguousarray(t.detach().cpu().numpy(), dtype=np.float32) for t in tensors]
+        return tuple(torch.from_numpy(a) for a in self._session(max(1, torch.get_num_threads()))(arrays))
 
 
-def make_encoder(encoder: torch.nn.Module, backend: str | None = None,
-                 folder: Path | None = None) -> tuple[Callable[[torch.Tensor], torch.Tensor], str]:
-    """``encoder`` as a callable on the chosen backend, and the backend actually used.
+def make_runtime(net: torch.nn.Module, image_pe: torch.Tensor, backend: str | None = None,
+                 folder: Path | None = None) -> tuple[RuntimeGraph | None, RuntimeGraph | None, str]:
+    """The encoder and mask decoder of ``net`` on the chosen backend, and the backend actually used.
 
-    A backend whose packages are missing falls back to torch with one line on stderr.
+    ``(None, None, "torch")`` for torch, or when the backend's packages are missing (one line on stderr).
     """
     name = resolve_backend(backend)
     if name == "torch":
-        return encoder, name
+        return None, None, name
     missing = missing_packages(name)
     if missing:
         print(f"scarceseg: prior backend {name!r} needs {' and '.join(missing)} (pip install 'scarceseg[fast]'); "
               "running the prior on torch", file=sys.stderr)
-        return encoder, "torch"
-    return _RuntimeEncoder(encoder_onnx_path(encoder, folder), name), name
+        return None, None, "torch"
+    encoder = RuntimeGraph(onnx_path(net.image_encoder, "encoder", folder), name)
+    decoder = RuntimeGraph(onnx_path(MaskDecoderGraph(net.mask_decoder, image_pe), "decoder", folder), name)
+    return encoder, decoder, name
