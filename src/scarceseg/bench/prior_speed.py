@@ -22,9 +22,9 @@ def run_click_bench(data: Path, every: int = 8, limit: int | None = None,
     Also the truth box + 5 px on the same slices, as the reference a click tries to reach.
     """
     from scarceseg.bench.interactive_bench import first_gesture, load_slices
+    from scarceseg.interactive.clicks import innermost_pixel
     from scarceseg.methods.prior_click import CLICK_METHODS, click_to_mask
     from scarceseg.nets.runtime import torch_threads
-    from scarceseg.prior.prompts import innermost_pixel
 
     methods = list(methods or CLICK_METHODS)
     if prior is None:
