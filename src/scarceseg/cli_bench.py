@@ -241,11 +241,16 @@ def bench_prior_speed(
     repeats: int = typer.Option(5, "--repeats", min=1),
     threads: int = typer.Option(2, "--threads", min=1),
     size: int = typer.Option(256, "--size", min=16),
+    backend: list[str] = typer.Option(
+        [], "--backend",
+        help="Encoder backend to time beside torch: onnx (onnxruntime) or openvino; repeatable. "
+             "torch always runs first, as the reference.",
+    ),
 ) -> None:
     """The prior's speed: embedding, box -> mask and click -> mask, with the load average beside."""
     from scarceseg.bench.prior_speed import run_speed_bench
 
-    run_speed_bench(repeats=repeats, threads=threads, size=size, echo=typer.echo)
+    run_speed_bench(repeats=repeats, threads=threads, size=size, backends=["torch", *backend], echo=typer.echo)
 
 
 @bench_app.command("fewshot")

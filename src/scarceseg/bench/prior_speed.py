@@ -22,9 +22,9 @@ def run_click_bench(data: Path, every: int = 8, limit: int | None = None,
     Also the truth box + 5 px on the same slices, as the reference a click tries to reach.
     """
     from scarceseg.bench.interactive_bench import first_gesture, load_slices
+    from scarceseg.interactive.clicks import innermost_pixel
     from scarceseg.methods.prior_click import CLICK_METHODS, click_to_mask
     from scarceseg.nets.runtime import torch_threads
-    from scarceseg.prior.prompts import innermost_pixel
 
     methods = list(methods or CLICK_METHODS)
     if prior is None:
@@ -74,43 +74,79 @@ def run_click_bench(data: Path, every: int = 8, limit: int | None = None,
     return result
 
 
-def run_speed_bench(repeats: int = 5, threads: int = 2, size: int = 256, prior=None, echo: Callable = print) -> dict:
+def run_speed_bench(repeats: int = 5, threads: int = 2, size: int = 256, prior=None,
+                    backends: Sequence[str] = ("torch",), echo: Callable = print) -> dict:
     """Median seconds of the embedding of a ``size``² image and ms of box / click → mask after it.
 
-    Each repeat embeds a fresh image (no cache hit). The load average is printed beside, since the
-    machine may be shared.
+    Each repeat embeds a fresh image (no cache hit). With several ``backends`` (``torch``, ``onnx``,
+    ``openvino``: where the image encoder runs) the same images go through each in turn, alternating
+    within every repeat, and the table gives each backend's embedding time, its ratio to the first
+    backend's, the largest absolute difference of its embedding from the first's and the Dice of its
+    box mask against the first's. The load average is printed beside, since the machine may be shared.
     """
     import torch
 
     from scarceseg.methods.prior_click import click_to_mask
     from scarceseg.nets.runtime import torch_threads
+    from scarceseg.prior.model import LiteMedSAM
 
     if prior is None:
         from scarceseg.prior import get_prior
 
         prior = get_prior()
+    backends = list(dict.fromkeys(backends)) or ["torch"]
+    priors = {}
+    for name in backends:
+        priors[name] = prior if getattr(prior, "backend", "torch") == name else LiteMedSAM(prior.net, backend=name)
+    used = {name: p.backend for name, p in priors.items()}
+    priors = {name: p for name, p in priors.items() if used[name] == name or name == backends[0]}
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[:size, :size]
     base = 40 + 150 * (((yy - size / 2) ** 2 + (xx - size / 2) ** 2) <= (size / 8) ** 2)
-    embed_s, box_ms, click_ms = [], [], []
+    times = {name: {"embed_s": [], "box_ms": [], "click_ms": []} for name in priors}
+    diffs = {name: {"max_abs": [], "box_dice": []} for name in priors}
     box = (size // 2 - size // 8 - 5, size // 2 - size // 8 - 5, size // 2 + size // 8 + 5, size // 2 + size // 8 + 5)
     with torch_threads(threads), torch.inference_mode():
-        for _ in range(repeats + 1):  # the first round warms up
+        for r in range(repeats + 1):  # the first round warms up (and builds the ONNX file if needed)
             image = (base + rng.normal(0, 5, base.shape)).astype(np.float32)
-            t0 = time.perf_counter()
-            emb = prior.embed(image)
-            embed_s.append(time.perf_counter() - t0)
-            t0 = time.perf_counter()
-            prior.decode(emb, box=box)
-            box_ms.append(1000 * (time.perf_counter() - t0))
-            t0 = time.perf_counter()
-            click_to_mask(prior, image, (size // 2, size // 2))
-            click_ms.append(1000 * (time.perf_counter() - t0))
-    result = {"threads": threads, "size": size, "repeats": repeats,
-              "embed_s": float(np.median(embed_s[1:])), "box_ms": float(np.median(box_ms[1:])),
-              "click_ms": float(np.median(click_ms[1:])), "load_average": list(os.getloadavg())}
-    echo(f"embedding {size}x{size}, {threads} threads: {result['embed_s']:.2f} s (target <= 0.5 s)")
-    echo(f"box -> mask: {result['box_ms']:.0f} ms, click -> mask: {result['click_ms']:.0f} ms (target <= 50 ms)")
+            ref = None
+            for name, p in priors.items():
+                t0 = time.perf_counter()
+                emb = p.embed(image)
+                embed_s = time.perf_counter() - t0
+                t0 = time.perf_counter()
+                mask = p.decode(emb, box=box)[0].prob > 0.5
+                box_ms = 1000 * (time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                click_to_mask(p, image, (size // 2, size // 2))
+                click_ms = 1000 * (time.perf_counter() - t0)
+                if ref is None:
+                    ref = (emb.features, mask)
+                diffs[name]["max_abs"].append(float((emb.features - ref[0]).abs().max()))
+                diffs[name]["box_dice"].append(dice(mask, ref[1]))
+                if r:
+                    for key, value in (("embed_s", embed_s), ("box_ms", box_ms), ("click_ms", click_ms)):
+                        times[name][key].append(value)
+    first = next(iter(priors))
+    rows = {}
+    for name in priors:
+        row = {key: float(np.median(v)) for key, v in times[name].items()}
+        row["embed_ratio"] = rows.get(first, row)["embed_s"] / row["embed_s"]
+        row["max_abs_diff"] = max(diffs[name]["max_abs"])
+        row["min_box_dice"] = min(diffs[name]["box_dice"])
+        rows[name] = row
+    result = {"threads": threads, "size": size, "repeats": repeats, "backends": rows,
+              "load_average": list(os.getloadavg())}
+    result.update({key: rows[first][key] for key in ("embed_s", "box_ms", "click_ms")})
+    for name in backends:
+        if name not in priors:
+            echo(f"backend {name}: not available here (see the line above), left out")
+    echo(f"{size}x{size} image, {threads} threads, median of {repeats} (targets: embedding <= 0.5 s, "
+         "box or click -> mask <= 50 ms)")
+    echo(f"backend | embedding s | {first} / it | max |emb - {first}| | box-mask Dice vs {first} | box ms | click ms")
+    for name, row in rows.items():
+        echo(f"{name} | {row['embed_s']:.2f} | {row['embed_ratio']:.2f} | {row['max_abs_diff']:.1e} | "
+             f"{row['min_box_dice']:.4f} | {row['box_ms']:.0f} | {row['click_ms']:.0f}")
     echo("load average (1, 5, 15 min): " + ", ".join(f"{v:.1f}" for v in result["load_average"])
          + f" on {os.cpu_count()} cores")
     return result

@@ -101,9 +101,16 @@ class LiteMedSAM:
         A LiteMedSAM network; by default the pretrained one (:func:`scarceseg.prior.weights.load_network`).
     cache_size : int
         How many embeddings to keep (about 4 MB each).
+    backend : str, optional
+        Where the image encoder runs: ``torch``, ``onnx`` (onnxruntime) or ``openvino``; by default
+        ``$SCARCESEG_PRIOR_BACKEND``, else torch (:mod:`scarceseg.prior.backends`). ``self.backend`` is the
+        one actually used (torch when the asked one's package is missing). The prompt encoder always runs on
+        torch; a prompt that is only a mask is decoded on torch.
     """
 
-    def __init__(self, net: torch.nn.Module | None = None, cache_size: int = 64):
+    def __init__(self, net: torch.nn.Module | None = None, cache_size: int = 64, backend: str | None = None):
+        from scarceseg.prior.backends import make_runtime
+
         if net is None:
             from scarceseg.prior.weights import load_network
 
@@ -112,6 +119,8 @@ class LiteMedSAM:
         self.cache_size = int(cache_size)
         self._cache: OrderedDict[str, Embedding] = OrderedDict()
         self._lock = threading.Lock()
+        self._dense_pe: torch.Tensor | None = None
+        self._encoder, self._decoder, self.backend = make_runtime(self.net, self.dense_pe(), backend)
 
     # --- encoder -------------------------------------------------------------------------------
     def preprocess(self, image: np.ndarray) -> tuple[torch.Tensor, tuple[int, int], tuple[int, int]]:
@@ -136,7 +145,7 @@ class LiteMedSAM:
                 return self._cache[key]
         tensor, original, resized = self.preprocess(image)
         with torch.inference_mode():
-            features = self.net.image_encoder(tensor)
+            features = self.net.image_encoder(tensor) if self._encoder is None else self._encoder(tensor)[0]
         embedding = Embedding(features=features, original_shape=original, resized_shape=resized, key=key)
         with self._lock:
             self._cache[key] = embedding
@@ -195,13 +204,18 @@ class LiteMedSAM:
         pe = self.net.prompt_encoder
         with torch.inference_mode():
             sparse, dense = pe(points=points_t, boxes=box_t, masks=mask_t)
-            low_res, iou = self.net.mask_decoder(
-                image_embeddings=embedding.features,
-                image_pe=pe.get_dense_pe(),
-                sparse_prompt_embeddings=sparse,
-                dense_prompt_embeddings=dense,
-                multimask_output=multimask,
-            )
+            if self._decoder is not None and sparse.shape[1] > 0:
+                masks, scores = self._decoder(embedding.features, sparse, dense)
+                keep = slice(1, None) if multimask else slice(0, 1)  # as MaskDecoder.forward selects
+                low_res, iou = masks[:, keep], scores[:, keep]
+            else:
+                low_res, iou = self.net.mask_decoder(
+                    image_embeddings=embedding.features,
+                    image_pe=self.dense_pe(),
+                    sparse_prompt_embeddings=sparse,
+                    dense_prompt_embeddings=dense,
+                    multimask_output=multimask,
+                )
             outputs = []
             for k in range(low_res.shape[1]):
                 logits = low_res[:, k : k + 1]
@@ -209,6 +223,13 @@ class LiteMedSAM:
                                            logits=logits[0, 0].numpy().copy(), iou=float(iou[0, k])))
         outputs.sort(key=lambda out: -out.iou)
         return outputs
+
+    def dense_pe(self) -> torch.Tensor:
+        """The prompt encoder's ``(1, 256, 64, 64)`` positional encoding of the embedding grid (computed once)."""
+        if self._dense_pe is None:
+            with torch.inference_mode():
+                self._dense_pe = self.net.prompt_encoder.get_dense_pe()
+        return self._dense_pe
 
     @staticmethod
     def _to_original(logits: torch.Tensor, embedding: Embedding) -> np.ndarray:
