@@ -55,10 +55,10 @@ class FewShotConfig:
 
     channel: str = "flair"  # channel name or index given to the prior ("flair", "0"); a 1-channel image is used as is
     localiser: str = "head"  # "head": small conv head on the frozen embedding; "decoder": fine-tune the decoder
-    head_width: int = 64  # channels of the head's hidden layers
-    intensity: bool = False  # head also sees the normalised image's 4x4-patch mean and max (2 more channels)
-    steps: int = 400  # localiser updates (batch ``batch_size``); stops earlier at ``budget_seconds``
-    batch_size: int = 8
+    head_width: int = 32  # channels of the head's hidden layers
+    intensity: bool = True  # head also sees the normalised image's 4x4-patch mean and max (2 more channels)
+    steps: int = 200  # localiser updates (batch ``batch_size``); stops earlier at ``budget_seconds``
+    batch_size: int = 4
     lr: float = 1e-3  # AdamW, cosine decay to 0 over ``steps`` (the decoder localiser wants about 1e-4)
     weight_decay: float = 1e-4
     flips: bool = True  # flip embedding + mask (left-right, up-down) as augmentation
@@ -150,9 +150,7 @@ class EmbeddingStore:
             feats = self.prior.embed(image).features.cpu().clone().to(torch.float16).to(torch.float32)
         if feats is None:
             tensor, _, _ = self.prior.preprocess(image)
-            encoder = self.prior.net.image_encoder  # may sit on a GPU; everything after it runs on the CPU
-            with torch.inference_mode():
-                feats = encoder(tensor.to(next(encoder.parameters()).device)).cpu().clone()
+            feats = self.prior.encode(tensor).clone()  # on the prior's backend (torch, onnx, openvino)
             feats = feats.to(torch.float16).to(torch.float32)  # the same values whether cached or not
             self.encoded += 1
             if path is not None and self.write:

@@ -136,6 +136,14 @@ class LiteMedSAM:
         tensor = F.pad(tensor, (0, INPUT_SIZE - new_w, 0, INPUT_SIZE - new_h))
         return tensor, (height, width), (new_h, new_w)
 
+    def encode(self, tensor: torch.Tensor) -> torch.Tensor:
+        """The image encoder on a preprocessed ``(1, 3, 256, 256)`` input, on this prior's backend (no cache)."""
+        with torch.inference_mode():
+            if self._encoder is not None:
+                return self._encoder(tensor)[0]
+            encoder = self.net.image_encoder  # may sit on a GPU; the features come back to the CPU
+            return encoder(tensor.to(next(encoder.parameters()).device)).cpu()
+
     def embed(self, image: np.ndarray) -> Embedding:
         """Encode ``image`` (``(Y, X)`` or ``(3, Y, X)``), or return the cached embedding of the same content."""
         key = image_key(image)
@@ -144,8 +152,7 @@ class LiteMedSAM:
                 self._cache.move_to_end(key)
                 return self._cache[key]
         tensor, original, resized = self.preprocess(image)
-        with torch.inference_mode():
-            features = self.net.image_encoder(tensor) if self._encoder is None else self._encoder(tensor)[0]
+        features = self.encode(tensor)
         embedding = Embedding(features=features, original_shape=original, resized_shape=resized, key=key)
         with self._lock:
             self._cache[key] = embedding
