@@ -147,7 +147,37 @@ def _loop(ctx: Context) -> list[str]:
                         ["--rounds", "5,10,20", "--test-slices", "100"])
 
 
-# The report's sections, in page order. The interactive (Prior) bench is one entry here when it lands.
+def _interactive(ctx: Context) -> list[str]:
+    base = ["bench", "interactive", "--data", _lgg(ctx), "--out", str(ctx.section_dir("interactive")),
+            "--first", "box", "--refiner", "flat-mincut", "--refiner", "prior-mincut"]
+    return base + _pick(ctx, ["--clicks", "2", "--limit", "2"], ["--every", "64"],
+                        ["--refiner", "prior", "--every", "16", "--threads", "1"])
+
+
+def _prior_speed(ctx: Context) -> list[str]:
+    return ["bench", "prior-speed", *_pick(ctx, ["--repeats", "1", "--size", "64"], ["--repeats", "3"],
+                                           ["--repeats", "5", "--threads", "2", "--backend", "onnx", "--backend",
+                                            "openvino"])]
+
+
+def _fewshot(ctx: Context) -> list[str]:
+    base = ["bench", "fewshot", "--data", _lgg(ctx), "--out", str(ctx.section_dir("fewshot"))]
+    return base + _pick(ctx, ["--shots", "2", "--seeds", "1", "--every", "1", "--test-slices", "2", "--steps", "2",
+                              "--unet-epochs", "1"],
+                        ["--shots", "10", "--seeds", "1", "--test-slices", "40"],
+                        ["--shots", "10", "--shots", "50", "--seeds", "3", "--test-slices", "100"])
+
+
+def _fewshot_volumes(ctx: Context) -> list[str]:
+    out = ["--out", str(ctx.section_dir("fewshot-volumes"))]
+    if ctx.budget == "tiny":
+        return ["bench", "fewshot-volumes", "--data", str(ctx.tiny_data / "la2018"), *out, "--shots", "2",
+                "--steps", "2"]
+    return ["bench", "fewshot-volumes", "--data", str(ctx.data / "brats2015"), *out, "--test-volumes", "1",
+            *_pick(ctx, [], ["--negatives", "0"], ["--negatives", "0", "--negatives", "5"])]
+
+
+# The report's sections, in page order.
 SECTIONS: list[Section] = [
     Section("foundation", "Loading and metrics speed", "README: load/metric timings, multi-Otsu baseline",
             _foundation, lambda ctx: []),
@@ -160,6 +190,18 @@ SECTIONS: list[Section] = [
             _itermrl),
     Section("acwe", "Paper 003: ACWE ConvNet modes vs Chan-Vese", "docs/acwe.md: Table 1", _acwe),
     Section("pixeldrl", "Paper 004: PixelDRL-MG vs U-Nets", "README: Table 2 / Table 4", _pixeldrl),
+    Section("interactive", "Prior: one box, then corrective clicks (robot user)",
+            "docs/prior.md: Dice after 0-10 clicks, NoC@85/90, slices ending worse, ms per click (issue 13)",
+            _interactive),
+    Section("prior-speed", "Prior: embedding and prompt speed per backend",
+            "docs/prior.md: embedding s, box/click -> mask ms, torch vs ONNX Runtime vs OpenVINO", _prior_speed,
+            lambda ctx: []),
+    Section("fewshot", "Learn from ten: few-shot learner vs U-Net on the same slices",
+            "docs/fewshot.md: LGG Dice at 10 and 50 shots over 3 seeds, paired test (issue 15)", _fewshot,
+            lambda ctx: [0, 1, 2] if ctx.budget == "paper" else [0]),
+    Section("fewshot-volumes", "Learn from ten on whole volumes: 'no lesion' slices",
+            "docs/fewshot.md: BRATS per-volume Dice, false positives on lesion-free slices (issue 15)",
+            _fewshot_volumes),
     Section("web", "Browser app latency", "README: click -> overlay latency", _web, lambda ctx: []),
     Section("scale", "Cohorts: process pool vs Ray", "docs/scale.md: cases/s, Ray overhead", _scale),
     Section("loop", "Learn from ten: label → learn → correct (robot user)",
