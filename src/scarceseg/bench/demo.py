@@ -45,8 +45,10 @@ METHODS = {
 REF = "fewshot_automatic"
 #: DQN episodes in the demo: the paper's 300 took 1.4 s each on the 2 shared cores (load ~5), most of the demo
 DEMO_EPISODES = 50
-#: updates of the fewshot learner in the demo (its config's default is more): one update of batch 8 took ~2.5 s on
-#: the 2 shared cores (load ~5), so the default would not fit in 5 minutes
+#: updates of the fewshot learner in the demo (its config's default is more): one update of batch 8 took 1-2.5 s on
+#: the 2 shared cores (load 4-5), so the default would not fit in 5 minutes. On the demo's data (seed 0), measured
+#: on 2026-11-28: 30 updates -> every test image called empty, 40 -> mean Dice 0.18, 50 -> 0.797, 80 -> 0.850
+#: (the cosine schedule spans the updates given), so 50 is near the least that works.
 DEMO_FEWSHOT_STEPS = 50
 BOX_MARGIN = 5
 STEPS = 8
@@ -106,6 +108,14 @@ def _box_holds(box, truth: np.ndarray) -> bool:
     return bool(np.asarray(truth)[y0 : y1 + 1, x0 : x1 + 1].any())
 
 
+def _outside_box(box, truth: np.ndarray) -> float:
+    """Fraction of the truth's pixels outside the box ``(y0, x0, y1, x1)`` (inclusive)."""
+    truth = np.asarray(truth, dtype=bool)
+    y0, x0, y1, x1 = (int(v) for v in box)
+    inside = int(truth[y0 : y1 + 1, x0 : x1 + 1].sum())
+    return 1.0 - inside / max(1, int(truth.sum()))
+
+
 def _fmt_p(p: float) -> str:
     return "—" if p is None or not np.isfinite(p) else f"{p:.2g}"
 
@@ -159,8 +169,10 @@ def explain(facts: dict) -> str:
                        f"median of all test lesions {f['truth_area_median']:.0f} px)")
         if f["n_found"] - f["n_hit"] > 0:
             why.append(f"{f['n_found'] - f['n_hit']} blob(s) lay off the lesion, so the box prompted the wrong place")
-        if f["n_hit"] and f["area_ratio_median"] < 0.5:
-            why.append("the blobs were smaller than the lesions, so boxes were tight or partial")
+        if f["n_hit"] and f["area_ratio_median"] < 0.8 and f["truth_outside_box_median"] >= 0.02:
+            why.append(f"the blobs were smaller than the lesions, so even grown by {BOX_MARGIN} px their boxes left "
+                       f"out a median {100 * f['truth_outside_box_median']:.0f} % of the lesion, which the decoder, "
+                       "prompted with the box, mostly leaves out")
         elif f["n_hit"] and f["area_ratio_median"] > 2.0:
             why.append("the blobs were larger than the lesions, so boxes took in surrounding tissue")
         if f["n_found"] and f["prior_box_found_mean"] - f["fewshot_found_mean"] > 0.05:
@@ -199,14 +211,22 @@ def explain(facts: dict) -> str:
                  "picked the wrong candidate, and the click, which leaves only the candidates that hold it, "
                  + ("repairs most of that" if f["oracle_mean"] - f["dqn_click_mean"] < 0.1 else "repairs part of it"))
     cmp_ += ". "
+    if f["fewshot_mean"] > f["oracle_mean"]:
+        cmp_ += ("`fewshot` is above even that ceiling: the prior draws the lesion from a box rather than choosing "
+                 "among the proposer's candidates. ")
     free = max(("multi-Otsu", f["otsu_mean"]), ("k-means", f["kmeans_mean"]), key=lambda kv: kv[1])
     if free[1] >= f["fewshot_mean"]:
         cmp_ += (f"Label-free {free[0]} ({free[1]:.3f}) does as well as or better than `fewshot` here: these "
                  "synthetic lesions are easy to threshold, which makes the sample data a test that the pipeline "
                  "runs, not a ranking of the methods — use the real-data benches named above for that. ")
     else:
-        cmp_ += (f"The label-free baselines, multi-Otsu ({f['otsu_mean']:.3f}) and k-means ({f['kmeans_mean']:.3f}), "
-                 "stay below `fewshot`. ")
+        ps = (f["p_otsu"], f["p_kmeans"])
+        cmp_ += (f"The label-free baselines, multi-Otsu ({f['otsu_mean']:.3f}, p = {_fmt_p(ps[0])}) and k-means "
+                 f"({f['kmeans_mean']:.3f}, p = {_fmt_p(ps[1])}), are below `fewshot` in mean Dice"
+                 + ("." if all(np.isfinite(q) and q < 0.05 for q in ps) else
+                    f", but not significantly with n = {f['n_test']}: their medians ({f['otsu_median']:.3f}, "
+                    f"{f['kmeans_median']:.3f}; `fewshot` {f['fewshot_median']:.3f}) show they match it on most "
+                    "images and fail badly on a few.") + " ")
     lines.append("**Against the other methods.** " + cmp_)
     return "\n\n".join(lines)
 
@@ -375,6 +395,8 @@ def run_demo(out: str | Path, n: int = 20, seed: int = 0, episodes: int | None =
         "fewshot_found_mean": float(np.mean([dice[REF][test_ids.index(c)] for c in found])) if found else 0.0,
         "prior_box_found_mean": (float(np.mean([dice["prior_box_prompt"][test_ids.index(c)] for c in found]))
                                  if found else 0.0),
+        "truth_outside_box_median": float(np.median([_outside_box(fewshot_extra[c]["box"], cases[c].target)
+                                                     for c in hit])) if hit else 0.0,
         "empty_truth_area": [int(cases[c].target.sum()) for c in test_ids if not masks[REF][c].any()],
         "truth_area_median": float(np.median([cases[c].target.sum() for c in test_ids])),
         "localiser_area": {c: int(fewshot_extra[c].get("localiser_area", 0)) for c in test_ids},
@@ -385,6 +407,10 @@ def run_demo(out: str | Path, n: int = 20, seed: int = 0, episodes: int | None =
             ("dqn_click", "udc_dqn_one_click"), ("oracle", "oracle_best_candidate"), ("otsu", "multi_otsu"),
             ("kmeans", "kmeans"))},
         "p_dqn_auto": float(paired_comparison(dice[REF], dice["udc_dqn_automatic"])["p_wilcoxon"]),
+        "p_otsu": float(paired_comparison(dice[REF], dice["multi_otsu"])["p_wilcoxon"]),
+        "p_kmeans": float(paired_comparison(dice[REF], dice["kmeans"])["p_wilcoxon"]),
+        **{f"{k}_median": float(np.median(dice[m])) for k, m in (
+            ("fewshot", REF), ("otsu", "multi_otsu"), ("kmeans", "kmeans"))},
     }
     (out / "facts.json").write_text(json.dumps(facts, indent=1) + "\n", encoding="utf-8")
 
