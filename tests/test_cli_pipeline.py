@@ -120,17 +120,38 @@ def test_bench_stember_tiny(tmp_path: Path):
     assert json.loads((out / "results.json").read_text(encoding="utf-8"))["summary"] == results["summary"]
 
 
-def test_demo_pipeline_tiny(tmp_path: Path):
-    result = _run("demo", "--out", tmp_path / "demo", "--n", "4", "--episodes", "3")
+def test_demo_pipeline_tiny(tmp_path: Path, prior, monkeypatch):
+    """The whole demo on 4 slices (2 train, 2 test) with tiny budgets: every step, every method, the report."""
+    import scarceseg.prior.model as prior_model
+
+    monkeypatch.setattr(prior_model, "_SHARED", prior)  # the fixture's prior (from the wheel), no second load
+    out = tmp_path / "demo"
+    result = _run("demo", "--out", out, "--n", "4", "--episodes", "3", "--fewshot-steps", "2")
     assert result.exit_code == 0, result.output
-    assert "[6/6]" in result.output and "report:" in result.output
-    report = (tmp_path / "demo" / "report.md").read_text(encoding="utf-8")
-    for method in ("oracle_best_candidate", "udc_dqn_one_click", "udc_dqn_automatic", "multi_otsu", "kmeans"):
+    for k in range(1, 9):
+        assert f"[{k}/8]" in result.output
+    assert "report:" in result.output
+    report = (out / "report.md").read_text(encoding="utf-8")
+    for method in ("fewshot_automatic", "prior_box_prompt", "oracle_best_candidate", "udc_dqn_one_click",
+                   "udc_dqn_automatic", "multi_otsu", "kmeans"):
         assert f"| {method} |" in report
+        assert len(list((out / "pred" / method).glob("*.png"))) == 2
+    assert "synthetic" in report and "scarceseg bench fewshot" in report and "3 episodes" in report
+    # the labels are the prior's box-prompted masks, not the truth; the explanation is built from these facts
+    facts = json.loads((out / "facts.json").read_text(encoding="utf-8"))
+    assert len(facts["label_dice"]) == 2 and all(0 <= d <= 1 for d in facts["label_dice"].values())
+    assert f"{facts['label_dice_mean']:.3f}" in report
+    assert facts["steps"] == 2 and facts["n_empty"] + facts["n_found"] == 2
+    assert len(list((out / "labels_prior_box").glob("*.png"))) == 2
+    # the learner went through the registry and its folder opens through it again
+    from scarceseg.methods.registry import read_method_file
+
+    assert read_method_file(out / "fewshot")["method"] == "fewshot"
+    for figure in ("dice_boxplot.png", "overlays.png", "selection_accuracy.png"):
+        assert (out / figure).stat().st_size > 0
     # the oracle picks went through the label store, labelled as oracle
     from scarceseg.store import open_store
 
-    with open_store(tmp_path / "demo" / "work") as store:
+    with open_store(out / "work") as store:
         picks = store.current_picks(include_oracle=True)
     assert len(picks) == 2
-    assert len(list((tmp_path / "demo" / "pred" / "udc_dqn_automatic").glob("*.png"))) == 2

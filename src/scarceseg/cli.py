@@ -97,13 +97,16 @@ def evaluate(
 def demo(
     out: Path = typer.Option(Path("demo_out"), "--out", help="Folder for the sample data and results."),
     n: int = typer.Option(20, "--n", min=4, help="Number of sample slices (half train, half test)."),
-    episodes: int | None = typer.Option(None, "--episodes", help="DQN episodes (default: the paper's 300)."),
+    episodes: int | None = typer.Option(None, "--episodes",
+                                        help="DQN episodes (demo default 100; the paper's 300)."),
+    fewshot_steps: int | None = typer.Option(None, "--fewshot-steps", min=1,
+                                             help="Updates of the fewshot learner (default: its config's)."),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
-    """The main job on built-in sample data: propose, oracle-pick, train the selector, segment, evaluate, report."""
+    """On built-in sample data: box-prompted labels, the fewshot learner, paper 000's selector, baselines, report."""
     from scarceseg.bench.demo import run_demo
 
-    run_demo(out, n=n, seed=seed, episodes=episodes, echo=typer.echo, progress=True)
+    run_demo(out, n=n, seed=seed, episodes=episodes, fewshot_steps=fewshot_steps, echo=typer.echo, progress=True)
 
 
 @app.command()
