@@ -24,7 +24,7 @@ $(STAMP): $(BIN)/python pyproject.toml
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/scarceseg demo --out $(DEMO_OUT)
+	SCARCESEG_PRIOR_BACKEND=$${SCARCESEG_PRIOR_BACKEND:-openvino} $(BIN)/scarceseg demo --out $(DEMO_OUT)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
