@@ -56,6 +56,7 @@ class FewShotConfig:
     channel: str = "flair"  # channel name or index given to the prior ("flair", "0"); a 1-channel image is used as is
     localiser: str = "head"  # "head": small conv head on the frozen embedding; "decoder": fine-tune the decoder
     head_width: int = 32  # channels of the head's hidden layers
+    head_depth: int = 2  # 3x3 convolutions in the head, dilated 1, 2, 4, ... (receptive field 2^(depth+1) - 1 cells)
     intensity: bool = True  # head also sees the normalised image's 4x4-patch mean and max (2 more channels)
     steps: int = 200  # localiser updates (batch ``batch_size``); stops earlier at ``budget_seconds``
     batch_size: int = 4
@@ -208,15 +209,13 @@ class LocaliserHead(torch.nn.Module):
     low-resolution frame.
     """
 
-    def __init__(self, width: int = 64, in_channels: int = 256) -> None:
+    def __init__(self, width: int = 64, in_channels: int = 256, depth: int = 2) -> None:
         super().__init__()
         nn = torch.nn
-        self.net = nn.Sequential(
-            nn.Conv2d(in_channels, width, 1), nn.GELU(),
-            nn.Conv2d(width, width, 3, padding=1), nn.GELU(),
-            nn.Conv2d(width, width, 3, padding=2, dilation=2), nn.GELU(),
-            nn.Conv2d(width, 1, 1),
-        )
+        layers: list[nn.Module] = [nn.Conv2d(in_channels, width, 1), nn.GELU()]
+        for k in range(depth):
+            layers += [nn.Conv2d(width, width, 3, padding=2**k, dilation=2**k), nn.GELU()]
+        self.net = nn.Sequential(*layers, nn.Conv2d(width, 1, 1))
 
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
         return F.interpolate(self.net(feats), scale_factor=4, mode="bilinear", align_corners=False)
@@ -260,7 +259,7 @@ class PriorFewShot:
 
     def _new_localiser(self) -> torch.nn.Module:
         if self.config.localiser == "head":
-            return LocaliserHead(self.config.head_width, 256 + 2 * bool(self.config.intensity))
+            return LocaliserHead(self.config.head_width, 256 + 2 * bool(self.config.intensity), self.config.head_depth)
         return copy.deepcopy(self.store.prior.net.mask_decoder)
 
     def _inputs(self, image: np.ndarray, embedding) -> torch.Tensor:
