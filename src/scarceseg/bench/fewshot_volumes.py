@@ -40,7 +40,7 @@ def _spread(ranked: list[int], k: int) -> list[int]:
 def training_slices(volumes: Sequence, shots: int, negatives: int = 0, channel: str = "flair") -> list:
     """``shots`` lesion slices and ``negatives`` lesion-free ones, round-robin over ``volumes`` (2D Cases)."""
     from scarceseg.datasets.slices import slice_case
-    from scarceseg.methods.prior_fewshot import prior_channel
+    from scarceseg.methods.prior_fewshot import has_contrast, prior_channel
 
     picks = []
     for want, lesion in ((shots, True), (negatives, False)):
@@ -53,7 +53,7 @@ def training_slices(volumes: Sequence, shots: int, negatives: int = 0, channel: 
                 ranked = [int(z) for z in np.argsort(-area, kind="stable") if area[z] > 0]
             else:
                 ranked = [z for z in range(len(area)) if area[z] == 0
-                          and np.ptp(prior_channel(slice_case(vol, z), channel)) > 0]
+                          and has_contrast(prior_channel(slice_case(vol, z), channel))]
             quota = -(-want // len(volumes))
             per_volume.append([slice_case(vol, z) for z in _spread(ranked, quota)])
         depth = max((len(g) for g in per_volume), default=0)
@@ -78,8 +78,8 @@ def run_fewshot_volumes(data: str | Path, out: str | Path, shots: int = 10, nega
         raise InputError(data, f"{len(ids)} volumes: need more than --test-volumes {test_volumes}")
     order = [ids[i] for i in np.random.default_rng(seed).permutation(len(ids))]
     train_ids, test_ids = order[:-test_volumes], order[-test_volumes:]
-    train_vols = [ds.load(c) for c in train_ids]
-    if any(v.ndim != 3 or v.target is None for v in train_vols):
+    train_vols, test_vols = [ds.load(c) for c in train_ids], [ds.load(c) for c in test_ids]
+    if any(v.ndim != 3 or v.target is None for v in train_vols + test_vols):
         raise InputError(data, "this bench needs labelled 3D volumes")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -94,12 +94,11 @@ def run_fewshot_volumes(data: str | Path, out: str | Path, shots: int = 10, nega
         trained[name] = {"train_slices": [c.case_id for c in train], "train_seconds": round(hist["seconds"], 1),
                          "steps": hist["steps"]}
         log(f"{name} from {len(train_vols)} volumes: trained in {hist['seconds']:.0f} s")
-        for cid in test_ids:
-            vol = ds.load(cid)
+        for vol in test_vols:
             t0 = time.perf_counter()
             r = evaluate_volume(model, vol, spacing=vol.spacing, progress=progress)
             rows.append({"variant": name, **r, "seconds": round(time.perf_counter() - t0, 1)})
-            log(f"  {cid}: Dice {r['dice']:.3f}; {r['fp_slices']} of {r['n_lesion_free']} lesion-free slices "
+            log(f"  {vol.case_id}: Dice {r['dice']:.3f}; {r['fp_slices']} of {r['n_lesion_free']} lesion-free slices "
                 f"with a false positive ({r['fp_ml']} ml); predicted {r['pred_ml']} ml, true {r['true_ml']} ml")
             _write(out / "per_volume.csv", rows)
     summary = {"settings": {"data": str(data), "shots": shots, "negatives": list(negatives),

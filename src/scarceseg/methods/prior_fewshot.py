@@ -7,7 +7,7 @@ No user input is needed on new images. Two stages share one frozen image embeddi
    low-resolution logits. The embeddings are flipped (left-right, up-down) with their masks as augmentation,
    so no slice is encoded twice. Two localisers (``localiser``):
 
-   - ``"head"`` (default): a small convolutional head (about 0.1 M parameters) on the frozen 256×64×64
+   - ``"head"`` (default): a small convolutional head (about 27 k parameters) on the frozen 256×64×64
      TinyViT embedding. One update costs milliseconds, so a few hundred updates take seconds on a CPU.
    - ``"decoder"``: a copy of LiteMedSAM's mask decoder (about 4 M parameters) fine-tuned with the whole-image
      box as its fixed prompt. Its forward + backward costs 1–3 s per image on 2 CPU cores, so 300 updates of
@@ -187,9 +187,10 @@ def _flip(x: torch.Tensor, flip: np.ndarray) -> torch.Tensor:
     return torch.flip(x, dims) if dims else x
 
 
-def _soft_dice(a: np.ndarray, b: np.ndarray) -> float:
-    total = float(a.sum() + b.sum())
-    return 2.0 * float(np.logical_and(a, b).sum()) / total if total else 1.0
+def has_contrast(image: np.ndarray) -> bool:
+    """Whether a 2D image has two different finite values (a constant slice, e.g. outside the body, has none)."""
+    finite = image[np.isfinite(image)]
+    return finite.size > 0 and finite.min() != finite.max()
 
 
 def largest_component(mask: np.ndarray) -> np.ndarray:
@@ -204,9 +205,9 @@ def largest_component(mask: np.ndarray) -> np.ndarray:
 class LocaliserHead(torch.nn.Module):
     """A small convolutional head: frozen embedding ``(B, 256, 64, 64)`` -> low-res logits ``(B, 1, 256, 256)``.
 
-    1×1 reduction, two 3×3 convolutions (the second dilated by 2, so each output sees 11×11 embedding cells,
-    about 176 px of the 1024-px input), a 1×1 classifier, then ×4 bilinear upsampling into the prior's
-    low-resolution frame.
+    1×1 reduction, ``depth`` 3×3 convolutions dilated 1, 2, 4, ... (with the default 2, each output sees
+    7×7 embedding cells, 28 px of the prior's 256-px input), a 1×1 classifier, then ×4 bilinear upsampling
+    into the prior's low-resolution frame.
     """
 
     def __init__(self, width: int = 64, in_channels: int = 256, depth: int = 2) -> None:
@@ -380,12 +381,12 @@ class PriorFewShot:
 
     def predict_image(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
         """``prob`` ``(Y, X)``, ``mask`` ``(Y, X)`` and facts (``box``, ``localiser_area``) for one 2D image."""
+        from scarceseg.metrics import dice
         from scarceseg.prior.prompts import box_from_mask
 
         cfg = self.config
         image = prior_channel(image)
-        finite = image[np.isfinite(image)]
-        if finite.size == 0 or finite.min() == finite.max():  # no contrast (e.g. an empty slice): no lesion
+        if not has_contrast(image):  # e.g. an empty slice: no lesion
             return (np.zeros(image.shape, dtype=np.float32), np.zeros(image.shape, dtype=bool),
                     {"localiser_area": 0, "box": None, "localiser_mask": None})
         loc_prob, emb = self.localise(image)
@@ -401,7 +402,7 @@ class PriorFewShot:
         extra["box"] = list(box)
         if cfg.pick == "agree":
             outs = self.store.prior.decode(emb, box=box, multimask=True)
-            out = max(outs, key=lambda o: _soft_dice(o.prob > cfg.threshold, blob))
+            out = max(outs, key=lambda o: dice(o.prob > cfg.threshold, blob))
         else:
             out = self.store.prior.decode(emb, box=box)[0]
         prob = out.prob
