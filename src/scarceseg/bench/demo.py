@@ -254,8 +254,6 @@ def run_demo(out: str | Path, n: int = 20, seed: int = 0, episodes: int | None =
         ``{"summaries": {method: summary}, "facts": dict, "report": path, "seconds": float, "table": str}``.
     """
     from scarceseg.bench.stember import plot_selection_accuracy, robot_click
-    from scarceseg.cluster.propose import load_proposal
-    from scarceseg.cluster.propose_many import propose_inputs
     from scarceseg.datasets import n_shot_split, open_dataset
     from scarceseg.datasets.sample import make_sample_data
     from scarceseg.errors import ScarcesegError
@@ -270,6 +268,8 @@ def run_demo(out: str | Path, n: int = 20, seed: int = 0, episodes: int | None =
     from scarceseg.prior.model import get_prior
     from scarceseg.progress import track
     from scarceseg.store.picking import oracle_pick, oracle_pick_dataset
+    from scarceseg.store.proposals import load_proposal
+    from scarceseg.store.propose_many import propose_inputs
     from scarceseg.store.training import train_selector
 
     if n < 4:
