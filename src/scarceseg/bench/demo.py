@@ -261,8 +261,9 @@ def run_demo(out: str | Path, n: int = 20, seed: int = 0, episodes: int | None =
     from scarceseg.io import read_mask, write_mask
     from scarceseg.methods import registry
     from scarceseg.methods.contract import Budget
+    from scarceseg.methods.folder import segment_folder
     from scarceseg.methods.prior_fewshot import EmbeddingStore
-    from scarceseg.methods.udc_rl import SelectorConfig, segment_folder
+    from scarceseg.methods.udc_rl import SelectorConfig
     from scarceseg.metrics import MetricCollector, paired_comparison
     from scarceseg.metrics import dice as dice_of
     from scarceseg.prior.model import get_prior
@@ -350,12 +351,13 @@ def run_demo(out: str | Path, n: int = 20, seed: int = 0, episodes: int | None =
                         f"{picked['mean_dice']:.3f}); trained the DQN selector ({n_episodes} episodes) in "
                         f"{sel_history.seconds:.0f} s -> {model}")
 
-    segment_folder(model, test_dir, pred / "udc_dqn_automatic", mode="automatic", layout="lgg", seed=seed,
-                   progress=progress)
+    selector_method = registry.load_model(model, kind="segmenter")  # the registered `selector` the folder holds
+    selector_method.set_inference(mode="automatic", seed=seed)
+    segment_folder(selector_method, test_dir, pred / "udc_dqn_automatic", layout="lgg", progress=progress)
     points = {cid: list(robot_click(cases[cid].target)) for cid in test_ids}
     (out / "robot_clicks.json").write_text(json.dumps(points, indent=1), encoding="utf-8")
-    segment_folder(model, test_dir, pred / "udc_dqn_one_click", mode="one_click", points=out / "robot_clicks.json",
-                   layout="lgg", seed=seed, progress=progress)
+    selector_method.set_inference(mode="one_click", points=out / "robot_clicks.json")
+    segment_folder(selector_method, test_dir, pred / "udc_dqn_one_click", layout="lgg", progress=progress)
     for cid in test_ids:
         case, prop = cases[cid], props[cid]
         write_mask(prop.masks[oracle_pick(prop, case.target)[0]], pred / "oracle_best_candidate" / f"{cid}.png",
