@@ -111,13 +111,15 @@ def _weighted_percentile(distances: np.ndarray, sizes: np.ndarray, percentile: f
     return float(distances[min(idx, len(distances) - 1)])
 
 
-def _both_nonempty(sd: SurfaceDistances, name: str, both_empty: float) -> float | None:
-    """Apply the empty-mask policy: a value for the empty cases, None when both surfaces exist."""
+def _with_policy(pred: ArrayLike, gt: ArrayLike, spacing: Sequence[float] | None, name: str, measure) -> float:
+    """``measure(surface_distances(...))`` under the empty-mask policy: 0.0 when both masks are empty, NaN
+    with an :class:`~scarceseg.metrics.EmptyMaskWarning` (pointing at the metric's caller) when one is."""
+    sd = surface_distances(pred, gt, spacing)
     n_p, n_g = len(sd.sizes_pred), len(sd.sizes_gt)
     if n_p and n_g:
-        return None
+        return measure(sd)
     if not n_p and not n_g:
-        return both_empty
+        return 0.0
     warn_undefined([name], "prediction" if not n_p else "ground truth", stacklevel=4)
     return float("nan")
 
@@ -175,40 +177,18 @@ def hausdorff_distance(
     """
     if not 0 < percentile <= 100:
         raise ValueError(f"percentile must be in (0, 100], got {percentile}")
-    sd = surface_distances(pred, gt, spacing)
     name = "hd95" if percentile == 95 else f"hausdorff (percentile {percentile:g})"
-    policy = _both_nonempty(sd, name, 0.0)
-    return policy if policy is not None else hausdorff_from_distances(sd, percentile)
+    return _with_policy(pred, gt, spacing, name, lambda sd: hausdorff_from_distances(sd, percentile))
 
 
 def hd95(pred: ArrayLike, gt: ArrayLike, spacing: Sequence[float] | None = None) -> float:
     """95th-percentile Hausdorff distance (HD95) between the surfaces of two masks, in mm.
 
     ``max(P95(d(gt -> pred)), P95(d(pred -> gt)))`` over surfels weighted by length / area, as in
-    DeepMind's ``surface_distance.compute_robust_hausdorff(..., 95)``; see
-    :func:`hausdorff_distance` and the module docstring for the surface definition.
-
-    Parameters
-    ----------
-    pred, gt : array_like
-        Masks of the same shape, ``(Y, X)`` or ``(Z, Y, X)``; non-zero is foreground.
-    spacing : sequence of float, optional
-        Voxel size per axis in mm, in array axis order (default 1.0 for every axis).
-
-    Returns
-    -------
-    float
-        Distance in mm. Both empty: 0.0. Exactly one empty: NaN with an
-        :class:`~scarceseg.metrics.EmptyMaskWarning`.
-
-    References
-    ----------
-    .. [1] S. Nikolov et al., J Med Internet Res 23(7):e26151, 2021 (arXiv:1809.04430).
-    .. [2] A. A. Taha and A. Hanbury, BMC Medical Imaging 15:29, 2015.
+    DeepMind's ``surface_distance.compute_robust_hausdorff(..., 95)``: :func:`hausdorff_distance` with
+    ``percentile=95``, whose parameters, return value and empty-mask policy it shares.
     """
-    sd = surface_distances(pred, gt, spacing)
-    policy = _both_nonempty(sd, "hd95", 0.0)
-    return policy if policy is not None else hausdorff_from_distances(sd, 95.0)
+    return _with_policy(pred, gt, spacing, "hd95", lambda sd: hausdorff_from_distances(sd, 95.0))
 
 
 def assd(pred: ArrayLike, gt: ArrayLike, spacing: Sequence[float] | None = None) -> float:
@@ -224,18 +204,7 @@ def assd(pred: ArrayLike, gt: ArrayLike, spacing: Sequence[float] | None = None)
     ``(A_gt * m_gt_to_pred + A_pred * m_pred_to_gt) / (A_gt + A_pred)``, not their plain average.
     The pooled form is the usual ASSD definition [2]_ with surfel weights instead of voxel counts.
 
-    Parameters
-    ----------
-    pred, gt : array_like
-        Masks of the same shape, ``(Y, X)`` or ``(Z, Y, X)``; non-zero is foreground.
-    spacing : sequence of float, optional
-        Voxel size per axis in mm, in array axis order (default 1.0 for every axis).
-
-    Returns
-    -------
-    float
-        Distance in mm. Both empty: 0.0. Exactly one empty: NaN with an
-        :class:`~scarceseg.metrics.EmptyMaskWarning`.
+    Parameters, return value and empty-mask policy as :func:`hausdorff_distance`.
 
     References
     ----------
@@ -243,6 +212,4 @@ def assd(pred: ArrayLike, gt: ArrayLike, spacing: Sequence[float] | None = None)
     .. [2] T. Heimann et al., IEEE Trans Med Imaging 28(8):1251-1265, 2009.
     .. [3] A. A. Taha and A. Hanbury, BMC Medical Imaging 15:29, 2015.
     """
-    sd = surface_distances(pred, gt, spacing)
-    policy = _both_nonempty(sd, "assd", 0.0)
-    return policy if policy is not None else assd_from_distances(sd)
+    return _with_policy(pred, gt, spacing, "assd", assd_from_distances)
