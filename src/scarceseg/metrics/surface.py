@@ -157,10 +157,8 @@ def hausdorff_distance(
 
     Parameters
     ----------
-    pred, gt : array_like
-        Masks of the same shape, ``(Y, X)`` or ``(Z, Y, X)``; non-zero is foreground.
-    spacing : sequence of float, optional
-        Voxel size per axis in mm, in array axis order (default 1.0 for every axis).
+    pred, gt, spacing
+        As :func:`surface_distances`: masks of one shape, 2D or 3D, and the voxel size in mm per axis.
     percentile : float
         In (0, 100].
 
