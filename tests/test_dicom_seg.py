@@ -301,7 +301,8 @@ def test_app_save_as_dicom_seg(tmp_path: Path) -> None:
     pytest.importorskip("httpx")
     from fastapi.testclient import TestClient
 
-    from scarceseg.cluster.propose import propose_case, save_proposal
+    from scarceseg.cluster.propose import propose_case
+    from scarceseg.store.proposals import save_proposal
     from scarceseg.web.app import ServerConfig, create_app
     from scarceseg.web.catalog import Catalog
 
@@ -345,7 +346,8 @@ def test_app_refuses_dicom_seg_for_non_dicom_input(tmp_path: Path) -> None:
     from fastapi.testclient import TestClient
     from PIL import Image
 
-    from scarceseg.cluster.propose import propose_case, save_proposal
+    from scarceseg.cluster.propose import propose_case
+    from scarceseg.store.proposals import save_proposal
     from scarceseg.web.app import ServerConfig, create_app
     from scarceseg.web.catalog import Catalog
 

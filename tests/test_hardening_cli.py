@@ -317,7 +317,7 @@ def test_propose_knows_its_total(tmp_path, monkeypatch):
 
     seen = []
     monkeypatch.setattr(progress, "PLAIN_INTERVAL", 0.0)
-    from scarceseg.cluster.propose_many import propose_inputs
+    from scarceseg.store.propose_many import propose_inputs
 
     data = tmp_path / "data"
     data.mkdir()
@@ -356,7 +356,8 @@ def test_version_option_and_help_text():
 
 # ---- item 13: questionable input is named --------------------------------------------------------------
 def test_pick_in_the_background_warns(tmp_path):
-    from scarceseg.cluster.propose import Proposal, save_proposal
+    from scarceseg.cluster.propose import Proposal
+    from scarceseg.store.proposals import save_proposal
 
     image = np.zeros((1, 30, 30), np.float32)
     image[0, 10:20, 10:20] = 1.0

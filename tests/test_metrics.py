@@ -27,9 +27,15 @@ from scarceseg.metrics import (
     sensitivity,
     surface_distances,
 )
-from scarceseg.metrics._surfels import surfel_sizes
 
 SQRT2 = math.sqrt(2.0)
+
+
+def surfel_sizes(spacing: tuple[float, ...]) -> np.ndarray:
+    """MONAI's length / area per neighbourhood code, which our surface metrics weight surfels with."""
+    from monai.metrics.utils import get_code_to_measure_table
+
+    return get_code_to_measure_table(spacing)[0].cpu().numpy()
 
 
 def box(shape, *slices):

@@ -1,7 +1,9 @@
 """Cross-checks on random masks: Dice/IoU against MONAI, surface distances against DeepMind's package.
 
 ``surface-distance`` (DeepMind, Apache-2.0) is a test-only dependency; it is imported here and
-nowhere in ``src``.
+nowhere in ``src``. Our surface metrics are built on MONAI, which returns distances in float32 and
+computes its 3D area table in float32, so distances, areas, HD95 and ASSD are compared to the
+float64 reference at a float32 relative tolerance (1e-6; the worst seen on 1,000 pairs was 6e-8).
 """
 
 from __future__ import annotations
@@ -11,12 +13,14 @@ import pytest
 from scipy import ndimage
 
 from scarceseg.metrics import assd, dice, hd95, iou, surface_distances
-from scarceseg.metrics._surfels import surfel_sizes
 
 sd_ref = pytest.importorskip("surface_distance")
 torch = pytest.importorskip("torch")
 monai_metrics = pytest.importorskip("monai.metrics")
 lookup_tables = pytest.importorskip("surface_distance.lookup_tables")
+monai_utils = pytest.importorskip("monai.metrics.utils")
+
+F32 = 1e-6  # relative tolerance of MONAI's float32 distances and 3D areas
 
 # the reference package still imports from scipy.ndimage.filters / .morphology
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:surface_distance.*")
@@ -54,6 +58,11 @@ def random_pairs(ndim: int, n: int, seed: int):
         yield pred, gt, spacing
 
 
+def surfel_sizes(spacing: tuple[float, ...]) -> np.ndarray:
+    """MONAI's length / area per neighbourhood code, the table our surface metrics weight with."""
+    return monai_utils.get_code_to_measure_table(spacing)[0].cpu().numpy()
+
+
 def test_surfel_tables_match_reference_for_all_codes():
     rng = np.random.default_rng(3)
     for spacing in [(1.0, 1.0), (0.5, 2.0), *[tuple(rng.uniform(0.1, 5.0, 2)) for _ in range(5)]]:
@@ -61,7 +70,7 @@ def test_surfel_tables_match_reference_for_all_codes():
         np.testing.assert_array_equal(surfel_sizes(spacing), ref)
     for spacing in [(1.0, 1.0, 1.0), (0.5, 2.0, 3.0), *[tuple(rng.uniform(0.1, 5.0, 3)) for _ in range(10)]]:
         ref = lookup_tables.create_table_neighbour_code_to_surface_area(spacing)
-        np.testing.assert_allclose(surfel_sizes(spacing), ref, rtol=1e-14, atol=0)
+        np.testing.assert_allclose(surfel_sizes(spacing), ref, rtol=F32, atol=0)
 
 
 @pytest.mark.parametrize("ndim,n,seed", [(2, 80, 0), (3, 40, 1)])
@@ -70,16 +79,16 @@ def test_hd95_and_surfaces_match_deepmind(ndim, n, seed):
     for pred, gt, spacing in random_pairs(ndim, n, seed):
         ref = sd_ref.compute_surface_distances(gt, pred, spacing)
         ours = surface_distances(pred, gt, spacing)
-        np.testing.assert_allclose(ours.distances_gt_to_pred, ref["distances_gt_to_pred"], atol=1e-9)
-        np.testing.assert_allclose(ours.distances_pred_to_gt, ref["distances_pred_to_gt"], atol=1e-9)
-        np.testing.assert_allclose(ours.sizes_gt.sum(), ref["surfel_areas_gt"].sum(), rtol=1e-12)
-        np.testing.assert_allclose(ours.sizes_pred.sum(), ref["surfel_areas_pred"].sum(), rtol=1e-12)
+        np.testing.assert_allclose(ours.distances_gt_to_pred, ref["distances_gt_to_pred"], rtol=F32, atol=0)
+        np.testing.assert_allclose(ours.distances_pred_to_gt, ref["distances_pred_to_gt"], rtol=F32, atol=0)
+        np.testing.assert_allclose(ours.sizes_gt.sum(), ref["surfel_areas_gt"].sum(), rtol=F32)
+        np.testing.assert_allclose(ours.sizes_pred.sum(), ref["surfel_areas_pred"].sum(), rtol=F32)
         expected = sd_ref.compute_robust_hausdorff(ref, 95)
         got = hd95(pred, gt, spacing)
-        worst = max(worst, abs(got - expected))
-        assert got == pytest.approx(expected, abs=1e-6)
+        worst = max(worst, abs(got - expected) / expected)
+        assert got == pytest.approx(expected, rel=F32)
         checked += 1
-    assert checked >= n - 2 and worst <= 1e-6
+    assert checked >= n - 2 and worst <= F32
 
 
 @pytest.mark.parametrize("ndim,seed", [(2, 10), (3, 11)])
@@ -88,7 +97,7 @@ def test_assd_is_area_weighted_pool_of_deepmind_means(ndim, seed):
         ref = sd_ref.compute_surface_distances(gt, pred, spacing)
         m_gp, m_pg = sd_ref.compute_average_surface_distance(ref)
         a_g, a_p = ref["surfel_areas_gt"].sum(), ref["surfel_areas_pred"].sum()
-        assert assd(pred, gt, spacing) == pytest.approx((a_g * m_gp + a_p * m_pg) / (a_g + a_p), abs=1e-9)
+        assert assd(pred, gt, spacing) == pytest.approx((a_g * m_gp + a_p * m_pg) / (a_g + a_p), rel=F32)
 
 
 def _one_hot(mask: np.ndarray):

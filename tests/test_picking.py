@@ -99,9 +99,9 @@ def with_dice(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def propose_api(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
-    """The real scarceseg.cluster.propose if written, otherwise an in-memory stand-in with its API."""
+    """The real scarceseg.store.proposals if written, otherwise an in-memory stand-in with its API."""
     try:
-        import scarceseg.cluster.propose as real
+        import scarceseg.store.proposals as real
 
         if all(hasattr(real, n) for n in ("save_proposal", "load_proposal", "list_proposals")):
             try:
@@ -113,7 +113,7 @@ def propose_api(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
     except ImportError:
         pass
     saved: dict[tuple[str, str], Proposal] = {}
-    fake = types.ModuleType("scarceseg.cluster.propose")
+    fake = types.ModuleType("scarceseg.store.proposals")
 
     def save_proposal(p: Proposal, workdir: Path) -> Path:
         folder = Path(workdir) / "proposals" / p.case_id
@@ -125,7 +125,7 @@ def propose_api(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
     fake.save_proposal = save_proposal
     fake.load_proposal = lambda workdir, case_id: saved[(str(workdir), case_id)]
     fake.list_proposals = lambda workdir: sorted(c for w, c in saved if w == str(workdir))
-    monkeypatch.setitem(sys.modules, "scarceseg.cluster.propose", fake)
+    monkeypatch.setitem(sys.modules, "scarceseg.store.proposals", fake)
     return fake
 
 

@@ -8,18 +8,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from scarceseg.cluster.propose import (
-    Proposal,
-    list_proposals,
-    load_proposal,
-    propose_case,
-    propose_inputs,
-    save_proposal,
-    select_channels,
-)
+from scarceseg.cluster.propose import Proposal, propose_case, select_channels
 from scarceseg.cluster.udc import UDCConfig
 from scarceseg.errors import DimensionError, InputError
 from scarceseg.io.case import Case
+from scarceseg.store.proposals import list_proposals, load_proposal, save_proposal
+from scarceseg.store.propose_many import propose_inputs
 
 SMALL = UDCConfig(
     n_segments=200,

@@ -173,8 +173,9 @@ def test_segment_cli_workers_resume_and_force(tiny_acwe, tmp_path):
 
 def test_propose_cohort_same_files_as_propose_inputs(tmp_path):
     from scarceseg.bench.cohort import propose_cohort
-    from scarceseg.cluster.propose import load_proposal, propose_inputs, read_index
     from scarceseg.datasets.sample import make_sample_data
+    from scarceseg.store.proposals import load_proposal, read_index
+    from scarceseg.store.propose_many import propose_inputs
 
     make_sample_data(tmp_path / "data", n=2, seed=0)
     old = propose_inputs([tmp_path / "data"], tmp_path / "old", progress=False, echo=None)

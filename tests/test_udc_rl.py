@@ -235,6 +235,7 @@ def _fake_proposal(case_id: str, image: np.ndarray, masks: np.ndarray):
 
 def test_train_from_workdir_and_segment_a_folder(tmp_path, monkeypatch):
     pytest.importorskip("scarceseg.store.picking")
+    proposals = pytest.importorskip("scarceseg.store.proposals")
     propose = pytest.importorskip("scarceseg.cluster.propose")
     from PIL import Image
 
@@ -246,7 +247,7 @@ def test_train_from_workdir_and_segment_a_folder(tmp_path, monkeypatch):
     work = tmp_path / "work"
     with open_store(work) as store:
         for i, (img, m, k) in enumerate(zip(images, masks, picks, strict=True)):
-            propose.save_proposal(_fake_proposal(f"toy{i}", img, m), work)
+            proposals.save_proposal(_fake_proposal(f"toy{i}", img, m), work)
             if i < 3:  # the fourth case has no pick
                 store.add_pick(f"toy{i}", k)
     selector, history = train_selector(work, TINY, seed=0, progress=False)

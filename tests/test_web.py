@@ -16,7 +16,7 @@ pytest.importorskip("httpx")
 
 from fastapi.testclient import TestClient  # noqa: E402
 
-from scarceseg.cluster.propose import load_proposal, propose_case, save_proposal  # noqa: E402
+from scarceseg.cluster.propose import propose_case  # noqa: E402
 from scarceseg.datasets import open_dataset  # noqa: E402
 from scarceseg.datasets.sample import make_sample_data  # noqa: E402
 from scarceseg.interactive.clicks import Click  # noqa: E402
@@ -24,6 +24,7 @@ from scarceseg.interactive.refiners import MinCutRefiner  # noqa: E402
 from scarceseg.io import read_mask  # noqa: E402
 from scarceseg.store import open_store  # noqa: E402
 from scarceseg.store.picking import candidate_at_point  # noqa: E402
+from scarceseg.store.proposals import load_proposal, save_proposal  # noqa: E402
 from scarceseg.web import security  # noqa: E402
 from scarceseg.web.app import ServerConfig, create_app  # noqa: E402
 from scarceseg.web.bench import free_port, lesion_point, start_server  # noqa: E402

@@ -16,12 +16,13 @@ pytest.importorskip("httpx")
 
 from fastapi.testclient import TestClient  # noqa: E402
 
-from scarceseg.cluster.propose import propose_case, save_proposal  # noqa: E402
+from scarceseg.cluster.propose import propose_case  # noqa: E402
 from scarceseg.datasets import open_dataset  # noqa: E402
 from scarceseg.datasets.sample import make_sample_data  # noqa: E402
 from scarceseg.errors import InputError  # noqa: E402
 from scarceseg.io import read_image, write_mask  # noqa: E402
 from scarceseg.store import open_store  # noqa: E402
+from scarceseg.store.proposals import save_proposal  # noqa: E402
 from scarceseg.web.app import ServerConfig, create_app  # noqa: E402
 from scarceseg.web.bench import free_port, lesion_point  # noqa: E402
 
@@ -115,8 +116,8 @@ def test_app_save_refuses_a_symlinked_mask_or_folder(sample: dict, tmp_path: Pat
 def test_store_proposals_and_models_refuse_symlinks(sample: dict, tmp_path: Path) -> None:
     import torch
 
-    from scarceseg.cluster.propose import load_proposal
     from scarceseg.nets.checkpoint import save_checkpoint
+    from scarceseg.store.proposals import load_proposal
 
     outside = tmp_path / "outside.bin"
     outside.write_bytes(b"precious")

@@ -126,8 +126,8 @@ def propose(
                                                       "or a cluster ADDRESS. Needs scarceseg[ray]."),
 ) -> None:
     """Split each image into candidate regions (SLIC + clustering CNN) and write them into WORKDIR."""
-    from scarceseg.cluster.propose_many import propose_inputs
     from scarceseg.cluster.udc import UDCConfig
+    from scarceseg.store.propose_many import propose_inputs
 
     cfg = UDCConfig.preset(config)
     if candidates is not None:

@@ -331,7 +331,8 @@ class ProposeJob:
 
 def propose_task(job: ProposeJob, item: CohortItem) -> CaseResult:
     """Propose one case; returns the files :func:`save_proposal` writes and its ``index.json`` entry."""
-    from scarceseg.cluster.propose import PROPOSALS, propose_case, read_index, save_proposal
+    from scarceseg.cluster.propose import propose_case
+    from scarceseg.store.proposals import PROPOSALS, read_index, save_proposal
 
     case = job.sources.load(item.data)
     proposal = propose_case(case, job.config, channels=job.channels, seed=job.seed)
@@ -347,7 +348,7 @@ def propose_cohort(inputs: Sequence[Path], workdir: str | Path, config: Any = No
                    retries: int = 1, resume: bool = True, progress: bool = True) -> dict:
     """Propose candidates for every case of ``inputs`` into ``workdir``, one task per case.
 
-    The files of each case are those of :func:`~scarceseg.cluster.propose.propose_inputs`; ``index.json`` gets
+    The files of each case are those of :func:`~scarceseg.store.propose_many.propose_inputs`; ``index.json`` gets
     one entry per finished case (merged with the entries already there).
 
     Returns
@@ -357,8 +358,9 @@ def propose_cohort(inputs: Sequence[Path], workdir: str | Path, config: Any = No
         not redone unless ``resume=False``), ``skipped`` (``[case_or_file, where, reason]``), ``failed``,
         ``seconds``, ``median_seconds``, ``candidates`` (this run's), ``report``.
     """
-    from scarceseg.cluster.propose import CHANNEL_MODES, INDEX, PROPOSALS, read_index
+    from scarceseg.cluster.propose import CHANNEL_MODES
     from scarceseg.cluster.udc import UDCConfig
+    from scarceseg.store.proposals import INDEX, PROPOSALS, read_index
 
     if channels not in CHANNEL_MODES:
         raise InputError(None, f"--channels must be one of {CHANNEL_MODES}, got {channels!r}")
@@ -370,13 +372,13 @@ def propose_cohort(inputs: Sequence[Path], workdir: str | Path, config: Any = No
     items = input_items(inputs, layout, sources, skipped)
     from dataclasses import asdict
 
-    from scarceseg.cluster.propose_many import _finished  # the single-process rule: same config, channels, seed
+    from scarceseg.store.proposals import is_finished  # the single-process rule: same config, channels, seed
 
     cfg = UDCConfig.preset(config)
     job = ProposeJob(sources, cfg, channels, seed)
     index = read_index(workdir) if workdir.is_dir() else {}
     wanted = json.loads(json.dumps(asdict(cfg)))
-    kept = [i.case_id for i in items if resume and _finished(index, workdir, i.case_id, wanted, channels, seed)]
+    kept = [i.case_id for i in items if resume and is_finished(index, workdir, i.case_id, wanted, channels, seed)]
     report = run_cohort(propose_task, [i for i in items if i.case_id not in set(kept)], workdir, shared=job,
                         workers=workers, ray=ray, retries=retries, resume=False, progress=progress,
                         description="proposing")

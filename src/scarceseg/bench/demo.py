@@ -254,8 +254,6 @@ def run_demo(out: str | Path, n: int = 20, seed: int = 0, episodes: int | None =
         ``{"summaries": {method: summary}, "facts": dict, "report": path, "seconds": float, "table": str}``.
     """
     from scarceseg.bench.stember import plot_selection_accuracy, robot_click
-    from scarceseg.cluster.propose import load_proposal
-    from scarceseg.cluster.propose_many import propose_inputs
     from scarceseg.datasets import n_shot_split, open_dataset
     from scarceseg.datasets.sample import make_sample_data
     from scarceseg.errors import ScarcesegError
@@ -263,13 +261,16 @@ def run_demo(out: str | Path, n: int = 20, seed: int = 0, episodes: int | None =
     from scarceseg.io import read_mask, write_mask
     from scarceseg.methods import registry
     from scarceseg.methods.contract import Budget
+    from scarceseg.methods.folder import segment_folder
     from scarceseg.methods.prior_fewshot import EmbeddingStore
-    from scarceseg.methods.udc_rl import SelectorConfig, segment_folder
+    from scarceseg.methods.udc_rl import SelectorConfig
     from scarceseg.metrics import MetricCollector, paired_comparison
     from scarceseg.metrics import dice as dice_of
     from scarceseg.prior.model import get_prior
     from scarceseg.progress import track
     from scarceseg.store.picking import oracle_pick, oracle_pick_dataset
+    from scarceseg.store.proposals import load_proposal
+    from scarceseg.store.propose_many import propose_inputs
     from scarceseg.store.training import train_selector
 
     if n < 4:
@@ -350,12 +351,13 @@ def run_demo(out: str | Path, n: int = 20, seed: int = 0, episodes: int | None =
                         f"{picked['mean_dice']:.3f}); trained the DQN selector ({n_episodes} episodes) in "
                         f"{sel_history.seconds:.0f} s -> {model}")
 
-    segment_folder(model, test_dir, pred / "udc_dqn_automatic", mode="automatic", layout="lgg", seed=seed,
-                   progress=progress)
+    selector_method = registry.load_model(model, kind="segmenter")  # the registered `selector` the folder holds
+    selector_method.set_inference(mode="automatic", seed=seed)
+    segment_folder(selector_method, test_dir, pred / "udc_dqn_automatic", layout="lgg", progress=progress)
     points = {cid: list(robot_click(cases[cid].target)) for cid in test_ids}
     (out / "robot_clicks.json").write_text(json.dumps(points, indent=1), encoding="utf-8")
-    segment_folder(model, test_dir, pred / "udc_dqn_one_click", mode="one_click", points=out / "robot_clicks.json",
-                   layout="lgg", seed=seed, progress=progress)
+    selector_method.set_inference(mode="one_click", points=out / "robot_clicks.json")
+    segment_folder(selector_method, test_dir, pred / "udc_dqn_one_click", layout="lgg", progress=progress)
     for cid in test_ids:
         case, prop = cases[cid], props[cid]
         write_mask(prop.masks[oracle_pick(prop, case.target)[0]], pred / "oracle_best_candidate" / f"{cid}.png",

@@ -70,7 +70,8 @@ def run_fewshot_volumes(data: str | Path, out: str | Path, shots: int = 10, nega
     from scarceseg.bench.fewshot_bench import evaluate_volume
     from scarceseg.datasets import open_dataset
     from scarceseg.errors import InputError
-    from scarceseg.methods.prior_fewshot import EmbeddingStore, FewShotConfig, PriorFewShot
+    from scarceseg.methods import registry
+    from scarceseg.methods.prior_fewshot import EmbeddingStore
 
     ds = open_dataset(data, layout=layout)
     ids = list(ds.case_ids)
@@ -84,11 +85,11 @@ def run_fewshot_volumes(data: str | Path, out: str | Path, shots: int = 10, nega
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     store = EmbeddingStore(folder=Path(cache_dir) if cache_dir else out / "emb_cache")
-    cfg = FewShotConfig(channel=channel) if steps is None else FewShotConfig(channel=channel, steps=steps)
+    config = {"channel": channel} if steps is None else {"channel": channel, "steps": steps}
     rows, trained = [], {}
     for neg in negatives:
         train = training_slices(train_vols, shots, neg, channel)
-        model = PriorFewShot(cfg, store=store)
+        model = registry.get("fewshot")(config, store=store)  # the registered learner (PriorFewShot behind it)
         hist = model.fit(train, seed=seed, progress=progress)
         name = f"{shots} lesion + {neg} lesion-free slices"
         trained[name] = {"train_slices": [c.case_id for c in train], "train_seconds": round(hist["seconds"], 1),

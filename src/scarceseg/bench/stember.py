@@ -58,8 +58,8 @@ def _proposals(cases: dict, ids: list[str], prop_dir: Path, config, seed: int, p
 
     ``workers > 1`` proposes in that many processes (each at one torch thread); the parent writes the cache.
     """
-    from scarceseg.cluster.propose import list_proposals, load_proposal, save_proposal
     from scarceseg.progress import track
+    from scarceseg.store.proposals import list_proposals, load_proposal, save_proposal
 
     cached = set(list_proposals(prop_dir)) if prop_dir.exists() else set()
     todo = [cid for cid in ids if cid not in cached]

@@ -11,7 +11,7 @@ import numpy as np
 from scarceseg.datasets.base import Entry
 from scarceseg.errors import InputError, ScarcesegError, ShapeMismatchError
 from scarceseg.io.case import Case
-from scarceseg.io.formats import is_supported_file
+from scarceseg.io.formats import is_supported_file, stem_of
 from scarceseg.io.readers import read_image, read_mask
 
 
@@ -46,6 +46,17 @@ def list_files(folder: Path, recursive: bool = False, endings: tuple[str, ...] |
             continue
         out.append(p)
     return sorted(out, key=lambda p: natural_key(str(p)))
+
+
+def masks_by_stem(mask_dir: Path | None) -> dict[str, Path]:
+    """The mask files of ``mask_dir`` by file stem (empty without a folder); two masks of one stem are an error."""
+    masks: dict[str, Path] = {}
+    for path in list_files(mask_dir) if mask_dir is not None else []:
+        stem = stem_of(path)
+        if stem in masks:
+            raise InputError(path, f"two masks for {stem!r}: {masks[stem]} and {path}")
+        masks[stem] = path
+    return masks
 
 
 def patient_from_regex(case_id: str, pattern: str | None) -> str:

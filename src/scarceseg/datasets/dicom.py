@@ -17,10 +17,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from scarceseg.datasets.base import Entry
-from scarceseg.datasets.common import is_hidden, list_files, load_single, missing_mask_notes, natural_key
-from scarceseg.errors import InputError
+from scarceseg.datasets.common import is_hidden, list_files, load_single, masks_by_stem, missing_mask_notes, natural_key
 from scarceseg.io.case import Case
-from scarceseg.io.formats import is_supported_file, stem_of
+from scarceseg.io.formats import is_supported_file
 
 MASK_FOLDERS = ("masks", "labels")
 _DCM = ".dcm"
@@ -79,12 +78,7 @@ def _case_id(root: Path, folder: Path) -> str:
 def scan(root: Path) -> tuple[list[Entry], list[str]]:
     """One entry per series folder, with its mask from ``masks/`` when there is one."""
     mask_dir = next((root / n for n in MASK_FOLDERS if (root / n).is_dir()), None)
-    masks: dict[str, Path] = {}
-    for path in list_files(mask_dir) if mask_dir is not None else []:
-        stem = stem_of(path)
-        if stem in masks:
-            raise InputError(path, f"two masks for {stem!r}: {masks[stem]} and {path}")
-        masks[stem] = path
+    masks = masks_by_stem(mask_dir)
     series, others = _walk(root)
     entries = []
     for folder in series:

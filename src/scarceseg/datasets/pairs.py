@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from scarceseg.datasets.base import Entry
-from scarceseg.datasets.common import list_files, load_single, missing_mask_notes, patient_from_regex
+from scarceseg.datasets.common import list_files, load_single, masks_by_stem, missing_mask_notes, patient_from_regex
 from scarceseg.errors import InputError
 from scarceseg.io.case import Case
 from scarceseg.io.formats import stem_of
@@ -44,12 +44,7 @@ def scan(root: Path, patient_regex: str | None = None) -> tuple[list[Entry], lis
         Regular expression that extracts the patient id from the case id.
     """
     mask_dir = _mask_folder(root)
-    masks: dict[str, Path] = {}
-    for path in list_files(mask_dir) if mask_dir is not None else []:
-        stem = stem_of(path)
-        if stem in masks:
-            raise InputError(path, f"two masks for {stem!r}: {masks[stem]} and {path}")
-        masks[stem] = path
+    masks = masks_by_stem(mask_dir)
     entries = []
     used: set[str] = set()
     seen: dict[str, Path] = {}

@@ -40,6 +40,7 @@ from scipy import ndimage
 
 from scarceseg.errors import InputError
 from scarceseg.io.case import Case
+from scarceseg.nets.losses import dice_bce
 
 FORMAT = "scarceseg.prior_fewshot"
 FORMAT_VERSION = 2  # 1: decoder localiser only (its config has no "localiser" key)
@@ -171,15 +172,6 @@ def _lowres_target(mask: np.ndarray, resized: tuple[int, int]) -> torch.Tensor:
     t = F.interpolate(t, size=resized, mode="bilinear", align_corners=False)
     t = F.pad(t, (0, LOWRES_SIZE - resized[1], 0, LOWRES_SIZE - resized[0]))
     return (t[0, 0] > 0.5).float()
-
-
-def _loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """(1 - soft Dice, per image, smooth 1) + BCE; both ``(B, 1, Y, X)``."""
-    prob = torch.sigmoid(logits)
-    inter = (prob * target).flatten(1).sum(1)
-    denom = prob.flatten(1).sum(1) + target.flatten(1).sum(1)
-    dice = (2 * inter + 1.0) / (denom + 1.0)
-    return (1 - dice).mean() + F.binary_cross_entropy_with_logits(logits, target)
 
 
 def _flip(x: torch.Tensor, flip: np.ndarray) -> torch.Tensor:
@@ -346,7 +338,7 @@ class PriorFewShot:
                     flips = rng.random((len(idx), 2)) < 0.5
                     xb = torch.stack([_flip(x, f) for x, f in zip(xb, flips, strict=True)])
                     yb = torch.stack([_flip(y, f) for y, f in zip(yb, flips, strict=True)])
-                loss = _loss(self._forward(decoder, xb, sparse, dense, image_pe), yb)
+                loss = dice_bce(self._forward(decoder, xb, sparse, dense, image_pe), yb)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()

@@ -6,7 +6,6 @@ import warnings
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import ndimage
 
 from scarceseg.errors import DimensionError, ShapeMismatchError
 
@@ -73,22 +72,3 @@ def bounding_box(mask: np.ndarray) -> tuple[slice, ...] | None:
 def crop_pad(mask: np.ndarray, box: tuple[slice, ...], pad: int = 1) -> np.ndarray:
     """Crop ``mask`` to ``box`` and surround it with ``pad`` layers of background."""
     return np.pad(mask[box], pad, mode="constant", constant_values=False)
-
-
-def distances_to(features: np.ndarray, where: np.ndarray, spacing: tuple[float, ...]) -> np.ndarray:
-    """Euclidean distance (mm) from each True voxel of ``where`` to the nearest True voxel of ``features``.
-
-    Uses scipy's exact Euclidean feature transform, then evaluates the distance only at the voxels
-    asked for, with the same floating-point operations as ``scipy.ndimage.distance_transform_edt``
-    (so the values are identical to it). Returns the distances in C order of ``np.nonzero(where)``;
-    ``inf`` everywhere when ``features`` is empty.
-    """
-    idx = np.nonzero(where)
-    if not features.any():
-        return np.full(idx[0].shape, np.inf)
-    ft = ndimage.distance_transform_edt(~features, sampling=spacing, return_distances=False, return_indices=True)
-    acc = None
-    for axis, s in enumerate(spacing):
-        d = (ft[axis][idx] - idx[axis]).astype(np.float64) * s
-        acc = d * d if acc is None else acc + d * d
-    return np.sqrt(acc)

@@ -193,7 +193,7 @@ def fiducial_point(proposal: Any, candidate: int) -> tuple[int, int]:
 
 def load_proposal_checked(workdir: str | Path, case_id: str) -> Any:
     """``load_proposal(workdir, case_id)`` with a clear InputError for an unknown case or WORKDIR."""
-    from scarceseg.cluster.propose import list_proposals, load_proposal
+    from scarceseg.store.proposals import list_proposals, load_proposal
 
     workdir = Path(workdir)
     if not (workdir / "proposals").is_dir():
@@ -324,8 +324,8 @@ def oracle_pick_dataset(
         and listed; the others are still picked. A proposal id ``<volume>_z12`` of a 3D data set is
         matched to that slice of the volume (:class:`scarceseg.datasets.slices.SliceDataset`).
     """
-    from scarceseg.cluster.propose import list_proposals, load_proposal
     from scarceseg.datasets import open_dataset
+    from scarceseg.store.proposals import list_proposals, load_proposal
 
     workdir = Path(workdir)
     proposed = list(list_proposals(workdir)) if (workdir / "proposals").is_dir() else []
@@ -453,7 +453,7 @@ def background_reason(proposal: Any, candidate: int, point: tuple[int, int]) -> 
     """
     from skimage.filters import threshold_otsu
 
-    from scarceseg.cluster.propose import display_image
+    from scarceseg.store.proposals import display_image
 
     mask = np.asarray(proposal.masks[candidate], dtype=bool)
     if mask.any() and (mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any()):

@@ -39,9 +39,9 @@ def train_selector(workdir: str | Path, config: SelectorConfig | None = None, se
     InputError
         No usable pick in ``workdir``.
     """
-    from scarceseg.cluster.propose import list_proposals, load_proposal
     from scarceseg.store.labelstore import open_store
     from scarceseg.store.picking import resolve_pick_mask
+    from scarceseg.store.proposals import list_proposals, load_proposal
 
     workdir = Path(workdir)
     if not workdir.is_dir():

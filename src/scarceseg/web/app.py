@@ -244,7 +244,7 @@ def create_app(config: ServerConfig):
         """Every case with its state for this user; ``uncertainty`` (of the suggestion, None without one) and,
         with ``order=uncertainty``, the suggested cases not saved yet most uncertain first, then the others in
         folder order."""
-        from scarceseg.cluster.propose import list_proposals
+        from scarceseg.store.proposals import list_proposals
 
         user = user_of(request)
         saved = store.latest_masks(FINAL, who=user)
@@ -288,7 +288,7 @@ def create_app(config: ServerConfig):
 
         import numpy as np
 
-        from scarceseg.cluster.propose import label_colours
+        from scarceseg.store.proposals import label_colours
 
         key = unit(case_id, z)
         proposal = sessions.proposal(key)

@@ -168,7 +168,8 @@ class JobManager:
 # ---- the work ---------------------------------------------------------------------------------------
 def propose_work(catalog, workdir: Path, case_id: str, z: int | None, config: str = "fast", seed: int = 0):
     """A job function: propose candidates for one 2D unit and save them into WORKDIR (contact sheet too)."""
-    from scarceseg.cluster.propose import propose_case, save_proposal
+    from scarceseg.cluster.propose import propose_case
+    from scarceseg.store.proposals import save_proposal
 
     def work(job: Job) -> dict:
         job.total, job.message = 3, "loading"

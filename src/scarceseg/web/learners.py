@@ -138,7 +138,8 @@ def segment_rest_work(catalog, store, workdir: Path, user: str, done_keys: Calla
 
 def _proposals(workdir: Path, config: str, seed: int):
     """``case -> Proposal``: the one saved in WORKDIR, else a new one (saved)."""
-    from scarceseg.cluster.propose import list_proposals, load_proposal, propose_case, save_proposal
+    from scarceseg.cluster.propose import propose_case
+    from scarceseg.store.proposals import list_proposals, load_proposal, save_proposal
 
     proposed = set(list_proposals(workdir))
 

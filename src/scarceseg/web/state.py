@@ -151,7 +151,7 @@ class SessionManager:
     # ---- proposals -----------------------------------------------------------------------------------
     def proposal(self, key: str):
         """The saved proposal of a unit, or None when it was not proposed yet."""
-        from scarceseg.cluster.propose import load_proposal
+        from scarceseg.store.proposals import load_proposal
 
         try:
             return load_proposal(self.workdir, key)
@@ -159,7 +159,7 @@ class SessionManager:
             return None
 
     def image_of(self, proposal) -> np.ndarray:
-        from scarceseg.cluster.propose import display_image
+        from scarceseg.store.proposals import display_image
 
         return display_image(proposal)
 

@@ -1,7 +1,7 @@
 """Propose candidates for many inputs at once (``scarceseg propose``): folders, files, resuming, a summary.
 
 Every input is opened first, without decoding (so the total is known and finished cases are skipped
-before any work), then each case is loaded, proposed and written with :func:`~scarceseg.cluster.propose.
+before any work), then each case is loaded, proposed and written with :func:`~scarceseg.store.proposals.
 save_proposal`. Problems are collected, one line per file, and logged with their cause.
 """
 
@@ -16,17 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from scarceseg.cluster.propose import (
-    BYTES_PER_PIXEL,
-    CHANNEL_MODES,
-    PROPOSALS,
-    propose_case,
-    read_index,
-    save_proposal,
-)
+from scarceseg.cluster.propose import BYTES_PER_PIXEL, CHANNEL_MODES, propose_case
 from scarceseg.cluster.udc import UDCConfig
 from scarceseg.errors import InputError, ScarcesegError
 from scarceseg.io.case import Case
+from scarceseg.store.proposals import PROPOSALS, is_finished, read_index, save_proposal
 
 logger = logging.getLogger(__name__)
 
@@ -58,21 +52,6 @@ def _collect(path: Path, layout: str | None, skipped: list[tuple[str, str, str]]
         return []
     notes.extend(f"{path}: {note}" for note in ds.notes)
     return [_Work(e.case_id, str(e.images[0]), functools.partial(ds.load, e.case_id)) for e in ds.entries]
-
-
-def _finished(index: dict, workdir: Path, case_id: str, config: dict, channels: str, seed: int) -> bool:
-    """Whether ``case_id`` was proposed into ``workdir`` with the same config, channels and seed.
-
-    The index entry is written after the case's files (each written atomically), so an entry whose
-    ``proposal.npz`` and ``candidates.json`` exist marks a finished case, never a half-written one.
-    """
-    entry = index.get(case_id)
-    folder = Path(workdir) / PROPOSALS / case_id
-    if not entry or not (folder / "proposal.npz").is_file() or not (folder / "candidates.json").is_file():
-        return False
-    saved = entry.get("config") or {}
-    same = all(saved.get(k) == v for k, v in config.items())
-    return same and saved.get("seed") == seed and saved.get("input_channels") == channels
 
 
 def propose_inputs(
@@ -149,7 +128,7 @@ def propose_inputs(
         if item.case_id in origin:
             skipped.append((Path(item.where).name, item.where,
                             f"same case id {item.case_id!r} as {origin[item.case_id]} (proposed once)"))
-        elif not force and _finished(index, workdir, item.case_id, wanted, channels, seed):
+        elif not force and is_finished(index, workdir, item.case_id, wanted, channels, seed):
             kept.append(item.case_id)
         else:
             todo.append(item)
