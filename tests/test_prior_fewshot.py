@@ -187,3 +187,19 @@ def test_cli_train_fewshot_and_segment(store, tmp_path, monkeypatch):
     assert sorted((model / "cache").glob("*.npy")) == cached
     r = runner.invoke(app, ["train", "prior-fewshot", "--data", str(tmp_path / "nothing"), "--out", str(model)])
     assert r.exit_code == 1
+
+
+def test_confident_component_prefers_the_sure_blob_over_the_big_one():
+    from scarceseg.methods.prior_fewshot import confident_component
+
+    prob = np.zeros((12, 12), dtype=np.float32)
+    prob[1:7, 1:7] = 0.6  # big, unsure: 36 px, mean 0.6
+    prob[9:11, 9:11] = 0.95  # small, sure: 4 px, mean 0.95
+    expected = np.zeros((12, 12), dtype=bool)
+    expected[9:11, 9:11] = True
+    np.testing.assert_array_equal(confident_component(prob, 0.5), expected)
+    big = np.zeros((12, 12), dtype=bool)
+    big[1:7, 1:7] = True
+    np.testing.assert_array_equal(confident_component(prob, 0.5, min_area=5), big)  # the sure one is too small
+    assert not confident_component(prob, 0.5, min_area=100).any()
+    assert not confident_component(np.zeros((4, 4)), 0.5).any()
