@@ -13,7 +13,9 @@ from typer.testing import CliRunner
 
 from scarceseg.bench.jule_bench import brats_truth, la_truth, matched_dice
 from scarceseg.cluster.gdl import GDLMerger, gdl_cluster, initial_clusters, knn_affinity
-from scarceseg.cluster.jule import (
+from scarceseg.cluster.volume_baselines import kmeans_volume, multi_otsu_volume, order_by_intensity
+from scarceseg.methods.jule import JULEConfig, JuleSegmenter, get_config
+from scarceseg.methods.jule.patches import (
     extract_patches,
     fill_outside,
     grid_centres,
@@ -21,8 +23,6 @@ from scarceseg.cluster.jule import (
     project_labels,
     sample_centres,
 )
-from scarceseg.cluster.volume_baselines import kmeans_volume, multi_otsu_volume, order_by_intensity
-from scarceseg.methods.jule import JULEConfig, JuleSegmenter, get_config
 from scarceseg.metrics import nmi
 from scarceseg.nets.jule_cnn import JuleCNN, feature_side
 

@@ -14,7 +14,7 @@ import numpy as np
 from scarceseg.cluster.volume_baselines import foreground_region
 from scarceseg.errors import InputError
 from scarceseg.io.channels import pick_channel
-from scarceseg.methods.jule import JULEConfig, JuleSegmenter, _region, get_config, read_region
+from scarceseg.methods.jule import JULEConfig, JuleSegmenter, get_config, read_region, resolve_region
 
 CLUSTER_METHODS = ("jule", "kmeans", "otsu")
 
@@ -61,7 +61,7 @@ def cluster_image(path: str | Path, out: str | Path, method: str = "jule", k: in
         region = read_region(mask, case)
     else:
         region = foreground_region(image, threshold)
-    region = _region(image, region)
+    region = resolve_region(image, region)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
