@@ -183,6 +183,24 @@ def test_jule_same_seed_same_labels_and_save_load(rng, tmp_path: Path):
     assert c.config == a.config
 
 
+def test_registered_jule_matches_the_segmenter(rng):
+    """registry "jule" with options_for(config), the region in case.meta and ``ks`` = JuleSegmenter, label for label."""
+    from scarceseg.io.case import Case
+    from scarceseg.methods import registry
+
+    image, ball, _ = _cube_volume(rng)
+    direct = JuleSegmenter.fit(image, ball, TINY, seed=2).segment_many(image, [2, 3], ball)
+    method = registry.get("jule")({**registry.get("jule").options_for(TINY), "ks": [2, 3]})
+    case = Case(image=image[None], spacing=(1.0, 1.0, 1.0), case_id="c", meta={"region": ball})
+    lines: list[str] = []
+    method.fit([case], progress=lines.append, seed=2)
+    assert method.model.config == TINY and lines and lines[-1].startswith("period")
+    prediction = method.predict(case)
+    for k in (2, 3):
+        np.testing.assert_array_equal(prediction.extra["labels_by_k"][k], direct[k])
+    np.testing.assert_array_equal(prediction.extra["labels"], direct[TINY.k])
+
+
 def test_jule_2d_variant(rng):
     image, ball, _ = _cube_volume(rng, shape=(30, 30, 30))
     cfg = replace(TINY, ndim=2)
