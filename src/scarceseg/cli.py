@@ -171,13 +171,8 @@ def pick(
 ) -> None:
     """Record which candidate is the lesion: by click point, by index, or by the oracle (experiments)."""
     from scarceseg.errors import ScarcesegError
-    from scarceseg.store.picking import (
-        format_oracle_summary,
-        format_pick,
-        oracle_pick_dataset,
-        parse_point,
-        pick_warnings,
-    )
+    from scarceseg.store.oracle import format_oracle_summary, oracle_pick_dataset
+    from scarceseg.store.picking import format_pick, parse_point, pick_warnings
     from scarceseg.store.picking import pick as do_pick
 
     if oracle is not None:

@@ -184,7 +184,7 @@ def run_stember(data: str | Path, out: str | Path, seeds: list[int] | tuple[int,
     from scarceseg.methods.udc_rl import SelectorConfig, train_selector_arrays
     from scarceseg.methods.unet_baseline import UNetBaseline, UNetConfig, select_channels
     from scarceseg.metrics import MetricCollector, paired_comparison
-    from scarceseg.store.picking import oracle_pick
+    from scarceseg.store.oracle import oracle_pick
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
