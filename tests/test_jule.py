@@ -13,7 +13,9 @@ from typer.testing import CliRunner
 
 from scarceseg.bench.jule_bench import brats_truth, la_truth, matched_dice
 from scarceseg.cluster.gdl import GDLMerger, gdl_cluster, initial_clusters, knn_affinity
-from scarceseg.cluster.jule import (
+from scarceseg.cluster.volume_baselines import kmeans_volume, multi_otsu_volume, order_by_intensity
+from scarceseg.methods.jule import JULEConfig, JuleSegmenter, get_config
+from scarceseg.methods.jule.patches import (
     extract_patches,
     fill_outside,
     grid_centres,
@@ -21,8 +23,6 @@ from scarceseg.cluster.jule import (
     project_labels,
     sample_centres,
 )
-from scarceseg.cluster.volume_baselines import kmeans_volume, multi_otsu_volume, order_by_intensity
-from scarceseg.methods.jule import JULEConfig, JuleSegmenter, get_config
 from scarceseg.metrics import nmi
 from scarceseg.nets.jule_cnn import JuleCNN, feature_side
 
@@ -181,6 +181,24 @@ def test_jule_same_seed_same_labels_and_save_load(rng, tmp_path: Path):
     c = JuleSegmenter.load(tmp_path / "m")
     np.testing.assert_array_equal(c.segment(image, ball, 2), la)
     assert c.config == a.config
+
+
+def test_registered_jule_matches_the_segmenter(rng):
+    """registry "jule" with options_for(config), the region in case.meta and ``ks`` = JuleSegmenter, label for label."""
+    from scarceseg.io.case import Case
+    from scarceseg.methods import registry
+
+    image, ball, _ = _cube_volume(rng)
+    direct = JuleSegmenter.fit(image, ball, TINY, seed=2).segment_many(image, [2, 3], ball)
+    method = registry.get("jule")({**registry.get("jule").options_for(TINY), "ks": [2, 3]})
+    case = Case(image=image[None], spacing=(1.0, 1.0, 1.0), case_id="c", meta={"region": ball})
+    lines: list[str] = []
+    method.fit([case], progress=lines.append, seed=2)
+    assert method.model.config == TINY and lines and lines[-1].startswith("period")
+    prediction = method.predict(case)
+    for k in (2, 3):
+        np.testing.assert_array_equal(prediction.extra["labels_by_k"][k], direct[k])
+    np.testing.assert_array_equal(prediction.extra["labels"], direct[TINY.k])
 
 
 def test_jule_2d_variant(rng):

@@ -129,3 +129,11 @@ def test_cpu_seconds_budget_stops_training(name):
     method = registry.get(name)({**config, "epochs": 50} if name == "unet" else {**config, "iterations": 10_000})
     history = method.fit(tiny_cases()[:2], Budget(cpu_seconds=1e-9), seed=0)
     assert len(history["loss"]) <= 3  # of 50 epochs / 10,000 updates: the CPU budget ended the loop
+
+
+def test_unet_device_option_stays_out_of_the_config_unless_set():
+    """``device`` (bench stember's --unet-device) reaches the wrapped U-Net; a default config does not list it."""
+    plain = registry.get("unet")({"preset": "fair"})
+    assert "device" not in plain.config and str(plain.model.device) == "cpu"
+    chosen = registry.get("unet")({"preset": "fair", "device": "cpu"})
+    assert chosen.config["device"] == "cpu" and str(chosen.model.device) == "cpu"

@@ -14,7 +14,7 @@ import numpy as np
 from scarceseg.cluster.volume_baselines import foreground_region
 from scarceseg.errors import InputError
 from scarceseg.io.channels import pick_channel
-from scarceseg.methods.jule import JULEConfig, JuleSegmenter, _region, get_config, read_region
+from scarceseg.methods.jule import JULEConfig, get_config, read_region, resolve_region
 
 CLUSTER_METHODS = ("jule", "kmeans", "otsu")
 
@@ -61,7 +61,7 @@ def cluster_image(path: str | Path, out: str | Path, method: str = "jule", k: in
         region = read_region(mask, case)
     else:
         region = foreground_region(image, threshold)
-    region = _region(image, region)
+    region = resolve_region(image, region)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -71,11 +71,15 @@ def cluster_image(path: str | Path, out: str | Path, method: str = "jule", k: in
     elif method == "kmeans":
         labels = kmeans_volume(image, k, region, seed=seed)
     else:
+        from scarceseg.methods import registry
+
         cfg = replace(get_config(config), ndim=case.ndim)
-        model = JuleSegmenter.fit(image, region, cfg, seed=seed, echo=echo)
-        labels = model.segment(image, region, k)
+        model = registry.get("jule")({**registry.get("jule").options_for(cfg), "ks": [int(k)]})
+        one = replace(case, image=image[None], channel_names=("image",), meta={**case.meta, "region": region})
+        model.fit([one], progress=echo or False, seed=seed)
+        labels = model.predict(one).extra["labels_by_k"][int(k)]
         model.save(out / "model")
-        extra = {"jule": model.summary, "config": asdict(model.config)}
+        extra = {"jule": model.model.summary, "config": asdict(model.model.config)}
     seconds = time.perf_counter() - t0
     labels_path = write_mask(labels, out / ("labels.nii.gz" if case.ndim == 3 else "labels.png"), like=case)
     figure = save_label_slices(image, [("image", None), (f"{method} K={k}", labels)], out / "slices.png",

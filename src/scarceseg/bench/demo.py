@@ -268,7 +268,7 @@ def run_demo(out: str | Path, n: int = 20, seed: int = 0, episodes: int | None =
     from scarceseg.metrics import dice as dice_of
     from scarceseg.prior.model import get_prior
     from scarceseg.progress import track
-    from scarceseg.store.picking import oracle_pick, oracle_pick_dataset
+    from scarceseg.store.oracle import oracle_pick, oracle_pick_dataset
     from scarceseg.store.proposals import load_proposal
     from scarceseg.store.propose_many import propose_inputs
     from scarceseg.store.training import train_selector

@@ -68,13 +68,31 @@ class ItermrlBudget:
 
 
 # ---- data ---------------------------------------------------------------------------------------------
+def _case(case_id: str, image: np.ndarray, target: np.ndarray | None = None, init: np.ndarray | None = None):
+    """A one-channel :class:`~scarceseg.io.case.Case` of arrays (unit spacing), ``init`` in ``meta``."""
+    from scarceseg.io.case import Case
+
+    meta = {} if init is None else {"init": init}
+    return Case(image=image[None], spacing=(1.0,) * image.ndim, case_id=case_id, label=target, meta=meta)
+
+
+def _train(name: str, items: list, budget, seed: int, progress: bool = False, config: dict | None = None):
+    """``registry.get(name)(config)`` fitted on ``items`` ``[(case_id, image, target, init)]``; (method, history)."""
+    from scarceseg.methods import registry
+
+    method = registry.get(name)(config or {})
+    history = method.fit([_case(*item) for item in items], budget, progress=progress, seed=seed)
+    return method, history
+
+
 def _unet_at_scale(unet, image: np.ndarray, scale: float) -> np.ndarray:
+    """The registered U-Net's probability of ``image``, predicted at ``scale`` and resized back."""
     from scipy import ndimage
 
     if scale == 1.0:
-        return unet.predict(image[None])[0]
+        return unet.predict(_case("", image)).prob
     small = ndimage.zoom(image, scale, order=1)
-    prob = unet.predict(small[None])[0]
+    prob = unet.predict(_case("", small)).prob
     return np.clip(ndimage.zoom(prob, np.divide(image.shape, prob.shape), order=1), 0, 1).astype(np.float32)
 
 
@@ -201,9 +219,9 @@ def _run_3d(data3d: Path, out: Path, budget: ItermrlBudget, echo) -> dict:
     (3/8 of the volumes, at least one, for testing); IteR-MRL, Min-Cut, R-Net-style and InterCNN from
     all-background and corrupted starts; the latency of one IteR-MRL step on a 128^3 volume."""
     from scarceseg.interactive.clicks import Click
-    from scarceseg.methods.interactive_baselines import BaselineConfig, SupervisedRefiner
-    from scarceseg.methods.iter_mrl import IterMRL, IterMRLConfig
-    from scarceseg.methods.refine_data import RefineSample
+    from scarceseg.methods.contract import Budget
+    from scarceseg.methods.interactive_baselines import BaselineConfig
+    from scarceseg.methods.iter_mrl import IterMRLConfig
 
     crops = crops_3d(data3d, size=tuple(budget.crop_3d))
     order = np.random.default_rng(budget.seed).permutation(len(crops))
@@ -211,21 +229,20 @@ def _run_3d(data3d: Path, out: Path, budget: ItermrlBudget, echo) -> dict:
     test = [crops[i] for i in sorted(order[:n_test])]
     train = [crops[i] for i in sorted(order[n_test:])]
     crng = np.random.default_rng(budget.seed + 2)
-    samples = [RefineSample.make(img, tgt, corrupted_init(tgt, crng), cid) for cid, img, tgt in train for _ in (0, 1)]
+    items = [(cid, img, tgt, corrupted_init(tgt, crng)) for cid, img, tgt in train for _ in (0, 1)]
     cfg = IterMRLConfig.cpu(dims=3)
-    cfg.iterations = budget.iterations_3d
-    model = IterMRL(cfg)
-    echo(f"  3D IteR-MRL: {len(train)} training crops, {cfg.iterations} updates of {cfg.batch_size} crops {cfg.crop}")
-    h = model.fit(samples, seed=budget.seed)
-    model.save(out / "models" / "itermrl_3d")
+    echo(f"  3D IteR-MRL: {len(train)} training crops, {budget.iterations_3d} updates of {cfg.batch_size} crops "
+         f"{cfg.crop}")
+    method, h = _train("itermrl", items, Budget(steps=budget.iterations_3d), budget.seed)
+    method.save(out / "models" / "itermrl_3d")
+    model = method.model
     refiners = {"initial": IdentityRefiner(), "mincut": MinCutRefiner(), "itermrl": model}
     seconds = {"itermrl": h["seconds"]}
     for kind in ("rnet", "intercnn"):  # the supervised baselines on the same 3D crops and budget
         bcfg = BaselineConfig.for_dims(kind, dims=3)
-        bcfg.iterations = budget.baseline_iterations_3d
-        refiners[kind] = SupervisedRefiner(bcfg)
-        echo(f"  3D {kind}: {bcfg.iterations} updates of {bcfg.batch_size} crops {bcfg.crop}")
-        seconds[kind] = refiners[kind].fit(samples, seed=budget.seed)["seconds"]
+        echo(f"  3D {kind}: {budget.baseline_iterations_3d} updates of {bcfg.batch_size} crops {bcfg.crop}")
+        method, h = _train(kind, items, Budget(steps=budget.baseline_iterations_3d), budget.seed)
+        refiners[kind], seconds[kind] = method.model, h["seconds"]
     res: dict = {"data": str(data3d), "train": [c[0] for c in train], "test": [c[0] for c in test],
                  "train_seconds": seconds, "crop_size": list(test[0][1].shape), "table2": {}}
     inits = {"bg": [np.zeros(img.shape, np.float32) for _, img, _ in test],
@@ -345,10 +362,8 @@ def run_itermrl_bench(data: str | Path, out: str | Path, budget: ItermrlBudget |
     dict
         Everything written to ``results.json``.
     """
-    from scarceseg.methods.interactive_baselines import BaselineConfig, SupervisedRefiner
-    from scarceseg.methods.iter_mrl import IterMRL, IterMRLConfig
-    from scarceseg.methods.refine_data import RefineSample
-    from scarceseg.methods.unet_baseline import UNetBaseline, UNetConfig
+    from scarceseg.methods.contract import Budget
+    from scarceseg.methods.iter_mrl import IterMRLConfig
 
     budget = budget or ItermrlBudget()
     seed = budget.seed
@@ -365,13 +380,11 @@ def run_itermrl_bench(data: str | Path, out: str | Path, budget: ItermrlBudget |
     sc = budget.unet_scale
     echo(f"initial method: weak U-Net (fair recipe, {budget.unet_epochs} epochs on {len(parts['train1'])} slices"
          f" resized by {sc})")
-    ucfg = UNetConfig.fair()
-    ucfg.epochs = budget.unet_epochs
-    unet = UNetBaseline(ucfg)
     t0 = time.perf_counter()
-    unet.fit([ndimage.zoom(im, sc, order=1)[None] for _, im, _ in parts["train1"]],
-             [ndimage.zoom(t.astype(np.float32), sc, order=1) > 0.5 for _, _, t in parts["train1"]], seed=seed,
-             progress=progress)
+    small = [(cid, ndimage.zoom(im, sc, order=1), ndimage.zoom(t.astype(np.float32), sc, order=1) > 0.5, None)
+             for cid, im, t in parts["train1"]]
+    unet, _ = _train("unet", small, Budget(epochs=budget.unet_epochs), seed, progress,
+                     {"preset": "fair", "channels": "all"})
     train_s["unet"] = time.perf_counter() - t0
     unet.save(out / "models" / "unet")
 
@@ -382,31 +395,26 @@ def run_itermrl_bench(data: str | Path, out: str | Path, budget: ItermrlBudget |
     crng = np.random.default_rng(seed + 1)
     corrupt_train2 = [corrupted_init(t, crng) for _, _, t in parts["train2"]]
     corrupt_test = [corrupted_init(t, crng) for _, _, t in parts["test"]]
-    samples = [RefineSample.make(im, t, p, cid) for (cid, im, t), p in zip(parts["train2"], init_train2, strict=True)]
-    samples += [RefineSample.make(im, t, p, cid) for (cid, im, t), p in zip(parts["train2"], corrupt_train2,
-                                                                             strict=True)]
+    items = [(cid, im, t, p) for (cid, im, t), p in zip(parts["train2"], init_train2, strict=True)]
+    items += [(cid, im, t, p) for (cid, im, t), p in zip(parts["train2"], corrupt_train2, strict=True)]
     d2 = np.mean([dice(p > 0.5, t) for p, (_, _, t) in zip(init_train2, parts["train2"], strict=True)])
     dt = np.mean([dice(p > 0.5, t) for p, (_, _, t) in zip(init_test, parts["test"], strict=True)])
     dc = np.mean([dice(p > 0.5, t) for p, (_, _, t) in zip(corrupt_test, parts["test"], strict=True)])
     echo(f"  U-Net Dice on D_train2 {d2:.3f}, on D_test {dt:.3f}; corrupted truth on D_test {dc:.3f}")
 
     cfg = IterMRLConfig.cpu()
-    cfg.iterations = budget.itermrl_iterations
-    echo(f"training IteR-MRL (A2C, {cfg.iterations} updates of {cfg.batch_size} crops {cfg.crop})")
-    itermrl = IterMRL(cfg)
-    h = itermrl.fit(samples, seed=seed, progress=progress)
+    echo(f"training IteR-MRL (A2C, {budget.itermrl_iterations} updates of {cfg.batch_size} crops {cfg.crop})")
+    itermrl, h = _train("itermrl", items, Budget(steps=budget.itermrl_iterations), seed, progress)
     train_s["itermrl"] = h["seconds"]
     itermrl.save(out / "models" / "itermrl")
     (out / "models" / "itermrl" / "history.json").write_text(json.dumps(h) + "\n", encoding="utf-8")
-    methods = {"initial": IdentityRefiner(), "mincut": MinCutRefiner(), "itermrl": itermrl}
+    methods = {"initial": IdentityRefiner(), "mincut": MinCutRefiner(), "itermrl": itermrl.model}
     for kind in ("rnet", "intercnn"):
-        bcfg = BaselineConfig.for_dims(kind)
-        bcfg.iterations = budget.baseline_iterations
-        echo(f"training {kind} ({bcfg.iterations} updates)")
-        model = SupervisedRefiner(bcfg)
-        train_s[kind] = model.fit(samples, seed=seed, progress=progress)["seconds"]
+        echo(f"training {kind} ({budget.baseline_iterations} updates)")
+        model, h = _train(kind, items, Budget(steps=budget.baseline_iterations), seed, progress)
+        train_s[kind] = h["seconds"]
         model.save(out / "models" / kind)
-        methods[kind] = model
+        methods[kind] = model.model
 
     echo("evaluating on D_test (Dice % at steps 0..5)")
     inits = {"bg": [np.zeros(im.shape, np.float32) for _, im, _ in parts["test"]], "unet": init_test,

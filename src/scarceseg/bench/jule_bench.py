@@ -134,12 +134,14 @@ def run_jule_bench(data: str | Path, out: str | Path, config: str = "cpu", ks: S
     """Run the experiment and write the report (see the module docstring); returns the summary."""
     from scarceseg.cluster.volume_baselines import kmeans_volume, multi_otsu_volume
     from scarceseg.figures.labels import save_label_slices, save_nmi_vs_k
-    from scarceseg.methods.jule import JuleSegmenter, get_config
+    from scarceseg.methods import registry
+    from scarceseg.methods.jule import get_config
     from scarceseg.metrics import nmi
 
     data, out = Path(data), Path(out)
     out.mkdir(parents=True, exist_ok=True)
     cfg = get_config(config)
+    options = registry.get("jule").options_for(cfg)
     methods = METHODS + ((ABLATION,) if ablation else ())
     rows: list[dict] = []
     timings: list[dict] = []
@@ -157,17 +159,20 @@ def run_jule_bench(data: str | Path, out: str | Path, config: str = "cpu", ks: S
             for k in ks:
                 maps["kmeans"][k] = kmeans_volume(image, k, region, seed=seed)
             times["kmeans_s"] = round(time.perf_counter() - t0, 2)
+            one = replace(case, image=image[None], channel_names=("image",), meta={**case.meta, "region": region})
             t0 = time.perf_counter()
-            model = JuleSegmenter.fit(image, region, cfg, seed=seed)
+            model = registry.get("jule")({**options, "ks": list(ks)})
+            model.fit([one], seed=seed)
             times["jule_fit_s"] = round(time.perf_counter() - t0, 2)
             t0 = time.perf_counter()
-            maps["jule"] = model.segment_many(image, ks, region)
+            maps["jule"] = model.predict(one).extra["labels_by_k"]
             times["jule_segment_s"] = round(time.perf_counter() - t0, 2)
             times["jule_total_s"] = round(times["jule_fit_s"] + times["jule_segment_s"], 2)
             if ablation:
                 t0 = time.perf_counter()
-                untrained = JuleSegmenter.fit(image, region, replace(cfg, epochs=0, final_epochs=0), seed=seed)
-                maps[ABLATION] = untrained.segment_many(image, ks, region)
+                untrained = registry.get("jule")({**options, "ks": list(ks), "epochs": 0, "final_epochs": 0})
+                untrained.fit([one], seed=seed)
+                maps[ABLATION] = untrained.predict(one).extra["labels_by_k"]
                 times["random_cnn_s"] = round(time.perf_counter() - t0, 2)
             timings.append(times)
             for method in methods:

@@ -181,10 +181,11 @@ def run_stember(data: str | Path, out: str | Path, seeds: list[int] | tuple[int,
     """
     from scarceseg.datasets import n_shot_split, open_dataset
     from scarceseg.figures.overlays import save_boxplot, save_overlay_grid
+    from scarceseg.methods import registry
+    from scarceseg.methods.contract import Budget
     from scarceseg.methods.udc_rl import SelectorConfig, train_selector_arrays
-    from scarceseg.methods.unet_baseline import UNetBaseline, UNetConfig, select_channels
     from scarceseg.metrics import MetricCollector, paired_comparison
-    from scarceseg.store.picking import oracle_pick
+    from scarceseg.store.oracle import oracle_pick
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -250,16 +251,14 @@ def run_stember(data: str | Path, out: str | Path, seeds: list[int] | tuple[int,
              + ", ".join(f"{k} {v[-1]:.2f}" for k, v in hist["accuracy"].items() if v))
 
         unets = {}
-        for name, ucfg in (("unet_paper", UNetConfig.paper()), ("unet_fair", UNetConfig.fair())) if unet else ():
-            if unet_epochs is not None:
-                ucfg = UNetConfig.from_dict({**ucfg.to_dict(), "epochs": unet_epochs})
-            model = UNetBaseline(ucfg, device=unet_device)
+        for name, preset in (("unet_paper", "paper"), ("unet_fair", "fair")) if unet else ():
+            model = registry.get("unet")({"preset": preset, "device": unet_device})
             t0 = time.perf_counter()
-            model.fit([select_channels(cases[c]) for c in split["train"]],
-                      [cases[c].target for c in split["train"]], seed=seed, progress=progress)
+            model.fit([cases[c] for c in split["train"]], None if unet_epochs is None else Budget(epochs=unet_epochs),
+                      progress=progress, seed=seed)
             seed_timings[f"{name}_train_s"].append(time.perf_counter() - t0)
             unets[name] = model
-            echo(f"{name} trained in {seed_timings[f'{name}_train_s'][-1]:.1f} s on {model.device}")
+            echo(f"{name} trained in {seed_timings[f'{name}_train_s'][-1]:.1f} s on {model.model.device}")
 
         collectors = {m: MetricCollector() for m in methods}
         for cid in test_ids:
@@ -271,7 +270,7 @@ def run_stember(data: str | Path, out: str | Path, seeds: list[int] | tuple[int,
             preds["udc_dqn_automatic"] = prop.masks[auto_idx]
             preds["udc_dqn_one_click"] = prop.masks[click_idx]
             for name, model in unets.items():
-                preds[name] = model.predict(select_channels(case))[1]
+                preds[name] = model.predict(case).mask
             for m, mask in preds.items():
                 collectors[m].add(cid, mask, truth, spacing=case.spacing, seed=seed, patient_id=case.patient_id)
             if seed == seeds[0] and len(overlay_items) < 10 and len(test_ids) >= 10 \

@@ -46,24 +46,27 @@ def epochs_for(budget: Budget | None, default: int, n_items: int, batch_size: in
     return default  # a CPU-seconds budget: the configured epochs at most
 
 
-def from_preset(model_cls: type, config_cls: type, options):
-    """``model_cls(config)`` with the config of ``options.preset`` and the fields ``options`` sets."""
+def from_preset(model_cls: type, config_cls: type, options, **kwargs):
+    """``model_cls(config, **kwargs)`` with the config of ``options.preset`` and the fields ``options`` sets."""
     try:
-        return model_cls(apply(config_cls.named(options.preset), options))
+        return model_cls(apply(config_cls.named(options.preset), options), **kwargs)
     except ValueError as exc:
         raise InputError(None, str(exc)) from None
 
 
 # ---- U-Net baseline (paper 000 §1.2) ------------------------------------------------------------------
 class UNetMethod(Segmenter):
-    """The supervised 2D U-Net baseline; config: ``preset`` (paper | fair), ``channels`` and any UNetConfig field."""
+    """The supervised 2D U-Net baseline; config: ``preset`` (paper | fair), ``channels``, ``device`` (cpu, cuda or
+    auto; default cpu) and any UNetConfig field."""
 
     name = "unet"
-    schema = config_model("UNetOptions", UNetConfig, preset=(str, "paper"), channels=(str, "flair"))
+    schema = config_model("UNetOptions", UNetConfig, preset=(str, "paper"), channels=(str, "flair"),
+                          device=(str | None, None))
 
     def __init__(self, config: dict | None = None, model: UNetBaseline | None = None) -> None:
         super().__init__(config)
-        self.model = model if model is not None else from_preset(UNetBaseline, UNetConfig, self.options)
+        self.model = model if model is not None else from_preset(UNetBaseline, UNetConfig, self.options,
+                                                                 device=self.options.device or "cpu")
 
     def fit(self, cases, budget=None, progress=False, seed=0) -> dict:
         cases = labelled(cases, "the U-Net")

@@ -1,11 +1,11 @@
 """Paper 002's refiners behind :class:`~scarceseg.methods.contract.TrainableRefiner`: IteR-MRL, R-Net-style,
 InterCNN (trained) and min-cut (untrained).
 
-``fit(cases)`` turns labelled cases into :class:`~scarceseg.methods.refine_data.RefineSample` (one channel,
-all-background initial probability; :func:`scarceseg.methods.refine_entry.train_refiner_from_dataset` adds a
-U-Net's initial masks) and trains the wrapped model; the budget's ``steps`` (or ``epochs``) are its gradient
-updates. ``refine`` is the wrapped model's, so the interactive session and the benchmark use these objects
-directly.
+``fit(cases)`` turns labelled cases into :class:`~scarceseg.methods.refine_data.RefineSample` (one channel;
+initial probability ``case.meta["init"]`` when the case carries one, else all background;
+:func:`scarceseg.methods.refine_entry.train_refiner_from_dataset` adds a U-Net's initial masks) and trains
+the wrapped model; the budget's ``steps`` (or ``epochs``) are its gradient updates. ``refine`` is the wrapped
+model's, so the interactive session and the benchmark use these objects directly.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def samples_of(cases: Sequence[Case], channel: str | None, method: str) -> tuple
         dims = dims or image.ndim
         if image.ndim != dims:
             raise InputError(case.source, "mixed 2D and 3D training cases")
-        samples.append(RefineSample.make(image, case.target, None, case.case_id))
+        samples.append(RefineSample.make(image, case.target, case.meta.get("init"), case.case_id))
     return samples, int(dims or 2)
 
 

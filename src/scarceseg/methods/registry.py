@@ -45,7 +45,7 @@ METHODS: dict[str, Entry] = {
                            "fine-tuned LiteMedSAM decoder finds the lesion, its box prompts the prior"),
     "selector": Entry("segmenter", "scarceseg.methods.selector_method:SelectorMethod",
                       "UDC proposals + DQN selector trained on picks (paper 000)"),
-    "jule": Entry("segmenter", "scarceseg.methods.jule:JuleMethod",
+    "jule": Entry("segmenter", "scarceseg.methods.jule.method:JuleMethod",
                   "JULE representation learning + k-means on one volume (paper 001)"),
     "itermrl": Entry("refiner", "scarceseg.methods.refiner_methods:IterMRLMethod",
                      "IteR-MRL: per-voxel A2C refinement from clicks (paper 002)"),

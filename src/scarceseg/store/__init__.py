@@ -15,15 +15,13 @@ from scarceseg.store.labelstore import (
     Pick,
     open_store,
 )
+from scarceseg.store.oracle import format_oracle_summary, oracle_pick, oracle_pick_dataset
 from scarceseg.store.picking import (
     candidate_at_point,
     candidates_at_point,
     fiducial_point,
-    format_oracle_summary,
     format_pick,
     matching_candidate,
-    oracle_pick,
-    oracle_pick_dataset,
     parse_point,
     pick,
     proposal_id_of,

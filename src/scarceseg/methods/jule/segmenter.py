@@ -1,7 +1,7 @@
-"""Paper 001's pipeline: JULE representation learning on patches of one volume, then k-means segmentation.
+"""Paper 001's pipeline on one image: :class:`JuleSegmenter` (fit / segment / save / load) and its configs.
 
 ``JuleSegmenter.fit(image, region)`` samples ``n_s`` patches in the region, runs JULE's recurrent process
-(:func:`scarceseg.cluster.jule.run_jule`) and keeps the trained CNN; ``segment(image, region, k)``
+(:func:`scarceseg.methods.jule.recurrent.run_jule`) and keeps the trained CNN; ``segment(image, region, k)``
 embeds the patches on a stride-``s`` grid, clusters the representations with k-means into ``K`` clusters
 and paints each ``s``-sided sub-patch with its cluster (labels ``1..K`` ordered by mean intensity,
 0 outside the region). The CNN is trained on the volume it segments, as in the paper.
@@ -14,21 +14,8 @@ Two configurations (:data:`CONFIGS`):
 * ``cpu``: the same method scaled down: 4,000 patches of ``9^3``, ``2^3`` kernels (side 9 -> 8 -> 4 -> 3 -> 2),
   32 channels, dense 256 -> 64, ``C = 10``, two epochs per period and three on the final labels, learning
   rate 0.001, ``s = 3``, and the region's intensities continued outside it before patches are cut
-  (:func:`~scarceseg.cluster.jule.fill_outside`). About 100x fewer operations per patch than ``paper``.
-  These choices were made from measurements on one BRATS volume (pat0001), see ``docs/jule.md``.
-
-Deviations from the paper (also in ``docs/jule.md``): the target region is a mask (brain mask, or Otsu
-foreground by default) rather than a hand-set threshold; the backward pass uses a hinge triplet loss on
-cosine similarity (see :mod:`scarceseg.cluster.jule`); the JULE hyper-parameters that paper 001 leaves
-to "the original JULE" (unrolling rate, ``K_s``, ``K_c``, ``lambda``, SGD settings, epochs) are our
-reading of Yang et al. 2016.
-
-References
-----------
-.. [1] Moriya et al., "Unsupervised segmentation of 3D medical images based on clustering and deep
-   representation learning", SPIE Medical Imaging 2018 (paper 001 in ``shared/papers``).
-.. [2] J. Yang, D. Parikh, D. Batra, "Joint unsupervised learning of deep representations and image
-   clusters", CVPR 2016.
+  (:func:`~scarceseg.methods.jule.patches.fill_outside`). About 100x fewer operations per patch than
+  ``paper``. These choices were made from measurements on one BRATS volume (pat0001), see ``docs/jule.md``.
 """
 
 from __future__ import annotations
@@ -42,23 +29,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from scarceseg.cluster.jule import (
-    embed,
+from scarceseg.cluster.volume_baselines import foreground_region, order_by_intensity
+from scarceseg.configs import ConfigDict
+from scarceseg.errors import CorruptFileError, InputError
+from scarceseg.methods.contract import write_method_file
+from scarceseg.methods.jule.patches import (
     extract_patches,
     fill_outside,
     grid_centres,
     pad_for_patches,
     project_labels,
-    run_jule,
     sample_centres,
 )
-from scarceseg.cluster.volume_baselines import foreground_region, order_by_intensity
-from scarceseg.configs import ConfigDict
-from scarceseg.errors import CorruptFileError, InputError
-from scarceseg.io.case import Case
-from scarceseg.io.channels import pick_channel as image_channel
-from scarceseg.methods.config import apply, config_model
-from scarceseg.methods.contract import Prediction, Segmenter, write_method_file
+from scarceseg.methods.jule.recurrent import embed, run_jule
 from scarceseg.nets.checkpoint import save_checkpoint
 from scarceseg.nets.jule_cnn import JuleCNN
 from scarceseg.nets.runtime import resolve_device, seed_everything, torch_threads
@@ -149,7 +132,8 @@ def read_region(path: str | Path, like) -> np.ndarray:
     return mask > 0.5
 
 
-def _region(image: np.ndarray, region: np.ndarray | None) -> np.ndarray:
+def resolve_region(image: np.ndarray, region: np.ndarray | None) -> np.ndarray:
+    """``region`` as bool (the Otsu foreground of ``image`` when None), checked: same shape, not empty."""
     if region is None:
         region = foreground_region(image)
     region = np.asarray(region, dtype=bool)
@@ -194,7 +178,7 @@ class JuleSegmenter:
         image = np.asarray(image, dtype=np.float32)
         if image.ndim != cfg.ndim:
             raise InputError(None, f"config {cfg.name!r} is {cfg.ndim}D but the image has shape {image.shape}")
-        region = _region(image, region)
+        region = resolve_region(image, region)
         rng = np.random.default_rng(seed)
         t0 = time.perf_counter()
         with torch_threads(cfg.threads):
@@ -228,7 +212,7 @@ class JuleSegmenter:
         features : ndarray, shape (N, D), float64
         """
         image = np.asarray(image, dtype=np.float32)
-        region = _region(image, region)
+        region = resolve_region(image, region)
         stride = int(stride or self.config.stride)
         centres = grid_centres(region, stride)
         source = fill_outside(image, region) if self.config.fill_outside else image
@@ -252,7 +236,7 @@ class JuleSegmenter:
         from sklearn.cluster import KMeans
 
         image = np.asarray(image, dtype=np.float32)
-        region = _region(image, region)
+        region = resolve_region(image, region)
         stride = int(stride or self.config.stride)
         centres, feats = self.features(image, region, stride)
         out = {}
@@ -313,52 +297,3 @@ class JuleSegmenter:
         net = net.to(resolve_device(config.device))
         return cls(net.eval(), config, float(meta["mean"]), float(meta["std"]), int(meta.get("seed", 0)),
                    meta.get("summary") or {})
-
-
-# ---- the registered method (scarceseg.methods.registry: "jule") ------------------------------------------
-class JuleMethod(Segmenter):
-    """JULE + k-means; config: ``preset`` (cpu | paper), ``channel`` and JULEConfig fields (``k``: clusters)."""
-
-    name = "jule"
-    schema = config_model("JULEOptions", JULEConfig, preset=(str, "cpu"), channel=(str | None, None))
-
-    def __init__(self, config: dict | None = None, model: JuleSegmenter | None = None) -> None:
-        super().__init__(config)
-        options = self.options
-        if options.preset not in CONFIGS:
-            raise InputError(None, f"JULE preset must be one of {', '.join(CONFIGS)}, got {options.preset!r}")
-        self.model = model
-
-    def fit(self, cases, budget=None, progress=False, seed=0) -> dict:
-        if not cases:
-            raise InputError(None, "no case for JULE to learn from")
-        image = image_channel(cases[0], self.options.channel)
-        cfg = apply(replace(CONFIGS[self.options.preset], ndim=image.ndim), self.options)
-        if budget is not None and not budget.is_default:
-            if budget.epochs is None:
-                raise InputError(None, "JULE's budget is in epochs per period (not steps or CPU seconds)")
-            cfg = replace(cfg, epochs=int(budget.epochs), final_epochs=int(budget.epochs))
-        self.model = JuleSegmenter.fit(image, None, cfg, seed=seed)
-        self.model.summary["case_id"] = cases[0].case_id
-        return dict(self.model.summary)
-
-    def _require(self) -> JuleSegmenter:
-        if self.model is None:
-            raise RuntimeError("JULE is not trained: call fit() or load() first")
-        return self.model
-
-    def predict(self, case: Case) -> Prediction:
-        model = self._require()
-        image = image_channel(case, self.options.channel)
-        if image.ndim != model.config.ndim:
-            raise InputError(case.source, f"this JULE model is {model.config.ndim}D, the case is {image.ndim}D")
-        labels = model.segment(image)
-        mask = labels == labels.max() if labels.any() else np.zeros(labels.shape, bool)
-        return Prediction(mask.astype(np.float32), mask, {"labels": labels})
-
-    def save_files(self, folder: Path) -> None:
-        self._require().save(folder)
-
-    @classmethod
-    def load_files(cls, folder: Path, config: dict) -> JuleMethod:
-        return cls(config, model=JuleSegmenter.load(folder))
