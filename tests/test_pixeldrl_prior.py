@@ -80,6 +80,12 @@ def test_same_seed_same_weights(store):
     assert not all(torch.equal(states[0][k], states[2][k]) for k in states[0])
 
 
+def test_without_the_intensity_channel(store):
+    method = PixelDRLPriorMethod({**TOY, "intensity": False}, store=store)
+    method.fit([toy(s) for s in range(2)], Budget(steps=2), seed=0)
+    assert method.model.in_channels == 1 and method.predict(toy(100)).mask.shape == (SIZE, SIZE)
+
+
 def test_save_load_round_trip(trained, store, tmp_path):
     from scarceseg.methods.registry import load_model
 

@@ -324,6 +324,7 @@ class PixelDRL:
         items = [self.prepare(im) for im in images]
         if self.config.features != "prior":
             return np.stack(items)
+        self._image_channels = int(np.shape(images[0])[0])  # what predict() will expect (the prior reads channel 0)
         return np.stack([e for e, _ in items]), np.stack([x for _, x in items])
 
     @property
@@ -436,7 +437,7 @@ class PixelDRL:
         total = steps if steps is not None else cfg.epochs * per_epoch
         t_wall = time.perf_counter()
         with seeded(seed):
-            in_channels = self.in_channels if cfg.features == "prior" and self.in_channels else ref.shape[1]
+            in_channels = getattr(self, "_image_channels", 1) if cfg.features == "prior" else ref.shape[1]
             net = self.build(in_channels)
             opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
             gen = torch.Generator().manual_seed(seed)
