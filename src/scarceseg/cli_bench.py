@@ -3,6 +3,7 @@ function (imports inside the commands so that ``--help`` is instant)."""
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -262,17 +263,23 @@ def bench_fewshot(
     seeds: int = typer.Option(3, "--seeds", help="Seeds 0..N-1 (each a different set of training patients)."),
     every: int = typer.Option(2, "--every", help="Every K-th slice of the held-out patients is a test slice."),
     test_slices: int = typer.Option(100, "--test-slices", help="At most this many test slices (thinned evenly)."),
-    methods: str = typer.Option("fewshot,unet", "--methods", help="Comma-separated: fewshot, unet."),
+    methods: str = typer.Option("fewshot,unet", "--methods", help="Comma-separated: fewshot, unet, pixeldrl-prior."),
     unet_epochs: int = typer.Option(40, "--unet-epochs", help="Epochs of the fair U-Net (its CPU budget)."),
     steps: int | None = typer.Option(None, "--steps", help="Override the few-shot learner's localiser updates."),
     cache: Path | None = typer.Option(None, "--cache", help="Embedding cache folder (default OUT/emb_cache)."),
+    pixeldrl_seconds: float = typer.Option(240.0, "--pixeldrl-seconds",
+                                           help="pixeldrl-prior: process CPU seconds of training per model."),
+    pixeldrl_config: str | None = typer.Option(None, "--pixeldrl-config",
+                                               help="pixeldrl-prior: JSON of its config (PixelDRLConfig fields)."),
 ) -> None:
     """The few-shot prior learner vs the fair U-Net on the same slices: per-seed Dice, paired test, timing."""
     from scarceseg.bench.fewshot_bench import run_fewshot_bench
 
     run_fewshot_bench(data, out, shots=shots, seeds=seeds, every=every, test_slices=test_slices,
                       methods=[m.strip() for m in methods.split(",") if m.strip()], unet_epochs=unet_epochs,
-                      steps=steps, cache_dir=cache, progress=sys.stderr.isatty(), log=typer.echo)
+                      steps=steps, cache_dir=cache, progress=sys.stderr.isatty(), log=typer.echo,
+                      pixeldrl_seconds=pixeldrl_seconds,
+                      pixeldrl_config=json.loads(pixeldrl_config) if pixeldrl_config else None)
 
 
 @bench_app.command("fewshot-volumes")

@@ -24,7 +24,7 @@ import numpy as np
 from scarceseg.datasets import n_shot, open_dataset, split_patients
 from scarceseg.datasets.splits import check_disjoint
 
-METHODS = ("fewshot", "unet")
+METHODS = ("fewshot", "unet", "pixeldrl-prior")
 FIELDS = ("method", "shots", "seed", "case_id", "dice", "pred_area", "true_area", "seconds")
 
 
@@ -33,10 +33,25 @@ def plan(data: str | Path, shots: int, seeds: Sequence[int], every: int = 2, tes
     """The slices of the bench: ``{"train": {seed: [ids]}, "test": [ids]}``, patient-disjoint."""
     ds = open_dataset(data, layout=layout)
     pool, test = held_out(ds, every=every, test_slices=test_slices)
-    train = {int(s): n_shot(ds, shots, seed=int(s), pool=pool, pick="largest") for s in seeds}
+    train = {int(s): shots_from_pool(ds, shots, int(s), pool) for s in seeds}
     for ids in train.values():
         check_disjoint({"train": ids, "test": test}, ds)
     return {"dataset": ds, "train": train, "test": test}
+
+
+def shots_from_pool(ds, shots: int, seed: int, pool: Sequence[str]) -> list[str]:
+    """``shots`` slices, one per patient (the largest lesion of each, :func:`n_shot`); when the pool has fewer
+    patients than ``shots``: every patient's largest slice, then further slices of the pool drawn at random
+    (``default_rng([seed, 2])``), so some patients give several."""
+    n_patients = len({ds.patient_of(c) for c in pool})
+    if shots <= n_patients:
+        return n_shot(ds, shots, seed=seed, pool=pool, pick="largest")
+    first = n_shot(ds, n_patients, seed=seed, pool=pool, pick="largest")
+    rest = [c for c in pool if c not in set(first)]
+    extra = np.random.default_rng([seed, 2]).choice(len(rest), size=min(shots - n_patients, len(rest)),
+                                                     replace=False)
+    keep = set(first) | {rest[int(i)] for i in extra}
+    return [c for c in pool if c in keep]
 
 
 def held_out(ds, every: int = 2, test_slices: int = 100) -> tuple[list[str], list[str]]:
@@ -58,7 +73,8 @@ def _dice(pred: np.ndarray, truth: np.ndarray) -> float:
 def run_fewshot_bench(data: str | Path, out: str | Path, shots: Sequence[int] = (10,), seeds: int = 3,
                       every: int = 2, test_slices: int = 100, methods: Sequence[str] = METHODS,
                       unet_epochs: int = 40, steps: int | None = None, cache_dir: str | Path | None = None,
-                      layout: str | None = None, progress: bool = False, log=print) -> dict:
+                      layout: str | None = None, progress: bool = False, log=print,
+                      pixeldrl_seconds: float = 240.0, pixeldrl_config: dict | None = None) -> dict:
     """Train and test every method for every (shots, seed) on a data set; see :func:`bench_cases`."""
     groups = []
     for k in shots:
@@ -70,18 +86,24 @@ def run_fewshot_bench(data: str | Path, out: str | Path, shots: Sequence[int] = 
                        [ds.load(c) for c in p["test"]]))
     settings = {"data": str(data), "shots": list(shots), "seeds": seeds, "every": every,
                 "test_slices": test_slices, "unet_epochs": unet_epochs, "steps": steps}
+    if "pixeldrl-prior" in methods:
+        settings.update(pixeldrl_seconds=pixeldrl_seconds, pixeldrl_config=pixeldrl_config or {})
     return bench_cases(groups, out, methods=methods, unet_epochs=unet_epochs, steps=steps, cache_dir=cache_dir,
-                       progress=progress, log=log, settings=settings)
+                       progress=progress, log=log, settings=settings, pixeldrl_seconds=pixeldrl_seconds,
+                       pixeldrl_config=pixeldrl_config)
 
 
 def bench_cases(groups, out: str | Path, methods: Sequence[str] = METHODS, unet_epochs: int = 40,
                 steps: int | None = None, cache_dir: str | Path | None = None, progress: bool = False, log=print,
-                settings: dict | None = None, device: str = "cpu", variants: dict[str, dict] | None = None) -> dict:
+                settings: dict | None = None, device: str = "cpu", variants: dict[str, dict] | None = None,
+                pixeldrl_seconds: float = 240.0, pixeldrl_config: dict | None = None) -> dict:
     """The bench on cases in hand: ``groups`` is ``[(shots, {seed: [train Case]}, [test Case]), ...]``.
 
     Writes ``per_slice.csv`` (one row per method, shots, seed and test slice) and ``summary.json``. The
     few-shot learner's localiser alone is reported as ``fewshot-localiser``; ``variants`` (name -> config
-    overrides) are other few-shot configs, trained and tested on the first group only.
+    overrides) are other few-shot configs, trained and tested on the first group only. ``pixeldrl-prior``
+    (paper 004's pixel agents on the prior's embedding) trains for ``pixeldrl_seconds`` process CPU seconds
+    with ``pixeldrl_config`` (its method config: preset, PixelDRLConfig fields) and shares the embedding cache.
     """
     from scarceseg.methods.prior_fewshot import EmbeddingStore, FewShotConfig, PriorFewShot
     from scarceseg.methods.unet_baseline import UNetBaseline, UNetConfig, select_channels
@@ -130,6 +152,21 @@ def bench_cases(groups, out: str | Path, methods: Sequence[str] = METHODS, unet_
                     rows.append(_row("unet", k, seed, case, mask, time.perf_counter() - t1))
                 log(f"  {k} shots, seed {seed}, unet: mean Dice {_mean(rows, 'unet', k, seed):.3f} "
                     f"(trained in {hist['seconds']:.0f} s)")
+            if "pixeldrl-prior" in methods:
+                from scarceseg.methods.adapters import PixelDRLPriorMethod
+                from scarceseg.methods.contract import Budget
+
+                agents = PixelDRLPriorMethod(dict(pixeldrl_config or {}), store=store)
+                c0 = time.process_time()
+                hist = agents.fit(train, budget=Budget(cpu_seconds=pixeldrl_seconds), seed=seed, progress=progress)
+                timings.append({"method": "pixeldrl-prior", "shots": k, "seed": seed, "train_seconds": hist["seconds"],
+                                "train_cpu_seconds": time.process_time() - c0, "steps": hist["steps"]})
+                for case in tests:
+                    t1 = time.perf_counter()
+                    mask = agents.predict(case).mask
+                    rows.append(_row("pixeldrl-prior", k, seed, case, mask, time.perf_counter() - t1))
+                log(f"  {k} shots, seed {seed}, pixeldrl-prior: mean Dice {_mean(rows, 'pixeldrl-prior', k, seed):.3f} "
+                    f"({hist['steps']} updates in {hist['seconds']:.0f} s)")
             _write_rows(out / "per_slice.csv", rows)
     summary = summarise(rows, timings)
     summary["settings"] = settings or {}
@@ -221,11 +258,11 @@ def summarise(rows: Sequence[dict], timings: Sequence[dict] = ()) -> dict:
 
 def format_table(summary: dict) -> str:
     """A plain-text table of :func:`summarise`'s output."""
-    lines = ["method   shots  mean Dice ± sd (per seed)                 slices/s  train s (per seed)"]
+    lines = ["method         shots  mean Dice ± sd (per seed)                 slices/s  train s (per seed)"]
     for t in summary["table"]:
         per = ", ".join(f"{v:.3f}" for v in t["per_seed"])
         sps = f"{t['slices_per_second']:.2f}" if t["slices_per_second"] else "-"
-        lines.append(f"{t['method']:<8} {t['shots']:>5}  {t['mean']:.3f} ± {t['sd']:.3f} ({per})".ljust(58)
+        lines.append(f"{t['method']:<14} {t['shots']:>5}  {t['mean']:.3f} ± {t['sd']:.3f} ({per})".ljust(64)
                      + f" {sps:>8}  {t['train_seconds']}")
     for k, p in summary["paired_fewshot_minus_unet"].items():
         lines.append(f"{k} shots, fewshot - unet over {p['n']} (seed, slice) pairs: {p['mean_diff']:+.3f} "

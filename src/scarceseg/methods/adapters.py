@@ -21,7 +21,7 @@ from scarceseg.io.case import Case
 from scarceseg.methods.acwe import ACWEConfig, ACWESegmenter
 from scarceseg.methods.config import apply, config_model
 from scarceseg.methods.contract import Budget, Prediction, Segmenter
-from scarceseg.methods.pixeldrl import PixelDRL, PixelDRLConfig, prepare_image, prepare_mask
+from scarceseg.methods.pixeldrl import PixelDRL, PixelDRLConfig, prepare_mask
 from scarceseg.methods.unet_baseline import UNetBaseline, UNetConfig, select_channels
 
 
@@ -173,8 +173,7 @@ class PixelDRLMethod(Segmenter):
     def fit(self, cases, budget=None, progress=False, seed=0) -> dict:
         cases = labelled(cases, "PixelDRL-MG")
         cfg = self.model.config
-        x = np.stack([prepare_image(select_channels(c, self.options.channels), cfg.size, cfg.normalisation)
-                      for c in cases])
+        x = self.model.prepare_batch([select_channels(c, self.options.channels) for c in cases])
         g = np.stack([prepare_mask(c.target, cfg.size) for c in cases])
         budget = budget or Budget()
         if budget.epochs is not None:
@@ -203,3 +202,28 @@ class PixelDRLMethod(Segmenter):
     def load_files(cls, folder: Path, config: dict) -> PixelDRLMethod:
         model = PixelDRL.load(folder)
         return cls(config or {"channels": model.meta.get("channels", "all")}, model=model)
+
+
+class PixelDRLPriorMethod(PixelDRLMethod):
+    """PixelDRL-MG's pixel agents on the frozen LiteMedSAM embedding (config ``prior``); only the heads train.
+
+    Config as :class:`PixelDRLMethod` with preset ``prior`` and channels ``flair`` (the prior sees one channel).
+    ``store`` (an :class:`~scarceseg.methods.prior_fewshot.EmbeddingStore`) shares cached embeddings.
+    """
+
+    name = "pixeldrl-prior"
+    schema = config_model("PixelDRLPriorOptions", PixelDRLConfig, preset=(str, "prior"), channels=(str, "flair"))
+
+    def __init__(self, config: dict | None = None, model: PixelDRL | None = None, store=None) -> None:
+        Segmenter.__init__(self, config)
+        if model is None:
+            model = from_preset(PixelDRL, PixelDRLConfig, self.options)
+            model._store = store
+        self.model = model
+
+    @classmethod
+    def load_files(cls, folder: Path, config: dict) -> PixelDRLPriorMethod:
+        from scarceseg.methods.prior_fewshot import EmbeddingStore
+
+        model = PixelDRL.load(folder, store=EmbeddingStore(folder=Path(folder) / "cache", write=False))
+        return cls(config or {"channels": model.meta.get("channels", "flair")}, model=model)

@@ -64,6 +64,19 @@ vs 0.54 with it). Training length is a step count or a budget of process CPU sec
 which counts every torch thread). Use one torch thread on a shared machine: two threads made the unit tests'
 tiny networks 50 times slower under load.
 
+Features from the prior
+-----------------------
+:meth:`PixelDRLConfig.prior` (``features="prior"``, registered as ``pixeldrl-prior``) keeps the agents, the
+actions, eq. 12 rewards, ω-returns and the cpu configuration's training (warm start, then PA3C + the oracle
+term), but replaces the VGG + SAM trunk learned from scratch by the frozen image embedding of the pretrained
+prior (LiteMedSAM, 256 x 64 x 64 for the slice resized to 256; cached by
+:class:`~scarceseg.methods.prior_fewshot.EmbeddingStore`). A 1x1 convolution reduces it to ``fuse_width``
+channels, it is upsampled bilinearly to the agents' ``size`` x ``size`` grid and, with ``intensity``, the
+normalised slice at that grid is appended; only this reduction, the policy / value heads and ω are trained
+(about 46 k parameters). The prior sees one channel (the first of the selected ones; the method's default is
+FLAIR). Augmentation is left-right / up-down flips of embedding, intensity and mask (like the few-shot learner;
+no quarter turns, which the prior's positional encoding makes unlike any real embedding).
+
 Reproducibility: the same seed gives the same weights (CPU; deterministic algorithms on), and training
 checkpoints (weights, Adam state, step, CPU seconds used, numpy and torch generator states) every
 ``checkpoint_every`` steps; resuming from a checkpoint gives the weights of an uninterrupted run.
@@ -91,7 +104,7 @@ from scarceseg.methods.contract import write_method_file
 from scarceseg.nets.checkpoint import load_weights, read_checkpoint_info, save_checkpoint
 from scarceseg.nets.engine import cosine, has_state, load_state, run, save_state, seeded
 from scarceseg.nets.losses import soft_dice_prob
-from scarceseg.nets.pixeldrl_net import KEEP, PixelDRLNet, count_parameters
+from scarceseg.nets.pixeldrl_net import KEEP, PixelDRLNet, PriorPixelDRLNet, count_parameters
 from scarceseg.nets.runtime import resolve_device
 from scarceseg.preprocess.intensity import normalise
 from scarceseg.rl.a2c import a2c_loss, kernel_returns, mask_reward, sample_actions
@@ -99,6 +112,9 @@ from scarceseg.rl.a2c import a2c_loss, kernel_returns, mask_reward, sample_actio
 FORMAT = "scarceseg.pixeldrl"
 FORMAT_VERSION = 1
 SCHEDULES = ("paper", "cosine")
+FEATURES = ("vgg", "prior")
+EMBED_CHANNELS, EMBED_GRID = 256, 64  # the prior's image embedding (LiteMedSAM: 256 x 64 x 64)
+PRESETS = ("paper", "cpu", "prior")
 
 
 @dataclass
@@ -128,11 +144,15 @@ class PixelDRLConfig(ConfigDict):
     rl_sup_coef: float = 0.0  # paper 004: none; cpu: the oracle-action loss stays on during PA3C
     augment: bool = False  # not in the paper
     normalisation: str = "percentile"  # not in the paper: see preprocess.intensity.normalise
+    features: str = "vgg"  # "vgg": the paper's network learned from scratch; "prior": frozen LiteMedSAM embedding
+    intensity: bool = True  # features="prior" only: the normalised intensity at the agents' grid into the heads
 
     def __post_init__(self) -> None:
         self.widths = tuple(int(w) for w in self.widths)
         self.vgg_dilations = tuple(int(d) for d in self.vgg_dilations)
         self.head_dilations = tuple(int(d) for d in self.head_dilations)
+        if self.features not in FEATURES:
+            raise ValueError(f"unknown features {self.features!r}; choose one of {FEATURES}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {self.schedule!r}; choose one of {SCHEDULES}")
         if self.size % 8 or self.size < 8:
@@ -154,10 +174,17 @@ class PixelDRLConfig(ConfigDict):
                    rl_lr=1e-3, rl_sup_coef=1.0, batch_size=4, value_coef=0.5, augment=True)
 
     @classmethod
+    def prior(cls) -> PixelDRLConfig:
+        """The agents on the frozen LiteMedSAM embedding (see "Features from the prior" in the module docstring)."""
+        return cls(size=128, features="prior", fuse_width=32, head_width=32, head_dilations=(1, 2),
+                   state_in_trunk=False, t_max=3, schedule="cosine", lr=3e-3, warm_fraction=0.6, rl_lr=1e-3,
+                   rl_sup_coef=1.0, batch_size=4, value_coef=0.5, augment=True)
+
+    @classmethod
     def named(cls, name: str) -> PixelDRLConfig:
-        if name not in ("paper", "cpu"):
-            raise ValueError(f"unknown PixelDRL-MG config {name!r}; choose 'cpu' or 'paper'")
-        return cls.cpu() if name == "cpu" else cls.paper()
+        if name not in PRESETS:
+            raise ValueError(f"unknown PixelDRL-MG config {name!r}; choose one of {', '.join(PRESETS)}")
+        return getattr(cls, name)()
 
 
 
@@ -193,6 +220,39 @@ def _augment_batch(x: np.ndarray, g: np.ndarray, rng: np.random.Generator) -> tu
     return np.stack(xs), np.stack(gs)
 
 
+def _flip_batch(x: tuple[np.ndarray, np.ndarray], g: np.ndarray, rng: np.random.Generator
+                ) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray]:
+    """Seeded left-right / up-down flips of prior inputs ``(embedding (B, E, h, w), extra (B, K, S, S))`` and
+    masks (B, S, S); the embedding is flipped on its own grid, like the few-shot learner's augmentation."""
+    es, xs, gs = [], [], []
+    for e, xi, gi in zip(*x, g, strict=True):
+        fy, fx = (bool(v) for v in rng.integers(2, size=2))
+        if fx:
+            e, xi, gi = e[..., ::-1], xi[..., ::-1], gi[..., ::-1]
+        if fy:
+            e, xi, gi = e[..., ::-1, :], xi[..., ::-1, :], gi[::-1]
+        es.append(np.ascontiguousarray(e))
+        xs.append(np.ascontiguousarray(xi))
+        gs.append(np.ascontiguousarray(gi))
+    return (np.stack(es), np.stack(xs)), np.stack(gs)
+
+
+def _take(x, idx):
+    return tuple(a[idx] for a in x) if isinstance(x, tuple) else x[idx]
+
+
+def _to_torch(x, device):
+    if isinstance(x, tuple):
+        return tuple(_to_torch(a, device) for a in x)
+    return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(device)
+
+
+def _grid(x):
+    """The tensor whose (B, ..., S, S) shape, dtype and device the agents' state takes: the image, or for prior
+    inputs the ``extra`` channels at the agents' grid."""
+    return x[-1] if isinstance(x, tuple) else x
+
+
 def soft_dice_keep(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
     """Mean per-image soft Dice of ``π(keep)`` (logits (B, 2, Y, X)) and ``target`` (B, Y, X)."""
     return soft_dice_prob(torch.softmax(logits, dim=1)[:, KEEP].flatten(1), target.flatten(1), smooth)
@@ -208,19 +268,64 @@ class PixelDRL:
         Paper values by default; ``PixelDRLConfig.cpu()`` for the CPU configuration.
     device : str
         ``"cpu"`` (default, bit-reproducible), ``"cuda"`` or ``"auto"``.
+    store : EmbeddingStore, optional
+        ``features="prior"``: where the prior's embeddings come from (a cache folder shared with the few-shot
+        learner); a fresh in-memory store by default.
     """
 
-    def __init__(self, config: PixelDRLConfig | None = None, device: str = "cpu") -> None:
+    def __init__(self, config: PixelDRLConfig | None = None, device: str = "cpu", store=None) -> None:
         self.config = config or PixelDRLConfig()
         self.device = resolve_device(device)
-        self.net: PixelDRLNet | None = None
+        self.net: PixelDRLNet | PriorPixelDRLNet | None = None
         self.in_channels: int | None = None
         self.meta: dict = {}
+        self._store = store
 
-    def build(self, in_channels: int) -> PixelDRLNet:
+    @property
+    def store(self):
+        """The :class:`~scarceseg.methods.prior_fewshot.EmbeddingStore` of ``features="prior"``."""
+        if self._store is None:
+            from scarceseg.methods.prior_fewshot import EmbeddingStore
+
+            self._store = EmbeddingStore()
+        return self._store
+
+    def build(self, in_channels: int) -> PixelDRLNet | PriorPixelDRLNet:
         c = self.config
+        if c.features == "prior":
+            return PriorPixelDRLNet(EMBED_CHANNELS, int(c.intensity), c.fuse_width, c.head_width,
+                                    c.head_dilations).to(self.device)
         return PixelDRLNet(in_channels, c.widths, c.vgg_dilations, c.fuse_width, c.head_width, c.head_dilations,
                            c.state_in_trunk, norm=c.norm).to(self.device)
+
+    # ---- inputs ------------------------------------------------------------------------------------------
+    def prepare(self, image: np.ndarray):
+        """The network's input for one raw slice ``(C, Y, X)``.
+
+        ``features="vgg"``: :func:`prepare_image` (C, S, S). ``features="prior"``: ``(embedding (256, 64, 64)
+        float16, extra (K, S, S) float32)`` — the prior's frozen embedding of channel 0 (its valid part,
+        resized to 64x64 so it covers the same frame as the S x S grid) and, with ``intensity``, channel 0
+        normalised and resized to S x S.
+        """
+        cfg = self.config
+        if cfg.features != "prior":
+            return prepare_image(image, cfg.size, cfg.normalisation)
+        image = np.asarray(image, dtype=np.float32)
+        emb = self.store.get(image[0])
+        feats = emb.features[..., : max(1, round(emb.resized_shape[0] / 4)), : max(1, round(emb.resized_shape[1] / 4))]
+        if feats.shape[-2:] != (EMBED_GRID, EMBED_GRID):
+            feats = F.interpolate(feats, size=(EMBED_GRID, EMBED_GRID), mode="bilinear", align_corners=False)
+        extra = (prepare_image(image[:1], cfg.size, cfg.normalisation) if cfg.intensity
+                 else np.zeros((0, cfg.size, cfg.size), dtype=np.float32))
+        return feats[0].numpy().astype(np.float16), extra
+
+    def prepare_batch(self, images):
+        """:meth:`prepare` of several slices, stacked: (N, C, S, S), or a tuple of two stacks for the prior."""
+        items = [self.prepare(im) for im in images]
+        if self.config.features != "prior":
+            return np.stack(items)
+        self._image_channels = int(np.shape(images[0])[0])  # what predict() will expect (the prior reads channel 0)
+        return np.stack([e for e, _ in items]), np.stack([x for _, x in items])
 
     @property
     def n_parameters(self) -> int:
@@ -246,14 +351,15 @@ class PixelDRL:
         logits (T, B, 2, S, S), values (T, B, 1, S, S), actions (T, B, S, S) int64, masks (T+1, B, 1, S, S)
         float with ``masks[0] = f^(0)``.
         """
-        f = torch.ones((x.shape[0], 1, *x.shape[-2:]), dtype=x.dtype, device=x.device)
+        ref = _grid(x)
+        f = torch.ones((ref.shape[0], 1, *ref.shape[-2:]), dtype=ref.dtype, device=ref.device)
         logits_l, values_l, actions_l, masks = [], [], [], [f]
         with torch.set_grad_enabled(grad):
             feats = None if net.state_in_trunk else net.encode(x)
             for _ in range(t_max):
                 logits, value = net(x, f) if net.state_in_trunk else net.act(feats, f)
                 a = logits.argmax(1) if greedy else sample_actions(logits, generator)
-                f = (a == KEEP).to(x.dtype).unsqueeze(1)
+                f = (a == KEEP).to(ref.dtype).unsqueeze(1)
                 logits_l.append(logits)
                 values_l.append(value)
                 actions_l.append(a)
@@ -287,8 +393,8 @@ class PixelDRL:
 
         Parameters
         ----------
-        images : ndarray (N, C, S, S) float32
-            Output of :func:`prepare_image` (S = ``config.size``).
+        images : ndarray (N, C, S, S) float32, or for ``features="prior"`` a tuple (N, 256, 64, 64), (N, K, S, S)
+            Output of :meth:`prepare_batch` (S = ``config.size``).
         masks : ndarray (N, S, S) bool
         seed : int
             Seeds initialisation, batch order, augmentation and action sampling.
@@ -312,18 +418,27 @@ class PixelDRL:
             ``loss``, ``reward`` (per step), ``steps``, ``warm_steps``, ``cpu_seconds``, ``seconds``, ``seed``.
         """
         cfg = self.config
-        x_all = np.asarray(images, dtype=np.float32)
+        if cfg.features == "prior":
+            if not isinstance(images, tuple) or len(images) != 2:
+                raise ValueError("features='prior' trains on (embeddings, extra) from prepare_batch()")
+            x_all = (np.asarray(images[0]), np.asarray(images[1], dtype=np.float32))
+            if x_all[0].ndim != 4 or x_all[0].shape[1] != EMBED_CHANNELS or len(x_all[0]) != len(x_all[1]):
+                raise ValueError(f"embeddings must be (N, {EMBED_CHANNELS}, h, w), got {x_all[0].shape}")
+        else:
+            x_all = np.asarray(images, dtype=np.float32)
+        ref = _grid(x_all)
         g_all = np.asarray(masks).astype(bool)
-        if x_all.ndim != 4 or g_all.shape != (x_all.shape[0], *x_all.shape[2:]):
-            raise ValueError(f"images must be (N, C, S, S) and masks (N, S, S); got {x_all.shape}, {g_all.shape}")
-        if x_all.shape[-1] != cfg.size or x_all.shape[-2] != cfg.size:
-            raise ValueError(f"images must be prepared at size {cfg.size}, got {x_all.shape[-2:]}")
-        n = len(x_all)
+        if ref.ndim != 4 or g_all.shape != (ref.shape[0], *ref.shape[2:]):
+            raise ValueError(f"images must be (N, C, S, S) and masks (N, S, S); got {ref.shape}, {g_all.shape}")
+        if ref.shape[-1] != cfg.size or ref.shape[-2] != cfg.size:
+            raise ValueError(f"images must be prepared at size {cfg.size}, got {ref.shape[-2:]}")
+        n = len(ref)
         per_epoch = math.ceil(n / cfg.batch_size)
         total = steps if steps is not None else cfg.epochs * per_epoch
         t_wall = time.perf_counter()
         with seeded(seed):
-            net = self.build(x_all.shape[1])
+            in_channels = getattr(self, "_image_channels", 1) if cfg.features == "prior" else ref.shape[1]
+            net = self.build(in_channels)
             opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
             gen = torch.Generator().manual_seed(seed)
             rng = np.random.default_rng(seed)
@@ -337,10 +452,10 @@ class PixelDRL:
                 for group in opt.param_groups:
                     group["lr"] = self._lr(frac, index // per_epoch, warm)
                 idx = rng.permutation(n)[: cfg.batch_size]
-                xb, gb = x_all[idx], g_all[idx]
+                xb, gb = _take(x_all, idx), g_all[idx]
                 if cfg.augment:
-                    xb, gb = _augment_batch(xb, gb, rng)
-                xt = torch.from_numpy(xb).to(self.device)
+                    xb, gb = _flip_batch(xb, gb, rng) if cfg.features == "prior" else _augment_batch(xb, gb, rng)
+                xt = _to_torch(xb, self.device)
                 gt = torch.from_numpy(gb.astype(np.float32)).to(self.device)
                 net.train()
                 loss, info = self.episode_loss(net, xt, gt, warm, gen)
@@ -358,7 +473,7 @@ class PixelDRL:
                 checkpoint=checkpoint if ckpt is not None else None, every=checkpoint_every, stop_at=stop_at)
         hist["seconds"] = time.perf_counter() - t_wall
         net.eval()
-        self.net, self.in_channels = net, int(x_all.shape[1])
+        self.net, self.in_channels = net, int(in_channels)
         self.meta.update(seed=seed, n_train=n, steps=hist["steps"], warm_steps=hist["warm_steps"],
                          cpu_seconds=hist["cpu_seconds"])
         return hist
@@ -381,22 +496,24 @@ class PixelDRL:
             raise RuntimeError("PixelDRL-MG is not trained: call fit() or load() first")
         return self.net
 
-    def predict_prepared(self, x: np.ndarray, t_max: int | None = None, out_size: tuple[int, int] | None = None,
+    def predict_prepared(self, x, t_max: int | None = None, out_size: tuple[int, int] | None = None,
                          ) -> np.ndarray:
-        """Greedy episode on prepared images (B, C, S, S); returns the masks after every step (T, B, Y, X) bool.
+        """Greedy episode on prepared images (B, C, S, S) (prior: the tuple of :meth:`prepare_batch`); returns
+        the masks after every step (T, B, Y, X) bool.
 
         With ``out_size`` the keep-minus-background logits of every step are upsampled bilinearly to
         ``out_size`` and the mask is where they are positive (= the argmax action at that resolution).
         """
         net = self._require_net()
         net.eval()
-        xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(self.device)
+        xt = _to_torch(x, self.device)
         logits, _, actions, _ = self.rollout(net, xt, t_max or self.config.t_max, greedy=True, grad=False)
-        if out_size is None or tuple(out_size) == tuple(x.shape[-2:]):
+        grid = _grid(x)
+        if out_size is None or tuple(out_size) == tuple(grid.shape[-2:]):
             return (actions == KEEP).cpu().numpy()
         diff = (logits[:, :, KEEP] - logits[:, :, 1 - KEEP]).flatten(0, 1).unsqueeze(1)
         up = F.interpolate(diff, size=tuple(out_size), mode="bilinear", align_corners=False)
-        return (up.squeeze(1) > 0).reshape(len(logits), len(x), *out_size).cpu().numpy()
+        return (up.squeeze(1) > 0).reshape(len(logits), len(grid), *out_size).cpu().numpy()
 
     def predict(self, image: np.ndarray, t_max: int | None = None, return_steps: bool = False):
         """Segment one raw slice.
@@ -420,7 +537,7 @@ class PixelDRL:
         image = np.asarray(image, dtype=np.float32)
         if image.ndim != 3 or image.shape[0] != self.in_channels:
             raise ValueError(f"expected an image (C={self.in_channels}, Y, X), got shape {image.shape}")
-        x = prepare_image(image, self.config.size, self.config.normalisation)[None]
+        x = self.prepare_batch([image])
         steps = self.predict_prepared(x, t_max, out_size=image.shape[-2:])[:, 0]
         return (steps[-1], steps) if return_steps else steps[-1]
 
@@ -429,14 +546,15 @@ class PixelDRL:
         info = {"format": FORMAT, "format_version": FORMAT_VERSION, "in_channels": self.in_channels,
                 "config": self.config.to_dict(), "n_parameters": self.n_parameters, "meta": self.meta}
         folder = save_checkpoint(path, self._require_net(), info)
-        write_method_file(folder, "pixeldrl", "segmenter", {"channels": self.meta.get("channels", "all")})
+        name = "pixeldrl-prior" if self.config.features == "prior" else "pixeldrl"
+        write_method_file(folder, name, "segmenter", {"channels": self.meta.get("channels", "all")})
         return folder
 
     @classmethod
-    def load(cls, path: str | Path, device: str = "cpu") -> PixelDRL:
+    def load(cls, path: str | Path, device: str = "cpu", store=None) -> PixelDRL:
         info, w_path = read_checkpoint_info(path, FORMAT, "a PixelDRL-MG model folder (scarceseg train pixeldrl)",
                                             "a PixelDRL-MG model")
-        model = cls(PixelDRLConfig.from_dict(info["config"]), device=device)
+        model = cls(PixelDRLConfig.from_dict(info["config"]), device=device, store=store)
         model.in_channels = int(info["in_channels"])
         model.meta = dict(info.get("meta", {}))
         net = model.build(model.in_channels)

@@ -39,6 +39,8 @@ METHODS: dict[str, Entry] = {
                   "ACWE ConvNet: Chan-Vese energy as the loss, optional labels (paper 003)"),
     "pixeldrl": Entry("segmenter", "scarceseg.methods.adapters:PixelDRLMethod",
                       "PixelDRL-MG: pixel agents writing the mask, PA3C (paper 004)"),
+    "pixeldrl-prior": Entry("segmenter", "scarceseg.methods.adapters:PixelDRLPriorMethod",
+                            "PixelDRL-MG's pixel agents on the frozen LiteMedSAM embedding (paper 004 on the prior)"),
     "fewshot": Entry("segmenter", "scarceseg.methods.prior_fewshot_method:FewShotMethod",
                      "recommended for few labels: today prior-fewshot"),
     "prior-fewshot": Entry("segmenter", "scarceseg.methods.prior_fewshot_method:PriorFewShotMethod",

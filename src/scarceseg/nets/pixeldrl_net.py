@@ -181,3 +181,47 @@ class PixelDRLNet(nn.Module):
 def count_parameters(net: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in net.parameters() if p.requires_grad)
+
+
+class PriorPixelDRLNet(nn.Module):
+    """PixelDRL-MG's agents on a frozen image embedding (``features="prior"``): no feature extractor is trained.
+
+    The embedding (LiteMedSAM's ``(B, 256, 64, 64)``, computed outside and frozen) is reduced by a 1x1
+    convolution, upsampled bilinearly to the agents' grid, and concatenated with ``extra`` channels given at
+    that grid (the normalised intensity) and the state ``f^(t-1)``; the policy and value heads are those of
+    :class:`PixelDRLNet`. ``state_in_trunk`` is always False: the features are computed once per episode.
+
+    Parameters
+    ----------
+    embed_channels : int
+        Channels of the embedding (256).
+    extra_channels : int
+        Channels given at the agents' grid (1: intensity; 0: none).
+    fuse_width, head_width, head_dilations, n_actions : see :class:`PixelDRLNet`
+
+    Forward
+    -------
+    ``encode((embedding (B, E, h, w), extra (B, K, Y, X)))`` -> features (B, fuse_width + K, Y, X); ``act`` as
+    :class:`PixelDRLNet`.
+    """
+
+    state_in_trunk = False
+
+    def __init__(self, embed_channels: int = 256, extra_channels: int = 1, fuse_width: int = 32,
+                 head_width: int = 32, head_dilations: tuple[int, ...] = (1, 2), n_actions: int = 2) -> None:
+        super().__init__()
+        self.reduce = nn.Sequential(nn.Conv2d(embed_channels, fuse_width, 1), nn.ReLU(inplace=True))
+        c = fuse_width + extra_channels + 1
+        self.policy = _dilated_stack(c, head_width, tuple(head_dilations), n_actions)
+        self.value = _dilated_stack(c, head_width, tuple(head_dilations), 1)
+        self.omega = nn.Conv2d(1, 1, 3, padding=1, bias=False)
+        with torch.no_grad():
+            self.omega.weight.zero_()
+            self.omega.weight[0, 0, 1, 1] = 1.0
+
+    def encode(self, inputs: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        embedding, extra = inputs
+        f = F.interpolate(self.reduce(embedding), size=extra.shape[-2:], mode="bilinear", align_corners=False)
+        return torch.cat([f, extra], dim=1)
+
+    act = PixelDRLNet.act
