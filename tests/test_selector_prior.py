@@ -89,8 +89,11 @@ def test_learns_to_pick_the_disk(trained):
     scores, chance = [], []
     for s in (20, 21, 22):
         case = toy(s)
+        found = method.propose(case)
+        method.proposals = lambda _case, found=found: found  # decode the slice's boxes once, not twice
         scores.append(dice(method.predict(case).mask, case.target))
-        chance.append(np.mean([dice(m, case.target) for m in method.propose(case).masks]))
+        chance.append(np.mean([dice(m, case.target) for m in found.masks]))
+    method.proposals = None
     # it picks a candidate on the disk every time, far above a random pick; not always the tightest (measured:
     # 0.81, 0.57, 0.87 against a random pick's 0.2-0.4)
     assert min(scores) >= 0.5 and np.mean(scores) >= 0.7 and np.mean(scores) > np.mean(chance) + 0.3, (scores, chance)
