@@ -25,6 +25,9 @@ TINY: dict[str, tuple[dict, Budget]] = {
     "pixeldrl-prior": ({"size": 48, "batch_size": 2}, Budget(steps=3)),
     "selector": ({"input_size": 48, "eval_every": 0, "buffer_size": 64, "channels": [4, 4, 4, 4], "hidden": 8,
                   "proposer_changes": TINY_UDC}, Budget(epochs=3)),
+    "selector-prior": ({"input_size": 32, "eval_every": 0, "buffer_size": 64, "channels": [4, 4, 4, 4], "hidden": 8,
+                        "proposer_changes": {"scales": [0.5], "percentiles": [95.0], "blobs_per_level": 1}},
+                       Budget(epochs=3)),
     "jule": ({"n_patches": 150, "n_final_clusters": 3, "k": 2, "stride": 4, "batch_size": 32}, Budget(epochs=1)),
     "itermrl": ({"crop": [SIDE, SIDE], "width": 4, "batch_size": 2}, Budget(steps=2)),
     "rnet": ({"crop": [SIDE, SIDE], "width": 4, "batch_size": 2}, Budget(steps=2)),
@@ -67,7 +70,7 @@ def infer(method, case: Case) -> np.ndarray:
 
 def test_registry_lists_every_kind():
     assert registry.names("segmenter") == ["unet", "acwe", "pixeldrl", "pixeldrl-prior", "fewshot", "prior-fewshot",
-                                           "selector", "jule"]
+                                           "selector", "selector-prior", "jule"]
     assert set(registry.names("refiner")) == {"itermrl", "rnet", "intercnn", "mincut", "prior", "prior-mincut"}
     assert registry.names("proposer") == ["udc"]
     assert set(TINY) == set(registry.names("segmenter")) | set(registry.names("refiner"))

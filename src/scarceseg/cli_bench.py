@@ -263,7 +263,9 @@ def bench_fewshot(
     seeds: int = typer.Option(3, "--seeds", help="Seeds 0..N-1 (each a different set of training patients)."),
     every: int = typer.Option(2, "--every", help="Every K-th slice of the held-out patients is a test slice."),
     test_slices: int = typer.Option(100, "--test-slices", help="At most this many test slices (thinned evenly)."),
-    methods: str = typer.Option("fewshot,unet", "--methods", help="Comma-separated: fewshot, unet, pixeldrl-prior."),
+    methods: str = typer.Option("fewshot,unet", "--methods",
+                                help="Comma-separated: fewshot, unet, pixeldrl-prior, selector-prior (paper 000 on "
+                                     "the prior's candidates; also reports their ceiling)."),
     unet_epochs: int = typer.Option(40, "--unet-epochs", help="Epochs of the fair U-Net (its CPU budget)."),
     steps: int | None = typer.Option(None, "--steps", help="Override the few-shot learner's localiser updates."),
     cache: Path | None = typer.Option(None, "--cache", help="Embedding cache folder (default OUT/emb_cache)."),
@@ -271,6 +273,8 @@ def bench_fewshot(
                                            help="pixeldrl-prior: process CPU seconds of training per model."),
     pixeldrl_config: str | None = typer.Option(None, "--pixeldrl-config",
                                                help="pixeldrl-prior: JSON of its config (PixelDRLConfig fields)."),
+    selector_config: str | None = typer.Option(None, "--selector-config",
+                                               help="selector-prior's config: a JSON object or a YAML/JSON file."),
 ) -> None:
     """The few-shot prior learner vs the fair U-Net on the same slices: per-seed Dice, paired test, timing."""
     from scarceseg.bench.fewshot_bench import run_fewshot_bench
@@ -279,7 +283,24 @@ def bench_fewshot(
                       methods=[m.strip() for m in methods.split(",") if m.strip()], unet_epochs=unet_epochs,
                       steps=steps, cache_dir=cache, progress=sys.stderr.isatty(), log=typer.echo,
                       pixeldrl_seconds=pixeldrl_seconds,
-                      pixeldrl_config=json.loads(pixeldrl_config) if pixeldrl_config else None)
+                      pixeldrl_config=json.loads(pixeldrl_config) if pixeldrl_config else None,
+                      selector_config=_json_or_file(selector_config))
+
+
+def _json_or_file(text: str | None) -> dict | None:
+    """A config given on the command line: a JSON object, or the path of a YAML/JSON file holding one."""
+    if not text:
+        return None
+    if text.lstrip().startswith("{"):
+        import json
+
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise typer.BadParameter(f"not a JSON object: {exc}") from None
+    from scarceseg.methods.config import read_config_file
+
+    return read_config_file(Path(text))
 
 
 @bench_app.command("fewshot-volumes")

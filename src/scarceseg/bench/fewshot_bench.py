@@ -24,7 +24,7 @@ import numpy as np
 from scarceseg.datasets import n_shot, open_dataset, split_patients
 from scarceseg.datasets.splits import check_disjoint
 
-METHODS = ("fewshot", "unet", "pixeldrl-prior")
+METHODS = ("fewshot", "unet", "pixeldrl-prior", "selector-prior")
 FIELDS = ("method", "shots", "seed", "case_id", "dice", "pred_area", "true_area", "seconds")
 
 
@@ -74,7 +74,8 @@ def run_fewshot_bench(data: str | Path, out: str | Path, shots: Sequence[int] = 
                       every: int = 2, test_slices: int = 100, methods: Sequence[str] = METHODS,
                       unet_epochs: int = 40, steps: int | None = None, cache_dir: str | Path | None = None,
                       layout: str | None = None, progress: bool = False, log=print,
-                      pixeldrl_seconds: float = 240.0, pixeldrl_config: dict | None = None) -> dict:
+                      pixeldrl_seconds: float = 240.0, pixeldrl_config: dict | None = None,
+                      selector_config: dict | None = None) -> dict:
     """Train and test every method for every (shots, seed) on a data set; see :func:`bench_cases`."""
     groups = []
     for k in shots:
@@ -88,15 +89,18 @@ def run_fewshot_bench(data: str | Path, out: str | Path, shots: Sequence[int] = 
                 "test_slices": test_slices, "unet_epochs": unet_epochs, "steps": steps}
     if "pixeldrl-prior" in methods:
         settings.update(pixeldrl_seconds=pixeldrl_seconds, pixeldrl_config=pixeldrl_config or {})
+    if selector_config:
+        settings["selector_config"] = selector_config
     return bench_cases(groups, out, methods=methods, unet_epochs=unet_epochs, steps=steps, cache_dir=cache_dir,
                        progress=progress, log=log, settings=settings, pixeldrl_seconds=pixeldrl_seconds,
-                       pixeldrl_config=pixeldrl_config)
+                       pixeldrl_config=pixeldrl_config, selector_config=selector_config)
 
 
 def bench_cases(groups, out: str | Path, methods: Sequence[str] = METHODS, unet_epochs: int = 40,
                 steps: int | None = None, cache_dir: str | Path | None = None, progress: bool = False, log=print,
                 settings: dict | None = None, device: str = "cpu", variants: dict[str, dict] | None = None,
-                pixeldrl_seconds: float = 240.0, pixeldrl_config: dict | None = None) -> dict:
+                pixeldrl_seconds: float = 240.0, pixeldrl_config: dict | None = None,
+                selector_config: dict | None = None) -> dict:
     """The bench on cases in hand: ``groups`` is ``[(shots, {seed: [train Case]}, [test Case]), ...]``.
 
     Writes ``per_slice.csv`` (one row per method, shots, seed and test slice) and ``summary.json``. The
@@ -104,6 +108,10 @@ def bench_cases(groups, out: str | Path, methods: Sequence[str] = METHODS, unet_
     overrides) are other few-shot configs, trained and tested on the first group only. ``pixeldrl-prior``
     (paper 004's pixel agents on the prior's embedding) trains for ``pixeldrl_seconds`` process CPU seconds
     with ``pixeldrl_config`` (its method config: preset, PixelDRLConfig fields) and shares the embedding cache.
+
+    ``selector-prior`` (paper 000 with the prior's candidates, config ``selector_config``) also gets the rows
+    ``selector-prior-ceiling`` (the best candidate's Dice: what a perfect selector would reach) and
+    ``selector-prior-top-iou`` (the candidate the prior itself scores highest: no learning).
     """
     from scarceseg.methods.prior_fewshot import EmbeddingStore, FewShotConfig, PriorFewShot
     from scarceseg.methods.unet_baseline import UNetBaseline, UNetConfig, select_channels
@@ -116,6 +124,8 @@ def bench_cases(groups, out: str | Path, methods: Sequence[str] = METHODS, unet_
     store = EmbeddingStore(folder=Path(cache_dir) if cache_dir else out / "emb_cache")
     rows: list[dict] = []
     timings: list[dict] = []
+    proposals = (_memo_proposals(store, selector_config, out / "prior_candidates") if "selector-prior" in methods
+                 else None)
     for k, train_sets, tests in groups:
         for seed, train in train_sets.items():
             learners = {"fewshot": {}} if "fewshot" in methods else {}
@@ -167,12 +177,80 @@ def bench_cases(groups, out: str | Path, methods: Sequence[str] = METHODS, unet_
                     rows.append(_row("pixeldrl-prior", k, seed, case, mask, time.perf_counter() - t1))
                 log(f"  {k} shots, seed {seed}, pixeldrl-prior: mean Dice {_mean(rows, 'pixeldrl-prior', k, seed):.3f} "
                     f"({hist['steps']} updates in {hist['seconds']:.0f} s)")
+            if "selector-prior" in methods:
+                _bench_selector_prior(k, seed, train, tests, selector_config, store, proposals, rows, timings,
+                                      progress, log)
             _write_rows(out / "per_slice.csv", rows)
     summary = summarise(rows, timings)
     summary["settings"] = settings or {}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     log(format_table(summary))
     return summary
+
+
+def _memo_proposals(store, selector_config: dict | None, folder: Path | None = None):
+    """``case -> Proposal`` of the prior's candidates, computed once per case id (every seed reuses them) and,
+    with ``folder``, kept there as ``<case_id>-<config hash>.npz`` so a rerun (or a second process) reuses them."""
+    import dataclasses
+    import hashlib
+    import os
+
+    from scarceseg.cluster.propose import Proposal
+    from scarceseg.methods.selector_method import SelectorPriorMethod
+
+    proposer = SelectorPriorMethod(selector_config, store=store)
+    tag = hashlib.sha1(json.dumps(dataclasses.asdict(proposer.proposer), sort_keys=True).encode()).hexdigest()[:10]
+    memo: dict[str, object] = {}
+
+    def proposals(case):
+        if case.case_id in memo:
+            return memo[case.case_id]
+        path = folder / f"{case.case_id}-{tag}.npz" if folder is not None else None
+        if path is not None and path.is_file():
+            with np.load(path) as z:
+                masks = np.unpackbits(z["masks"], axis=-1, count=case.shape[-1]).astype(bool)
+                found = Proposal(case.case_id, z["image"], np.zeros(case.shape, np.int32), masks,
+                                 json.loads(str(z["candidates"])), {}, 0.0)
+        else:
+            found = proposer.propose(case)
+            if path is not None:
+                folder.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_suffix(f".{os.getpid()}.npz")
+                np.savez_compressed(tmp, masks=np.packbits(found.masks, axis=-1), image=found.image,
+                                    candidates=np.array(json.dumps(found.candidates)))
+                os.replace(tmp, path)
+        memo[case.case_id] = found
+        return found
+
+    return proposals
+
+
+def _bench_selector_prior(k, seed, train, tests, selector_config, store, proposals, rows, timings, progress,
+                          log) -> None:
+    """Train ``selector-prior`` on one seed's slices; rows for it, its candidate ceiling and the prior's top-IoU."""
+    from scarceseg.cluster.candidates import best_candidate
+    from scarceseg.methods.selector_method import SelectorPriorMethod
+
+    method = SelectorPriorMethod(selector_config, store=store)
+    method.proposals = proposals
+    t0, c0 = time.perf_counter(), time.process_time()
+    hist = method.fit(train, seed=seed, progress=progress)
+    timings.append({"method": "selector-prior", "shots": k, "seed": seed, "train_seconds": hist["seconds"],
+                    "train_cpu_seconds": time.process_time() - c0, "wall_seconds": time.perf_counter() - t0,
+                    "cases": len(hist["cases"]), "skipped": len(hist["skipped"])})
+    for case in tests:
+        t1 = time.perf_counter()
+        pred = method.predict(case)
+        rows.append(_row("selector-prior", k, seed, case, pred.mask, time.perf_counter() - t1))
+        masks = proposals(case).masks
+        empty = np.zeros(case.shape, bool)
+        best = masks[best_candidate(masks, case.target, case.case_id)[0]] if len(masks) else empty
+        rows.append(_row("selector-prior-ceiling", k, seed, case, best, 0.0))
+        top = int(np.argmax([c["prior_iou"] for c in proposals(case).candidates])) if len(masks) else None
+        rows.append(_row("selector-prior-top-iou", k, seed, case, empty if top is None else masks[top], 0.0))
+    log(f"  {k} shots, seed {seed}, selector-prior: mean Dice {_mean(rows, 'selector-prior', k, seed):.3f}, "
+        f"ceiling {_mean(rows, 'selector-prior-ceiling', k, seed):.3f}, prior's top IoU "
+        f"{_mean(rows, 'selector-prior-top-iou', k, seed):.3f} (trained in {hist['seconds']:.0f} s)")
 
 
 def evaluate_volume(model, volume, spacing=(1.0, 1.0, 1.0), progress: bool = False) -> dict:

@@ -47,6 +47,8 @@ METHODS: dict[str, Entry] = {
                            "fine-tuned LiteMedSAM decoder finds the lesion, its box prompts the prior"),
     "selector": Entry("segmenter", "scarceseg.methods.selector_method:SelectorMethod",
                       "UDC proposals + DQN selector trained on picks (paper 000)"),
+    "selector-prior": Entry("segmenter", "scarceseg.methods.selector_method:SelectorPriorMethod",
+                            "paper 000's DQN selector picking among the prior's box-prompted candidates"),
     "jule": Entry("segmenter", "scarceseg.methods.jule.method:JuleMethod",
                   "JULE representation learning + k-means on one volume (paper 001)"),
     "itermrl": Entry("refiner", "scarceseg.methods.refiner_methods:IterMRLMethod",

@@ -33,8 +33,19 @@ from scarceseg.methods.udc_rl import (
 from scarceseg.nets.checkpoint import json_default
 
 
-def proposer_config(preset: str | None, changes: dict | None) -> UDCConfig:
-    """:meth:`UDCConfig.preset` with field ``changes`` (unknown fields are an :class:`InputError`)."""
+def proposer_config(preset: str | None, changes: dict | None):
+    """:meth:`UDCConfig.preset` with field ``changes`` (unknown fields are an :class:`InputError`); for
+    ``preset="prior"`` a :class:`~scarceseg.cluster.prior_candidates.PriorCandidateConfig` with ``changes``."""
+    if preset == "prior":
+        from scarceseg.cluster.prior_candidates import PriorCandidateConfig
+
+        unknown = sorted(set(changes or {}) - {f.name for f in dataclasses.fields(PriorCandidateConfig)})
+        if unknown:
+            raise InputError(None, f"unknown proposer config fields: {unknown}")
+        try:
+            return PriorCandidateConfig.from_dict(dict(changes or {}))
+        except (TypeError, ValueError) as exc:
+            raise InputError(None, f"bad proposer config ({exc})") from None
     base = UDCConfig.preset(preset or "fast")
     unknown = sorted(set(changes or {}) - {f.name for f in dataclasses.fields(UDCConfig)})
     if unknown:
@@ -46,25 +57,61 @@ def proposer_config(preset: str | None, changes: dict | None) -> UDCConfig:
 
 
 class SelectorMethod(Segmenter):
-    """UDC proposals + DQN selector; config: ``proposer`` (fast | faithful), ``proposer_changes`` (UDCConfig
-    fields), ``input_channels`` (flair | all), ``proposal_seed`` and any SelectorConfig field."""
+    """UDC proposals + DQN selector; config: ``proposer`` (fast | faithful | prior), ``proposer_changes``
+    (UDCConfig fields, or PriorCandidateConfig fields for ``prior``), ``input_channels`` (flair | all; the prior
+    always sees the FLAIR channel, else channel 0), ``proposal_seed`` and any SelectorConfig field.
+
+    ``proposer="prior"``: the candidates are the pretrained prior's masks for many box prompts of one cached
+    embedding per slice (:mod:`scarceseg.cluster.prior_candidates`); ``store`` (an
+    :class:`~scarceseg.methods.prior_fewshot.EmbeddingStore`) says where embeddings come from.
+    """
 
     name = "selector"
     learns_from = "picks"  # the app and the store train it on the user's picks (scarceseg.store.training)
     schema = config_model("SelectorOptions", SelectorConfig, proposer=(str, "fast"),
                           proposer_changes=(dict[str, Any], {}), input_channels=(str, "flair"), proposal_seed=(int, 0))
 
-    def __init__(self, config: dict | None = None, selector: Selector | None = None) -> None:
+    def __init__(self, config: dict | None = None, selector: Selector | None = None, store=None) -> None:
         super().__init__(config)
         options = self.options
         self.proposer = proposer_config(options.proposer, options.proposer_changes)
         self.selector_config = apply(SelectorConfig(device="cpu"), options)
         self.selector = selector
+        self.store = store  # EmbeddingStore of the prior proposer (default: an in-memory one on get_prior())
 
-    def propose(self, case: Case):
+    @property
+    def uses_prior(self) -> bool:
+        return self.options.proposer == "prior"
+
+    def propose(self, case: Case, seed: int | None = None):
+        """The candidates of ``case`` (a :class:`~scarceseg.cluster.propose.Proposal`)."""
+        if self.uses_prior:
+            return self._propose_prior(case)
         from scarceseg.cluster.propose import propose_case
 
-        return propose_case(case, self.proposer, channels=self.options.input_channels, seed=self.options.proposal_seed)
+        seed = self.options.proposal_seed if seed is None else int(seed)
+        return propose_case(case, self.proposer, channels=self.options.input_channels, seed=seed)
+
+    def _propose_prior(self, case: Case):
+        import time
+
+        from scarceseg.cluster.prior_candidates import prior_candidates
+        from scarceseg.cluster.propose import Proposal
+        from scarceseg.methods.prior_fewshot import EmbeddingStore, prior_channel
+
+        t0 = time.perf_counter()
+        if self.store is None:
+            self.store = EmbeddingStore()
+        image = prior_channel(case, "flair")
+        found = prior_candidates(image, self.store.prior, self.store.get(image), self.proposer)
+        candidates = [{"index": k, "area": int(m.sum()), "bbox": [int(v) for v in b], "source": src,
+                       "prior_iou": float(q)}
+                      for k, (m, b, src, q) in enumerate(zip(found.masks, found.boxes, found.sources, found.iou,
+                                                             strict=True))]
+        return Proposal(case_id=case.case_id, image=image[None], labels=np.zeros(image.shape, np.int32),
+                        masks=found.masks, candidates=candidates,
+                        config={**dataclasses.asdict(self.proposer), "proposer": "prior", "n_boxes": found.n_boxes},
+                        seconds=time.perf_counter() - t0, patient_id=case.patient_id or "")
 
     def fit(self, cases, budget=None, progress=False, seed=0) -> dict:
         cases = labelled(cases, "the selector")
@@ -75,7 +122,7 @@ class SelectorMethod(Segmenter):
             cfg.n_episodes = int(budget.epochs or -(-budget.steps // cfg.steps_per_episode))
         images, masks, picks, used, skipped = [], [], [], [], []
         for case in cases:
-            proposal = self.propose(case)
+            proposal = self.proposals(case) if self.proposals is not None else self.propose(case)
             try:
                 k, _ = best_candidate(proposal.masks, case.target, proposal.case_id)
             except InputError as exc:
@@ -119,13 +166,13 @@ class SelectorMethod(Segmenter):
 
     def predict(self, case: Case) -> Prediction:
         selector = self._require()
-        seed = self.options.proposal_seed if self.seed is None else int(self.seed)
-        from scarceseg.cluster.propose import propose_case
-
         if self.proposals is not None:
             proposal = self.proposals(case)
         else:
-            proposal = propose_case(case, self.proposer, channels=self.options.input_channels, seed=seed)
+            proposal = self.propose(case, seed=self.seed)
+        if len(proposal.masks) == 0:  # e.g. a constant slice: the prior proposer has no candidate
+            empty = np.zeros(case.shape, np.float32)
+            return Prediction(empty, empty.astype(bool), {"index": None, "n_candidates": 0})
         record: dict = {}
         if self.mode == "one_click":
             point = (self.points or {}).get(case.case_id)
@@ -161,7 +208,8 @@ class SelectorMethod(Segmenter):
     @classmethod
     def load_files(cls, folder: Path, config: dict) -> SelectorMethod:
         selector = Selector.load(folder, device="cpu")
-        if not config:  # a folder from `scarceseg train selector` before method.json: its proposals' config
+        # a folder from `scarceseg train selector` before method.json: its proposals' config
+        if not config and cls.name == "selector":
             saved = dict(selector.summary.get("proposer_config") or {})
             channels = saved.pop("input_channels", "flair")
             fields = {f.name for f in dataclasses.fields(UDCConfig)}
@@ -179,3 +227,11 @@ def _read_selection(path: Path) -> dict:
     except (OSError, ValueError, AttributeError):
         return {}
     return cases if isinstance(cases, dict) else {}
+
+
+class SelectorPriorMethod(SelectorMethod):
+    """Paper 000 with the prior's candidates: :class:`SelectorMethod` with ``proposer="prior"`` by default."""
+
+    name = "selector-prior"
+    schema = config_model("SelectorPriorOptions", SelectorConfig, proposer=(str, "prior"),
+                          proposer_changes=(dict[str, Any], {}), input_channels=(str, "flair"), proposal_seed=(int, 0))
