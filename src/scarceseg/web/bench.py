@@ -35,7 +35,7 @@ def free_port() -> int:
 
 
 def start_server(folder: Path, port: int, user: str = "tester", workdir: Path | None = None,
-                 log: Path | None = None, timeout: float = 60.0, extra: list[str] | None = None) -> subprocess.Popen:
+                 log: Path | None = None, timeout: float = 180.0, extra: list[str] | None = None) -> subprocess.Popen:
     """``scarceseg serve FOLDER`` in a subprocess (this interpreter, this package); returns once it answers."""
     src = str(Path(__file__).resolve().parents[2])
     env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
