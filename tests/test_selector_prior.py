@@ -115,3 +115,16 @@ def test_same_seed_same_weights_and_save_load_round_trip(trained, store, tmp_pat
     first, second = method.predict(case), loaded.predict(case)
     np.testing.assert_array_equal(first.mask, second.mask)
     assert first.extra["scores"] == second.extra["scores"]
+
+
+def test_bench_keeps_candidates_in_the_proposal_store_and_reads_them_back(store, tmp_path):
+    from scarceseg.bench.fewshot_bench import _memo_proposals
+
+    case = toy(3)
+    first = _memo_proposals(store, TOY_SELECTOR, tmp_path)(case)
+    again = _memo_proposals(store, TOY_SELECTOR, tmp_path)(case)  # a fresh memo finds the saved files
+    (saved,) = [p for p in tmp_path.rglob("proposal.npz")]
+    assert saved.parent.name == case.case_id
+    np.testing.assert_array_equal(again.masks, first.masks)
+    np.testing.assert_array_equal(again.image, first.image)
+    assert again.candidates == first.candidates

@@ -190,37 +190,28 @@ def bench_cases(groups, out: str | Path, methods: Sequence[str] = METHODS, unet_
 
 def _memo_proposals(store, selector_config: dict | None, folder: Path | None = None):
     """``case -> Proposal`` of the prior's candidates, computed once per case id (every seed reuses them) and,
-    with ``folder``, kept there as ``<case_id>-<config hash>.npz`` so a rerun (or a second process) reuses them."""
+    with ``folder``, saved in the proposal store under ``folder/<config hash>/`` (:mod:`scarceseg.store.proposals`,
+    without pictures) so a rerun with the same candidate settings reuses them."""
     import dataclasses
     import hashlib
-    import os
 
-    from scarceseg.cluster.propose import Proposal
     from scarceseg.methods.selector_method import SelectorPriorMethod
+    from scarceseg.store.proposals import case_dir, load_proposal, save_proposal
 
     proposer = SelectorPriorMethod(selector_config, store=store)
     tag = hashlib.sha1(json.dumps(dataclasses.asdict(proposer.proposer), sort_keys=True).encode()).hexdigest()[:10]
+    workdir = folder / tag if folder is not None else None
     memo: dict[str, object] = {}
 
     def proposals(case):
-        if case.case_id in memo:
-            return memo[case.case_id]
-        path = folder / f"{case.case_id}-{tag}.npz" if folder is not None else None
-        if path is not None and path.is_file():
-            with np.load(path) as z:
-                masks = np.unpackbits(z["masks"], axis=-1, count=case.shape[-1]).astype(bool)
-                found = Proposal(case.case_id, z["image"], np.zeros(case.shape, np.int32), masks,
-                                 json.loads(str(z["candidates"])), {}, 0.0)
-        else:
-            found = proposer.propose(case)
-            if path is not None:
-                folder.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_suffix(f".{os.getpid()}.npz")
-                np.savez_compressed(tmp, masks=np.packbits(found.masks, axis=-1), image=found.image,
-                                    candidates=np.array(json.dumps(found.candidates)))
-                os.replace(tmp, path)
-        memo[case.case_id] = found
-        return found
+        if case.case_id not in memo:
+            if workdir is not None and (case_dir(workdir, case.case_id) / "candidates.json").is_file():
+                memo[case.case_id] = load_proposal(workdir, case.case_id)
+            else:
+                memo[case.case_id] = proposer.propose(case)
+                if workdir is not None:
+                    save_proposal(memo[case.case_id], workdir, pictures=False)
+        return memo[case.case_id]
 
     return proposals
 
