@@ -65,6 +65,14 @@ def test_train_selector_and_segment_both_modes(tmp_path: Path):
     assert "wrote 3 masks" in result.output
     selection = json.loads((auto / "selection.json").read_text(encoding="utf-8"))
     assert selection["mode"] == "automatic" and len(selection["cases"]) == 3
+    # the default runs one task per case on all cores; --workers 1 runs in this process: the same masks and picks
+    serial = tmp_path / "serial"
+    result = _run("segment", "--model", model, "--data", data, "--out", serial, "--workers", "1")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in auto.glob("*.png")) == sorted(p.name for p in serial.glob("*.png"))
+    for mask in auto.glob("*.png"):
+        assert mask.read_bytes() == (serial / mask.name).read_bytes(), mask.name
+    assert json.loads((serial / "selection.json").read_text(encoding="utf-8"))["cases"] == selection["cases"]
 
     # one-click: the click is each truth's innermost pixel; the chosen candidate must contain it
     from scarceseg.bench.stember import robot_click

@@ -230,14 +230,15 @@ def segment(
     seed: int = typer.Option(0, "--seed"),
     force: bool = typer.Option(False, "--force", help="Segment again cases whose mask is already in OUT "
                                                       "(default: keep them, so a rerun resumes)."),
-    workers: int | None = typer.Option(None, "--workers", min=1, help="Local processes (default: 1, this one)."),
+    workers: int | None = typer.Option(None, "--workers", min=1, help="--model: local processes, one case per task "
+                                                                      "(default: all cores; 1: this process)."),
     ray: str | None = typer.Option(None, "--ray", help="Run on Ray: auto (running cluster, else a local one) "
                                                       "or a cluster ADDRESS. Needs scarceseg[ray]."),
 ) -> None:
     """Segment new images: from a box or click per case with the prior (--prompt), or with a trained model.
 
-    With --workers N (N > 1) or --ray: one task per case on a local process pool or a Ray cluster; masks are
-    written as they finish, and a rerun keeps the cases that are finished.
+    With --model, one task per case on a local process pool (all cores unless --workers says otherwise) or a
+    Ray cluster (--ray); masks are written as they finish, and a rerun keeps the cases that are finished.
     """
     from scarceseg.errors import ScarcesegError
     from scarceseg.io.writers import MASK_FORMATS
@@ -253,15 +254,16 @@ def segment(
                                    mask_format=mask_format)
     elif model is None:
         raise ScarcesegError("give --model MODEL_FOLDER, or --prompt FILE to segment from boxes or clicks")
-    elif (workers or 1) > 1 or ray is not None:  # one task per case on a process pool or Ray (bench/runner.py)
-        from scarceseg.bench.cohort import segment_cohort
+    elif mask_format == "auto" and (ray is not None or (workers or _all_cores()) > 1):
+        from scarceseg.bench.cohort import segment_cohort  # one task per case on a process pool or Ray
 
-        if mask_format != "auto":
-            raise ScarcesegError("--workers/--ray write PNG / NIfTI masks only (leave out --format)")
-        summary = segment_cohort(model, data, out, mode=mode, points=points, action_maps=action_maps,
-                                 layout=layout, seed=seed, workers=workers, ray=ray, resume=not force, progress=True)
+        summary = segment_cohort(model, data, out, options=_inference_options(mode, points, action_maps, seed),
+                                 layout=layout, workers=workers, ray=ray, resume=not force, progress=True)
+    elif ray is not None or (workers or 1) > 1:
+        raise ScarcesegError("--workers/--ray write PNG / NIfTI masks only (leave out --format, or --workers 1)")
     else:
-        summary = _segment_with_model(model, data, out, mode, points, action_maps, layout, seed, force, mask_format)
+        summary = _segment_with_model(model, data, out, _inference_options(mode, points, action_maps, seed), layout,
+                                      force, mask_format)
     for case_id, reason in summary.get("skipped") or []:
         typer.echo(f"  skipped {case_id}: {reason}")
     for note in summary.get("notes") or []:
@@ -274,24 +276,34 @@ def segment(
     _report_failed(summary.get("failed") or [])
 
 
-def _segment_with_model(model: Path, data: Path, out: Path, mode: str, points, action_maps: bool, layout, seed: int,
-                        force: bool, mask_format: str = "auto") -> dict:
-    """`segment --model`: the registered method that the folder's method.json names (old folders: config.json)."""
-    from scarceseg.methods.folder import segment_folder
-    from scarceseg.methods.registry import load_model
+def _all_cores() -> int:
+    from scarceseg.bench.runner import default_workers
 
-    segmenter = load_model(model, kind="segmenter")
-    options: dict = {}
+    return default_workers()
+
+
+def _inference_options(mode: str, points, action_maps: bool, seed: int) -> dict:
+    """`segment --model`'s inference options (the registered method's ``set_inference``); ``seed`` is applied
+    only by methods that draw at inference (the proposals)."""
+    options: dict = {"seed": seed}
     if mode != "automatic":
         options["mode"] = mode
     if points is not None:
         options["points"] = points
     if action_maps:
         options["action_maps"] = True
-    if "seed" in segmenter.inference_options:  # the seed of methods that draw at inference (the proposals)
-        options["seed"] = seed
-    if options:
-        segmenter.set_inference(**options)
+    return options
+
+
+def _segment_with_model(model: Path, data: Path, out: Path, options: dict, layout, force: bool,
+                        mask_format: str = "auto") -> dict:
+    """`segment --model --workers 1`: the registered method that the folder's method.json names (old folders:
+    config.json), in this process."""
+    from scarceseg.methods.folder import segment_folder
+    from scarceseg.methods.registry import load_model
+
+    segmenter = load_model(model, kind="segmenter")
+    segmenter.set_inference(**{k: v for k, v in options.items() if k != "seed" or k in segmenter.inference_options})
     return segment_folder(segmenter, data, out, layout=layout, progress=True, force=force, mask_format=mask_format)
 
 

@@ -1,7 +1,8 @@
 """Cohort jobs on :func:`~scarceseg.bench.runner.run_cohort`: ``scarceseg segment`` and ``scarceseg propose``.
 
 The shared object of a job holds the model *folder's files* (bytes) and the data sets' light entries; each
-worker writes the files to a private temporary folder and loads the model once, on its first case. A task
+worker writes the files to a private temporary folder and loads the model once, on its first case, through the
+registry (:func:`~scarceseg.methods.registry.load_model`: any registered method). A task
 loads its case, runs the method exactly as the single-process functions of ``methods/`` do, and returns the
 files those functions would have written (the same writers, so the same bytes).
 """
@@ -20,9 +21,6 @@ import numpy as np
 from scarceseg.bench.runner import CaseResult, CohortItem, CohortReport, run_cohort
 from scarceseg.errors import InputError, ScarcesegError
 
-# a substring of the model's config.json "format" -> the predictor below
-FORMATS = ("selector", "unet", "acwe", "pixeldrl")
-
 
 def _jsonable(value: Any) -> Any:
     def default(obj: Any) -> Any:
@@ -38,21 +36,6 @@ def _jsonable(value: Any) -> Any:
 def read_folder(folder: Path) -> dict[str, bytes]:
     """Every file under ``folder`` (relative POSIX path -> bytes)."""
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-def model_format(model_dir: Path) -> str:
-    """The key of :data:`FORMATS` that the model folder's ``config.json`` names."""
-    config_path = model_dir / "config.json"
-    if not config_path.is_file():
-        raise InputError(model_dir, "not a model folder (no config.json)")
-    try:
-        fmt = str(json.loads(config_path.read_text(encoding="utf-8")).get("format", "")).lower()
-    except (json.JSONDecodeError, AttributeError) as exc:
-        raise InputError(config_path, f"unreadable model config: {exc}") from None
-    found = next((key for key in FORMATS if key in fmt), None)
-    if found is None:
-        raise InputError(model_dir, f"unknown model format {fmt!r} (expected one of: {', '.join(FORMATS)})")
-    return found
 
 
 # ---- case references: what a worker needs to load one case -------------------------------------------
@@ -135,9 +118,8 @@ def input_items(inputs: Sequence[Path], layout: str | None, sources: Sources,
 # ---- segment --------------------------------------------------------------------------------------------
 @dataclass
 class SegmentJob:
-    """The shared object of a segmentation cohort: model files, data sets and options."""
+    """The shared object of a segmentation cohort: the model folder's files, data sets and inference options."""
 
-    fmt: str
     model_files: dict[str, bytes]
     sources: Sources
     options: dict = field(default_factory=dict)
@@ -150,33 +132,20 @@ class SegmentJob:
         return state
 
     def model(self) -> Any:
-        """The loaded model, loaded on first use in this process."""
+        """The registered method the folder names (``load_model``), loaded on first use in this process."""
         if self._model is None:
+            from scarceseg.methods.registry import load_model
+
             self._folder = tempfile.TemporaryDirectory(prefix="scarceseg-model-")
             folder = Path(self._folder.name)
             for name, data in self.model_files.items():
                 (folder / name).parent.mkdir(parents=True, exist_ok=True)
                 (folder / name).write_bytes(data)
-            self._model = _load_model(self.fmt, folder)
+            model = load_model(folder, kind="segmenter")
+            if self.options:
+                model.set_inference(**self.options)
+            self._model = model
         return self._model
-
-
-def _load_model(fmt: str, folder: Path) -> Any:
-    if fmt == "unet":
-        from scarceseg.methods.unet_baseline import UNetBaseline
-
-        return UNetBaseline.load(folder)
-    if fmt == "acwe":
-        from scarceseg.methods.acwe import ACWESegmenter
-
-        return ACWESegmenter.load(folder)
-    if fmt == "pixeldrl":
-        from scarceseg.methods.pixeldrl import PixelDRL
-
-        return PixelDRL.load(folder)
-    from scarceseg.methods.udc_rl import Selector
-
-    return Selector.load(folder)
 
 
 def _mask_bytes(mask: np.ndarray, name: str, case: Any) -> bytes:
@@ -187,135 +156,74 @@ def _mask_bytes(mask: np.ndarray, name: str, case: Any) -> bytes:
 
 
 def segment_task(job: SegmentJob, item: CohortItem) -> CaseResult:
-    """Segment one case as the single-process ``segment_folder*`` function of the model's method does."""
+    """Segment one case exactly as :func:`~scarceseg.methods.folder.segment_folder` does: the model's
+    ``predict`` and ``after_predict`` (whose files, e.g. PixelDRL-MG's action maps, are returned as bytes)."""
     case = job.sources.load(item.data)
     model = job.model()
-    cid = case.case_id
-    files: dict[str, bytes] = {}
-    record: dict = {}
+    name = f"{case.case_id}{'.png' if case.ndim == 2 else '.nii.gz'}"
     try:
-        if job.fmt == "unet":
-            from scarceseg.methods.unet_baseline import select_channels
-
-            mask, name = model.predict(select_channels(case, model.meta.get("channels", "flair")))[1], f"{cid}.png"
-        elif job.fmt == "acwe":
-            from scarceseg.methods.acwe_data import select_channel
-
-            image = select_channel(case, model.config.channel)
-            if case.ndim == 2:
-                mask, name = model.predict(image)[1], f"{cid}.png"
-            else:
-                mask = np.stack(model.predict_prepared([model.prepare(sl) for sl in image]))
-                name = f"{cid}.nii.gz"
-        elif job.fmt == "pixeldrl":
-            from scarceseg.methods.pixeldrl_data import save_action_maps
-            from scarceseg.methods.unet_baseline import select_channels
-
-            mask, steps = model.predict(select_channels(case, model.meta.get("channels", "all")), return_steps=True)
-            name = f"{cid}.png"
-            if job.options.get("action_maps"):
-                with tempfile.TemporaryDirectory(prefix="scarceseg-maps-") as tmp:
-                    files[f"action_maps/{cid}.png"] = save_action_maps(steps, Path(tmp) / "a.png").read_bytes()
-        else:
-            mask, record = _select(job, model, case)
-            name = f"{cid}.png"
+        prediction = model.predict(case)
     except ValueError as exc:  # what the single-process loop skips a case for
         raise InputError(case.source, str(exc)) from None
-    files[name] = _mask_bytes(mask, name, case)
-    return CaseResult(files=files, record=_jsonable(record))
+    files = {name: _mask_bytes(prediction.mask, name, case)}
+    with tempfile.TemporaryDirectory(prefix="scarceseg-extra-") as tmp:
+        model.after_predict(Path(tmp), case, prediction)
+        files.update(read_folder(Path(tmp)))
+    return CaseResult(files=files, record=_jsonable(prediction.extra))
 
 
-def _select(job: SegmentJob, selector: Any, case: Any) -> tuple[np.ndarray, dict]:
-    from scarceseg.cluster.propose import propose_case
-
-    opts = job.options
-    proposal = propose_case(case, opts["proposer_config"], channels=opts["channels"], seed=opts["seed"])
-    if opts["mode"] == "automatic":
-        index, scores = selector.select_automatic(proposal.image, proposal.masks)
-        extra: dict = {}
-    else:
-        point = opts["points"].get(case.case_id)
-        if point is None:
-            raise InputError(None, "no click point for this case")
-        index, info = selector.select_one_click(proposal.image, proposal.masks, tuple(point))
-        scores = info.pop("scores")
-        extra = {"point": list(point), **info}
-    record = {"index": index, "score": float(scores[index]), "scores": scores.tolist(),
-              "n_candidates": len(proposal.masks), **extra}
-    return np.asarray(proposal.masks[index], dtype=bool), record
-
-
-def segment_cohort(model_dir: str | Path, data: str | Path, out_dir: str | Path, *, mode: str = "automatic",
-                   points: dict | str | Path | None = None, action_maps: bool = False, layout: str | None = None,
-                   seed: int = 0, workers: int | None = None, ray: str | None = None, retries: int = 1,
+def segment_cohort(model_dir: str | Path, data: str | Path, out_dir: str | Path, *, options: dict | None = None,
+                   layout: str | None = None, workers: int | None = None, ray: str | None = None, retries: int = 1,
                    resume: bool = True, progress: bool = True) -> dict:
-    """Segment every case of ``data`` with any saved model, one task per case (see :func:`run_cohort`).
+    """Segment every case of ``data`` with any saved model (any registered method), one task per case.
 
-    The masks are those of the method's single-process ``segment_folder*`` function, bit for bit.
+    The masks are those of :func:`~scarceseg.methods.folder.segment_folder`, bit for bit: each worker opens the
+    folder with :func:`~scarceseg.methods.registry.load_model`, applies ``options`` (the method's inference
+    options: the selector's mode, points and seed, PixelDRL-MG's action maps) and calls ``predict``. The model's
+    ``finish`` hook (the selector's ``selection.json``) runs here at the end, over every finished case.
 
     Returns
     -------
     dict
         ``written`` (mask paths written by this run), ``kept`` (cases finished before: a runner marker, or a mask
         already in OUT; redone with ``resume=False``), ``skipped`` (``(case_id, reason)``), ``failed``
-        (``(case_id, reason)``), ``notes`` (the data set's), ``report`` (:class:`CohortReport`).
+        (``(case_id, reason)``), ``notes`` (the data set's), ``extra`` (each finished case's
+        ``Prediction.extra``), ``report`` (:class:`CohortReport`).
     """
-    model_dir, out = Path(model_dir), Path(out_dir)
-    fmt = model_format(model_dir)
-    options: dict = {"action_maps": bool(action_maps)}
-    if action_maps and fmt != "pixeldrl":
-        raise ScarcesegError("--action-maps is for PixelDRL-MG models")
-    if fmt == "selector":
-        options.update(_selector_options(model_dir, mode, points, seed))
     from scarceseg.bench.runner import finished_record
+    from scarceseg.methods.folder import MASK_ENDINGS
+    from scarceseg.methods.registry import load_model
 
+    model_dir, out = Path(model_dir), Path(out_dir)
+    here = load_model(model_dir, kind="segmenter")  # checks the folder and the options before any worker starts
+    # the seed is an option only of methods that draw at inference (the proposals)
+    options = {k: v for k, v in (options or {}).items() if k != "seed" or k in here.inference_options}
+    here.set_inference(**options)
     sources = Sources()
     items = dataset_items(Path(data), layout, sources)
     # a mask already in OUT without a runner marker (written by an earlier version, or copied there) is kept too
     legacy = [] if not resume else [
         item.case_id for item in items if finished_record(out, item.case_id) is None
-        and any((out / f"{item.case_id}{ending}").is_file() for ending in (".png", ".nii.gz"))]
-    job = SegmentJob(fmt, read_folder(model_dir), sources, options)
+        and any((out / f"{item.case_id}{ending}").is_file() for ending in MASK_ENDINGS)]
+    job = SegmentJob(read_folder(model_dir), sources, options)
     report = run_cohort(segment_task, [i for i in items if i.case_id not in set(legacy)], out, shared=job,
                         workers=workers, ray=ray, retries=retries, resume=resume, progress=progress,
-                        description=f"segmenting ({fmt})")
+                        description=f"segmenting ({here.name})")
     written = [str(out / f) for cid in report.done for f in _files_of(out, cid) if not f.startswith("action_maps/")]
     order = {item.case_id: k for k, item in enumerate(items)}
     kept = sorted(report.reused + legacy, key=order.__getitem__)
-    if fmt == "selector" and out.is_dir():
-        selection = {cid: report.records[cid] for cid in report.reused + report.done}
-        summary = {"model": str(model_dir), "mode": options["mode"], "cases": selection,
-                   "skipped": report.skipped + report.failed}
-        (out / "selection.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    extra = {cid: report.records[cid] for cid in sorted(report.reused + report.done, key=order.__getitem__)}
+    summary = {"written": written, "kept": legacy, "skipped": report.skipped + report.failed, "extra": extra}
+    if extra or legacy:
+        here.finish(out, summary)
     return {"written": written, "kept": kept, "skipped": report.skipped, "failed": report.failed,
-            "notes": list(sources.datasets[0].notes), "report": report}
+            "notes": list(sources.datasets[0].notes), "extra": extra, "report": report}
 
 
 def _files_of(out: Path, case_id: str) -> list[str]:
     from scarceseg.bench.runner import finished_record
 
     return list((finished_record(out, case_id) or {}).get("files", []))
-
-
-def _selector_options(model_dir: Path, mode: str, points: Any, seed: int) -> dict:
-    from scarceseg.methods.udc_rl import SEGMENT_MODES, Selector, load_points
-
-    mode = mode.replace("-", "_")
-    if mode not in SEGMENT_MODES:
-        raise ScarcesegError(f"--mode must be automatic or one-click, got {mode!r}")
-    if mode == "one_click":
-        if points is None:
-            raise InputError(None, "one-click mode needs click points (--points FILE)")
-        points = points if isinstance(points, dict) else load_points(points)
-    proposer_config = Selector.load(model_dir, device="cpu").summary.get("proposer_config")
-    channels = "flair"
-    if isinstance(proposer_config, dict):  # a saved Proposal.config: UDCConfig fields plus run facts
-        from scarceseg.cluster.udc import UDCConfig
-
-        channels = proposer_config.get("input_channels", channels)
-        proposer_config = UDCConfig.from_dict(proposer_config)
-    return {"mode": mode, "points": dict(points or {}), "proposer_config": proposer_config, "channels": channels,
-            "seed": seed}
 
 
 # ---- propose --------------------------------------------------------------------------------------------
