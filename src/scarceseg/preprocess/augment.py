@@ -18,7 +18,7 @@ Operations, applied in this order:
    skipped entirely when all angles are 0 and ``scale == 1``.
 2. intensity, to the image only, per channel: gamma on the channel's own min..max range
    (the range is kept), multiplication by ``intensity_scale``, then additive Gaussian noise of
-   standard deviation ``noise_std`` drawn from a generator seeded with ``noise_seed``.
+   standard deviation ``noise_std`` drawn from ``numpy.random.RandomState(noise_seed)`` (MONAI's generator).
 
 Who does what. MONAI's array transforms do the work, with every random choice fixed by our parameters:
 :class:`monai.transforms.Flip` and :class:`~monai.transforms.Rotate90` (``torch.flip`` / ``torch.rot90``,
@@ -28,11 +28,14 @@ time (MONAI takes min and range over the whole array it is given; its ``1e-7`` i
 range up to a relative ``1e-7 / range``), :class:`~monai.transforms.ScaleIntensity` with
 ``factor = intensity_scale - 1`` and :class:`~monai.transforms.RandGaussianNoise` with ``prob = 1``, a fixed
 ``std`` and ``set_random_state(noise_seed)``. Ours stay: the parameter sampling (MONAI's ``Rand*``
-transforms draw and apply in one call, from a ``numpy.random.RandomState`` each, and do not hand back a
-replayable record), the translation of our angle conventions into MONAI's (signs below), and the fill of
+transforms draw inside the call from a ``numpy.random.RandomState`` of their own, so a draw depends on the
+transform object's state and call order, and they hand back no plain record to log and replay; the intensity
+ones record nothing at all), the translation of our angle conventions into MONAI's (signs below), and the fill of
 the affine's outside with each channel's minimum (MONAI pads with zeros, border or reflection: the image is
 shifted by its channel minima, padded with zeros, and shifted back). The mask travels as one more channel
 of the same tensor through the spatial transforms, so it cannot fall out of alignment with the image.
+MONAI's ``MetaTensor`` bookkeeping is the price: about 15 ms per call on a 64 x 64 slice with every
+operation on (2 ms with the scipy version this replaced), small next to a U-Net step.
 
 In MONAI's ``Affine`` a positive 2D ``rotate_params`` turns clockwise as displayed and ``scale_params`` scale
 the sampling grid (2 shrinks), so ``angle`` becomes ``-radians(angle)`` and ``scale`` becomes ``1 / scale``;
