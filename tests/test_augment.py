@@ -273,6 +273,16 @@ def test_gamma_keeps_each_channel_range_in_3d():
     assert out[0, 1, 0, 0] > image[0, 1, 0, 0]  # gamma < 1 brightens mid-tones
 
 
+def test_apply_leaves_the_global_generators_alone():
+    import torch
+
+    np_state, torch_state = np.random.get_state()[1].copy(), torch.get_rng_state()  # noqa: NPY002 (the legacy one)
+    image = np.random.default_rng(0).random((1, 16, 16), dtype=np.float32)
+    apply_augmentation(image, image[0] > 0.5, {**ALL_ON_2D, "rot90": 0})
+    np.testing.assert_array_equal(np.random.get_state()[1], np_state)  # noqa: NPY002
+    assert torch.equal(torch.get_rng_state(), torch_state)
+
+
 def test_bad_params_and_shapes_are_errors():
     with pytest.raises(ValueError, match="3D"):
         apply_augmentation(np.zeros((1, 8, 8), np.float32), None, {"flip_z": True})
