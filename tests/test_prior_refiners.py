@@ -197,6 +197,28 @@ def test_bench_end_to_end_tiny_and_deterministic(prior, tmp_path):
     assert (tmp_path / "a" / "per_slice.csv").read_text() == (tmp_path / "b" / "per_slice.csv").read_text()
 
 
+@pytest.mark.slow
+def test_bench_on_a_process_pool_matches_this_process_and_resumes(prior, tmp_path):
+    """One task per slice on 2 local processes (each loads its own prior): the same per-slice Dice as in this
+    process; a rerun with the same settings keeps every finished slice."""
+    from scarceseg.bench.interactive_bench import run_interactive_bench
+
+    _tiny_folder(tmp_path / "data", n=3)
+    kwargs = dict(first="box", refiners=("flat-mincut", "prior-mincut"), n_clicks=2, echo=lambda *a: None)
+    run_interactive_bench(tmp_path / "data", out=tmp_path / "here", prior=prior, **kwargs)
+    lines: list[str] = []
+    pool = run_interactive_bench(tmp_path / "data", out=tmp_path / "pool", workers=2,
+                                 **{**kwargs, "echo": lines.append})
+    assert pool["meta"]["workers"] == 2
+    assert (tmp_path / "pool" / "per_slice.csv").read_text() == (tmp_path / "here" / "per_slice.csv").read_text()
+    assert len(list((tmp_path / "pool" / ".runs").glob("*/.cohort/*.json"))) == 3
+    again: list[str] = []
+    rerun = run_interactive_bench(tmp_path / "data", out=tmp_path / "pool", prior=prior,
+                                  **{**kwargs, "echo": again.append})
+    assert any("kept 3 slices" in line for line in again), again
+    assert rerun["summary"] == pool["summary"]  # the kept slices' records, ms per click included
+
+
 def test_bench_metrics_noc_and_worse_share():
     from scarceseg.bench.interactive_bench import noc, summarise
 

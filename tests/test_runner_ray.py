@@ -72,3 +72,17 @@ def test_ray_killed_worker_loses_no_finished_case_and_the_job_completes(tmp_path
     # a restart recomputes nothing
     again = run_cohort(killing_task, ITEMS, tmp_path / "ray", shared=shared, workers=2, ray="auto", progress=False)
     assert again.done == [] and again.reused == serial.done
+
+
+@pytest.mark.slow
+def test_robot_bench_on_ray_matches_this_process(prior, tmp_path):
+    """The robot bench of the Prior issue, one task per slice: Ray gives the table this process gives."""
+    from scarceseg.bench.interactive_bench import run_interactive_bench
+    from test_prior_refiners import _tiny_folder
+
+    _tiny_folder(tmp_path / "data", n=3)
+    kwargs = dict(first="box", refiners=("flat-mincut", "prior-mincut"), n_clicks=2, echo=lambda *a: None)
+    run_interactive_bench(tmp_path / "data", out=tmp_path / "here", prior=prior, **kwargs)
+    on_ray = run_interactive_bench(tmp_path / "data", out=tmp_path / "ray", ray="auto", workers=2, **kwargs)
+    assert on_ray["meta"]["ray"] == "auto"
+    assert (tmp_path / "ray" / "per_slice.csv").read_text() == (tmp_path / "here" / "per_slice.csv").read_text()

@@ -210,13 +210,20 @@ def bench_interactive(
     itermrl_model: str | None = typer.Option(None, "--itermrl-model", help="IteR-MRL folder for prior-itermrl."),
     threads: int = typer.Option(1, "--threads", min=1, help="Torch threads (1 is faster on a loaded machine)."),
     seed: int = typer.Option(0, "--seed"),
+    workers: int = typer.Option(1, "--workers", min=1, help="Local processes, one slice (or volume) per task "
+                                                            "(default 1: this process, for clean ms/click)."),
+    ray: str | None = typer.Option(None, "--ray", help="Run the tasks on Ray: auto or a cluster ADDRESS."),
 ) -> None:
-    """Robot-user benchmark of the prior's refiners (issue 13's protocol): Dice per click, NoC, worse share."""
+    """Robot-user benchmark of the prior's refiners (issue 13's protocol): Dice per click, NoC, worse share.
+
+    With --out, a rerun with the same settings keeps the slices an earlier run finished.
+    """
     from scarceseg.bench.interactive_bench import run_interactive_bench
 
     run_interactive_bench(data, out=out, first=first, refiners=refiner, n_clicks=clicks, every=every, limit=limit,
                           volumes=volumes, volume_limit=volume_limit, click_method=click_method,
-                          itermrl_model=itermrl_model, threads=threads, seed=seed, echo=typer.echo)
+                          itermrl_model=itermrl_model, threads=threads, seed=seed, echo=typer.echo,
+                          workers=workers, ray=ray)
 
 
 @bench_app.command("prior-click")

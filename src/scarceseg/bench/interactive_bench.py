@@ -258,59 +258,163 @@ def format_table(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def bench_slices(prior, slices, refiners: dict, first: str = "box", n_clicks: int = 10,
-                 click_method: str = "vote", echo: Callable = print,
-                 partial: Path | None = None) -> tuple[dict, list[dict], dict]:
-    """Run every refiner on every slice; ``(summary, per_slice rows, curves)``.
+@dataclass
+class SequenceJob:
+    """The shared object of the robot bench's tasks: the protocol's settings, and the prior and refiners, built
+    once per worker (the prior given to this process is used only here; a worker loads its own)."""
 
-    With ``partial``, the per-slice rows so far are rewritten there after every slice (an interrupted run
-    keeps what it measured).
+    refiners: tuple[str, ...]
+    first: str = "box"
+    n_clicks: int = 10
+    click_method: str = "vote"
+    itermrl_model: str | None = None
+    seed: int = 0
+    prior: object = field(default=None, repr=False, compare=False)
+    _made: object = field(default=None, repr=False, compare=False)
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["prior"] = state["_made"] = None
+        return state
+
+    def made(self) -> tuple[object, dict]:
+        """``(prior, {name: refiner})``, built on first use in this process."""
+        if self._made is None:
+            prior = self.prior
+            if prior is None:
+                from scarceseg.prior import get_prior
+
+                prior = get_prior()
+            self._made = (prior, {name: make_refiner(name, prior, self.itermrl_model) for name in self.refiners})
+        return self._made
+
+    def key(self) -> str:
+        """A short hash of the settings that decide a task's result (markers of other settings are not reused)."""
+        import hashlib
+
+        text = json.dumps([list(self.refiners), self.first, self.n_clicks, self.click_method, self.itermrl_model,
+                           self.seed])
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def slice_task(job: SequenceJob, item) -> object:
+    """One slice: the first gesture, then every refiner's click sequence; the record holds curves and ms."""
+    import torch
+
+    from scarceseg.bench.runner import CaseResult
+
+    image, target = item.data
+    prior, refiners = job.made()
+    torch.manual_seed(job.seed)  # per slice: the same result in any worker, in any order
+    prob0, logits0 = first_gesture(prior, image, target, job.first, job.click_method)
+    curves, times = {}, {}
+    for name, refiner in refiners.items():
+        curves[name], times[name] = run_sequence(refiner, image, target, prob0, job.n_clicks, logits0)
+    return CaseResult(record={"curves": curves, "ms": times})
+
+
+def volume_task(job: SequenceJob, item) -> object:
+    """One volume: box + propagation, then ``n_clicks`` 3D NoC-robot clicks per refiner, each on its slice."""
+    import torch
+
+    from scarceseg.bench.runner import CaseResult
+    from scarceseg.prior.prompts import box_from_mask, propagate_volume
+
+    volume, target = item.data
+    prior, refiners = job.made()
+    torch.manual_seed(job.seed)
+    z = int(np.argmax(target.reshape(target.shape[0], -1).sum(axis=1)))
+    prob0 = propagate_volume(prior, volume, z, box_from_mask(target[z], BOX_MARGIN))
+    record = {"propagation": dice(prob0 > 0.5, target)}
+    for name, refiner in refiners.items():
+        prob, clicks, robot = prob0.copy(), [], NoCRobot()
+        for step in range(1, job.n_clicks + 1):
+            new = robot(prob > 0.5, target, step)
+            if not new:
+                break
+            clicks.extend(new)
+            zc = new[0].position[0]
+            on_slice = [Click(c.position[1:], c.positive, c.step) for c in clicks if c.position[0] == zc]
+            prob[zc] = refiner.refine(volume[zc], prob[zc], on_slice, init=prob0[zc])
+        record[name] = dice(prob > 0.5, target)
+    return CaseResult(record=record)
+
+
+def _run_tasks(task, job: SequenceJob, cases, out: Path | None, workers: int | None, ray: str | None,
+               description: str, on_result=None):
+    """Run ``task`` once per ``(id, *arrays)`` of ``cases`` with the cohort runner; ``{id: record}`` in order.
+
+    Markers go to ``out/.runs/<settings hash>/`` (without ``out``: a temporary folder), so a rerun of the same
+    settings keeps the finished cases, and a failed case is retried, then reported.
     """
-    curves: dict = {name: [] for name in refiners}
-    times: dict = {name: [] for name in refiners}
-    rows = []
+    import tempfile
+
+    from scarceseg.bench.runner import CohortItem, run_cohort
+    from scarceseg.errors import ScarcesegError
+
+    items = [CohortItem(cid, tuple(arrays)) for cid, *arrays in cases]
+    with tempfile.TemporaryDirectory(prefix="scarceseg-bench-") as tmp:
+        where = Path(tmp) if out is None else Path(out) / ".runs" / job.key()
+        report = run_cohort(task, items, where, shared=job, workers=workers or 1, ray=ray, progress=False,
+                            description=description, on_result=on_result)
+    if report.failed or report.skipped:
+        lost = ", ".join(f"{cid} ({why})" for cid, why in report.failed + report.skipped)
+        raise ScarcesegError(f"{len(report.failed) + len(report.skipped)} case(s) could not be run: {lost}")
+    return {item.case_id: report.records[item.case_id] for item in items}, report
+
+
+def bench_slices(prior, slices, refiners: Sequence[str], first: str = "box", n_clicks: int = 10,
+                 click_method: str = "vote", echo: Callable = print, out: Path | None = None,
+                 itermrl_model: str | None = None, seed: int = 0, workers: int | None = None,
+                 ray: str | None = None) -> tuple[dict, list[dict], dict]:
+    """Run every refiner on every slice, one task per slice; ``(summary, per_slice rows, curves)``.
+
+    With ``out``, finished slices are kept under ``out/.runs/`` (a rerun resumes) and the rows so far are
+    rewritten to ``out/per_slice.partial.csv`` as slices finish (an interrupted run keeps its table).
+    """
+    job = SequenceJob(tuple(refiners), first, n_clicks, click_method, itermrl_model, seed, prior)
+    partial = None if out is None else Path(out) / "per_slice.partial.csv"
+    done: dict[str, dict] = {}
     t_start = time.perf_counter()
-    for i, (sid, image, target) in enumerate(slices):
-        prob0, logits0 = first_gesture(prior, image, target, first, click_method)
-        for name, refiner in refiners.items():
-            d, t = run_sequence(refiner, image, target, prob0, n_clicks, logits0)
-            curves[name].append(d)
-            times[name].extend(t)
-            rows.append({"refiner": name, "slice": sid, **{f"dice_{k}": round(v, 5) for k, v in enumerate(d)}})
-        echo(f"  {i + 1}/{len(slices)} slices, {time.perf_counter() - t_start:.0f} s")
+
+    def rows_of(sid: str, record: dict) -> list[dict]:
+        return [{"refiner": name, "slice": sid, **{f"dice_{k}": round(v, 5) for k, v in enumerate(d)}}
+                for name, d in record["curves"].items()]
+
+    def on_result(sid: str, record: dict) -> None:
+        done[sid] = record
+        echo(f"  {len(done)}/{len(slices)} slices, {time.perf_counter() - t_start:.0f} s")
         if partial is not None:
             partial.parent.mkdir(parents=True, exist_ok=True)
+            rows = [row for key, rec in done.items() for row in rows_of(key, rec)]
             with partial.open("w", newline="", encoding="utf-8") as fh:
                 w = csv.DictWriter(fh, fieldnames=list(rows[0]))
                 w.writeheader()
                 w.writerows(rows)
+
+    records, report = _run_tasks(slice_task, job, slices, out, workers, ray, "robot clicks", on_result)
+    if report.reused:
+        echo(f"  kept {len(report.reused)} slices finished by an earlier run ({report.summary()})")
+    curves = {name: [records[sid]["curves"][name] for sid, *_ in slices] for name in refiners}
+    times = {name: [t for sid, *_ in slices for t in records[sid]["ms"][name]] for name in refiners}
+    rows = [row for sid, *_ in slices for row in rows_of(sid, records[sid])]
     summary = {name: summarise(np.asarray(curves[name]), times[name]) for name in refiners}
     return summary, rows, curves
 
 
-def bench_volumes(prior, volumes, refiners: dict, n_clicks: int = 5, echo: Callable = print) -> dict:
-    """Per volume: Dice after box + propagation and after ``n_clicks`` 3D NoC-robot clicks per refiner."""
-    from scarceseg.prior.prompts import box_from_mask, propagate_volume
+def bench_volumes(prior, volumes, refiners: Sequence[str], n_clicks: int = 5, echo: Callable = print,
+                  out: Path | None = None, itermrl_model: str | None = None, seed: int = 0,
+                  workers: int | None = None, ray: str | None = None) -> dict:
+    """Per volume (one task each): Dice after box + propagation and after ``n_clicks`` 3D NoC-robot clicks per
+    refiner."""
+    job = SequenceJob(tuple(refiners), "box", n_clicks, "vote", itermrl_model, seed, prior)
 
-    result: dict = {"propagation": {}, **{name: {} for name in refiners}}
-    for vid, volume, target in volumes:
-        z = int(np.argmax(target.reshape(target.shape[0], -1).sum(axis=1)))
-        prob0 = propagate_volume(prior, volume, z, box_from_mask(target[z], BOX_MARGIN))
-        result["propagation"][vid] = dice(prob0 > 0.5, target)
-        for name, refiner in refiners.items():
-            prob, clicks, robot = prob0.copy(), [], NoCRobot()
-            for step in range(1, n_clicks + 1):
-                new = robot(prob > 0.5, target, step)
-                if not new:
-                    break
-                clicks.extend(new)
-                zc = new[0].position[0]
-                on_slice = [Click(c.position[1:], c.positive, c.step) for c in clicks if c.position[0] == zc]
-                prob[zc] = refiner.refine(volume[zc], prob[zc], on_slice, init=prob0[zc])
-            result[name][vid] = dice(prob > 0.5, target)
-        echo(f"  {vid}: propagation {result['propagation'][vid]:.3f}, "
-             + ", ".join(f"{n} {result[n][vid]:.3f}" for n in refiners))
-    return result
+    def on_result(vid: str, record: dict) -> None:
+        echo(f"  {vid}: propagation {record['propagation']:.3f}, "
+             + ", ".join(f"{n} {record[n]:.3f}" for n in refiners))
+
+    records, _ = _run_tasks(volume_task, job, volumes, out, workers, ray, "volumes", on_result)
+    return {name: {vid: records[vid][name] for vid, *_ in volumes} for name in ("propagation", *refiners)}
 
 
 def run_interactive_bench(data: Path, out: Path | None = None, first: str = "box",
@@ -318,34 +422,39 @@ def run_interactive_bench(data: Path, out: Path | None = None, first: str = "box
                           every: int = 1, limit: int | None = None, volumes: bool = False,
                           volume_limit: int | None = None, click_method: str = "vote",
                           itermrl_model: str | None = None, threads: int | None = 1, seed: int = 0,
-                          prior=None, echo: Callable = print) -> dict:
-    """The whole benchmark; returns ``{"meta", "summary", "volumes"?}`` and writes it to ``out`` when given."""
-    import os
+                          prior=None, echo: Callable = print, workers: int | None = None,
+                          ray: str | None = None) -> dict:
+    """The whole benchmark; returns ``{"meta", "summary", "volumes"?}`` and writes it to ``out`` when given.
 
-    import torch
+    One task per slice (and per volume) on the cohort runner: in this process (``workers`` 1, the default), on
+    a local process pool (``workers`` N) or on Ray (``ray``); each worker loads the prior once. With ``out``, a
+    rerun with the same settings keeps the slices an earlier run finished.
+    """
+    import os
 
     from scarceseg.nets.runtime import torch_threads
 
-    torch.manual_seed(seed)
-    if prior is None:
+    for name in refiners:  # an unknown refiner (or a missing IteR-MRL model) fails here, before any work
+        make_refiner(name, None, itermrl_model)
+    in_process = ray is None and (workers or 1) == 1
+    if prior is None and in_process:
         from scarceseg.prior import get_prior
 
         prior = get_prior()
-    made = {name: make_refiner(name, prior, itermrl_model) for name in refiners}
     meta = {"data": str(data), "first": first, "n_clicks": n_clicks, "every": every, "limit": limit,
             "click_method": click_method, "refiners": list(refiners), "seed": seed, "threads": threads,
-            "load_average": list(os.getloadavg()),
+            "workers": workers or 1, "ray": ray, "load_average": list(os.getloadavg()),
             "title": f"{Path(data).name}, first gesture: {first}, every {every}th slice"}
-    with torch_threads(threads):
+    common = dict(echo=echo, out=out, itermrl_model=itermrl_model, seed=seed, workers=workers, ray=ray)
+    with torch_threads(threads if in_process else None):
         slices = load_slices(Path(data), every=every, limit=limit, echo=echo)
-        summary, rows, curves = bench_slices(prior, slices, made, first, n_clicks, click_method, echo,
-                                             partial=None if out is None else Path(out) / "per_slice.partial.csv")
+        summary, rows, curves = bench_slices(prior, slices, refiners, first, n_clicks, click_method, **common)
         result: dict = {"meta": meta, "summary": summary}
         echo(format_table(summary))
         if volumes:
             vols = load_volumes(Path(data), limit=volume_limit)
             if vols:
-                per_volume = bench_volumes(prior, vols, made, echo=echo)
+                per_volume = bench_volumes(prior, vols, refiners, **common)
                 result["volumes"] = per_volume
                 echo("volumes, mean Dice: " + ", ".join(f"{k} {np.mean(list(v.values())):.3f}"
                                                         for k, v in per_volume.items()))

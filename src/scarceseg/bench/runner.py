@@ -222,6 +222,7 @@ def run_cohort(
     progress: bool = True,
     description: str = "cohort",
     ray_init: dict | None = None,
+    on_result: Callable[[str, dict], None] | None = None,
 ) -> CohortReport:
     """Run ``task_fn(shared, item)`` for every item and write each case's files into ``out_dir`` as it finishes.
 
@@ -252,6 +253,9 @@ def run_cohort(
         Text beside the bar.
     ray_init : dict, optional
         Extra keyword arguments for ``ray.init`` (tests: ``num_cpus``).
+    on_result : callable, optional
+        ``(case_id, record)``, called here after each case of this run is saved (e.g. to rewrite a partial
+        table as results stream in).
 
     Returns
     -------
@@ -297,6 +301,8 @@ def run_cohort(
             _save(out, item.case_id, value, attempts, seconds)
             report.done.append(item.case_id)
             report.records[item.case_id] = value.record
+            if on_result is not None:
+                on_result(item.case_id, value.record)
         elif status == "skip":
             report.skipped.append((item.case_id, value))
         else:
