@@ -174,6 +174,24 @@ def loop_runs(prior, tmp_path_factory):
 
 
 @pytest.mark.slow
+def test_loop_on_a_process_pool_matches_this_process(prior, tmp_path):
+    """Each stage's test slices and labelled images as tasks on 2 local processes (each opens the saved model
+    through the registry and loads its own prior): the same table, labels and test Dice as in this process."""
+    from scarceseg.datasets.sample import make_sample_data
+
+    make_sample_data(tmp_path / "data", n=6, seed=0)  # 4 pool patients, 2 test patients: 2 tasks per phase
+    kwargs = dict(rounds=(2,), test_slices=2, every=1, steps=1, seed=0, cache_dir=tmp_path / "emb",
+                  log=lambda line: None)
+    here = run_loop_bench(tmp_path / "data", tmp_path / "here", prior=prior, **kwargs)
+    pool = run_loop_bench(tmp_path / "data", tmp_path / "pool", workers=2, **kwargs)
+    assert [r["test_slices"] for r in pool["table"]] == [0, 2] and pool["table"][0]["batch"] == "1-2"
+    assert _rows(pool) == _rows(here)
+    with np.load(tmp_path / "pool" / "labels.npz") as a, np.load(tmp_path / "here" / "labels.npz") as b:
+        assert sorted(a.files) == sorted(b.files) and all(np.array_equal(a[k], b[k]) for k in a.files)
+    assert len(list((tmp_path / "pool" / ".runs").glob("stage-2/test/.cohort/*.json"))) == 2
+
+
+@pytest.mark.slow
 def test_loop_table_structure_and_invariants(loop_runs):
     rows = loop_runs.first["table"]
     assert [r["labelled"] for r in rows] == [0, 1, 2]

@@ -352,6 +352,9 @@ def bench_loop(
     seed: int = typer.Option(0, "--seed", help="Pool order and training seed."),
     cache: Path | None = typer.Option(None, "--cache", help="Embedding cache folder (default OUT/emb_cache)."),
     threads: int = typer.Option(1, "--threads", min=1, help="Torch threads (1 is faster on a loaded machine)."),
+    workers: int = typer.Option(1, "--workers", min=1, help="Local processes for each stage's test slices and "
+                                                            "labelled images, one per task (default 1: here)."),
+    ray: str | None = typer.Option(None, "--ray", help="Run those tasks on Ray: auto or a cluster ADDRESS."),
 ) -> None:
     """Label -> learn -> correct with the robot user: interactions per image and test Dice per round."""
     from scarceseg.bench.loop_bench import run_loop_bench
@@ -362,7 +365,8 @@ def bench_loop(
         raise typer.BadParameter(f"--rounds takes comma-separated image counts, got {rounds!r}") from None
     run_loop_bench(data, out, rounds=counts, test_slices=test_slices, every=every, pick=pick, clicks=clicks,
                    target=target, redraw_below=redraw_below, refiner=refiner, learner=learner, steps=steps,
-                   seed=seed, cache_dir=cache, threads=threads, progress=True, log=typer.echo)
+                   seed=seed, cache_dir=cache, threads=threads, progress=True, log=typer.echo, workers=workers,
+                   ray=ray)
 
 
 @bench_app.command("scale")

@@ -76,14 +76,14 @@ def _foundation(ctx: Context) -> list[str]:
 
 def _propose(ctx: Context) -> list[str]:
     return ["bench", "propose", "--data", _lgg(ctx), "--out", str(ctx.section_dir("propose") / "propose.json"),
-            "--n", {"tiny": "1", "small": "3", "paper": "20"}[ctx.budget],
+            "--n", {"tiny": "1", "small": "2", "paper": "20"}[ctx.budget],
             *_pick(ctx, ["--config", "fast", "--channels", "flair"], [], [])]
 
 
 def _stember(ctx: Context) -> list[str]:
     base = ["bench", "stember", "--data", _lgg(ctx), "--out", str(ctx.section_dir("stember"))]
     return base + _pick(ctx, ["--n-train", "3", "--max-test", "2", "--episodes", "3", "--no-unet"],
-                        ["--max-test", "40", "--episodes", "100", "--no-unet"],
+                        ["--max-test", "20", "--episodes", "60", "--no-unet"],
                         ["--seed", "0", "--seed", "1", "--seed", "2", "--max-test", "150", "--no-unet",
                          "--workers", "2"])
 
@@ -104,8 +104,8 @@ def _itermrl(ctx: Context) -> list[str]:
                 "--n-train2", "2", "--n-test", "2", "--itermrl-iterations", "2", "--baseline-iterations", "2",
                 "--noc-cases", "1", "--noc-max", "2", "--latency-steps", "2"]
     return ["bench", "itermrl", "--data", str(ctx.data / "brats2015"), *out,
-            *_pick(ctx, [], ["--unet-epochs", "5", "--n-train2", "20", "--n-test", "6", "--itermrl-iterations",
-                             "60", "--baseline-iterations", "30", "--noc-cases", "2", "--latency-steps", "10"],
+            *_pick(ctx, [], ["--unet-epochs", "5", "--n-train2", "10", "--n-test", "4", "--itermrl-iterations",
+                             "30", "--baseline-iterations", "15", "--noc-cases", "2", "--latency-steps", "10"],
                    ["--data3d", str(ctx.data / "la2018")])]
 
 
@@ -116,14 +116,14 @@ def _acwe(ctx: Context) -> list[str]:
                 "0", "--epochs", "1", "--finetune-steps", "2", "--size", "32"]
     data = ["--data", str(ctx.data / "lgg"), "--data", str(ctx.data / "la2018")]
     return ["bench", "acwe", *data, *out,
-            *_pick(ctx, [], ["--n-train", "60", "--n-test", "20", "--epochs", "1", "--paper-timing", "0"], [])]
+            *_pick(ctx, [], ["--n-train", "30", "--n-test", "10", "--epochs", "1", "--paper-timing", "0"], [])]
 
 
 def _pixeldrl(ctx: Context) -> list[str]:
     out = ["--out", str(ctx.section_dir("pixeldrl"))]
     return ["bench", "pixeldrl", "--data", _lgg(ctx), *out,
             *_pick(ctx, ["--budget-minutes", "0.02", "--shot-minutes", "0.01", "--shots", "4"],
-                   ["--budget-minutes", "0.5", "--shot-minutes", "0.25", "--shots", "50"],
+                   ["--budget-minutes", "0.25", "--shot-minutes", "0.1", "--shots", "50"],
                    ["--budget-minutes", "5", "--shot-minutes", "1.5", "--shots", "50", "--shots", "100"])]
 
 

@@ -195,27 +195,125 @@ def registry_learner(name: str, store=None) -> Callable[[], object]:
     return make
 
 
+# ---- per-case tasks on the cohort runner --------------------------------------------------------------------
+@dataclasses.dataclass
+class LoopJob:
+    """The shared object of one stage's tasks (test and label): the trained model, the refiner and the settings.
+
+    In this process the live objects are used; a pool or Ray worker gets the model folder's files (bytes) and
+    opens them through the registry, loads its own prior, and shares the embedding cache folder.
+    """
+
+    refiner: str
+    cache_dir: str | None
+    clicks: int
+    target: float
+    redraw_below: float
+    model_files: dict | None = None  # None: no model (stage 0)
+    live: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)  # model, refiner, store
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["live"] = {}
+        return state
+
+    def parts(self) -> tuple[object, object, object]:
+        """``(model or None, refiner, embedding store)``, built once per process."""
+        if not self.live:
+            from scarceseg.bench.interactive_bench import make_refiner
+            from scarceseg.methods.prior_fewshot import EmbeddingStore
+
+            store = EmbeddingStore(folder=self.cache_dir)
+            model = None
+            if self.model_files is not None:
+                import tempfile
+
+                from scarceseg.methods.registry import load_model
+
+                self.live["folder"] = tempfile.TemporaryDirectory(prefix="scarceseg-loop-model-")
+                folder = Path(self.live["folder"].name)
+                for name, data in self.model_files.items():
+                    (folder / name).parent.mkdir(parents=True, exist_ok=True)
+                    (folder / name).write_bytes(data)
+                model = load_model(folder, kind="segmenter")
+                if "embedding_cache" in model.inference_options and self.cache_dir is not None:
+                    model.set_inference(embedding_cache=self.cache_dir)
+            self.live.update(model=model, refiner=make_refiner(self.refiner, store.prior), store=store)
+        return self.live.get("model"), self.live["refiner"], self.live["store"]
+
+
+def test_task(job: LoopJob, item) -> object:
+    """Dice of the stage's model on one test slice."""
+    from scarceseg.bench.runner import CaseResult
+    from scarceseg.metrics import dice
+
+    case = item.data
+    model, _, _ = job.parts()
+    t0 = time.perf_counter()
+    pred = model.predict(case)
+    return CaseResult(record={"case_id": case.case_id, "dice": round(float(dice(pred.mask, case.target)), 6),
+                              "seconds": round(time.perf_counter() - t0, 3)})
+
+
+def label_task(job: LoopJob, item) -> object:
+    """The robot labels one pool image twice: from the model's suggestion (the loop) and with no model."""
+    from scarceseg.bench.runner import CaseResult
+    from scarceseg.methods.prior_fewshot import prior_channel
+    from scarceseg.prior.prompts import box_from_mask
+
+    case = item.data
+    model, refiner, store = job.parts()
+    image, truth = prior_channel(case), np.asarray(case.target, dtype=bool)
+    answer: list = []
+
+    def box_prob():  # the prior's answer to the truth box, computed once for both runs
+        if not answer:
+            answer.append(store.prior.decode(store.get(image), box=box_from_mask(truth, BOX_MARGIN))[0].prob)
+        return answer[0]
+
+    t0 = time.perf_counter()
+    suggestion = model.predict(case) if model is not None else None
+    got = robot_label(image, truth, refiner, box_prob, suggestion, job.clicks, job.target, job.redraw_below)
+    t1 = time.perf_counter()
+    plain = robot_label(image, truth, refiner, box_prob, None, job.clicks, job.target, job.redraw_below)
+    t2 = time.perf_counter()
+    mask = got.pop("mask")
+    plain.pop("mask")
+    return CaseResult(record={"got": {**got, "seconds": round(t1 - t0, 3)},
+                              "plain": {**plain, "seconds": round(t2 - t1, 3)},
+                              "shape": list(mask.shape), "mask": np.packbits(mask).tobytes().hex()})
+
+
+def _unpack(record: dict) -> np.ndarray:
+    shape = tuple(record["shape"])
+    bits = np.unpackbits(np.frombuffer(bytes.fromhex(record["mask"]), dtype=np.uint8))
+    return bits[: int(np.prod(shape))].reshape(shape).astype(bool)
+
+
 # ---- the loop ---------------------------------------------------------------------------------------------
 def run_loop_bench(data: str | Path, out: str | Path, rounds: Sequence[int] = (5, 10, 20), test_slices: int = 100,
                    every: int = 2, pick: str = "largest", clicks: int = 10, target: float = 0.90,
                    redraw_below: float = 0.5, refiner: str = "prior-mincut", learner: str = "fewshot",
                    steps: int | None = None, seed: int = 0, cache_dir: str | Path | None = None,
                    threads: int | None = 1, layout: str | None = None, prior=None, progress: bool = False,
-                   log: Callable[[str], None] = print, make_learner: Callable[[], object] | None = None) -> dict:
+                   log: Callable[[str], None] = print, make_learner: Callable[[], object] | None = None,
+                   workers: int | None = None, ray: str | None = None) -> dict:
     """Run the loop (see the module docstring) and write its files to ``out``; returns the summary.
 
     ``prior`` (a loaded LiteMedSAM) and ``make_learner`` (a factory of fresh learners) are for tests; by default
     the shared prior and :func:`registry_learner` of ``learner``.
+
+    Training runs here; each stage's test slices and labelled images are one task each on the cohort runner: in
+    this process (``workers`` 1, the default), on a local process pool (``workers`` N) or on Ray (``ray``). A
+    worker opens the saved model through the registry and shares the embedding cache. Finished tasks of an
+    interrupted stage are kept under ``out/.runs/`` and not redone (the retrained model is the same).
     """
     import torch
 
     from scarceseg.bench.interactive_bench import make_refiner
     from scarceseg.methods.contract import Budget
-    from scarceseg.methods.prior_fewshot import EmbeddingStore, prior_channel
-    from scarceseg.metrics import dice
+    from scarceseg.methods.prior_fewshot import EmbeddingStore
     from scarceseg.nets.runtime import torch_threads
-    from scarceseg.prior.prompts import box_from_mask
-    from scarceseg.progress import track
 
     settings = LoopSettings(data=str(data), rounds=tuple(rounds), test_slices=test_slices, every=every, pick=pick,
                             clicks=clicks, target=target, redraw_below=redraw_below, refiner=refiner,
@@ -239,36 +337,18 @@ def run_loop_bench(data: str | Path, out: str | Path, rounds: Sequence[int] = (5
     pool_cases = {c: ds.load(c) for c in p["pool"]}
     test_cases = [ds.load(c) for c in p["test"]]
 
-    boxes: dict[str, np.ndarray] = {}  # the prior's answer to the truth box, per image (both runs share it)
-
-    def box_of(cid, image, truth):
-        def answer():
-            if cid not in boxes:
-                boxes[cid] = store.prior.decode(store.get(image), box=box_from_mask(truth, BOX_MARGIN))[0].prob
-            return boxes[cid]
-        return answer
-
+    in_process = ray is None and (workers or 1) == 1
+    cache = str(Path(cache_dir) if cache_dir else out / "emb_cache")
     todo = [i for i, n in enumerate(stages) if str(n) not in state["stages"]]
     if len(todo) < len(stages):
         log(f"resuming: stages {[n for n in stages if str(n) in state['stages']]} found in {out}")
-    # the work items, for one progress bar with a total and an ETA
-    items: list[tuple[int, str, str | None]] = []
-    for i in todo:
-        n, nxt = stages[i], stages[i + 1] if i + 1 < len(stages) else None
-        if n:
-            items += [(i, "train", None)] + [(i, "test", c.case_id) for c in test_cases]
-        if nxt is not None:
-            items += [(i, "label", cid) for cid in p["pool"][n:nxt]]
-        items.append((i, "done", None))
-    model, record, t_stage = None, None, time.perf_counter()
-    with torch_threads(threads):
-        for i, what, cid in track(items, description="label -> learn -> correct", enabled=progress):
-            n = stages[i]
-            if record is None or record["labelled"] != n:
-                record = {"labelled": n, "batch": [], "no_learning": [], "test": [], "train_seconds": None,
-                          "steps": None, "seconds": {}}
-                t_stage, model = time.perf_counter(), None
-            if what == "train":
+    with torch_threads(threads if in_process else None):
+        for i in todo:
+            n, nxt = stages[i], stages[i + 1] if i + 1 < len(stages) else None
+            record = {"labelled": n, "batch": [], "no_learning": [], "test": [], "train_seconds": None,
+                      "steps": None, "seconds": {}}
+            t_stage, model = time.perf_counter(), None
+            if n:
                 train = [dataclasses.replace(pool_cases[c], label=labels[c].astype(np.uint8))
                          for c in p["pool"][:n]]
                 model = make()
@@ -279,38 +359,53 @@ def run_loop_bench(data: str | Path, out: str | Path, rounds: Sequence[int] = (5
                 record["train_seconds"] = round(time.perf_counter() - t0, 2)
                 record["seconds"]["train_cpu"] = round(time.process_time() - c0, 2)
                 record["steps"] = hist.get("steps") if isinstance(hist, dict) else None
-            elif what == "test":
-                case = next(c for c in test_cases if c.case_id == cid)
-                t0 = time.perf_counter()
-                pred = model.predict(case)
-                record["test"].append({"case_id": cid, "dice": round(float(dice(pred.mask, case.target)), 6),
-                                       "seconds": round(time.perf_counter() - t0, 3)})
-            elif what == "label":
-                case = pool_cases[cid]
-                image, truth = prior_channel(case), np.asarray(case.target, dtype=bool)
-                t0 = time.perf_counter()
-                suggestion = model.predict(case) if model is not None else None
-                got = robot_label(image, truth, made_refiner, box_of(cid, image, truth), suggestion, clicks, target,
-                                  redraw_below)
-                t1 = time.perf_counter()
-                plain = robot_label(image, truth, made_refiner, box_of(cid, image, truth), None, clicks, target,
-                                    redraw_below)
-                t2 = time.perf_counter()
-                labels[cid] = got.pop("mask")
-                plain.pop("mask")
-                base = {"case_id": cid, "patient": ds.patient_of(cid)}
-                record["batch"].append({**base, **got, "seconds": round(t1 - t0, 3)})
-                record["no_learning"].append({**base, **plain, "seconds": round(t2 - t1, 3)})
-            else:  # done: the stage is finished, save it
-                record["seconds"]["stage"] = round(time.perf_counter() - t_stage, 2)
-                state["stages"][str(n)] = record
-                _save(out, state, labels)
-                log(_stage_line(record))
+            job = LoopJob(refiner, cache, clicks, target, redraw_below,
+                          live={"model": model, "refiner": made_refiner, "store": store})
+            if not in_process and model is not None:
+                import tempfile
+
+                from scarceseg.bench.cohort import read_folder
+
+                with tempfile.TemporaryDirectory(prefix="scarceseg-loop-save-") as tmp:
+                    model.save(tmp)
+                    job.model_files = read_folder(Path(tmp))
+            run = dict(job=job, out=out / ".runs" / f"stage-{n}", workers=workers, ray=ray, progress=progress)
+            if n:
+                records = _stage_tasks(test_task, test_cases, "test", description=f"stage {n}: testing", **run)
+                record["test"] = [records[c.case_id] for c in test_cases]
+            if nxt is not None:
+                batch = [pool_cases[c] for c in p["pool"][n:nxt]]
+                records = _stage_tasks(label_task, batch, "label", description=f"stage {n}: labelling", **run)
+                for case in batch:
+                    rec, base = records[case.case_id], {"case_id": case.case_id, "patient": ds.patient_of(case.case_id)}
+                    labels[case.case_id] = _unpack(rec)
+                    record["batch"].append({**base, **rec["got"]})
+                    record["no_learning"].append({**base, **rec["plain"]})
+            record["seconds"]["stage"] = round(time.perf_counter() - t_stage, 2)
+            state["stages"][str(n)] = record
+            _save(out, state, labels)
+            log(_stage_line(record))
     summary = summarise(state, settings)
     write_outputs(out, summary, state)
     log(format_table(summary["table"]))
     log(f"written to {out}")
     return summary
+
+
+def _stage_tasks(task, cases, kind: str, job: LoopJob, out: Path, workers, ray, progress: bool,
+                 description: str) -> dict:
+    """Run ``task`` once per case on the cohort runner; ``{case_id: record}``. A case that fails twice stops
+    the loop with its reason (a stage is never finished with a case missing)."""
+    from scarceseg.bench.runner import CohortItem, run_cohort
+    from scarceseg.errors import ScarcesegError
+
+    items = [CohortItem(c.case_id, c) for c in cases]
+    report = run_cohort(task, items, out / kind, shared=job, workers=workers or 1, ray=ray, progress=progress,
+                        description=description)
+    if report.failed or report.skipped:
+        lost = ", ".join(f"{cid} ({why})" for cid, why in report.failed + report.skipped)
+        raise ScarcesegError(f"{description}: {len(report.failed) + len(report.skipped)} case(s) failed: {lost}")
+    return {cid: report.records[cid] for cid in (i.case_id for i in items)}
 
 
 def _stage_line(record: dict) -> str:

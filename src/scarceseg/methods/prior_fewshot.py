@@ -28,6 +28,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -163,7 +164,10 @@ class EmbeddingStore:
             self.encoded += 1
             if path is not None and self.write:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                np.save(path, feats[0].numpy().astype(np.float16))
+                tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # atomic: workers share the folder
+                with tmp.open("wb") as fh:
+                    np.save(fh, feats[0].numpy().astype(np.float16))
+                os.replace(tmp, path)
         self._memory[key] = feats
         while self._memory is _RECENT and len(_RECENT) > 32:
             _RECENT.popitem(last=False)

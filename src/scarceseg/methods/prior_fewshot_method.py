@@ -35,6 +35,16 @@ class PriorFewShotMethod(Segmenter):
         self.model.meta.update(case_ids=[c.case_id for c in cases])
         return self.model.fit(cases, budget=budget, progress=progress, seed=seed)
 
+    inference_options = ("embedding_cache",)
+    embedding_cache = None
+
+    def set_inference(self, **options) -> None:
+        """``embedding_cache``: a folder of the prior's cached embeddings (read, and added to) instead of the
+        model folder's own (e.g. the cache a bench shares between its workers)."""
+        super().set_inference(**options)
+        if self.embedding_cache is not None:
+            self.model.store = EmbeddingStore(folder=Path(self.embedding_cache))
+
     def predict(self, case: Case) -> Prediction:
         result = self.model.predict(case)
         extra = {k: v for k, v in result.extra.items() if k != "localiser_mask"}
