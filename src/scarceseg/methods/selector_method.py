@@ -113,13 +113,12 @@ class SelectorMethod(Segmenter):
                         config={**dataclasses.asdict(self.proposer), "proposer": "prior", "n_boxes": found.n_boxes},
                         seconds=time.perf_counter() - t0, patient_id=case.patient_id or "")
 
-    def fit(self, cases, budget=None, progress=False, seed=0) -> dict:
-        cases = labelled(cases, "the selector")
-        cfg = dataclasses.replace(self.selector_config)
-        if budget is not None and not budget.is_default:
-            if budget.epochs is None and budget.steps is None:
-                raise InputError(None, "the selector's budget is in episodes (epochs) or steps, not CPU seconds")
-            cfg.n_episodes = int(budget.epochs or -(-budget.steps // cfg.steps_per_episode))
+    #: optional ``{name: labelled cases}`` whose selection accuracy ``fit`` records every ``eval_every`` episodes
+    #: (the paper's Figures 7-8); their picks are the oracle's, like the training cases'
+    eval_cases: dict | None = None
+
+    def _picks(self, cases) -> tuple[list, list, list, list, list]:
+        """Images, candidate masks and oracle picks of ``cases`` (plus the ids used and ``(id, why)`` skipped)."""
         images, masks, picks, used, skipped = [], [], [], [], []
         for case in cases:
             proposal = self.proposals(case) if self.proposals is not None else self.propose(case)
@@ -132,9 +131,22 @@ class SelectorMethod(Segmenter):
             masks.append(np.asarray(proposal.masks, dtype=bool))
             picks.append(k)
             used.append(case.case_id)
+        return images, masks, picks, used, skipped
+
+    def fit(self, cases, budget=None, progress=False, seed=0) -> dict:
+        cases = labelled(cases, "the selector")
+        cfg = dataclasses.replace(self.selector_config)
+        if budget is not None and not budget.is_default:
+            if budget.epochs is None and budget.steps is None:
+                raise InputError(None, "the selector's budget is in episodes (epochs) or steps, not CPU seconds")
+            cfg.n_episodes = int(budget.epochs or -(-budget.steps // cfg.steps_per_episode))
+        images, masks, picks, used, skipped = self._picks(cases)
         if not used:
             raise InputError(None, f"no case gave a usable pick (skipped: {skipped[:3]})")
-        self.selector, history = train_selector_arrays(images, masks, picks, cfg, seed=seed, progress=progress)
+        eval_sets = {name: self._picks(labelled(group, "the selector's evaluation") if group else [])[:3]
+                     for name, group in (self.eval_cases or {}).items()}
+        self.selector, history = train_selector_arrays(images, masks, picks, cfg, seed=seed, eval_sets=eval_sets,
+                                                       progress=progress)
         self.selector.summary.update(cases=used, skipped=skipped, proposer_config=dataclasses.asdict(self.proposer))
         return {**history.as_dict(), "cases": used, "skipped": skipped}
 
