@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from scarceseg.methods.pixeldrl import PixelDRL, PixelDRLConfig, prepare_image, prepare_mask
+from scarceseg.methods.pixeldrl import PixelDRL
 from scarceseg.methods.pixeldrl_baselines import (
     PIXELRL_ADJUSTMENTS,
     PixelRLRefiner,
@@ -17,7 +17,9 @@ from scarceseg.methods.pixeldrl_baselines import (
     predict_probability,
     train_supervised,
 )
+from scarceseg.methods.pixeldrl_config import PixelDRLConfig
 from scarceseg.methods.pixeldrl_data import action_map_rgb
+from scarceseg.methods.pixeldrl_inputs import prepare_image, prepare_mask
 from scarceseg.nets.pixeldrl_net import KEEP, HalfVGG, PixelDRLNet, SelfAttention
 from scarceseg.rl.a2c import discounted_returns, kernel_returns, mask_reward
 

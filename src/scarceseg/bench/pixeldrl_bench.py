@@ -348,8 +348,8 @@ def run_pixeldrl_cv(data: str | Path, out: str | Path, folds: int = 5, budget_s:
                     threads: int = 1, echo: Callable[[str], None] = print, progress: bool = False) -> dict:
     """k-fold cross-validation (Table 6): PixelDRL-MG and U-Net, each with ``budget_s`` CPU seconds per fold."""
     from scarceseg.datasets import kfold, open_dataset
-    from scarceseg.methods.pixeldrl import PixelDRLConfig
     from scarceseg.methods.pixeldrl_baselines import predict_probability, train_supervised
+    from scarceseg.methods.pixeldrl_config import PixelDRLConfig
     from scarceseg.methods.pixeldrl_data import load_prepared
 
     torch.set_num_threads(threads)

@@ -21,7 +21,9 @@ from scarceseg.io.case import Case
 from scarceseg.methods.acwe import ACWEConfig, ACWESegmenter
 from scarceseg.methods.config import apply, config_model
 from scarceseg.methods.contract import Budget, Prediction, Segmenter
-from scarceseg.methods.pixeldrl import PixelDRL, PixelDRLConfig, prepare_mask
+from scarceseg.methods.pixeldrl import PixelDRL
+from scarceseg.methods.pixeldrl_config import PixelDRLConfig
+from scarceseg.methods.pixeldrl_inputs import prepare_mask
 from scarceseg.methods.unet_baseline import UNetBaseline, UNetConfig, select_channels
 
 
