@@ -24,7 +24,8 @@ from scarceseg.cluster.acwe import (
     pick_phase,
 )
 from scarceseg.errors import InputError
-from scarceseg.methods.acwe import ACWEConfig, ACWESegmenter
+from scarceseg.methods.acwe import ACWESegmenter
+from scarceseg.methods.acwe_config import ACWEConfig
 from scarceseg.methods.acwe_data import choose_labelled
 from scarceseg.metrics import dice
 from scarceseg.nets.rcnn import RCNN, RecurrentConvLayer, count_parameters

@@ -203,7 +203,7 @@ def train_acwe_cmd(
     from dataclasses import replace
 
     from scarceseg.errors import ScarcesegError
-    from scarceseg.methods.acwe import MODES, ACWEConfig
+    from scarceseg.methods.acwe_config import MODES, ACWEConfig
     from scarceseg.methods.acwe_data import train_acwe_from_dataset
 
     if mode not in MODES:

@@ -22,7 +22,7 @@ For each data set (default ``../shared/data/lgg`` and ``../shared/data/la2018``)
 6. Write ``OUT/<data set>/<method>/per_case.csv`` and ``summary.json``, models in ``OUT/<data set>/models``,
    overlays, ``OUT/results.json`` and ``OUT/report.md`` (Table 1 for each data set, timings, settings).
 
-Budget: :meth:`scarceseg.methods.acwe.ACWEConfig.cpu` (64 x 64 grid, 8 epochs, 150 fine-tuning steps)
+Budget: :meth:`scarceseg.methods.acwe_config.ACWEConfig.cpu` (64 x 64 grid, 8 epochs, 150 fine-tuning steps)
 with at most ``n_train = 400`` training and ``n_test = 150`` test slices per data set: the whole run
 took 6.7 minutes of one core on a quiet 2-core machine and 17.9 minutes while other jobs shared it;
 ``--n-train``, ``--n-test``, ``--epochs``, ``--finetune-steps``, ``--size`` and ``--device`` buy more.
@@ -157,7 +157,7 @@ def run_dataset(data: str | Path, out: Path, seed: int = 0, n_train: int | None 
     from scarceseg.datasets import open_dataset, split_patients
     from scarceseg.figures.overlays import save_overlay_grid
     from scarceseg.methods import registry
-    from scarceseg.methods.acwe import PAPER_SIZE
+    from scarceseg.methods.acwe_config import PAPER_SIZE
     from scarceseg.methods.acwe_data import choose_labelled, resolve_config
     from scarceseg.metrics import EmptyMaskWarning, MetricCollector
     from scarceseg.preprocess.roi import to_image_grid
@@ -328,7 +328,7 @@ def run_acwe_bench(data: Sequence[str | Path], out: str | Path, seed: int = 0, n
     """
     import torch
 
-    from scarceseg.methods.acwe import ACWEConfig
+    from scarceseg.methods.acwe_config import ACWEConfig
 
     changes = {k: v for k, v in {"epochs": epochs, "finetune_steps": finetune_steps, "size": size}.items()
                if v is not None}

@@ -18,7 +18,8 @@ import numpy as np
 
 from scarceseg.errors import InputError
 from scarceseg.io.case import Case
-from scarceseg.methods.acwe import ACWEConfig, ACWESegmenter
+from scarceseg.methods.acwe import ACWESegmenter
+from scarceseg.methods.acwe_config import ACWEConfig
 from scarceseg.methods.config import apply, config_model
 from scarceseg.methods.contract import Budget, Prediction, Segmenter
 from scarceseg.methods.pixeldrl import PixelDRL
