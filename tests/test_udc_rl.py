@@ -13,10 +13,10 @@ import pytest
 import torch
 
 from scarceseg.errors import CorruptFileError, InputError
+from scarceseg.methods.selector_method import load_points
 from scarceseg.methods.udc_rl import (
     Selector,
     SelectorConfig,
-    load_points,
     train_selector_arrays,
 )
 from scarceseg.rl.env_mask_select import (
@@ -239,7 +239,7 @@ def test_train_from_workdir_and_segment_a_folder(tmp_path, monkeypatch):
     propose = pytest.importorskip("scarceseg.cluster.propose")
     from PIL import Image
 
-    from scarceseg.methods.udc_rl import segment_folder
+    from scarceseg.methods.selector_method import segment_folder
     from scarceseg.store import open_store
     from scarceseg.store.training import train_selector
 

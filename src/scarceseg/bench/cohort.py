@@ -298,7 +298,8 @@ def _files_of(out: Path, case_id: str) -> list[str]:
 
 
 def _selector_options(model_dir: Path, mode: str, points: Any, seed: int) -> dict:
-    from scarceseg.methods.udc_rl import SEGMENT_MODES, Selector, load_points
+    from scarceseg.methods.selector_method import load_points
+    from scarceseg.methods.udc_rl import SEGMENT_MODES, Selector
 
     mode = mode.replace("-", "_")
     if mode not in SEGMENT_MODES:
