@@ -24,7 +24,8 @@ from scarceseg.cluster.acwe import (
     pick_phase,
 )
 from scarceseg.errors import InputError
-from scarceseg.methods.acwe import ACWEConfig, ACWESegmenter
+from scarceseg.methods.acwe import ACWESegmenter
+from scarceseg.methods.acwe_config import ACWEConfig
 from scarceseg.methods.acwe_data import choose_labelled
 from scarceseg.metrics import dice
 from scarceseg.nets.rcnn import RCNN, RecurrentConvLayer, count_parameters
@@ -388,3 +389,40 @@ def test_negate_output_flips_the_sign_exactly():
     with torch.no_grad():
         net.head[2].weight.fill_(-0.1)
     assert not negate_output(net)
+
+
+def _square_cases(n: int = 3, size: int = 48, labelled: int | None = None):
+    """``n`` one-channel cases with a bright square; the first ``labelled`` (default all) carry its mask."""
+    from scarceseg.io.case import Case
+
+    rng = np.random.default_rng(5)
+    cases = []
+    for i in range(n):
+        image = rng.normal(100, 10, (size, size)).astype(np.float32)
+        truth = np.zeros((size, size), bool)
+        truth[12 + i : 30 + i, 14:32] = True
+        image[truth] += 80
+        keep = labelled is None or i < labelled
+        cases.append(Case(image=image[None], spacing=(1.0, 1.0), case_id=f"c{i}", label=truth if keep else None))
+    return cases
+
+
+def test_registered_acwe_fine_tunes_a_saved_mode1_on_the_labelled_cases(tmp_path: Path):
+    """What `bench acwe` does through the registry: mode 1 saved, mode 2 fine-tunes it (option `pretrained`)
+    on the cases that have a label, exactly as the model class given the mode-1 model."""
+    from scarceseg.methods import registry
+
+    tiny = {"size": 32, "epochs": 1, "finetune_steps": 3, "data_preset": "la"}
+    mode1 = registry.get("acwe")(tiny)
+    mode1.fit(_square_cases(labelled=0), seed=0)
+    mode1.save(tmp_path / "m1")
+    mode2 = registry.get("acwe")({**tiny, "mode": 2, "pretrained": str(tmp_path / "m1")})
+    cases = _square_cases(labelled=1)
+    hist = mode2.fit(cases, seed=0)
+    assert hist["n_images"] == 3 and hist["n_labels"] == 1 and "pretrained" in hist
+    ref = ACWESegmenter(mode2.model.config)
+    ref.fit([c.image[0] for c in cases], [c.label for c in cases], mode=2, seed=0, pretrained=mode1.model)
+    for a, b in zip(ref.net.state_dict().values(), mode2.model.net.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    with pytest.raises(InputError, match="needs labelled cases"):
+        registry.get("acwe")({**tiny, "mode": 2}).fit(_square_cases(labelled=0))

@@ -125,7 +125,7 @@ def test_sample_data_needs_neither_nilearn_nor_pandas(tmp_path: Path) -> None:
 
 
 def test_shipped_template_is_small_licensed_and_equals_its_source() -> None:
-    from scarceseg.datasets.sample import SLAB_START, TEMPLATE_FILE, TEMPLATE_SHAPE, Z_RANGE, load_template
+    from scarceseg.datasets.sample_anatomy import SLAB_START, TEMPLATE_FILE, TEMPLATE_SHAPE, Z_RANGE, load_template
 
     assert TEMPLATE_FILE.stat().st_size < 2_000_000
     notice = (TEMPLATE_FILE.parent / "MNI152_NOTICE.txt").read_text(encoding="utf-8")
@@ -141,7 +141,7 @@ def test_shipped_template_is_small_licensed_and_equals_its_source() -> None:
 def test_shipped_template_equals_nilearn_files_where_nilearn_is_installed() -> None:
     import importlib.util
 
-    from scarceseg.datasets.sample import TEMPLATE_SHAPE, load_template
+    from scarceseg.datasets.sample_anatomy import TEMPLATE_SHAPE, load_template
 
     template = load_template()
     depth = template.t1.shape[2]

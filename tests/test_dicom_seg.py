@@ -218,7 +218,8 @@ def _run(*args):
 def test_cli_segment_writes_dicom_seg_matching_the_nifti_masks(tmp_path: Path) -> None:
     import torch
 
-    from scarceseg.methods.acwe import ACWEConfig, ACWESegmenter
+    from scarceseg.methods.acwe import ACWESegmenter
+    from scarceseg.methods.acwe_config import ACWEConfig
 
     torch.manual_seed(0)
     model = ACWESegmenter(ACWEConfig.cpu(size=16))

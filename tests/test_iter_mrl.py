@@ -247,7 +247,8 @@ def test_cli_train_refiner_and_refine(sample_dir, tmp_path):
 
 def test_cli_train_refiner_rnet_with_unet_init(sample_dir, tmp_path):
     from scarceseg.datasets import open_dataset
-    from scarceseg.methods.unet_baseline import UNetConfig, train_unet_from_dataset
+    from scarceseg.methods.unet_baseline import UNetConfig
+    from scarceseg.methods.unet_data import train_unet_from_dataset
 
     ds = open_dataset(sample_dir)
     unet = train_unet_from_dataset(sample_dir, ds.case_ids[:1], tmp_path / "unet", config=UNetConfig(epochs=1),

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from scarceseg.methods.pixeldrl import PixelDRL, PixelDRLConfig, prepare_image, prepare_mask
+from scarceseg.methods.pixeldrl import PixelDRL
 from scarceseg.methods.pixeldrl_baselines import (
     PIXELRL_ADJUSTMENTS,
     PixelRLRefiner,
@@ -17,7 +17,9 @@ from scarceseg.methods.pixeldrl_baselines import (
     predict_probability,
     train_supervised,
 )
+from scarceseg.methods.pixeldrl_config import PixelDRLConfig
 from scarceseg.methods.pixeldrl_data import action_map_rgb
+from scarceseg.methods.pixeldrl_inputs import prepare_image, prepare_mask
 from scarceseg.nets.pixeldrl_net import KEEP, HalfVGG, PixelDRLNet, SelfAttention
 from scarceseg.rl.a2c import discounted_returns, kernel_returns, mask_reward
 
@@ -312,3 +314,24 @@ def test_oracle_adjustment_on_3x3_and_pixelrl_refiner_learns_a_toy_task():
     out = refiner.refine(x, p0) > 0.5
     dice = 2 * (out & (g > 0)).sum() / (out.sum() + g.sum())
     assert dice > 0.9 > 2 * 64 / (196 + 64)  # the start's Dice is 0.49
+
+
+def test_registered_pixeldrl_predicts_the_steps_it_is_asked_for():
+    """`bench pixeldrl`'s action maps: the registered method's inference options `action_maps` and `t_max`."""
+    from scarceseg.io.case import Case
+    from scarceseg.methods import registry
+    from scarceseg.methods.contract import Budget
+
+    rng = np.random.default_rng(0)
+    cases = []
+    for i in range(2):
+        truth = np.zeros((40, 40), bool)
+        truth[10 + i : 25, 12:28] = True
+        image = rng.normal(0, 1, (2, 40, 40)).astype(np.float32) + 3 * truth
+        cases.append(Case(image=image, spacing=(1.0, 1.0), case_id=f"p{i}", label=truth))
+    method = registry.get("pixeldrl")({"preset": "cpu", "size": 16, "batch_size": 2})
+    method.fit(cases, Budget(steps=1), seed=0)
+    assert method.predict(cases[0]).extra == {}
+    method.set_inference(action_maps=True, t_max=5)
+    steps = method.predict(cases[0]).extra["steps"]
+    assert steps.shape == (5, 40, 40) and steps.dtype == bool

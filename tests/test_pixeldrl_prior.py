@@ -12,7 +12,8 @@ import torch
 from scarceseg.io.case import Case
 from scarceseg.methods.adapters import PixelDRLPriorMethod
 from scarceseg.methods.contract import Budget
-from scarceseg.methods.pixeldrl import PixelDRL, PixelDRLConfig
+from scarceseg.methods.pixeldrl import PixelDRL
+from scarceseg.methods.pixeldrl_config import PixelDRLConfig
 from scarceseg.methods.prior_fewshot import EmbeddingStore
 from scarceseg.nets.pixeldrl_net import PixelDRLNet, PriorPixelDRLNet
 

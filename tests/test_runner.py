@@ -122,7 +122,7 @@ def build_tiny_acwe(root: Path) -> Path:
     from dataclasses import replace
 
     from scarceseg.datasets.sample import make_sample_data
-    from scarceseg.methods.acwe import ACWEConfig
+    from scarceseg.methods.acwe_config import ACWEConfig
     from scarceseg.methods.acwe_data import train_acwe_from_dataset
 
     make_sample_data(root / "data", n=6, seed=3)

@@ -14,7 +14,7 @@ import pytest
 
 from scarceseg.errors import InputError
 from scarceseg.store import SCHEMA_VERSION, LabelStore, Pick, open_store
-from scarceseg.store.labelstore import pack_mask, unpack_mask
+from scarceseg.store.records import pack_mask, unpack_mask
 
 
 @pytest.fixture

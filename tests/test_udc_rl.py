@@ -13,10 +13,10 @@ import pytest
 import torch
 
 from scarceseg.errors import CorruptFileError, InputError
+from scarceseg.methods.selector_method import load_points
 from scarceseg.methods.udc_rl import (
     Selector,
     SelectorConfig,
-    load_points,
     train_selector_arrays,
 )
 from scarceseg.rl.env_mask_select import (
@@ -239,7 +239,7 @@ def test_train_from_workdir_and_segment_a_folder(tmp_path, monkeypatch):
     propose = pytest.importorskip("scarceseg.cluster.propose")
     from PIL import Image
 
-    from scarceseg.methods.udc_rl import segment_folder
+    from scarceseg.methods.selector_method import segment_folder
     from scarceseg.store import open_store
     from scarceseg.store.training import train_selector
 
@@ -280,3 +280,35 @@ def test_train_from_workdir_and_segment_a_folder(tmp_path, monkeypatch):
     assert out["skipped"] == [("t2", "no click point for this case")]
     for rec in out["selection"].values():
         assert rec["index"] in rec["containing"]
+
+
+def test_registered_selector_on_given_proposals_trains_as_the_array_trainer():
+    """What `bench stember` does through the registry: the selector fitted on given proposals (oracle picks) with
+    `eval_cases` records the same accuracy curves and selects as `train_selector_arrays` with those arrays."""
+    import dataclasses
+    from types import SimpleNamespace
+
+    from scarceseg.io.case import Case
+    from scarceseg.methods import registry
+
+    def cases_of(toys, prefix):
+        props, cases = {}, []
+        for i, (image, masks, pick) in enumerate(zip(*toys, strict=True)):
+            cid = f"{prefix}{i}"
+            props[cid] = SimpleNamespace(case_id=cid, image=image, masks=masks)
+            cases.append(Case(image=image, spacing=(1.0, 1.0), case_id=cid, label=masks[pick]))
+        return props, cases
+
+    train, test = make_toys(4, seed=2), make_toys(3, seed=3)
+    (p_train, c_train), (p_test, c_test) = cases_of(train, "a"), cases_of(test, "b")
+    props = {**p_train, **p_test}
+    cfg = dataclasses.replace(TINY, device="cpu")
+    method = registry.get("selector")({"input_size": 32, "channels": [8, 16, 16, 16], "hidden": 32,
+                                       "n_episodes": 12, "eval_every": 6, "device": "cpu"})
+    method.set_inference(proposals=lambda case: props[case.case_id])
+    method.eval_cases = {"test": c_test}
+    hist = method.fit(c_train, seed=0)
+    selector, ref = train_selector_arrays(*train, config=cfg, seed=0, eval_sets={"test": test})
+    assert hist["accuracy"] == ref.accuracy and hist["cases"] == ["a0", "a1", "a2", "a3"]
+    for case, (image, masks) in zip(c_test, zip(test[0], test[1], strict=True), strict=True):
+        assert method.predict(case).extra["index"] == selector.select_automatic(image, masks)[0]

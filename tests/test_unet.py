@@ -120,7 +120,7 @@ def test_load_rejects_a_folder_without_model(tmp_path):
 
 def test_train_and_segment_an_lgg_style_folder(tmp_path):
     tifffile = pytest.importorskip("tifffile")
-    from scarceseg.methods.unet_baseline import segment_folder_unet, train_unet_from_dataset
+    from scarceseg.methods.unet_data import segment_folder_unet, train_unet_from_dataset
 
     images, masks = _toy_set(n=3)
     data = tmp_path / "data"

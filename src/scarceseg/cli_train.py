@@ -116,7 +116,7 @@ def train_unet_cmd(
     from scarceseg.errors import ScarcesegError
     from scarceseg.methods.adapters import UNetMethod
     from scarceseg.methods.training import config_values
-    from scarceseg.methods.unet_baseline import train_unet_from_dataset
+    from scarceseg.methods.unet_data import train_unet_from_dataset
 
     if (cases is None) == (n_shot is None):
         raise ScarcesegError("give exactly one of --cases FILE or --n-shot N")
@@ -203,7 +203,7 @@ def train_acwe_cmd(
     from dataclasses import replace
 
     from scarceseg.errors import ScarcesegError
-    from scarceseg.methods.acwe import MODES, ACWEConfig
+    from scarceseg.methods.acwe_config import MODES, ACWEConfig
     from scarceseg.methods.acwe_data import train_acwe_from_dataset
 
     if mode not in MODES:

@@ -10,6 +10,9 @@ For each data set (default ``../shared/data/lgg`` and ``../shared/data/la2018``)
 3. Train mode 1 on the training slices without labels; fine-tune it with 10 (mode 2) and 80 (mode 3)
    labelled training slices spread over patients (:func:`scarceseg.methods.acwe_data.choose_labelled`, the
    10 among the 80); train mode 4 with ``L_ACWE + 0.4 L_label`` and the labels of every training slice.
+   Each mode is the registered method ``registry.get("acwe")(config)``, trained by ``fit(cases)`` and saved
+   by ``save``; the test slices are scored by its network on the prepared grid (``method.model.scores``),
+   where the ACWE energy is measured and the forward pass timed.
 4. Segment the test slices with the four models and with scikit-image's ``chan_vese`` and
    ``morphological_chan_vese`` (same grid image, same ROI, foreground = brighter phase).
 5. Time, on the same prepared test images and in the same run: ``chan_vese`` per image, and the
@@ -19,7 +22,7 @@ For each data set (default ``../shared/data/lgg`` and ``../shared/data/la2018``)
 6. Write ``OUT/<data set>/<method>/per_case.csv`` and ``summary.json``, models in ``OUT/<data set>/models``,
    overlays, ``OUT/results.json`` and ``OUT/report.md`` (Table 1 for each data set, timings, settings).
 
-Budget: :meth:`scarceseg.methods.acwe.ACWEConfig.cpu` (64 x 64 grid, 8 epochs, 150 fine-tuning steps)
+Budget: :meth:`scarceseg.methods.acwe_config.ACWEConfig.cpu` (64 x 64 grid, 8 epochs, 150 fine-tuning steps)
 with at most ``n_train = 400`` training and ``n_test = 150`` test slices per data set: the whole run
 took 6.7 minutes of one core on a quiet 2-core machine and 17.9 minutes while other jobs shared it;
 ``--n-train``, ``--n-test``, ``--epochs``, ``--finetune-steps``, ``--size`` and ``--device`` buy more.
@@ -48,10 +51,19 @@ class Slice:
 
     case_id: str
     patient_id: str
-    image: np.ndarray  # (Y, X) float32, the raw channel (kept for the overlays of a few slices only)
-    prep: object  # scarceseg.preprocess.roi.RoiInput
+    image: np.ndarray  # (Y, X) float32, the raw channel (training slices, and the overlays of test slices)
+    prep: object  # scarceseg.preprocess.roi.RoiInput of a test slice (None for a training slice)
     truth: np.ndarray  # (Y, X) bool
     spacing: tuple[float, ...]
+
+    def case(self, channel: str, labelled: bool):
+        """The slice as a one-channel :class:`~scarceseg.io.case.Case` (the truth as label when ``labelled``);
+        the channel is named ``channel`` unless that is ``auto`` or an index, so the method selects it again."""
+        from scarceseg.io.case import Case
+
+        named = channel != "auto" and not str(channel).strip().lstrip("-").isdigit()
+        return Case(image=self.image[None], spacing=self.spacing, case_id=self.case_id, patient_id=self.patient_id,
+                    label=self.truth if labelled else None, channel_names=(str(channel),) if named else ())
 
 
 def _subsample(ids: list[str], n: int | None, seed: int) -> list[str]:
@@ -61,15 +73,15 @@ def _subsample(ids: list[str], n: int | None, seed: int) -> list[str]:
     return [c for i, c in enumerate(ids) if i in keep]
 
 
-def _load_slices(ds, volume_ids: list[str], model, slice_step: int, progress: bool) -> list[Slice]:
+def _load_slices(ds, volume_ids: list[str], channel: str, slice_step: int) -> list[Slice]:
+    """The labelled 2D slices of ``volume_ids`` (their ``channel``), not yet prepared."""
     from scarceseg.methods.acwe_data import iter_slices_2d, select_channel
 
     out = []
     for case in iter_slices_2d(ds.subset(volume_ids), only_foreground=True, slice_step=slice_step):
         if case.target is None:
             continue
-        image = select_channel(case, model.config.channel)
-        out.append(Slice(case.case_id, case.patient_id, image, model.prepare(image), case.target,
+        out.append(Slice(case.case_id, case.patient_id, select_channel(case, channel), None, case.target,
                          tuple(case.spacing)))
     return out
 
@@ -144,7 +156,8 @@ def run_dataset(data: str | Path, out: Path, seed: int = 0, n_train: int | None 
     from scarceseg.cluster.acwe import acwe_energy_numpy, classical_acwe
     from scarceseg.datasets import open_dataset, split_patients
     from scarceseg.figures.overlays import save_overlay_grid
-    from scarceseg.methods.acwe import PAPER_SIZE, ACWESegmenter
+    from scarceseg.methods import registry
+    from scarceseg.methods.acwe_config import PAPER_SIZE
     from scarceseg.methods.acwe_data import choose_labelled, resolve_config
     from scarceseg.metrics import EmptyMaskWarning, MetricCollector
     from scarceseg.preprocess.roi import to_image_grid
@@ -155,21 +168,21 @@ def run_dataset(data: str | Path, out: Path, seed: int = 0, n_train: int | None 
     out = out / name
     echo(f"== {name}: {ds.summary()}; ROI {cfg.roi}, window {cfg.window}, grid {cfg.size}x{cfg.size}")
     parts = split_patients(ds, (0.75, 0.25), seed=seed)
-    probe = ACWESegmenter(cfg)
+    probe = registry.get("acwe")(cfg.to_dict()).model  # prepares the test slices with cfg's rule
     t0 = time.perf_counter()
-    train = _load_slices(ds, parts["train"], probe, slice_step, progress)
-    test = _load_slices(ds, parts["test"], probe, slice_step, progress)
+    train = _load_slices(ds, parts["train"], cfg.channel, slice_step)
+    test = _load_slices(ds, parts["test"], cfg.channel, slice_step)
     train_ids = set(_subsample([s.case_id for s in train], n_train, seed))
     test_ids = set(_subsample([s.case_id for s in test], n_test, seed + 1))
     train = [s for s in train if s.case_id in train_ids]
     test = [s for s in test if s.case_id in test_ids]
+    for s in test:
+        s.prep = probe.prepare(s.image)
     if not train or not test:
         raise ValueError(f"{data}: no labelled slices for a train/test split")
     n_pat = (len({s.patient_id for s in train}), len({s.patient_id for s in test}))
     echo(f"train {len(train)} slices of {n_pat[0]} patients, test {len(test)} slices of {n_pat[1]} other patients "
          f"(prepared in {time.perf_counter() - t0:.0f} s)")
-    for s in train:
-        s.image = None  # only the test overlays need the raw image
 
     preds: dict[str, list[np.ndarray]] = {}
     energy: dict[str, list[float]] = {}
@@ -186,24 +199,24 @@ def run_dataset(data: str | Path, out: Path, seed: int = 0, n_train: int | None 
         preds[method], energy[method], seconds[f"{method}_per_image"] = masks, en, t_all / len(test)
         echo(f"{method}: {seconds[f'{method}_per_image'] * 1000:.1f} ms per image")
 
-    preps = [s.prep for s in train]
     patients = {s.case_id: s.patient_id for s in train}
-    truths = {s.case_id: s.truth for s in train}
     labelled = {2: choose_labelled(patients, cfg.n_labels_mode2, seed),
                 3: choose_labelled(patients, cfg.n_labels_mode3, seed),
                 4: choose_labelled(patients, mode4_labels, seed)}
-    models: dict[str, ACWESegmenter] = {}
+    models: dict = {}  # mode -> the trained ACWESegmenter (scores, timing)
     histories: dict[str, dict] = {}
     for mode in (1, 2, 3, 4):
-        model = ACWESegmenter(cfg, device=device)
         chosen = set(labelled.get(mode, []))
-        masks = [truths[s.case_id] if s.case_id in chosen else None for s in train]
+        options = {**cfg.to_dict(), "mode": mode, "device": device}
+        if mode in (2, 3):  # fine-tune the mode-1 model saved above (paper 003 §3)
+            options["pretrained"] = str(out / "models" / "mode1")
+        method = registry.get("acwe")(options)
         t1 = time.perf_counter()
-        hist = model.fit(preps, masks, mode=mode, seed=seed, pretrained=models.get("mode1") if mode in (2, 3) else None,
-                         progress=progress)
+        hist = method.fit([s.case(cfg.channel, s.case_id in chosen) for s in train], seed=seed, progress=progress)
         seconds[f"mode{mode}_train"] = time.perf_counter() - t1
-        model.meta.update(case_ids=[s.case_id for s in train], labelled=sorted(chosen), data_dir=str(data))
-        model.save(out / "models" / f"mode{mode}")
+        model = method.model
+        model.meta.update(labelled=sorted(chosen), data_dir=str(data))
+        method.save(out / "models" / f"mode{mode}")
         models[f"mode{mode}"], histories[f"mode{mode}"] = model, hist
         scores = model.scores([s.prep for s in test])
         preds[f"mode{mode}"] = [to_image_grid(sc, s.prep) for sc, s in zip(scores, test, strict=True)]
@@ -315,7 +328,7 @@ def run_acwe_bench(data: Sequence[str | Path], out: str | Path, seed: int = 0, n
     """
     import torch
 
-    from scarceseg.methods.acwe import ACWEConfig
+    from scarceseg.methods.acwe_config import ACWEConfig
 
     changes = {k: v for k, v in {"epochs": epochs, "finetune_steps": finetune_steps, "size": size}.items()
                if v is not None}

@@ -31,25 +31,15 @@ from pathlib import Path
 
 import numpy as np
 
+from scarceseg.bench.demo_report import BOX_MARGIN, METHODS, REF, explain, table
+
 BASELINES = ("multi_otsu", "kmeans")
-#: method -> what the user gives per test image (the table's "input" column)
-METHODS = {
-    "fewshot_automatic": "none (learned from the box-prompted masks)",
-    "prior_box_prompt": "1 box (interactive reference)",
-    "udc_dqn_automatic": "none (selector learned from oracle picks)",
-    "udc_dqn_one_click": "1 click",
-    "oracle_best_candidate": "the truth (ceiling of the candidates)",
-    "multi_otsu": "none",
-    "kmeans": "none",
-}
-REF = "fewshot_automatic"
 #: DQN episodes in the demo: the paper's 300 took 1.4 s each on the 2 shared cores (load ~5), most of the demo
 DEMO_EPISODES = 50
 #: updates of the fewshot learner in the demo: all of its configured 200 (batch 4, a 32-channel head, about 30 s
 #: on the 2 shared cores). With the earlier 64-channel head (batch 8, 1-2.5 s per update) the demo had to stop at
 #: 50 updates: on the demo's data (seed 0) 30 -> every test image empty, 40 -> Dice 0.18, 50 -> 0.797, 80 -> 0.850.
 DEMO_FEWSHOT_STEPS = 200
-BOX_MARGIN = 5
 STEPS = 8
 
 
@@ -113,121 +103,6 @@ def _outside_box(box, truth: np.ndarray) -> float:
     y0, x0, y1, x1 = (int(v) for v in box)
     inside = int(truth[y0 : y1 + 1, x0 : x1 + 1].sum())
     return 1.0 - inside / max(1, int(truth.sum()))
-
-
-def _fmt_p(p: float) -> str:
-    return "—" if p is None or not np.isfinite(p) else f"{p:.2g}"
-
-
-def _table(dice: dict, hd95: dict) -> str:
-    from scarceseg.metrics import paired_comparison
-
-    lines = ["| method | user input per test image | Dice mean ± SD | Dice median | HD95 mean ± SD (mm) | "
-             f"p vs {REF} (Wilcoxon, Dice) |", "|---|---|---|---|---|---|"]
-    for m, what in METHODS.items():
-        p = "—" if m == REF else _fmt_p(paired_comparison(dice[REF], dice[m])["p_wilcoxon"])
-        d, h = dice[m], hd95[m]
-        undefined = int(np.isnan(h).sum())
-        hd = (f"{np.nanmean(h):.1f} ± {np.nanstd(h, ddof=1):.1f}" if (~np.isnan(h)).sum() > 1 else
-              (f"{np.nanmean(h):.1f}" if (~np.isnan(h)).any() else "—"))
-        if undefined:
-            hd += f" ({undefined} empty)"
-        lines.append(f"| {m} | {what} | {np.mean(d):.3f} ± {np.std(d, ddof=1):.3f} | {np.median(d):.3f} | {hd} | {p} |")
-    return "\n".join(lines)
-
-
-def explain(facts: dict) -> str:
-    """The report's explanation, written from the measured ``facts`` (see :func:`run_demo`)."""
-    f = facts
-    lines = []
-    lines.append(
-        f"**Labels.** The {f['n_train']} training labels are the prior's masks from one box each (truth's bounding "
-        f"box + {BOX_MARGIN} px), not the truth: their Dice against the truth is {f['label_dice_mean']:.3f} on "
-        f"average (lowest {f['label_dice_min']:.3f}). "
-        + ("So the learner was taught almost the truth. " if f["label_dice_mean"] >= 0.9 else
-           "So the learner was taught masks that already differ from the truth, which caps what it can reach. "))
-    gap = f["prior_box_mean"] - f["fewshot_mean"]
-    loc = (f"Its localiser found a blob on {f['n_test'] - f['n_empty']} of {f['n_test']} test images "
-           f"({f['n_empty']} called empty)")
-    if f["n_found"]:
-        loc += (f"; the box drawn around it held lesion on {f['n_hit']} of them, and its area was a median "
-                f"{f['area_ratio_median']:.2f}× the lesion's")
-    loc += ". "
-    if gap <= 0.05:
-        verdict = (f"**Learning.** Trained on those {f['n_train']} masks ({f['steps']} updates, "
-                   f"{f['fit_seconds']:.0f} s), `fewshot` segments the test images with no input at Dice "
-                   f"{f['fewshot_mean']:.3f}, within {max(gap, 0):.3f} of one box per image "
-                   f"({f['prior_box_mean']:.3f}). " + loc +
-                   "Once the localiser puts a box on the lesion, the pretrained decoder draws it as well as from a "
-                   "user's box. ")
-    else:
-        why = []
-        if f["n_empty"]:
-            sizes = ", ".join(str(a) for a in f["empty_truth_area"])
-            why.append(f"{f['n_empty']} test image(s) were called lesion-free (Dice 0; lesion area {sizes} px, "
-                       f"median of all test lesions {f['truth_area_median']:.0f} px)")
-        if f["n_found"] - f["n_hit"] > 0:
-            why.append(f"{f['n_found'] - f['n_hit']} blob(s) lay off the lesion, so the box prompted the wrong place")
-        if f["n_hit"] and f["area_ratio_median"] < 0.8 and f["truth_outside_box_median"] >= 0.02:
-            why.append(f"the blobs were smaller than the lesions, so even grown by {BOX_MARGIN} px their boxes left "
-                       f"out a median {100 * f['truth_outside_box_median']:.0f} % of the lesion, which the decoder, "
-                       "prompted with the box, mostly leaves out")
-        elif f["n_hit"] and f["area_ratio_median"] > 2.0:
-            why.append("the blobs were larger than the lesions, so boxes took in surrounding tissue")
-        if f["n_found"] and f["prior_box_found_mean"] - f["fewshot_found_mean"] > 0.05:
-            why.append(f"on the {f['n_found']} images where it found a blob, the boxes drawn from the blobs fit less "
-                       f"well than the user's boxes (Dice {f['fewshot_found_mean']:.3f} vs "
-                       f"{f['prior_box_found_mean']:.3f})")
-        elif f["n_found"] and f["n_empty"]:
-            why.append(f"on the {f['n_found']} images where it found a blob it is close to the user's box (Dice "
-                       f"{f['fewshot_found_mean']:.3f} vs {f['prior_box_found_mean']:.3f}), so the empty calls make "
-                       "most of the gap")
-        if not why:
-            why.append("the boxes drawn from the localiser's blobs fit the lesions less well than the user's boxes")
-        verdict = (f"**Learning.** Trained on those {f['n_train']} masks ({f['steps']} updates, "
-                   f"{f['fit_seconds']:.0f} s), `fewshot` reaches Dice {f['fewshot_mean']:.3f} with no input, "
-                   f"{gap:.3f} below one box per image ({f['prior_box_mean']:.3f}). " + loc +
-                   "The gap comes from localisation: " + "; ".join(why) + ". ")
-    if f["steps"] < f["steps_configured"]:
-        verdict += (f"The demo trains {f['steps']} of the learner's configured {f['steps_configured']} updates to "
-                    "stay near 5 minutes on 2 shared CPU cores; more updates may localise better. ")
-    lines.append(verdict)
-    diff = f["fewshot_mean"] - f["dqn_auto_mean"]
-    p = f["p_dqn_auto"]
-    sig = np.isfinite(p) and p < 0.05
-    if diff > 0:
-        cmp_ = (f"`fewshot` is {diff:.3f} Dice above paper 000's automatic selector ({f['dqn_auto_mean']:.3f}), "
-                + (f"a paired difference unlikely by chance (Wilcoxon p = {p:.2g}, n = {f['n_test']}). " if sig else
-                   f"but with n = {f['n_test']} this is not significant (Wilcoxon p = {_fmt_p(p)}). "))
-    else:
-        cmp_ = (f"`fewshot` is {-diff:.3f} Dice below paper 000's automatic selector ({f['dqn_auto_mean']:.3f}) "
-                f"(Wilcoxon p = {_fmt_p(p)}, n = {f['n_test']}). ")
-    cmp_ += (f"The selector can only pick among the proposer's candidates, whose best (an oracle pick) averages "
-             f"{f['oracle_mean']:.3f}; the automatic selector got {f['dqn_auto_mean']:.3f} and one click "
-             f"{f['dqn_click_mean']:.3f}")
-    if f["oracle_mean"] - f["dqn_auto_mean"] > 0.2:
-        cmp_ += (" — the selector, trained for only " f"{f['episodes']} episodes on {f['n_train']} picks, mostly "
-                 "picked the wrong candidate, and the click, which leaves only the candidates that hold it, "
-                 + ("repairs most of that" if f["oracle_mean"] - f["dqn_click_mean"] < 0.1 else "repairs part of it"))
-    cmp_ += ". "
-    if f["fewshot_mean"] > f["oracle_mean"]:
-        cmp_ += ("`fewshot` is above even that ceiling: the prior draws the lesion from a box rather than choosing "
-                 "among the proposer's candidates. ")
-    free = max(("multi-Otsu", f["otsu_mean"]), ("k-means", f["kmeans_mean"]), key=lambda kv: kv[1])
-    if free[1] >= f["fewshot_mean"]:
-        cmp_ += (f"Label-free {free[0]} ({free[1]:.3f}) does as well as or better than `fewshot` here: these "
-                 "synthetic lesions are easy to threshold, which makes the sample data a test that the pipeline "
-                 "runs, not a ranking of the methods — use the real-data benches named above for that. ")
-    else:
-        ps = (f["p_otsu"], f["p_kmeans"])
-        cmp_ += (f"The label-free baselines, multi-Otsu ({f['otsu_mean']:.3f}, p = {_fmt_p(ps[0])}) and k-means "
-                 f"({f['kmeans_mean']:.3f}, p = {_fmt_p(ps[1])}), are below `fewshot` in mean Dice"
-                 + ("." if all(np.isfinite(q) and q < 0.05 for q in ps) else
-                    f", but not significantly with n = {f['n_test']}: their medians ({f['otsu_median']:.3f}, "
-                    f"{f['kmeans_median']:.3f}; `fewshot` {f['fewshot_median']:.3f}) show they match it on most "
-                    "images and fail badly on a few.") + " ")
-    lines.append("**Against the other methods.** " + cmp_)
-    return "\n\n".join(lines)
 
 
 def run_demo(out: str | Path, n: int = 20, seed: int = 0, episodes: int | None = None,
@@ -379,7 +254,7 @@ def run_demo(out: str | Path, n: int = 20, seed: int = 0, episodes: int | None =
         col.write(out / "eval" / m)
     dice = {m: np.array([r["dice"] for r in col.rows]) for m, col in collectors.items()}
     hd95 = {m: np.array([r["hd95"] for r in col.rows]) for m, col in collectors.items()}
-    table = _table(dice, hd95)
+    table_md = table(dice, hd95)
 
     found = [c for c in test_ids if fewshot_extra[c].get("localiser_area", 0) >= learner.model.config.min_area]
     hit = [c for c in found if fewshot_extra[c].get("box") is not None and _box_holds(fewshot_extra[c]["box"],
@@ -449,7 +324,7 @@ def run_demo(out: str | Path, n: int = 20, seed: int = 0, episodes: int | None =
         f"{sel_history.seconds:.0f} s), "
         "then automatic and one-click (a robot click at each truth's innermost pixel, `robot_clicks.json`) "
         "selection on the test half; `oracle_best_candidate` is the best candidate by Dice against the truth.\n\n"
-        f"{table}\n\n"
+        f"{table_md}\n\n"
         f"p: paired two-sided Wilcoxon signed-rank on the {len(test_ids)} test images' Dice against "
         f"`{REF}`. HD95 is undefined for an empty mask (counted as \"empty\").\n\n"
         f"{explain(facts)}\n\n"
@@ -463,7 +338,7 @@ def run_demo(out: str | Path, n: int = 20, seed: int = 0, episodes: int | None =
         "![Dice box plot](dice_boxplot.png)\n\n![overlays: rows test images, columns methods](overlays.png)\n\n"
         "![selection accuracy of the DQN selector](selection_accuracy.png)\n", encoding="utf-8")
     step(8, "report", "evaluated every method; wrote the table, box plot, overlay grid and report")
-    echo("\n" + table + "\n")
+    echo("\n" + table_md + "\n")
     echo(f"total {seconds:.0f} s; report: {report}")
     return {"summaries": {m: col.summary() for m, col in collectors.items()}, "facts": facts, "report": report,
-            "seconds": seconds, "table": table}
+            "seconds": seconds, "table": table_md}

@@ -10,6 +10,12 @@ bilinearly), with :func:`scarceseg.metrics.compute_all` per slice, averaged over
 
 Writes ``OUT/table.csv``, ``OUT/per_case.csv``, ``OUT/dice_vs_steps.csv`` + ``.png``, ``OUT/action_maps_*.png``,
 ``OUT/report.md`` (rewritten after every setting, so an interrupted run still reports what it finished).
+
+PixelDRL-MG is the registered method ``registry.get("pixeldrl")`` (preset cpu), trained by ``fit(cases, Budget)``
+on the raw training slices (it prepares them as above) and saved by ``save``; the test slices are scored by its
+agents on the prepared grid in one batch (``method.model.predict_prepared``), which returns the mask of every step
+for Fig. 7. The U-Net, Attention U-Net and PixelRL refiner are this bench's baselines
+(:mod:`scarceseg.methods.pixeldrl_baselines`), trained on the prepared arrays; they are not registered methods.
 """
 
 from __future__ import annotations
@@ -76,22 +82,38 @@ def _time_per_slice(fn: Callable[[np.ndarray], object], x: np.ndarray, n: int) -
     return float(np.median(times))
 
 
+def train_pixeldrl(cases: Sequence, budget_s: float, seed: int, channels: str = "all"):
+    """``registry.get("pixeldrl")`` (preset cpu, ``channels``) fitted on ``cases`` within ``budget_s`` process CPU
+    seconds; returns (method, history)."""
+    from scarceseg.methods import registry
+    from scarceseg.methods.contract import Budget
+
+    method = registry.get("pixeldrl")({"preset": "cpu", "channels": channels})
+    return method, method.fit(cases, Budget(cpu_seconds=budget_s), seed=seed)
+
+
 def run_setting(name: str, x: np.ndarray, g: np.ndarray, xt: np.ndarray, truth: list[np.ndarray],
-                budget_s: float, b: PixelDRLBudget, echo: Callable[[str], None] = print) -> dict:
-    """Train and evaluate every method on one training set; returns rows, per-case values and extras."""
-    from scarceseg.methods.pixeldrl import PixelDRL, PixelDRLConfig
+                budget_s: float, b: PixelDRLBudget, echo: Callable[[str], None] = print,
+                load_cases: Callable[[], list] | None = None) -> dict:
+    """Train and evaluate every method on one training set; returns rows, per-case values and extras.
+
+    ``x``, ``g``: the prepared training set of the baselines; ``load_cases()``: the same slices as raw cases, for
+    the registered PixelDRL-MG (which prepares them itself).
+    """
     from scarceseg.methods.pixeldrl_baselines import PixelRLRefiner, predict_probability, train_supervised
     from scarceseg.nets.pixeldrl_net import count_parameters
 
     out_size = truth[0].shape
     rows, per_case, extra = [], {}, {}
     if "PixelDRL-MG" in b.methods:
-        model = PixelDRL(PixelDRLConfig.cpu())
-        hist = model.fit(x, g, seed=b.seed, budget_s=budget_s)
+        if load_cases is None:
+            raise ValueError("PixelDRL-MG trains on the raw cases: give load_cases")
+        method, hist = train_pixeldrl(load_cases(), budget_s, b.seed, b.channels)
+        model = method.model
         steps = model.predict_prepared(xt, t_max=max(b.eval_steps, model.config.t_max), out_size=out_size)
         pred = steps[model.config.t_max - 1]
         extra["dice_vs_steps"] = [float(np.mean([dice(s[i], truth[i]) for i in range(len(truth))])) for s in steps]
-        extra["pixeldrl_model"] = model
+        extra["pixeldrl_model"] = method
         ms = _time_per_slice(lambda v: model.predict_prepared(v, out_size=out_size), xt, b.n_timing)
         per_case["PixelDRL-MG"] = _masks_metrics(list(pred), truth)
         rows.append(_row("PixelDRL-MG", per_case["PixelDRL-MG"], model.n_parameters, hist["cpu_seconds"],
@@ -212,52 +234,57 @@ def run_pixeldrl_bench(data: str | Path, out: str | Path, budget: PixelDRLBudget
     for name, n, budget_s in settings:
         chosen = choose_shots(ds, ids_tr, n, seed=b.seed)
         idx = np.asarray([position[c] for c in chosen])
-        res = run_setting(name, x_tr[idx], g_tr[idx], xt, truth, budget_s, b, echo=echo)
+        res = run_setting(name, x_tr[idx], g_tr[idx], xt, truth, budget_s, b, echo=echo,
+                          load_cases=lambda chosen=chosen: [ds.load(c) for c in chosen])
         rows += res["rows"]
         _write_per_case(out / f"per_case_{name}.csv", ids_t, res["per_case"])
         if "dice_vs_steps" in res:
             curves[f"PixelDRL-MG ({name})"] = res["dice_vs_steps"]
-            model = res["pixeldrl_model"]
+            method = res["pixeldrl_model"]
             if name == "full":
-                _action_maps(ds, ids_t, truth, model, b, out)
-                model.save(out / "pixeldrl_full_model")
-                raw_ms = time_raw_predict(model, ds, ids_t[: b.n_timing], b.channels)
+                _action_maps(ds, ids_t, truth, method, b, out)
+                method.save(out / "pixeldrl_full_model")
+                raw_ms = time_raw_predict(method, ds, ids_t[: b.n_timing])
                 echo(f"PixelDRL-MG predict() on raw 256x256 slices incl. normalisation and resizing: "
                      f"median {raw_ms:.1f} ms/slice")
                 (out / "raw_inference_ms.json").write_text(json.dumps({"median_ms": raw_ms}) + "\n", encoding="utf-8")
-            t_train = model.config.t_max
+            t_train = method.model.config.t_max
         _write_outputs(out, rows, curves, b, command, time.perf_counter() - t_start, split, ds, t_train)
     return {"rows": rows, "dice_vs_steps": curves}
 
 
-def time_raw_predict(model, ds, ids: Sequence[str], channels: str = "all") -> float:
-    """Median wall ms of ``model.predict`` on raw slices (normalisation, resizing and upsampling included)."""
-    from scarceseg.methods.unet_baseline import select_channels
-
-    images = [select_channels(ds.load(cid), channels) for cid in ids]
-    model.predict(images[0])
+def time_raw_predict(method, ds, ids: Sequence[str]) -> float:
+    """Median wall ms of the registered method's ``predict(case)`` on raw slices (channel choice, normalisation,
+    resizing and upsampling included)."""
+    cases = [ds.load(cid) for cid in ids]
+    method.predict(cases[0])
     times = []
-    for image in images:
+    for case in cases:
         t = time.perf_counter()
-        model.predict(image)
+        method.predict(case)
         times.append((time.perf_counter() - t) * 1000.0)
     return float(np.median(times))
 
 
-def _action_maps(ds, ids_t, truth, model, b: PixelDRLBudget, out: Path) -> None:
+def _action_maps(ds, ids_t, truth, method, b: PixelDRLBudget, out: Path) -> None:
+    """Fig. 4 sheets of ``b.n_action_maps`` test slices, through the registered method's ``predict`` with
+    ``action_maps`` and ``t_max = b.eval_steps``."""
     from scarceseg.figures.overlays import window
     from scarceseg.methods.unet_baseline import select_channels
 
     sizes = np.asarray([t.sum() for t in truth])
     order = np.argsort(sizes)
     picks = [order[int(q * (len(order) - 1))] for q in np.linspace(0.25, 0.95, b.n_action_maps)]
-    for k, i in enumerate(picks):
-        case = ds.load(ids_t[i])
-        image = select_channels(case, b.channels)
-        _, steps = model.predict(image, t_max=b.eval_steps, return_steps=True)
-        flair = case.channel("FLAIR") if "FLAIR" in case.channel_names else image[0]
-        save_action_map_figure(window(np.asarray(flair, dtype=np.float32)), truth[i], steps,
-                               out / f"action_maps_{k + 1}_{ids_t[i]}.png")
+    method.set_inference(action_maps=True, t_max=b.eval_steps)
+    try:
+        for k, i in enumerate(picks):
+            case = ds.load(ids_t[i])
+            steps = method.predict(case).extra["steps"]
+            flair = case.channel("FLAIR") if "FLAIR" in case.channel_names else select_channels(case, b.channels)[0]
+            save_action_map_figure(window(np.asarray(flair, dtype=np.float32)), truth[i], steps,
+                                   out / f"action_maps_{k + 1}_{ids_t[i]}.png")
+    finally:
+        method.set_inference(action_maps=False, t_max=None)
 
 
 def _write_per_case(path: Path, ids: list[str], per_case: dict[str, list[dict]]) -> None:
@@ -321,8 +348,8 @@ def run_pixeldrl_cv(data: str | Path, out: str | Path, folds: int = 5, budget_s:
                     threads: int = 1, echo: Callable[[str], None] = print, progress: bool = False) -> dict:
     """k-fold cross-validation (Table 6): PixelDRL-MG and U-Net, each with ``budget_s`` CPU seconds per fold."""
     from scarceseg.datasets import kfold, open_dataset
-    from scarceseg.methods.pixeldrl import PixelDRL, PixelDRLConfig
     from scarceseg.methods.pixeldrl_baselines import predict_probability, train_supervised
+    from scarceseg.methods.pixeldrl_config import PixelDRLConfig
     from scarceseg.methods.pixeldrl_data import load_prepared
 
     torch.set_num_threads(threads)
@@ -334,9 +361,8 @@ def run_pixeldrl_cv(data: str | Path, out: str | Path, folds: int = 5, budget_s:
     for k, (train_ids, test_ids) in enumerate(kfold(ds, folds, seed=seed)):
         x, g, _, _ = load_prepared(ds, train_ids, size, progress=progress)
         xt, _, truth, _ = load_prepared(ds, test_ids, size, progress=progress)
-        model = PixelDRL(PixelDRLConfig.cpu())
-        model.fit(x, g, seed=seed, budget_s=budget_s)
-        pred = model.predict_prepared(xt, out_size=truth[0].shape)[-1]
+        method, _ = train_pixeldrl([ds.load(c) for c in train_ids], budget_s, seed)
+        pred = method.model.predict_prepared(xt, out_size=truth[0].shape)[-1]
         per = _masks_metrics(list(pred), truth)
         results["PixelDRL-MG"].append({"dice": _mean(per, "dice"), "biou": _mean(per, "boundary_iou")})
         net, _ = train_supervised("unet", x, g, seed=seed, budget_s=budget_s)

@@ -36,7 +36,7 @@ def noop_task(shared: object, item: CohortItem) -> CaseResult:
 
 
 def _train_model(data: Path, ids: Sequence[str], out: Path, seed: int) -> float:
-    from scarceseg.methods.acwe import ACWEConfig
+    from scarceseg.methods.acwe_config import ACWEConfig
     from scarceseg.methods.acwe_data import train_acwe_from_dataset
 
     t0 = time.perf_counter()

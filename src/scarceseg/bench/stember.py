@@ -8,10 +8,12 @@ segment MRI brain tumors with very small training sets"):
 2. Propose candidates on every slice once (the proposer does not see labels; proposals are cached in
    ``OUT/proposals`` and shared by all seeds).
 3. Pick on the training slices with the oracle (best-Dice candidate against the truth; labelled
-   ``oracle`` everywhere), train the DQN selector, and segment the test slices
+   ``oracle`` everywhere), train the DQN selector (``registry.get("selector")`` on the cached proposals, its
+   ``fit``/``predict``), and segment the test slices
    (a) one-click: the robot click is the truth's interior point farthest from its border (the paper used
        the centre of mass, which can fall outside a non-convex lesion), (b) automatic.
-4. Train the paper's U-Net and a fair U-Net on the same 10 images and masks; predict the test slices.
+4. Train the paper's U-Net and a fair U-Net (``registry.get("unet")``) on the same 10 images and masks; predict
+   the test slices.
 5. Report mean ± SD of Dice and HD95 per method, paired p-values against UDC+DQN automatic, a box plot
    (Figure 9), selection accuracy vs episode (Figures 7-8), sample overlays (Figure 6), ``report.md``.
 """
@@ -183,7 +185,6 @@ def run_stember(data: str | Path, out: str | Path, seeds: list[int] | tuple[int,
     from scarceseg.figures.overlays import save_boxplot, save_overlay_grid
     from scarceseg.methods import registry
     from scarceseg.methods.contract import Budget
-    from scarceseg.methods.udc_rl import SelectorConfig, train_selector_arrays
     from scarceseg.metrics import MetricCollector, paired_comparison
     from scarceseg.store.oracle import oracle_pick
 
@@ -231,20 +232,15 @@ def run_stember(data: str | Path, out: str | Path, seeds: list[int] | tuple[int,
         echo(f"train on {len(train_ids)} slices of {len(train_ids)} patients, "
              f"test on {len(test_ids)} slices of the other patients")
 
-        def arrays(case_ids, props=props, cases=cases):
-            imgs = [props[c].image for c in case_ids]
-            masks = [props[c].masks for c in case_ids]
-            picks = [oracle_pick(props[c], cases[c].target)[0] for c in case_ids]
-            return imgs, masks, picks
-
-        train_imgs, train_masks, train_picks = arrays(split["train"])
-        curve_ids = test_ids[:curve_images]
-        cfg = SelectorConfig() if episodes is None else SelectorConfig(n_episodes=episodes)
+        # the registered selector on the cached proposals; SelectorConfig's device ("auto") as before
+        options = {"device": "auto"} if episodes is None else {"device": "auto", "n_episodes": episodes}
+        selector = registry.get("selector")(options)
+        selector.set_inference(proposals=lambda case, props=props: props[case.case_id])
+        selector.eval_cases = {"test": [cases[c] for c in test_ids[:curve_images]]}
         t0 = time.perf_counter()
-        selector, history = train_selector_arrays(train_imgs, train_masks, train_picks, cfg, seed=seed,
-                                                  eval_sets={"test": arrays(curve_ids)}, progress=progress)
-        seed_timings["dqn_train_s"].append(history.seconds or time.perf_counter() - t0)
-        hist = history.as_dict()
+        hist = selector.fit([cases[c] for c in split["train"]], seed=seed, progress=progress)
+        hist = {k: v for k, v in hist.items() if k not in ("cases", "skipped")}
+        seed_timings["dqn_train_s"].append(hist["seconds"] or time.perf_counter() - t0)
         (out / f"history_seed{seed}.json").write_text(json.dumps(hist), encoding="utf-8")
         plot_selection_accuracy(hist, out / f"selection_accuracy_seed{seed}.png")
         echo(f"DQN trained in {seed_timings['dqn_train_s'][-1]:.1f} s; final selection accuracy "
@@ -260,15 +256,16 @@ def run_stember(data: str | Path, out: str | Path, seeds: list[int] | tuple[int,
             unets[name] = model
             echo(f"{name} trained in {seed_timings[f'{name}_train_s'][-1]:.1f} s on {model.model.device}")
 
+        selected = {}
+        for mode in ("automatic", "one_click"):
+            selector.set_inference(mode=mode, points={c: robot_click(cases[c].target) for c in test_ids})
+            selected[mode] = {c: selector.predict(cases[c]).mask for c in test_ids}
         collectors = {m: MetricCollector() for m in methods}
         for cid in test_ids:
             case, prop = cases[cid], props[cid]
             truth = case.target
-            preds = {"oracle_best_candidate": prop.masks[oracle_pick(prop, truth)[0]]}
-            auto_idx, _ = selector.select_automatic(prop.image, prop.masks)
-            click_idx, _ = selector.select_one_click(prop.image, prop.masks, robot_click(truth))
-            preds["udc_dqn_automatic"] = prop.masks[auto_idx]
-            preds["udc_dqn_one_click"] = prop.masks[click_idx]
+            preds = {"oracle_best_candidate": prop.masks[oracle_pick(prop, truth)[0]],
+                     "udc_dqn_automatic": selected["automatic"][cid], "udc_dqn_one_click": selected["one_click"][cid]}
             for name, model in unets.items():
                 preds[name] = model.predict(case).mask
             for m, mask in preds.items():

@@ -2,10 +2,11 @@
 
 The anatomy is real: axial slices of the MNI ICBM152 2009a symmetric template (T1 and grey/white
 matter probability maps), shipped with scarceseg as ``datasets/data/mni152_2009a_sym_slab.npy.xz`` (1.4 MB;
-see :data:`TEMPLATE_FILE` and the notice next to it), so nothing is downloaded. Each slice is
-turned into three MR-like channels the way the kaggle_3m LGG set stores them, ``(pre-contrast, FLAIR,
-post-contrast)``, given a skull and scalp (the template is skull-stripped, the LGG slices are not), a
-lesion, a bias field and Rician noise, and written as
+see :data:`~scarceseg.datasets.sample_anatomy.TEMPLATE_FILE` and the notice next to it), so nothing is
+downloaded. Each slice is turned into three MR-like channels the way the kaggle_3m LGG set stores them,
+``(pre-contrast, FLAIR, post-contrast)``, given a skull and scalp (the template is skull-stripped, the LGG slices
+are not; :mod:`~scarceseg.datasets.sample_anatomy`), a lesion (:mod:`~scarceseg.datasets.sample_lesion`), a bias
+field and Rician noise, and written as
 
 .. code-block:: text
 
@@ -23,284 +24,30 @@ depend on ``n``.
 from __future__ import annotations
 
 import json
-import lzma
-from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
 import numpy as np
 
-from scarceseg.errors import ScarcesegError
-from scarceseg.preprocess.head import largest_component
+from scarceseg.datasets.sample_anatomy import (
+    SHAPE,
+    TEMPLATE_FILE,
+    Z_RANGE,
+    Template,
+    axial_maps,
+    head_layers,
+    load_template,
+    pose,
+)
+from scarceseg.datasets.sample_lesion import (
+    LESION_FRACTION_LOG_SD,
+    LESION_FRACTION_MEDIAN,
+    LESION_FRACTION_RANGE,
+    lesion_look,
+    lesion_shape,
+)
 
-SHAPE = (256, 256)
 CHANNEL_NAMES = ("pre-contrast", "FLAIR", "post-contrast")
-# Axial template levels (voxel index k; MNI z = k - 72 mm) that slices are drawn from: from the
-# temporal lobes to just below the vertex, where the real LGG set has its tumour-positive slices.
-Z_RANGE = (52.0, 128.0)
-#: The template as scarceseg ships it: the axial levels ``k = 52..128`` that :data:`Z_RANGE` interpolates
-#: between, of nilearn 0.14's package files ``mni_icbm152_{t1,gm,wm}_tal_nlin_sym_09a_converted.nii.gz``
-#: (uint8, 1 mm, index order (x, y, z), full grid 197 x 233 x 189), cropped to ``x 25..171, y 26..209``,
-#: which holds every non-zero voxel of those levels. One uint8 array ``(3, 147, 184, 77)`` = (t1, gm, wm),
-#: ``np.save`` format, xz-compressed with a delta filter along z. Licence: ``MNI152_NOTICE.txt`` beside it.
-TEMPLATE_FILE = Path(__file__).parent / "data" / "mni152_2009a_sym_slab.npy.xz"
-#: Full template grid (x, y, z) and the index of the slab's first voxel in it.
-TEMPLATE_SHAPE = (197, 233, 189)
-SLAB_START = (25, 26, 52)
-# Lesion area as a fraction of the 256x256 slice: log-normal around the real set's median (2.3%),
-# clipped to the range of the bulk of the real set.
-LESION_FRACTION_MEDIAN = 0.023
-LESION_FRACTION_LOG_SD = 0.85
-LESION_FRACTION_RANGE = (0.003, 0.09)
-
-
-@dataclass(frozen=True)
-class Template:
-    """The axial levels of the MNI ICBM152 2009a template that the sample uses (uint8, 1 mm, order (x, y, z)).
-
-    Attributes
-    ----------
-    t1, gm, wm : ndarray, shape (197, 233, Z), uint8
-        Skull-stripped T1 and grey/white-matter probability maps scaled to 0..255, on the template's full
-        x-y grid (zero outside the brain), levels ``z_start .. z_start + Z - 1``.
-    z_start : int
-        Template level (voxel index k) of the first slice.
-    """
-
-    t1: np.ndarray
-    gm: np.ndarray
-    wm: np.ndarray
-    z_start: int = 0
-
-
-def load_template(path: str | Path = TEMPLATE_FILE) -> Template:
-    """Read the shipped template slab (about 0.3 s); see :class:`Template` and :data:`TEMPLATE_FILE`."""
-    path = Path(path)
-    try:
-        with lzma.open(path) as f:
-            slab = np.load(f, allow_pickle=False)
-    except (OSError, EOFError, ValueError, lzma.LZMAError) as exc:
-        raise ScarcesegError(f"{path}: cannot read the sample template shipped with scarceseg ({exc}); "
-                             "reinstall scarceseg") from exc
-    if slab.dtype != np.uint8 or slab.ndim != 4 or slab.shape[0] != 3:
-        raise ScarcesegError(f"{path}: unexpected template array {slab.dtype} {slab.shape}; reinstall scarceseg")
-    x0, y0, z0 = SLAB_START
-    pad = ((x0, TEMPLATE_SHAPE[0] - x0 - slab.shape[1]), (y0, TEMPLATE_SHAPE[1] - y0 - slab.shape[2]), (0, 0))
-    t1, gm, wm = (np.pad(vol, pad) for vol in slab)
-    return Template(t1=t1, gm=gm, wm=wm, z_start=z0)
-
-
-# --------------------------------------------------------------------------------------------------
-# geometry: one axial template level -> a 256x256 slice with random pose
-# --------------------------------------------------------------------------------------------------
-
-def _axial_maps(template: Template, z: float) -> np.ndarray:
-    """Tissue maps of one axial level, linearly interpolated between template slices.
-
-    Returns
-    -------
-    ndarray, shape (3, 233, 197), float32
-        ``(t1, gm, wm)`` in ``[0, 1]``, rows running anterior -> posterior, columns left -> right index.
-    """
-    k0 = int(np.floor(z))
-    w = np.float32(z - k0)
-    i0 = k0 - template.z_start
-    if not 0 <= i0 < template.t1.shape[2] - 1:
-        raise ValueError(f"template level {z} is outside the shipped levels {template.z_start}.."
-                         f"{template.z_start + template.t1.shape[2] - 1}")
-    out = []
-    for vol in (template.t1, template.gm, template.wm):
-        sl = (1 - w) * vol[:, :, i0].astype(np.float32) + w * vol[:, :, i0 + 1].astype(np.float32)
-        out.append(sl.T[::-1] / np.float32(255.0))
-    return np.stack(out)
-
-
-def _pose(maps: np.ndarray, angle_deg: float, scale: float, aspect: float, shift: tuple[float, float],
-          flip: bool) -> np.ndarray:
-    """Resample ``(M, H, W)`` maps onto the 256x256 grid: rotate, scale (pixels per mm), shift, flip.
-
-    The brain's centroid lands at the image centre plus ``shift`` (pixels, (dy, dx)).
-    """
-    from scipy import ndimage
-
-    brain = maps[0] > 0.02
-    cy, cx = (float(c) for c in np.argwhere(brain).mean(axis=0))
-    theta = np.deg2rad(angle_deg)
-    rot = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
-    zoom = np.diag([1.0 / (scale * aspect), (-1.0 if flip else 1.0) * aspect / scale])
-    matrix = rot @ zoom  # output offset (pixels) -> input offset (mm)
-    centre_out = np.array([(SHAPE[0] - 1) / 2 + shift[0], (SHAPE[1] - 1) / 2 + shift[1]])
-    offset = np.array([cy, cx]) - matrix @ centre_out
-    return np.stack([ndimage.affine_transform(m, matrix, offset=offset, output_shape=SHAPE, order=1,
-                                              mode="constant", cval=0.0) for m in maps])
-
-
-def _smooth_noise(rng: np.random.Generator, sigma: float, shape: tuple[int, int] = SHAPE) -> np.ndarray:
-    """Gaussian-smoothed white noise with unit standard deviation, shape ``shape``.
-
-    Smoothed in the Fourier domain (periodic), which costs the same for any ``sigma`` (pixels).
-    """
-    white = rng.standard_normal(shape)
-    fy = np.fft.fftfreq(shape[0])[:, None]
-    fx = np.fft.rfftfreq(shape[1])[None, :]
-    transfer = np.exp(-2.0 * (np.pi * sigma) ** 2 * (fy ** 2 + fx ** 2))
-    field = np.fft.irfft2(np.fft.rfft2(white) * transfer, s=shape)
-    return (field - field.mean()) / (field.std() + 1e-12)
-
-
-def _band(d: np.ndarray, lo: float, hi: float, soft: float = 0.6) -> np.ndarray:
-    """Soft indicator of ``lo <= d < hi`` with logistic edges of width ``soft``."""
-    return 1.0 / (1.0 + np.exp(-(d - lo) / soft)) - 1.0 / (1.0 + np.exp(-(d - hi) / soft))
-
-
-def _head_layers(brain: np.ndarray, scale: float, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Extra-cerebral layers around a (skull-stripped) brain: CSF gap, skull, diploe, scalp fat, skin.
-
-    Distances are measured outward from the convex hull of the brain, so the skull does not follow the
-    gyri; layer thicknesses vary smoothly around the head.
-    """
-    from scipy import ndimage
-    from scipy.spatial import ConvexHull
-    from skimage.draw import polygon
-
-    points = np.argwhere(brain)
-    corners = points[ConvexHull(points).vertices]
-    hull = brain.copy()
-    hull[polygon(corners[:, 0], corners[:, 1], brain.shape)] = True
-    d = ndimage.distance_transform_edt(~hull) + 0.7 * _smooth_noise(rng, 14.0)
-    gap = rng.uniform(1.0, 2.5) * scale
-    skull = rng.uniform(4.0, 7.0) * scale
-    fat = rng.uniform(2.5, 5.0) * scale
-    skin = 1.5 * scale
-    layers = {
-        "csf_gap": np.clip(_band(d, -1e3, gap), 0, 1) * ~brain,
-        "skull": _band(d, gap, gap + skull),
-        "diploe": _band(d, gap + 0.4 * skull, gap + 0.6 * skull, soft=0.5),
-        "fat": _band(d, gap + skull, gap + skull + fat),
-        "skin": _band(d, gap + skull + fat, gap + skull + fat + skin),
-        "dura": _band(d, gap - 0.8, gap + 0.4, soft=0.4),
-    }
-    return layers
-
-
-# --------------------------------------------------------------------------------------------------
-# lesion
-# --------------------------------------------------------------------------------------------------
-
-def _lesion_shape(brain: np.ndarray, wm: np.ndarray, area: int, rng: np.random.Generator
-                  ) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Sample an irregular lesion of about ``area`` pixels inside ``brain``, centred mostly in WM.
-
-    The shape is the super-level set of a field ``1 - rho / r(theta) + noise``: a rotated ellipse whose
-    radius is perturbed by angular harmonics 2..5, roughened by smoothed noise, optionally joined by a
-    second lobe; the level is chosen so that exactly the ``area`` highest pixels inside the brain are in.
-
-    Returns
-    -------
-    mask : ndarray, shape (Y, X), bool
-    field : ndarray, shape (Y, X), float
-        Higher towards the lesion core (used for a cystic core and the internal texture).
-    params : dict
-    """
-    from scipy import ndimage
-
-    radius = np.sqrt(area / np.pi)
-    depth = ndimage.distance_transform_edt(brain)
-    in_wm = rng.random() < 0.85
-    weight = (wm ** 2 if in_wm else np.ones_like(wm)) * (depth >= min(0.6 * radius, 0.5 * depth.max()))
-    if weight.sum() <= 0:
-        weight = depth.astype(float)
-    flat = weight.ravel() / weight.sum()
-    cy, cx = np.unravel_index(int(rng.choice(flat.size, p=flat)), brain.shape)
-    elong = rng.uniform(0.6, 1.0)
-    phi = rng.uniform(0, np.pi)
-    a, b = radius / np.sqrt(elong), radius * np.sqrt(elong)
-    harmonics = [(m, rng.normal(0, 0.1 / (m - 1)), rng.uniform(0, 2 * np.pi)) for m in range(2, 6)]
-
-    yy, xx = np.mgrid[0:brain.shape[0], 0:brain.shape[1]].astype(float)
-
-    def blob(y0: float, x0: float, sa: float, sb: float) -> np.ndarray:
-        dy, dx = yy - y0, xx - x0
-        u = dx * np.cos(phi) + dy * np.sin(phi)
-        v = -dx * np.sin(phi) + dy * np.cos(phi)
-        ang = np.arctan2(v, u)
-        r = 1.0 + sum(c * np.cos(m * ang + p) for m, c, p in harmonics)
-        return 1.0 - np.hypot(u / sa, v / sb) / np.maximum(r, 0.3)
-
-    field = blob(cy, cx, a, b)
-    lobe = None
-    if rng.random() < 0.4:
-        ang = rng.uniform(0, 2 * np.pi)
-        dist = rng.uniform(0.7, 1.1) * radius
-        size = rng.uniform(0.4, 0.7)
-        ly, lx = cy + dist * np.sin(ang), cx + dist * np.cos(ang)
-        field = np.maximum(field, blob(ly, lx, size * a, size * b))
-        lobe = {"centre_yx": [round(float(ly), 1), round(float(lx), 1)], "relative_size": round(float(size), 3)}
-    roughness = rng.uniform(0.08, 0.2)
-    field = field + roughness * _smooth_noise(rng, max(radius / 2.5, 1.5))
-    inside = field[brain]
-    area = int(min(area, inside.size))
-    level = np.partition(inside, -area)[-area]
-    mask = ndimage.binary_fill_holes(largest_component((field >= level) & brain)) & brain
-    params = {
-        "centre_yx": [int(cy), int(cx)], "in_white_matter": bool(in_wm), "radius_px": round(float(radius), 2),
-        "elongation": round(float(elong), 3), "orientation_rad": round(float(phi), 3),
-        "harmonics": [[m, round(float(c), 3)] for m, c, _ in harmonics], "second_lobe": lobe,
-        "roughness": round(float(roughness), 3),
-    }
-    return mask, np.where(brain, field, inside.min()), params
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
-
-
-# --------------------------------------------------------------------------------------------------
-# one case
-# --------------------------------------------------------------------------------------------------
-
-def _lesion_look(mask: np.ndarray, field: np.ndarray, radius: float, brain_soft: np.ndarray,
-                 rng: np.random.Generator) -> dict:
-    """Sample how a lesion looks: soft margin with edema-like tail, texture, cystic core, enhancement.
-
-    Returns
-    -------
-    dict
-        ``alpha`` (Y, X) in [0, 1], the lesion's weight in the image (1 inside, a logistic edge of width
-        ``margin_px`` and an exponential tail outside); ``texture``, ``core``, ``enhance`` (Y, X);
-        the scalars ``contrast`` (FLAIR vs white matter) and ``core_darkening``; ``params`` for the manifest.
-    """
-    from scipy import ndimage
-
-    inside = ndimage.distance_transform_edt(mask)
-    outside = ndimage.distance_transform_edt(~mask)
-    margin = rng.uniform(0.7, 1.8)
-    edema_amp = rng.uniform(0.1, 0.45)
-    edema_len = rng.uniform(1.5, 5.0)
-    alpha = _sigmoid((inside - outside + 0.5) / margin)
-    alpha = np.maximum(alpha, edema_amp * np.exp(-outside / edema_len) * (~mask) * brain_soft)
-    contrast = rng.uniform(1.35, 2.2)
-    texture = 1.0 + rng.uniform(0.03, 0.1) * _smooth_noise(rng, 4.0) + 0.03 * _smooth_noise(rng, 1.5)
-    fade = rng.uniform(0.0, 0.25)  # signal fading from the core to the edge
-    texture = texture * (1 - fade * (1 - np.clip(inside / (0.5 * radius + 1), 0, 1)))
-    cystic = bool(rng.random() < 0.2 and contrast > 1.6 and mask.sum() > 400)
-    core = np.zeros(mask.shape)
-    if cystic:
-        level = np.quantile(field[mask], 1 - rng.uniform(0.15, 0.35))
-        core = _sigmoid((field - level) / 0.03) * mask
-    core_darkening = rng.uniform(0.65, 0.8)
-    enhancing = bool(rng.random() < 0.25)
-    enhance = np.zeros(mask.shape)
-    if enhancing:
-        spots = _smooth_noise(rng, 3.0, mask.shape) > 1.2
-        enhance = ndimage.gaussian_filter((spots & mask).astype(float), 1.0)
-    params = {
-        "flair_contrast_vs_wm": round(float(contrast), 3), "margin_px": round(float(margin), 3),
-        "core_to_edge_fade": round(float(fade), 3), "edema_amplitude": round(float(edema_amp), 3),
-        "edema_length_px": round(float(edema_len), 3), "cystic_core": cystic, "enhancing": enhancing,
-    }
-    return {"alpha": alpha, "texture": texture, "core": core, "enhance": enhance, "contrast": contrast,
-            "core_darkening": core_darkening, "params": params}
 
 
 def _scanner(images: tuple[np.ndarray, ...], rng: np.random.Generator) -> tuple[np.ndarray, dict]:
@@ -365,18 +112,18 @@ def synthesize_case(template: Template, rng: np.random.Generator) -> tuple[np.nd
     aspect = rng.uniform(0.95, 1.05)
     shift = (rng.uniform(-8, 8), rng.uniform(-8, 8))
     flip = bool(rng.random() < 0.5)
-    t1, gm, wm = _pose(_axial_maps(template, z), angle, scale, aspect, shift, flip)
+    t1, gm, wm = pose(axial_maps(template, z), angle, scale, aspect, shift, flip)
     brain_soft = np.clip(t1 / 0.08, 0, 1)
     brain = ndimage.binary_fill_holes(brain_soft > 0.5)
     csf = np.clip(brain_soft - gm - wm, 0, 1)
-    ext = _head_layers(brain, scale, rng)  # skull and scalp
+    ext = head_layers(brain, scale, rng)  # skull and scalp
 
     # ---- lesion
     fraction = float(np.clip(np.exp(rng.normal(np.log(LESION_FRACTION_MEDIAN), LESION_FRACTION_LOG_SD)),
                              *LESION_FRACTION_RANGE))
     area = int(min(round(fraction * SHAPE[0] * SHAPE[1]), 0.45 * brain.sum()))
-    mask, field, shape_params = _lesion_shape(brain, wm, area, rng)
-    look = _lesion_look(mask, field, shape_params["radius_px"], brain_soft, rng)
+    mask, field, shape_params = lesion_shape(brain, wm, area, rng)
+    look = lesion_look(mask, field, shape_params["radius_px"], brain_soft, rng)
 
     # ---- contrasts (white matter = 1) and composition
     outside_brain = 1 - brain_soft

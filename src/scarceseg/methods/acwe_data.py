@@ -2,7 +2,7 @@
 from a data set folder. ``scarceseg segment`` runs ACWE models through the registry
 (:class:`scarceseg.methods.adapters.ACWEMethod`).
 
-The model itself (:class:`~scarceseg.methods.acwe.ACWEConfig`, :class:`~scarceseg.methods.acwe.ACWESegmenter`)
+The model itself (:class:`~scarceseg.methods.acwe_config.ACWEConfig`, :class:`~scarceseg.methods.acwe.ACWESegmenter`)
 lives in :mod:`scarceseg.methods.acwe`; this module is what the CLI and the benchmark call.
 """
 
@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from scarceseg.errors import InputError
-from scarceseg.methods.acwe import LAYOUT_PRESETS, ACWEConfig, ACWESegmenter
+from scarceseg.methods.acwe import ACWESegmenter
+from scarceseg.methods.acwe_config import LAYOUT_PRESETS, ACWEConfig
 
 
 def select_channel(case, channel: str = "auto") -> np.ndarray:

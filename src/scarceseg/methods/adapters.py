@@ -18,10 +18,13 @@ import numpy as np
 
 from scarceseg.errors import InputError
 from scarceseg.io.case import Case
-from scarceseg.methods.acwe import ACWEConfig, ACWESegmenter
+from scarceseg.methods.acwe import ACWESegmenter
+from scarceseg.methods.acwe_config import ACWEConfig
 from scarceseg.methods.config import apply, config_model
 from scarceseg.methods.contract import Budget, Prediction, Segmenter
-from scarceseg.methods.pixeldrl import PixelDRL, PixelDRLConfig, prepare_mask
+from scarceseg.methods.pixeldrl import PixelDRL
+from scarceseg.methods.pixeldrl_config import PixelDRLConfig
+from scarceseg.methods.pixeldrl_inputs import prepare_mask
 from scarceseg.methods.unet_baseline import UNetBaseline, UNetConfig, select_channels
 
 
@@ -92,15 +95,19 @@ class UNetMethod(Segmenter):
 
 # ---- ACWE ConvNet (paper 003) -------------------------------------------------------------------------
 class ACWEMethod(Segmenter):
-    """The ACWE ConvNet; config: ``mode`` (1-4), ``preset`` (cpu | paper), ``data_preset`` and ACWEConfig fields.
+    """The ACWE ConvNet; config: ``mode`` (1-4), ``preset`` (cpu | paper), ``data_preset``, ``device`` (cpu, cuda
+    or auto; default cpu), ``pretrained`` and ACWEConfig fields.
 
-    Mode 1 ignores the labels; modes 2-4 use every given case's label (choose which cases to pass).
-    Volumes are predicted slice by slice; to train on volumes, pass their slices (as
-    :func:`scarceseg.methods.acwe_data.train_acwe_from_dataset` does).
+    Mode 1 ignores the labels; modes 2-4 use the label of every case that has one (choose which cases to pass):
+    modes 2 and 3 fine-tune on the labelled cases only, mode 4 adds the label loss on them and trains ``L_ACWE``
+    on all. ``pretrained`` (modes 2 and 3): the folder of a mode-1 ACWE model to fine-tune (paper 003 §3);
+    without it, mode 1 is trained first on the given cases. Volumes are predicted slice by slice; to train on
+    volumes, pass their slices (as :func:`scarceseg.methods.acwe_data.train_acwe_from_dataset` does).
     """
 
     name = "acwe"
-    schema = config_model("ACWEOptions", ACWEConfig, mode=(int, 1), preset=(str, "cpu"), data_preset=(str, "lgg"))
+    schema = config_model("ACWEOptions", ACWEConfig, mode=(int, 1), preset=(str, "cpu"), data_preset=(str, "lgg"),
+                          device=(str | None, None), pretrained=(str | None, None))
 
     def __init__(self, config: dict | None = None, model: ACWESegmenter | None = None) -> None:
         super().__init__(config)
@@ -115,7 +122,7 @@ class ACWEMethod(Segmenter):
                 base = base.with_data_preset(options.data_preset)
             except ValueError as exc:
                 raise InputError(None, str(exc)) from None
-            model = ACWESegmenter(apply(base, options))
+            model = ACWESegmenter(apply(base, options), device=options.device or "cpu")
         self.model = model
 
     def _image(self, case: Case) -> np.ndarray:
@@ -127,16 +134,23 @@ class ACWEMethod(Segmenter):
         mode = self.options.mode
         if budget is not None and budget.cpu_seconds is not None:
             raise InputError(None, "the ACWE ConvNet's budget is in epochs or fine-tuning steps, not CPU seconds")
-        cases = labelled(cases, "ACWE") if mode != 1 else list(cases)
+        cases = list(cases)
         if not cases:
             raise InputError(None, "no training cases for ACWE")
+        masks = [c.target if mode != 1 else None for c in cases]
+        if mode != 1 and all(m is None for m in masks):
+            raise InputError(cases[0].source, f"ACWE mode {mode} needs labelled cases; none of the {len(cases)} has "
+                                              "a label")
+        pretrained = None
+        if mode in (2, 3) and self.options.pretrained is not None:
+            pretrained = ACWESegmenter.load(self.options.pretrained, device=str(self.model.device))
         cfg = self.model.config
         cfg.epochs = epochs_for(budget, cfg.epochs, len(cases), cfg.batch_size)
         if budget is not None and budget.steps is not None:
             cfg.finetune_steps, cfg.finetune_epochs = int(budget.steps), 0
-        masks = [c.target if mode != 1 else None for c in cases]
         self.model.meta.update(case_ids=[c.case_id for c in cases])
-        return self.model.fit([self._image(c) for c in cases], masks, mode=mode, seed=seed, progress=progress)
+        return self.model.fit([self._image(c) for c in cases], masks, mode=mode, seed=seed, pretrained=pretrained,
+                              progress=progress)
 
     def predict(self, case: Case) -> Prediction:
         image = self._image(case)
@@ -181,11 +195,13 @@ class PixelDRLMethod(Segmenter):
         self.model.meta.update(channels=self.options.channels, case_ids=[c.case_id for c in cases])
         return self.model.fit(x, g, seed=seed, steps=budget.steps, budget_s=budget.cpu_seconds, progress=progress)
 
-    inference_options = ("action_maps",)
+    inference_options = ("action_maps", "t_max")
     action_maps = False
+    t_max: int | None = None  # steps of the greedy episode (None: the config's t_max)
 
     def predict(self, case: Case) -> Prediction:
-        mask, steps = self.model.predict(select_channels(case, self.options.channels), return_steps=True)
+        mask, steps = self.model.predict(select_channels(case, self.options.channels), t_max=self.t_max,
+                                         return_steps=True)
         return Prediction(mask.astype(np.float32), mask, {"steps": steps} if self.action_maps else {})
 
     def after_predict(self, out: Path, case: Case, prediction: Prediction) -> None:

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from scarceseg.methods.pixeldrl import _augment_batch
+from scarceseg.methods.pixeldrl_inputs import augment_batch
 from scarceseg.nets.engine import cosine, run, seeded
 from scarceseg.nets.losses import compute_loss
 from scarceseg.rl.a2c import a2c_loss, apply_adjustments, discounted_returns, relative_ce_reward, sample_actions
@@ -70,7 +70,7 @@ def train_supervised(name: str, x: np.ndarray, g: np.ndarray, seed: int = 0, ste
             idx = rng.permutation(len(x))[:batch_size]
             xb, gb = x[idx], g[idx]
             if augment:
-                xb, gb = _augment_batch(xb, gb, rng)
+                xb, gb = augment_batch(xb, gb, rng)
             loss = compute_loss("dice_bce", net(torch.from_numpy(xb)), torch.from_numpy(gb.astype(np.float32))[:, None])
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -158,7 +158,7 @@ class PixelRLRefiner:
 
             def step(index: int, frac: float) -> float:
                 idx = rng.permutation(len(x))[:batch_size]
-                sb, gb = _augment_batch(stack[idx], g[idx], rng)
+                sb, gb = augment_batch(stack[idx], g[idx], rng)
                 xb, pb = torch.from_numpy(sb[:, :-1].copy()), torch.from_numpy(sb[:, -1].copy())
                 gt = torch.from_numpy(gb.astype(np.float32))
                 logits, values, actions, probs = self._episode(net, xb, pb, greedy=False, gen=gen)

@@ -41,7 +41,7 @@ def load_prepared(ds, case_ids: Sequence[str], size: int, channels: str = "all",
         Masks at the slice's own size (for evaluation).
     ids : list of str
     """
-    from scarceseg.methods.pixeldrl import prepare_image, prepare_mask
+    from scarceseg.methods.pixeldrl_inputs import prepare_image, prepare_mask
     from scarceseg.methods.unet_baseline import select_channels
     from scarceseg.progress import track
 
@@ -105,7 +105,8 @@ def train_pixeldrl_from_dataset(data_dir: str | Path, out_dir: str | Path, confi
         The history plus ``out_dir``, ``n_train``, ``n_parameters``.
     """
     from scarceseg.datasets import open_dataset
-    from scarceseg.methods.pixeldrl import PixelDRL, PixelDRLConfig
+    from scarceseg.methods.pixeldrl import PixelDRL
+    from scarceseg.methods.pixeldrl_config import PixelDRLConfig
 
     cfg = config or PixelDRLConfig.cpu()
     ds = open_dataset(data_dir, layout=layout)

@@ -4,7 +4,8 @@
 its pick is the candidate with the best Dice against the label (the oracle user of the paper's experiments),
 and the DQN is trained on those picks (:func:`scarceseg.methods.udc_rl.train_selector_arrays`). Picks a person
 made in a WORKDIR train the same network through :func:`scarceseg.store.training.train_selector_from_workdir`.
-``predict`` proposes the case's candidates and returns the one the agent scores highest.
+``predict`` proposes the case's candidates and returns the one the agent scores highest; :func:`segment_folder`
+does that for every case of a data set, with click points from :func:`load_points` for one-click mode.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import numpy as np
 
 from scarceseg.cluster.candidates import best_candidate
 from scarceseg.cluster.udc import UDCConfig
-from scarceseg.errors import InputError, ScarcesegError
+from scarceseg.errors import CorruptFileError, InputError, ScarcesegError
 from scarceseg.io.case import Case
 from scarceseg.methods.adapters import labelled
 from scarceseg.methods.config import apply, config_model
@@ -27,7 +28,6 @@ from scarceseg.methods.udc_rl import (
     SEGMENT_MODES,
     Selector,
     SelectorConfig,
-    load_points,
     train_selector_arrays,
 )
 from scarceseg.nets.checkpoint import json_default
@@ -113,13 +113,12 @@ class SelectorMethod(Segmenter):
                         config={**dataclasses.asdict(self.proposer), "proposer": "prior", "n_boxes": found.n_boxes},
                         seconds=time.perf_counter() - t0, patient_id=case.patient_id or "")
 
-    def fit(self, cases, budget=None, progress=False, seed=0) -> dict:
-        cases = labelled(cases, "the selector")
-        cfg = dataclasses.replace(self.selector_config)
-        if budget is not None and not budget.is_default:
-            if budget.epochs is None and budget.steps is None:
-                raise InputError(None, "the selector's budget is in episodes (epochs) or steps, not CPU seconds")
-            cfg.n_episodes = int(budget.epochs or -(-budget.steps // cfg.steps_per_episode))
+    #: optional ``{name: labelled cases}`` whose selection accuracy ``fit`` records every ``eval_every`` episodes
+    #: (the paper's Figures 7-8); their picks are the oracle's, like the training cases'
+    eval_cases: dict | None = None
+
+    def _picks(self, cases) -> tuple[list, list, list, list, list]:
+        """Images, candidate masks and oracle picks of ``cases`` (plus the ids used and ``(id, why)`` skipped)."""
         images, masks, picks, used, skipped = [], [], [], [], []
         for case in cases:
             proposal = self.proposals(case) if self.proposals is not None else self.propose(case)
@@ -132,9 +131,22 @@ class SelectorMethod(Segmenter):
             masks.append(np.asarray(proposal.masks, dtype=bool))
             picks.append(k)
             used.append(case.case_id)
+        return images, masks, picks, used, skipped
+
+    def fit(self, cases, budget=None, progress=False, seed=0) -> dict:
+        cases = labelled(cases, "the selector")
+        cfg = dataclasses.replace(self.selector_config)
+        if budget is not None and not budget.is_default:
+            if budget.epochs is None and budget.steps is None:
+                raise InputError(None, "the selector's budget is in episodes (epochs) or steps, not CPU seconds")
+            cfg.n_episodes = int(budget.epochs or -(-budget.steps // cfg.steps_per_episode))
+        images, masks, picks, used, skipped = self._picks(cases)
         if not used:
             raise InputError(None, f"no case gave a usable pick (skipped: {skipped[:3]})")
-        self.selector, history = train_selector_arrays(images, masks, picks, cfg, seed=seed, progress=progress)
+        eval_sets = {name: self._picks(labelled(group, "the selector's evaluation") if group else [])[:3]
+                     for name, group in (self.eval_cases or {}).items()}
+        self.selector, history = train_selector_arrays(images, masks, picks, cfg, seed=seed, eval_sets=eval_sets,
+                                                       progress=progress)
         self.selector.summary.update(cases=used, skipped=skipped, proposer_config=dataclasses.asdict(self.proposer))
         return {**history.as_dict(), "cases": used, "skipped": skipped}
 
@@ -235,3 +247,70 @@ class SelectorPriorMethod(SelectorMethod):
     name = "selector-prior"
     schema = config_model("SelectorPriorOptions", SelectorConfig, proposer=(str, "prior"),
                           proposer_changes=(dict[str, Any], {}), input_channels=(str, "flair"), proposal_seed=(int, 0))
+
+
+# ---- use on new images ------------------------------------------------------------------------------
+def load_points(path: str | Path) -> dict[str, tuple[int, int]]:
+    """Click points per case from JSON ``{case_id: [y, x]}`` or CSV lines ``case_id,y,x`` (header optional)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "points file does not exist")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix.lower() == ".json":
+            return {str(k): (int(v[0]), int(v[1])) for k, v in json.loads(text).items()}
+        points = {}
+        for line in text.splitlines():
+            parts = [p.strip() for p in line.split(",")]
+            if len(parts) < 3 or not parts[0] or parts[1].lower() == "y":
+                continue
+            points[parts[0]] = (int(float(parts[1])), int(float(parts[2])))
+        return points
+    except (ValueError, TypeError, IndexError, AttributeError) as exc:
+        raise CorruptFileError(path, f"expected {{case_id: [y, x]}} JSON or case_id,y,x CSV: {exc}") from None
+
+
+def segment_folder(model_path: str | Path, data_dir: str | Path, out_dir: str | Path, mode: str = "automatic",
+                   points: dict | str | Path | None = None, proposer_config: dict | None = None,
+                   layout: str | None = None, channels: str = "flair", seed: int = 0,
+                   progress: bool = True, force: bool = False, mask_format: str = "auto") -> dict:
+    """Propose candidates for every case of ``data_dir``, pick one with the selector, write ``<case_id>.png``.
+
+    Parameters
+    ----------
+    model_path : folder written by :meth:`Selector.save`
+    data_dir : a data set folder :func:`scarceseg.datasets.open_dataset` understands
+    out_dir : receives ``<case_id>.png`` and ``selection.json`` (chosen index, scores, flags per case)
+    mode : {"automatic", "one_click"} (``"one-click"`` accepted)
+    points : dict or path, required for one_click: ``{case_id: (y, x)}`` or a file for :func:`load_points`
+    proposer_config : UDCConfig, preset name or dict, optional
+        Passed to ``propose_case``; default: the config of the training proposals saved with the model
+        (whose ``channels`` then replaces ``channels``), else the proposer's default ("fast").
+    layout, channels, seed : passed to ``open_dataset`` / ``propose_case``
+    force : bool
+        Segment again cases whose ``<case_id>.png`` exists (default: keep them, so a rerun resumes; their
+        records of ``selection.json`` are kept too).
+    mask_format : {"auto", "dicom-seg"}
+        ``dicom-seg`` writes ``<case_id>.dcm`` DICOM SEGs (see :func:`scarceseg.methods.folder.segment_cases`).
+
+    Returns
+    -------
+    dict
+        ``written`` (paths), ``kept`` (ids whose mask existed), ``skipped`` (``(case_id, reason)``),
+        ``selection`` (per-case records).
+    """
+    from scarceseg.methods.folder import segment_folder as run
+
+    method = SelectorMethod.load_files(Path(model_path), {})
+    if proposer_config is not None:
+        from scarceseg.cluster.udc import UDCConfig
+
+        if isinstance(proposer_config, dict):  # a saved Proposal.config: UDCConfig fields plus run facts
+            channels = proposer_config.get("input_channels", channels)  # "channels" is the CNN width
+            proposer_config = UDCConfig.from_dict(proposer_config)
+        method.proposer = UDCConfig.preset(proposer_config)
+        method.options.input_channels = channels
+    method.set_inference(mode=mode, points=points, seed=seed)
+    summary = run(method, data_dir, out_dir, layout=layout, progress=progress, force=force, mask_format=mask_format)
+    return {"written": summary["written"], "kept": summary["kept"], "skipped": summary["skipped"],
+            "selection": summary.get("selection", {}), "notes": summary["notes"]}

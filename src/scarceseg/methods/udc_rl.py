@@ -2,7 +2,8 @@
 
 Read top to bottom: :class:`SelectorConfig` (the paper's values), :func:`train_selector_arrays` (the
 CleanRL-style loop: seeding, data, environment, network, memory, episodes), :class:`Selector` (score,
-pick, save, load) and :func:`segment_folder` (propose + pick on a new data set, writing ``<case_id>.png``).
+pick, save, load); :func:`scarceseg.methods.selector_method.segment_folder` proposes + picks on a new data
+set, writing ``<case_id>.png``.
 Training from a WORKDIR's picks (SQLite) is :func:`scarceseg.store.training.train_selector`: the trainer here
 reads arrays, never the label store.
 
@@ -380,71 +381,3 @@ def _train(images, candidate_masks_list, picked_index_list, cfg: SelectorConfig,
     summary = {"n_images": len(train), "n_candidates": [len(p.masks) for p in train], "seconds": history.seconds,
                "final_accuracy": {k: v[-1] for k, v in history.accuracy.items() if v}}
     return Selector(q_net.eval(), cfg, seed, summary), history
-
-
-# ---- use on new images ------------------------------------------------------------------------------
-def load_points(path: str | Path) -> dict[str, tuple[int, int]]:
-    """Click points per case from JSON ``{case_id: [y, x]}`` or CSV lines ``case_id,y,x`` (header optional)."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "points file does not exist")
-    text = path.read_text(encoding="utf-8")
-    try:
-        if path.suffix.lower() == ".json":
-            return {str(k): (int(v[0]), int(v[1])) for k, v in json.loads(text).items()}
-        points = {}
-        for line in text.splitlines():
-            parts = [p.strip() for p in line.split(",")]
-            if len(parts) < 3 or not parts[0] or parts[1].lower() == "y":
-                continue
-            points[parts[0]] = (int(float(parts[1])), int(float(parts[2])))
-        return points
-    except (ValueError, TypeError, IndexError, AttributeError) as exc:
-        raise CorruptFileError(path, f"expected {{case_id: [y, x]}} JSON or case_id,y,x CSV: {exc}") from None
-
-
-def segment_folder(model_path: str | Path, data_dir: str | Path, out_dir: str | Path, mode: str = "automatic",
-                   points: dict | str | Path | None = None, proposer_config: dict | None = None,
-                   layout: str | None = None, channels: str = "flair", seed: int = 0,
-                   progress: bool = True, force: bool = False, mask_format: str = "auto") -> dict:
-    """Propose candidates for every case of ``data_dir``, pick one with the selector, write ``<case_id>.png``.
-
-    Parameters
-    ----------
-    model_path : folder written by :meth:`Selector.save`
-    data_dir : a data set folder :func:`scarceseg.datasets.open_dataset` understands
-    out_dir : receives ``<case_id>.png`` and ``selection.json`` (chosen index, scores, flags per case)
-    mode : {"automatic", "one_click"} (``"one-click"`` accepted)
-    points : dict or path, required for one_click: ``{case_id: (y, x)}`` or a file for :func:`load_points`
-    proposer_config : UDCConfig, preset name or dict, optional
-        Passed to ``propose_case``; default: the config of the training proposals saved with the model
-        (whose ``channels`` then replaces ``channels``), else the proposer's default ("fast").
-    layout, channels, seed : passed to ``open_dataset`` / ``propose_case``
-    force : bool
-        Segment again cases whose ``<case_id>.png`` exists (default: keep them, so a rerun resumes; their
-        records of ``selection.json`` are kept too).
-    mask_format : {"auto", "dicom-seg"}
-        ``dicom-seg`` writes ``<case_id>.dcm`` DICOM SEGs (see :func:`scarceseg.methods.folder.segment_cases`).
-
-    Returns
-    -------
-    dict
-        ``written`` (paths), ``kept`` (ids whose mask existed), ``skipped`` (``(case_id, reason)``),
-        ``selection`` (per-case records).
-    """
-    from scarceseg.methods.folder import segment_folder as run
-    from scarceseg.methods.selector_method import SelectorMethod
-
-    method = SelectorMethod.load_files(Path(model_path), {})
-    if proposer_config is not None:
-        from scarceseg.cluster.udc import UDCConfig
-
-        if isinstance(proposer_config, dict):  # a saved Proposal.config: UDCConfig fields plus run facts
-            channels = proposer_config.get("input_channels", channels)  # "channels" is the CNN width
-            proposer_config = UDCConfig.from_dict(proposer_config)
-        method.proposer = UDCConfig.preset(proposer_config)
-        method.options.input_channels = channels
-    method.set_inference(mode=mode, points=points, seed=seed)
-    summary = run(method, data_dir, out_dir, layout=layout, progress=progress, force=force, mask_format=mask_format)
-    return {"written": summary["written"], "kept": summary["kept"], "skipped": summary["skipped"],
-            "selection": summary.get("selection", {}), "notes": summary["notes"]}

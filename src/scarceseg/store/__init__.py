@@ -6,15 +6,7 @@ turns a stored pick into a mask of the current proposal.
 
 from __future__ import annotations
 
-from scarceseg.store.labelstore import (
-    SCHEMA_VERSION,
-    STORE_NAME,
-    Click,
-    LabelStore,
-    MaskRecord,
-    Pick,
-    open_store,
-)
+from scarceseg.store.labelstore import SCHEMA_VERSION, STORE_NAME, LabelStore, open_store
 from scarceseg.store.oracle import format_oracle_summary, oracle_pick, oracle_pick_dataset
 from scarceseg.store.picking import (
     candidate_at_point,
@@ -27,6 +19,7 @@ from scarceseg.store.picking import (
     proposal_id_of,
     resolve_pick_mask,
 )
+from scarceseg.store.records import Click, MaskRecord, Pick
 
 __all__ = [
     "SCHEMA_VERSION",

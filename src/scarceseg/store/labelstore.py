@@ -13,6 +13,9 @@ Schema (``PRAGMA user_version`` = :data:`SCHEMA_VERSION`)::
             mask BLOB NULL (np.packbits, C order), mask_shape TEXT NULL (JSON list), note TEXT)
     clicks (id INTEGER PK, case_id, session, y, x, z INTEGER NULL, positive INTEGER 0/1, who, created_at)
     masks  (id INTEGER PK, case_id, kind, mask BLOB, mask_shape TEXT, who, created_at, note)
+
+The rows come back as the values of :mod:`scarceseg.store.records` (:class:`Pick`, :class:`Click`,
+:class:`MaskRecord`), which also packs masks into rows.
 """
 
 from __future__ import annotations
@@ -22,14 +25,13 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from scarceseg.errors import InputError
+from scarceseg.store.records import Click, MaskRecord, Pick, as_point, int_or_none, pack_mask, unpack_mask, utc_now
 
 SCHEMA_VERSION = 1
 STORE_NAME = "store.sqlite"
@@ -52,111 +54,6 @@ CREATE TABLE IF NOT EXISTS masks (
     mask_shape TEXT NOT NULL, who TEXT NOT NULL, created_at TEXT NOT NULL, note TEXT NOT NULL DEFAULT '');
 CREATE INDEX IF NOT EXISTS masks_case ON masks (case_id, kind, id);
 """
-
-
-@dataclass(frozen=True)
-class Pick:
-    """One recorded choice of a candidate for a case (a row of ``picks``).
-
-    Parameters
-    ----------
-    id : int
-        Row id; larger ids are later picks.
-    case_id : str
-    candidate : int or None
-        Index into the proposal's ``masks`` (K, Y, X) at the time of the pick.
-    point : tuple of int or None
-        The fiducial point ``(y, x)`` inside the lesion (paper 000, section 0.3.3).
-    who : str
-        The person (OS user name by default) or ``"oracle"``.
-    when : str
-        ISO-8601 UTC time stamp, e.g. ``"2026-05-01T10:11:12.123Z"``.
-    oracle : bool
-        True for picks made by the oracle (best Dice against the truth): experiments only.
-    proposal_id : str
-        :func:`scarceseg.store.picking.proposal_id_of` of the proposal the index refers to.
-    mask : ndarray (Y, X) bool or None
-        The picked mask itself, so the pick survives re-running ``propose``.
-    note : str
-    """
-
-    id: int
-    case_id: str
-    candidate: int | None
-    point: tuple[int, int] | None
-    who: str
-    when: str
-    oracle: bool = False
-    proposal_id: str = ""
-    mask: np.ndarray | None = field(default=None, compare=False, repr=False)
-    note: str = ""
-
-
-@dataclass(frozen=True)
-class Click:
-    """One click of an interactive refinement session (a row of ``clicks``); ``z`` is None in 2D."""
-
-    id: int
-    case_id: str
-    session: str
-    y: int
-    x: int
-    z: int | None
-    positive: bool
-    who: str
-    when: str
-
-
-@dataclass(frozen=True)
-class MaskRecord:
-    """One row of ``masks``: a mask of any shape saved under ``kind`` by ``who`` at ``when``, with a note."""
-
-    id: int
-    case_id: str
-    kind: str
-    mask: np.ndarray = field(compare=False, repr=False)
-    who: str = "user"
-    when: str = ""
-    note: str = ""
-
-
-def utc_now() -> str:
-    """The current time as ISO-8601 UTC with milliseconds, e.g. ``"2026-05-01T10:11:12.123Z"``."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def pack_mask(mask: np.ndarray) -> tuple[bytes, str]:
-    """Pack a boolean mask of any shape into ``(np.packbits bytes, JSON shape)``."""
-    arr = np.asarray(mask)
-    if arr.ndim == 0 or arr.size == 0:
-        raise ValueError(f"a mask must be a non-empty array, got shape {arr.shape}")
-    return np.packbits(arr.astype(bool, copy=False).ravel()).tobytes(), json.dumps(list(arr.shape))
-
-
-def unpack_mask(blob: bytes, shape: str) -> np.ndarray:
-    """Inverse of :func:`pack_mask`: a bool array of the stored shape."""
-    dims = tuple(int(s) for s in json.loads(shape))
-    bits = np.unpackbits(np.frombuffer(blob, dtype=np.uint8), count=int(np.prod(dims)))
-    return bits.astype(bool).reshape(dims)
-
-
-def _int_or_none(value: Any, name: str) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
-    return int(value)
-
-
-def _point(point: Any) -> tuple[int, int] | None:
-    if point is None:
-        return None
-    if len(point) != 2:
-        raise ValueError(f"point must be (y, x), got {point!r}")
-    y, x = (_int_or_none(v, "point coordinate") for v in point)
-    if y < 0 or x < 0:
-        raise ValueError(f"point must have non-negative coordinates, got {(y, x)}")
-    return y, x
 
 
 class LabelStore:
@@ -304,10 +201,10 @@ class LabelStore:
         """
         if not isinstance(case_id, str) or not case_id:
             raise ValueError(f"case_id must be a non-empty string, got {case_id!r}")
-        candidate = _int_or_none(candidate, "candidate")
+        candidate = int_or_none(candidate, "candidate")
         if candidate is not None and candidate < 0:
             raise ValueError(f"candidate must be >= 0, got {candidate}")
-        pt = _point(point)
+        pt = as_point(point)
         if candidate is None and pt is None and mask is None:
             raise ValueError("a pick needs a candidate, a point or a mask")
         blob, shape = pack_mask(mask) if mask is not None else (None, None)
@@ -388,7 +285,7 @@ class LabelStore:
         who: str = "user",
     ) -> int:
         """Append one refinement click (``positive`` = inside the object) and return its id."""
-        y, x, z = (_int_or_none(v, n) for v, n in ((y, "y"), (x, "x"), (z, "z")))
+        y, x, z = (int_or_none(v, n) for v, n in ((y, "y"), (x, "x"), (z, "z")))
         with self._write() as conn:
             cur = conn.execute(
                 "INSERT INTO clicks (case_id, session, y, x, z, positive, who, created_at)"

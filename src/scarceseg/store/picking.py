@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 
 from scarceseg.errors import InputError, ShapeMismatchError
-from scarceseg.store.labelstore import Pick, open_store
+from scarceseg.store.labelstore import open_store
+from scarceseg.store.records import Pick
 
 
 def default_user() -> str:
