@@ -34,8 +34,9 @@ ones record nothing at all), the translation of our angle conventions into MONAI
 the affine's outside with each channel's minimum (MONAI pads with zeros, border or reflection: the image is
 shifted by its channel minima, padded with zeros, and shifted back). The mask travels as one more channel
 of the same tensor through the spatial transforms, so it cannot fall out of alignment with the image.
-MONAI's ``MetaTensor`` bookkeeping is the price: about 15 ms per call on a 64 x 64 slice with every
-operation on (2 ms with the scipy version this replaced), small next to a U-Net step.
+The transforms run with MONAI's ``MetaTensor`` tracking off (``set_track_meta(False)`` for the call, then
+restored): the same values in about half the time (measured: 20 2D and 10 3D calls with every operation on,
+0.28 s with tracking, 0.13 s without, identical arrays).
 
 In MONAI's ``Affine`` a positive 2D ``rotate_params`` turns clockwise as displayed and ``scale_params`` scale
 the sampling grid (2 shrinks), so ``angle`` becomes ``-radians(angle)`` and ``scale`` becomes ``1 / scale``;
@@ -253,14 +254,21 @@ def apply_augmentation(
         An image that is neither 2D nor 3D, a mask of another spatial shape, an unknown key, or a 3D-only
         parameter (:data:`ONLY_3D`) on a 2D image.
     """
+    from monai.data import get_track_meta, set_track_meta
+
     image, mask, p = _check(image, mask, params)
     n_image = image.shape[0]
     x = torch.from_numpy(np.ascontiguousarray(image))
     if mask is not None:
         x = torch.cat([x, torch.from_numpy(mask[None].astype(np.float32))])
-    x = _spatial(x, n_image, p)
+    tracked = get_track_meta()
+    set_track_meta(False)  # plain tensors: the same values, about half the time (no MetaTensor bookkeeping)
+    try:
+        x = _spatial(x, n_image, p)
+        out = _intensity(x[:n_image], p)
+    finally:
+        set_track_meta(tracked)
     out_mask = None if mask is None else np.ascontiguousarray(convert_to_numpy(x[n_image]) >= 0.5)
-    out = _intensity(x[:n_image], p)
     return np.ascontiguousarray(convert_to_numpy(out), dtype=np.float32), out_mask
 
 
