@@ -77,9 +77,10 @@ def select_channels(case: Case, channels: str = "flair") -> tuple[np.ndarray, tu
         raise InputError(None, f"channels must be one of {CHANNEL_MODES}, got {channels!r}")
     if channels == "all":
         return np.asarray(case.image, dtype=np.float32), tuple(case.channel_names)
-    lowered = [n.lower() for n in case.channel_names]
-    index = lowered.index("flair") if "flair" in lowered else 0
-    return np.asarray(case.image[index : index + 1], dtype=np.float32), (case.channel_names[index],)
+    from scarceseg.io.channels import auto_channel, pick_channel
+
+    index = auto_channel(case)
+    return pick_channel(case, index)[None], (case.channel_names[index],)
 
 
 def make_candidates(

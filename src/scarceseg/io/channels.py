@@ -8,6 +8,12 @@ from scarceseg.errors import InputError
 from scarceseg.io.case import Case
 
 
+def auto_channel(case: Case) -> int:
+    """The index of the channel named FLAIR (case-insensitive) when there is one, else 0."""
+    names = [n.lower() for n in case.channel_names]
+    return names.index("flair") if "flair" in names else 0
+
+
 def pick_channel(case: Case, channel: str | int | None = None) -> np.ndarray:
     """One channel as a spatial float32 array ``(Y, X)`` or ``(Z, Y, X)``.
 
@@ -24,8 +30,7 @@ def pick_channel(case: Case, channel: str | int | None = None) -> np.ndarray:
         No such channel (the message names the case's file).
     """
     if channel is None or channel == "auto":
-        names = [n.lower() for n in case.channel_names]
-        key: str | int = names.index("flair") if "flair" in names else 0
+        key: str | int = auto_channel(case)
     elif isinstance(channel, int) or str(channel).strip().lstrip("-").isdigit():
         key = int(channel)
     else:

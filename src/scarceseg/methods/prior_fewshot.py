@@ -106,14 +106,12 @@ def prior_channel(case_or_image: Case | np.ndarray, channel: str = "flair") -> n
     if isinstance(case_or_image, Case):
         from scarceseg.io.checks import require_2d
         require_2d(case_or_image)
+        from scarceseg.io.channels import pick_channel
+
         image = np.asarray(case_or_image.image)
         if image.shape[0] == 1:
             return image[0].astype(np.float32)
-        key: str | int = int(channel) if str(channel).lstrip("-").isdigit() else channel
-        try:
-            return np.asarray(case_or_image.channel(key), dtype=np.float32)
-        except (KeyError, IndexError) as exc:
-            raise InputError(case_or_image.source, f"cannot select channel {channel!r}: {exc}") from None
+        return pick_channel(case_or_image, channel)
     image = np.asarray(case_or_image, dtype=np.float32)
     if image.ndim == 3 and image.shape[0] == 1:
         image = image[0]

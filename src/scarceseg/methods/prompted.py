@@ -81,8 +81,9 @@ def load_prompts(path: str | Path) -> dict[str, Prompt]:
 
 def prior_channel(case: Case) -> np.ndarray:
     """The channel the prior sees: the one named FLAIR when there (as the app shows it), else channel 0."""
-    lowered = [n.lower() for n in case.channel_names]
-    return np.asarray(case.image[lowered.index("flair") if "flair" in lowered else 0], dtype=np.float32)
+    from scarceseg.io.channels import pick_channel
+
+    return pick_channel(case, "auto")
 
 
 def predict_prompt(prior, case: Case, prompt: Prompt, threshold: float = 0.5) -> np.ndarray:
