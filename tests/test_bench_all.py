@@ -79,3 +79,21 @@ def test_bench_all_tiny_writes_a_page_with_every_section(tmp_path):
             assert view.locator("#missing li").count() >= 1
         finally:
             browser.close()
+
+
+def test_only_reruns_one_section_and_keeps_the_others_on_the_page(tmp_path, monkeypatch):
+    """`bench all --only X` into a folder of an earlier run: X runs again, the others stay on the page."""
+    from scarceseg.bench import bench_all
+
+    sections = [Section("first", "First", "nothing", lambda ctx: ["methods"]),
+                Section("second", "Second", "nothing", lambda ctx: ["methods"])]
+    monkeypatch.setattr(bench_all, "SECTIONS", sections)
+    lines: list[str] = []
+    bench_all.run_all(tmp_path, budget="small", echo=lines.append)
+    assert sum(line.endswith("s") and "] ok in" in line for line in lines) == 2
+    lines.clear()
+    page = bench_all.run_all(tmp_path, budget="small", only=["second"], echo=lines.append)
+    assert not any(line.startswith("[first]") for line in lines)
+    assert any("kept from an earlier run" in line and "first" in line for line in lines)
+    text = page.read_text(encoding="utf-8")
+    assert 'id="sec-first"' in text and 'id="sec-second"' in text and "kept from an earlier run" in text

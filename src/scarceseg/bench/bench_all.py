@@ -239,7 +239,11 @@ def prepare_tiny_data(root: Path) -> None:
 def run_all(out: str | Path, budget: str = "small", data: str | Path = Path("../shared/data"),
             ray: str | None = None, only: Sequence[str] | None = None, timeout_s: float | None = None,
             echo: Callable[[str], None] = print) -> Path:
-    """Run the sections (all, or ``only``) and write ``out/report.html``; returns its path."""
+    """Run the sections (all, or ``only``) and write ``out/report.html``; returns its path.
+
+    With ``only``, the other sections that an earlier run wrote into ``out`` stay on the page (marked as kept),
+    so a failed or changed section can be re-run alone.
+    """
     from scarceseg.bench.html_report import write_report
     from scarceseg.errors import ScarcesegError
 
@@ -259,13 +263,28 @@ def run_all(out: str | Path, budget: str = "small", data: str | Path = Path("../
     start = time.perf_counter()
     for section in SECTIONS:
         if only and section.name not in only:
+            earlier = _earlier_result(ctx.section_dir(section.name))
+            if earlier is not None:  # run before into this DIR: the page keeps it (and says so)
+                results.append(earlier)
             continue
         results.append(run_section(section, ctx, timeout_s=timeout_s, echo=echo))
     total = time.perf_counter() - start
+    kept = [r["name"] for r in results if r.get("kept")]
+    if kept:
+        echo(f"kept from an earlier run in {out}: {', '.join(kept)}")
     page = write_report(out, results, budget=budget, total_seconds=total,
                         command="scarceseg " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["bench"] else "")
     echo(f"wrote {page} ({len(results)} sections, {sum(r['ok'] for r in results)} ok, {total:.0f} s)")
     return page
+
+
+def _earlier_result(folder: Path) -> dict | None:
+    """The ``section.json`` an earlier run wrote into ``folder`` (marked ``kept``), or None."""
+    try:
+        result = json.loads((folder / "section.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    return {**result, "kept": True} if isinstance(result, dict) and "name" in result else None
 
 
 def run_section(section: Section, ctx: Context, timeout_s: float | None = None,

@@ -127,7 +127,8 @@ def _section_html(out: Path, result: dict) -> str:
     status = "ok" if result["ok"] else "failed"
     parts = [f'<section id="sec-{result["name"]}" class="section" data-status="{status}">',
              f"<h2>{html.escape(result['title'])} <small class=\"{status}\">{status}</small></h2>",
-             f"<p>Reproduces: {_inline(result['reproduces'])}. Time: {result['seconds']} s. "
+             f"<p>Reproduces: {_inline(result['reproduces'])}. Time: {result['seconds']} s"
+             f"{' (kept from an earlier run into this folder)' if result.get('kept') else ''}. "
              f"Seeds: {', '.join(map(str, result['seeds'])) or 'none (timings / deterministic)'}.</p>",
              f"<pre class=\"command\">{html.escape(result['command'])}</pre>"]
     if not result["ok"]:

@@ -116,7 +116,7 @@ def run_scale_bench(
     reference: dict[str, dict[str, bytes]] = {}
     for name, ds in workloads:
         items = [CohortItem(cid, ("dataset", 0, cid)) for cid in ds.case_ids]
-        job = SegmentJob("acwe", job_files, Sources([ds]))
+        job = SegmentJob(job_files, Sources([ds]))
         for backend in backends:
             for w in workers:
                 folder = out / "runs" / f"{name}_{backend}_{w}"
