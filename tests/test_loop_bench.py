@@ -8,7 +8,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from scarceseg.bench.loop_bench import format_table, plan_loop, robot_label, run_loop_bench
+from scarceseg.bench.loop_bench import plan_loop, run_loop_bench
+from scarceseg.bench.loop_report import format_table
+from scarceseg.bench.loop_tasks import robot_label
 from scarceseg.errors import InputError
 
 TIMING = {"train_seconds", "train_cpu_seconds", "stage_seconds"}
