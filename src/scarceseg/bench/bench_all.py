@@ -6,8 +6,8 @@ runs as its own process (``python -m scarceseg.cli bench ...``) into ``DIR/<name
 ``DIR/<name>/stdout.txt``; a section that fails is shown as failed in the report and the others still run.
 
 Budgets: ``tiny`` (generated sample data, smallest settings: checks that every section runs and renders),
-``small`` (subsets of the real data; estimated at ~25 minutes on this 2-core machine from the sections' own
-timings, not run whole), ``paper`` (the README's commands).
+``small`` (subsets of the real data; 29 min 09 s for all 14 sections on the quiet 2-core machine, measured
+2026-11-28), ``paper`` (the README's commands). ``only`` re-runs some sections and keeps the others on the page.
 """
 
 from __future__ import annotations
