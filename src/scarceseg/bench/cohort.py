@@ -134,18 +134,23 @@ class SegmentJob:
     def model(self) -> Any:
         """The registered method the folder names (``load_model``), loaded on first use in this process."""
         if self._model is None:
-            from scarceseg.methods.registry import load_model
-
-            self._folder = tempfile.TemporaryDirectory(prefix="scarceseg-model-")
-            folder = Path(self._folder.name)
-            for name, data in self.model_files.items():
-                (folder / name).parent.mkdir(parents=True, exist_ok=True)
-                (folder / name).write_bytes(data)
-            model = load_model(folder, kind="segmenter")
+            self._folder, model = open_model_files(self.model_files)
             if self.options:
                 model.set_inference(**self.options)
             self._model = model
         return self._model
+
+
+def open_model_files(files: dict[str, bytes]) -> tuple[tempfile.TemporaryDirectory, Any]:
+    """``(folder, segmenter)``: a model folder's files (:func:`read_folder`) written to a private temporary
+    folder and opened through the registry; keep ``folder`` alive as long as the model is used."""
+    from scarceseg.methods.registry import load_model
+
+    folder = tempfile.TemporaryDirectory(prefix="scarceseg-model-")
+    for name, data in files.items():
+        (Path(folder.name) / name).parent.mkdir(parents=True, exist_ok=True)
+        (Path(folder.name) / name).write_bytes(data)
+    return folder, load_model(folder.name, kind="segmenter")
 
 
 def _mask_bytes(mask: np.ndarray, name: str, case: Any) -> bytes:

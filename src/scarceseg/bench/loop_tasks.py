@@ -109,16 +109,9 @@ class LoopJob:
             store = EmbeddingStore(folder=self.cache_dir)
             model = None
             if self.model_files is not None:
-                import tempfile
+                from scarceseg.bench.cohort import open_model_files
 
-                from scarceseg.methods.registry import load_model
-
-                self.live["folder"] = tempfile.TemporaryDirectory(prefix="scarceseg-loop-model-")
-                folder = Path(self.live["folder"].name)
-                for name, data in self.model_files.items():
-                    (folder / name).parent.mkdir(parents=True, exist_ok=True)
-                    (folder / name).write_bytes(data)
-                model = load_model(folder, kind="segmenter")
+                self.live["folder"], model = open_model_files(self.model_files)
                 if "embedding_cache" in model.inference_options and self.cache_dir is not None:
                     model.set_inference(embedding_cache=self.cache_dir)
             self.live.update(model=model, refiner=make_refiner(self.refiner, store.prior), store=store)
