@@ -350,17 +350,13 @@ def _run_tasks(task, job: SequenceJob, cases, out: Path | None, workers: int | N
     import tempfile
 
     from scarceseg.bench.runner import CohortItem, run_cohort
-    from scarceseg.errors import ScarcesegError
 
     items = [CohortItem(cid, tuple(arrays)) for cid, *arrays in cases]
     with tempfile.TemporaryDirectory(prefix="scarceseg-bench-") as tmp:
         where = Path(tmp) if out is None else Path(out) / ".runs" / job.key()
         report = run_cohort(task, items, where, shared=job, workers=workers or 1, ray=ray, progress=False,
                             description=description, on_result=on_result)
-    if report.failed or report.skipped:
-        lost = ", ".join(f"{cid} ({why})" for cid, why in report.failed + report.skipped)
-        raise ScarcesegError(f"{len(report.failed) + len(report.skipped)} case(s) could not be run: {lost}")
-    return {item.case_id: report.records[item.case_id] for item in items}, report
+    return report.records_of_all(items, description), report
 
 
 def bench_slices(prior, slices, refiners: Sequence[str], first: str = "box", n_clicks: int = 10,

@@ -171,12 +171,8 @@ def stage_tasks(task, cases, kind: str, job: LoopJob, out: Path, workers, ray, p
     """Run ``task`` once per case on the cohort runner; ``{case_id: record}``. A case that fails twice stops
     the loop with its reason (a stage is never finished with a case missing)."""
     from scarceseg.bench.runner import CohortItem, run_cohort
-    from scarceseg.errors import ScarcesegError
 
     items = [CohortItem(c.case_id, c) for c in cases]
     report = run_cohort(task, items, out / kind, shared=job, workers=workers or 1, ray=ray, progress=progress,
                         description=description)
-    if report.failed or report.skipped:
-        lost = ", ".join(f"{cid} ({why})" for cid, why in report.failed + report.skipped)
-        raise ScarcesegError(f"{description}: {len(report.failed) + len(report.skipped)} case(s) failed: {lost}")
-    return {cid: report.records[cid] for cid in (i.case_id for i in items)}
+    return report.records_of_all(items, description)

@@ -103,6 +103,15 @@ class CohortReport:
         gaps = sorted(b - a for a, b in zip(half, half[1:], strict=False))
         return gaps[len(gaps) // 2]
 
+    def records_of_all(self, items: Sequence[CohortItem], what: str) -> dict[str, dict]:
+        """``{case_id: record}`` in the order of ``items``; a :class:`ScarcesegError` naming every case that was
+        skipped or failed (for jobs that are wrong with any case missing, like a benchmark's table)."""
+        lost = self.failed + self.skipped
+        if lost:
+            reasons = ", ".join(f"{cid} ({why})" for cid, why in lost)
+            raise ScarcesegError(f"{what}: {len(lost)} case(s) could not be run: {reasons}")
+        return {item.case_id: self.records[item.case_id] for item in items}
+
     def summary(self) -> str:
         """One line: computed / reused / skipped / failed, backend and time."""
         return (f"{len(self.done)} computed, {len(self.reused)} already finished, {len(self.skipped)} skipped, "
