@@ -302,7 +302,7 @@ def test_cli_train_segment_bench_on_sample_data(tmp_path: Path):
               "--out", tmp_path / "m2", *tiny)
     assert r2.exit_code == 0, r2.output
     assert "2 labelled" in r2.output
-    seg = _run("segment", "--model", tmp_path / "m2", "--data", data, "--out", tmp_path / "pred")
+    seg = _run("segment", "--model", tmp_path / "m2", "--data", data, "--out", tmp_path / "pred", "--workers", "1")
     assert seg.exit_code == 0, seg.output
     assert len(list((tmp_path / "pred").glob("*.png"))) == 6
     bad = _run("train", "acwe", "--data", data, "--mode", "5", "--out", tmp_path / "m5")
@@ -335,7 +335,8 @@ def test_cli_volumes_train_and_segment_as_slices(tmp_path: Path):
     assert result.exit_code == 0, result.output
     assert "on 9 images" in result.output  # 3 volumes x 3 slices with the atrium
     assert json.loads((tmp_path / "m" / "config.json").read_text(encoding="utf-8"))["config"]["roi"] == "centre"
-    seg = _run("segment", "--model", tmp_path / "m", "--data", tmp_path / "la", "--out", tmp_path / "pred")
+    seg = _run("segment", "--model", tmp_path / "m", "--data", tmp_path / "la", "--out", tmp_path / "pred",
+               "--workers", "1")
     assert seg.exit_code == 0, seg.output
     from scarceseg.io import read_mask
 

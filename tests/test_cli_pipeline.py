@@ -84,7 +84,7 @@ def test_train_selector_and_segment_both_modes(tmp_path: Path):
     (tmp_path / "points.json").write_text(json.dumps(points))
     click = tmp_path / "click"
     result = _run("segment", "--model", model, "--data", data, "--out", click, "--mode", "one-click",
-                  "--points", tmp_path / "points.json")
+                  "--points", tmp_path / "points.json", "--workers", "1")
     assert result.exit_code == 0, result.output
     for cid, (y, x) in points.items():
         mask = read_mask(click / f"{cid}.png", like=ds.load(cid))

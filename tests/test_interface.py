@@ -76,10 +76,11 @@ def test_segment_any_registered_model_by_method_json(sample: Path, tmp_path: Pat
                   "--epochs", "1")
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "u" / "method.json").read_text(encoding="utf-8"))["method"] == "unet"
-    result = _run("segment", "--model", tmp_path / "u", "--data", sample, "--out", tmp_path / "pred")
+    result = _run("segment", "--model", tmp_path / "u", "--data", sample, "--out", tmp_path / "pred",
+                  "--workers", "1")
     assert result.exit_code == 0 and "wrote 3 masks" in result.output, result.output
     result = _run("segment", "--model", tmp_path / "u", "--data", sample, "--out", tmp_path / "p2",
-                  "--mode", "one-click")
+                  "--mode", "one-click", "--workers", "1")
     assert result.exit_code == 1 and "not an option of unet models" in result.output
 
 

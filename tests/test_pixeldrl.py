@@ -271,7 +271,7 @@ def test_cli_train_and_segment_with_action_maps(tmp_path):
     assert res.exit_code == 0, res.output
     assert "2 updates" in res.output and (tmp_path / "m" / "checkpoint" / "state.json").is_file()
     res = runner.invoke(app, ["segment", "--model", str(tmp_path / "m"), "--data", str(data), "--out",
-                              str(tmp_path / "seg"), "--action-maps"])
+                              str(tmp_path / "seg"), "--action-maps", "--workers", "1"])
     assert res.exit_code == 0, res.output
     assert len(list((tmp_path / "seg").glob("*.png"))) == 10
     assert len(list((tmp_path / "seg" / "action_maps").glob("*.png"))) == 10

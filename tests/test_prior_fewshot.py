@@ -180,7 +180,8 @@ def test_cli_train_fewshot_and_segment(store, tmp_path, monkeypatch):
     assert json.loads((model / "method.json").read_text(encoding="utf-8"))["method"] == "fewshot"
     cached = sorted((model / "cache").glob("*.npy"))
     assert len(cached) == 2
-    r = runner.invoke(app, ["segment", "--model", str(model), "--data", str(data), "--out", str(tmp_path / "seg")])
+    r = runner.invoke(app, ["segment", "--model", str(model), "--data", str(data), "--out", str(tmp_path / "seg"),
+                            "--workers", "1"])
     assert r.exit_code == 0, r.output
     masks = sorted((tmp_path / "seg").glob("*.png"))
     assert len(masks) == 2 and np.asarray(Image.open(masks[0])).shape == (256, 256)

@@ -224,9 +224,10 @@ def prepare_tiny_data(root: Path) -> None:
         if (folder / "mri_norm2.h5").is_file():
             continue
         folder.mkdir(parents=True, exist_ok=True)
-        image = rng.normal(0, 0.3, (24, 24, 12)).astype(np.float32)  # UA-MT (H, W, D)
+        # UA-MT's (H, W, D); 8 slices deep, so that the few-shot volume section encodes few slices with the prior
+        image = rng.normal(0, 0.3, (24, 24, 8)).astype(np.float32)
         label = np.zeros(image.shape, dtype=np.uint8)
-        label[8:16, 7:15, 3:9] = 1
+        label[8:16, 7:15, 2:6] = 1
         image[label > 0] += 2.0
         with h5py.File(folder / "mri_norm2.h5", "w") as f:
             f["image"], f["label"] = image, label
