@@ -52,6 +52,15 @@ def killing_task(shared, item):
     return square_task({"offset": 0}, item)
 
 
+def sleeping_task(shared, item):
+    """Writes its worker's pid, then sleeps far longer than any test waits."""
+    import time
+
+    (Path(shared["dir"]) / f"{item.case_id}.pid").write_text(str(os.getpid()))
+    time.sleep(600)
+    return square_task({"offset": 0}, item)
+
+
 ITEMS = [CohortItem(str(k)) for k in range(6)]
 
 
@@ -114,6 +123,52 @@ def test_pool_same_files_as_serial_and_survives_a_killed_worker(tmp_path):
     for k in range(6):
         assert (tmp_path / "pool" / f"{k}.txt").read_bytes() == (tmp_path / "serial" / f"{k}.txt").read_bytes()
         assert finished_record(tmp_path / "pool", str(k)) is not None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie (exited, not yet reaped) counts as gone
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_stopping_the_driver_stops_its_pool_workers(tmp_path, signum):
+    import subprocess
+    import sys
+    import time
+
+    script = (
+        "import sys; from pathlib import Path; from scarceseg.bench.runner import CohortItem, run_cohort; "
+        "from test_runner import sleeping_task; "
+        "run_cohort(sleeping_task, [CohortItem(str(k)) for k in range(4)], Path(sys.argv[1]) / 'out', "
+        "shared={'dir': sys.argv[1]}, workers=2, progress=False)"
+    )
+    driver = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while len(list(tmp_path.glob("*.pid"))) < 2:
+            assert driver.poll() is None, driver.stderr.read().decode()
+            assert time.monotonic() < deadline, "the pool's workers never started their tasks"
+            time.sleep(0.2)
+        workers = [int(p.read_text()) for p in tmp_path.glob("*.pid")]
+        assert all(_alive(pid) for pid in workers)
+        driver.send_signal(signum)
+        driver.wait(timeout=60)
+        assert driver.returncode != 0
+        deadline = time.monotonic() + 20
+        while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(_alive(pid) for pid in workers), "a pool worker outlived its stopped driver"
+        assert not (tmp_path / "out").exists() or not list((tmp_path / "out").glob("*.txt"))
+    finally:
+        if driver.poll() is None:
+            driver.kill()
 
 
 # ---- segment and propose as cohorts -----------------------------------------------------------------------

@@ -173,6 +173,11 @@ _SHARED: dict[str, Any] = {}  # pool worker: the shared object; Ray worker: obje
 
 
 def _init_pool_worker(task_fn: Callable, shared: Any, threads: int) -> None:
+    import signal
+
+    # Ctrl-C reaches the whole process group: the driver stops the workers (see _stopping_workers), so a
+    # worker does not also print its own traceback
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         import torch
 
@@ -301,21 +306,22 @@ def run_cohort(
     else:
         events = _run_serial(task_fn, shared, todo, retries, report)
 
-    for item, status, value, attempts, seconds in track(events, description=description, enabled=progress,
-                                                        total=len(todo)):
-        report.attempts[item.case_id] = attempts
-        report.finish_seconds.append(time.perf_counter() - start)
-        report.first_result_seconds = report.finish_seconds[0]
-        if status == "ok":
-            _save(out, item.case_id, value, attempts, seconds)
-            report.done.append(item.case_id)
-            report.records[item.case_id] = value.record
-            if on_result is not None:
-                on_result(item.case_id, value.record)
-        elif status == "skip":
-            report.skipped.append((item.case_id, value))
-        else:
-            report.failed.append((item.case_id, value))
+    with _stopping_workers():
+        for item, status, value, attempts, seconds in track(events, description=description, enabled=progress,
+                                                            total=len(todo)):
+            report.attempts[item.case_id] = attempts
+            report.finish_seconds.append(time.perf_counter() - start)
+            report.first_result_seconds = report.finish_seconds[0]
+            if status == "ok":
+                _save(out, item.case_id, value, attempts, seconds)
+                report.done.append(item.case_id)
+                report.records[item.case_id] = value.record
+                if on_result is not None:
+                    on_result(item.case_id, value.record)
+            elif status == "skip":
+                report.skipped.append((item.case_id, value))
+            else:
+                report.failed.append((item.case_id, value))
     order = {cid: k for k, cid in enumerate(ids)}
     for name in ("done", "reused"):
         getattr(report, name).sort(key=order.__getitem__)
@@ -364,7 +370,7 @@ def _run_pool(task_fn, shared, todo, workers, retries, report):
     while queue:
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_pool_worker,
                                    initargs=(task_fn, shared, threads))
-        broken = False
+        broken = stopped = False
         try:
             pending = {}
             for item in queue:
@@ -394,8 +400,48 @@ def _run_pool(task_fn, shared, todo, workers, retries, report):
                             yield item, "fail", _describe(exc), attempts[item.case_id], 0.0
                         continue
                     yield item, status, value, attempts[item.case_id], seconds
+        except BaseException:  # Ctrl-C, SIGTERM (see _stopping_workers), or the caller stopped early
+            stopped = True
+            raise
         finally:
-            pool.shutdown(wait=not broken, cancel_futures=True)
+            if stopped:
+                _terminate_workers(pool)
+            pool.shutdown(wait=not (broken or stopped), cancel_futures=True)
+
+
+def _terminate_workers(pool) -> None:
+    """Stop a pool's worker processes now, mid-task: a stopped run must not leave workers computing (the
+    finished cases are saved already; a rerun resumes the rest)."""
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        if process.is_alive():
+            process.terminate()
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        process.join(timeout=5)
+
+
+class _stopping_workers:
+    """While a pool runs in the main thread, SIGTERM raises SystemExit there (the default would end this
+    process at once and leave its pool's workers running), so the pool's clean-up stops them."""
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        self._previous = None
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, _raise_exit)
+        return self
+
+    def __exit__(self, *exc):
+        import signal
+
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+        return False
+
+
+def _raise_exit(signum, frame):
+    raise SystemExit(128 + signum)
 
 
 def ray_connect(ray_address: str, init: dict | None = None) -> float:
