@@ -217,6 +217,14 @@ def test_bench_on_a_process_pool_matches_this_process_and_resumes(prior, tmp_pat
                                   **{**kwargs, "echo": again.append})
     assert any("kept 3 slices" in line for line in again), again
     assert rerun["summary"] == pool["summary"]  # the kept slices' records, ms per click included
+    # one slice lost: the rerun computes it alone, and its counter and partial table count the two kept ones
+    sorted((tmp_path / "pool" / ".runs").glob("*/.cohort/*.json"))[0].unlink()
+    resumed: list[str] = []
+    run_interactive_bench(tmp_path / "data", out=tmp_path / "pool", prior=prior, **{**kwargs, "echo": resumed.append})
+    assert any("kept 2 slices" in line for line in resumed) and "  3/3 slices" in " ".join(resumed), resumed
+    partial = (tmp_path / "pool" / "per_slice.partial.csv").read_text().splitlines()
+    assert len(partial) == 1 + 3 * 2  # header + 3 slices x 2 refiners
+    assert (tmp_path / "pool" / "per_slice.csv").read_text() == (tmp_path / "here" / "per_slice.csv").read_text()
 
 
 def test_bench_metrics_noc_and_worse_share():

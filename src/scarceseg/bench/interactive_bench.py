@@ -340,6 +340,14 @@ def volume_task(job: SequenceJob, item) -> object:
     return CaseResult(record=record)
 
 
+def finished_records(markers: Path, case_ids: Sequence[str]) -> dict[str, dict]:
+    """``{case_id: record}`` of the cases whose runner marker is in ``markers`` (in ``case_ids`` order)."""
+    from scarceseg.bench.runner import finished_record
+
+    found = {cid: finished_record(markers, cid) for cid in case_ids}
+    return {cid: info.get("record", {}) for cid, info in found.items() if info is not None}
+
+
 def _run_tasks(task, job: SequenceJob, cases, out: Path | None, workers: int | None, ray: str | None,
                description: str, on_result=None):
     """Run ``task`` once per ``(id, *arrays)`` of ``cases`` with the cohort runner; ``{id: record}`` in order.
@@ -370,7 +378,9 @@ def bench_slices(prior, slices, refiners: Sequence[str], first: str = "box", n_c
     """
     job = SequenceJob(tuple(refiners), first, n_clicks, click_method, itermrl_model, seed, prior)
     partial = None if out is None else Path(out) / "per_slice.partial.csv"
-    done: dict[str, dict] = {}
+    # slices an earlier run with these settings finished count from the start (the counter, the partial table)
+    done: dict[str, dict] = {} if out is None else finished_records(Path(out) / ".runs" / job.key(),
+                                                                      [sid for sid, *_ in slices])
     t_start = time.perf_counter()
 
     def rows_of(sid: str, record: dict) -> list[dict]:
