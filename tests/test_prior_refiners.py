@@ -261,5 +261,8 @@ def test_prior_refiners_are_reachable_by_name():
     assert isinstance(resolve_refiner("prior"), PriorPromptRefiner)
     glob = make_refiner("prior-mincut-global")
     assert glob.local is False and glob.name == "prior-mincut-global"
+    soft = make_refiner("prior-mincut-soft")
+    assert soft.local is True and soft.eps == 0.35 and make_refiner("prior-mincut").eps == 0.02
+    assert make_refiner("prior-mincut-soft-global").local is False
     with pytest.raises(KeyError, match="unknown prior refiner"):
         make_refiner("nope")

@@ -322,6 +322,8 @@ class PriorIterMRLRefiner(_LocalRefiner):
         return self._model().refine(image, prob, clicks, init=init)
 
 
+SOFT_EPS = 0.35  # our choice: between the app's flat Min-Cut (0.4 / 0.6) and prior-mincut's 0.02
+
 # name -> class, constructed without arguments (or with ``prior=``); one line each in a registry
 PRIOR_REFINERS: dict[str, type] = {
     "prior": PriorPromptRefiner,
@@ -332,7 +334,9 @@ PRIOR_REFINERS: dict[str, type] = {
 
 def make_refiner(name: str, prior: Any = None, **options: Any):
     """A prior refiner by name (:data:`PRIOR_REFINERS`); ``<name>-global`` is the same without locality,
-    ``<name>-fixed`` the same with a fixed reach (``radius``, 48 px) instead of one scaled by the click's depth.
+    ``<name>-fixed`` the same with a fixed reach (``radius``, 48 px) instead of one scaled by the click's depth;
+    ``prior-mincut-soft`` is prior-mincut with unaries clipped to ``[SOFT_EPS, 1 - SOFT_EPS]`` (near the app's
+    flat 0.4 / 0.6, but in the prior's order).
 
     Raises
     ------
@@ -342,6 +346,8 @@ def make_refiner(name: str, prior: Any = None, **options: Any):
     base, local = (name[: -len("-global")], False) if name.endswith("-global") else (name, True)
     if base.endswith("-fixed"):  # a fixed reach (radius) instead of one scaled by the click's depth
         base, options["scale"] = base[: -len("-fixed")], None
+    if base == "prior-mincut-soft":  # softer unaries: the prior's probabilities clipped to [0.35, 0.65]
+        base, options["eps"] = "prior-mincut", SOFT_EPS
     if base not in PRIOR_REFINERS:
         raise KeyError(f"unknown prior refiner {name!r}; known: {', '.join(PRIOR_REFINERS)} (or with -global)")
     if base == "prior" and prior is not None:

@@ -106,7 +106,7 @@ class ServerConfig:
     workdir: Path | None = None
     user: str = "user"
     token: str | None = None
-    refiner: str = "prior-mincut"  # never ended worse than its start on the robot bench (docs/prior.md)
+    refiner: str = "prior-mincut"  # the fewest slices ending worse on the robot bench (0.9 % of 966; docs/prior.md)
     episodes: int = 300
     layout: str | None = None
     max_body: int = security.DEFAULT_MAX_BODY
