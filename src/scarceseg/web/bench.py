@@ -43,8 +43,12 @@ def start_server(folder: Path, port: int, user: str = "tester", workdir: Path | 
     if workdir is not None:
         cmd += ["--workdir", str(workdir)]
     cmd += extra or []
-    out = open(log, "ab") if log is not None else subprocess.DEVNULL  # noqa: SIM115 - closed with the process
-    proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+    out = open(log, "ab") if log is not None else subprocess.DEVNULL  # noqa: SIM115 - closed just below
+    try:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+    finally:
+        if log is not None:
+            out.close()  # the server holds its own copy of the handle
     deadline = time.time() + timeout
     while time.time() < deadline:
         if proc.poll() is not None:
