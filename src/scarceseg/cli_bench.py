@@ -269,7 +269,7 @@ def bench_fewshot(
     shots: list[int] = typer.Option([10], "--shots", help="Labelled slices (one per patient); repeat for several."),
     seeds: int = typer.Option(3, "--seeds", help="Seeds 0..N-1 (each a different set of training patients)."),
     every: int = typer.Option(2, "--every", help="Every K-th slice of the held-out patients is a test slice."),
-    test_slices: int = typer.Option(100, "--test-slices", help="At most this many test slices (thinned evenly)."),
+    test_slices: int = typer.Option(100, "--test-slices", help="At most N test slices (thinned evenly)."),
     methods: str = typer.Option("fewshot,unet", "--methods",
                                 help="Comma-separated: fewshot, unet, pixeldrl-prior, selector-prior (paper 000 on "
                                      "the prior's candidates; also reports their ceiling)."),
@@ -292,6 +292,42 @@ def bench_fewshot(
                       pixeldrl_seconds=pixeldrl_seconds,
                       pixeldrl_config=json.loads(pixeldrl_config) if pixeldrl_config else None,
                       selector_config=_json_or_file(selector_config))
+
+
+@bench_app.command("prior-adapt")
+@_friendly
+def bench_prior_adapt(
+    data: Path = typer.Option(Path("../shared/data/lgg"), "--data", help="LGG-layout data set."),
+    out: Path = typer.Option(Path("bench_out/prior_adapt"), "--out"),
+    shots: int = typer.Option(10, "--shots", min=1, help="Labelled slices to adapt on (one per patient)."),
+    seeds: int = typer.Option(3, "--seeds", min=1, help="Seeds 0..N-1 (each a different set of training patients)."),
+    steps: int | None = typer.Option(None, "--steps", min=0, help="Override the decoder's updates (AdaptConfig)."),
+    lr: float | None = typer.Option(None, "--lr", help="Override the decoder's learning rate (AdaptConfig)."),
+    test_slices: int = typer.Option(100, "--test-slices", min=1, help="At most N test slices (thinned evenly)."),
+    every: int = typer.Option(2, "--every", min=1, help="Every K-th slice of the held-out patients is a test slice."),
+    click: str | None = typer.Option(None, "--click", help="Also one click at the truth's innermost pixel, made a "
+                                                           "mask by this prior-click strategy (e.g. grow, vote)."),
+    validate: bool = typer.Option(False, "--validate", help="Tune: test on training-pool patients no seed trains "
+                                                            "on; the held-out patients are not read."),
+    cache: Path | None = typer.Option(None, "--cache", help="Embedding cache folder (default OUT/emb_cache)."),
+    threads: int = typer.Option(1, "--threads", min=1, help="Torch threads (1 is faster on a loaded machine)."),
+) -> None:
+    """The zero-shot prior against the same prior with its mask decoder fine-tuned on a few slices (same box)."""
+    import torch
+
+    from scarceseg.bench.prior_adapt_bench import run_prior_adapt_bench
+
+    if lr is not None and not lr > 0:
+        raise typer.BadParameter(f"--lr must be above 0, got {lr}")
+    if click is not None:
+        from scarceseg.methods.prior_click import CLICK_METHODS
+
+        if click not in CLICK_METHODS:
+            raise typer.BadParameter(f"--click takes one of {', '.join(CLICK_METHODS)}, got {click!r}")
+    torch.set_num_threads(threads)
+    run_prior_adapt_bench(data, out, shots=shots, seeds=seeds, steps=steps, lr=lr, test_slices=test_slices,
+                          every=every, click=click, validate=validate, cache_dir=cache,
+                          progress=True, log=typer.echo)
 
 
 def _json_or_file(text: str | None) -> dict | None:

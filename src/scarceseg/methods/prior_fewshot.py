@@ -28,9 +28,7 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -43,6 +41,8 @@ from scipy import ndimage
 from scarceseg.errors import InputError
 from scarceseg.io.case import Case
 from scarceseg.nets.losses import dice_bce
+from scarceseg.prior.embeddings import EmbeddingStore, lowres_target
+from scarceseg.prior.model import decode_lowres
 
 FORMAT = "scarceseg.prior_fewshot"
 FORMAT_VERSION = 2  # 1: decoder localiser only (its config has no "localiser" key)
@@ -118,68 +118,6 @@ def prior_channel(case_or_image: Case | np.ndarray, channel: str = "flair") -> n
     if image.ndim != 2:
         raise InputError(None, f"the few-shot learner takes a 2D image (Y, X), got shape {image.shape}")
     return image
-
-
-_RECENT: OrderedDict[str, torch.Tensor] = OrderedDict()  # shared by stores without a folder (last 32 images)
-
-
-class EmbeddingStore:
-    """Prior embeddings of 2D images, in memory and (optionally) as float16 ``<key>.npy`` files in ``folder``."""
-
-    def __init__(self, prior=None, folder: str | Path | None = None, write: bool = True) -> None:
-        self._prior = prior
-        self.folder = Path(folder) if folder is not None else None
-        self.write = write  # False: read cached files, never add any
-        self._memory: OrderedDict[str, torch.Tensor] = _RECENT if folder is None and prior is None else OrderedDict()
-        self.encoded = 0  # how many images this store had to encode
-
-    @property
-    def prior(self):
-        if self._prior is None:
-            from scarceseg.prior.model import get_prior
-
-            self._prior = get_prior()
-        return self._prior
-
-    def get(self, image: np.ndarray):
-        """The :class:`~scarceseg.prior.model.Embedding` of ``image`` ``(Y, X)`` (features float32)."""
-        from scarceseg.prior.model import INPUT_SIZE, Embedding, image_key
-
-        key = image_key(image)
-        height, width = image.shape
-        scale = INPUT_SIZE / max(height, width)
-        resized = (max(1, round(height * scale)), max(1, round(width * scale)))
-        feats = self._memory.get(key)
-        path = self.folder / f"{key}.npy" if self.folder is not None else None
-        if feats is None and path is not None and path.is_file():
-            feats = torch.from_numpy(np.load(path).astype(np.float32))[None]
-        if feats is None and getattr(self.prior, "cached", lambda _: False)(image):  # encoded by the app already
-            feats = self.prior.embed(image).features.cpu().clone().to(torch.float16).to(torch.float32)
-        if feats is None:
-            tensor, _, _ = self.prior.preprocess(image)
-            feats = self.prior.encode(tensor).clone()  # on the prior's backend (torch, onnx, openvino)
-            feats = feats.to(torch.float16).to(torch.float32)  # the same values whether cached or not
-            self.encoded += 1
-            if path is not None and self.write:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # atomic: workers share the folder
-                with tmp.open("wb") as fh:
-                    np.save(fh, feats[0].numpy().astype(np.float16))
-                os.replace(tmp, path)
-        self._memory[key] = feats
-        while self._memory is _RECENT and len(_RECENT) > 32:
-            _RECENT.popitem(last=False)
-        return Embedding(features=feats, original_shape=(height, width), resized_shape=resized, key=key)
-
-
-def _lowres_target(mask: np.ndarray, resized: tuple[int, int]) -> torch.Tensor:
-    """``(256, 256)`` float target: ``mask`` resized into the prior's padded input frame."""
-    from scarceseg.prior.model import LOWRES_SIZE
-
-    t = torch.from_numpy(np.asarray(mask, dtype=np.float32))[None, None]
-    t = F.interpolate(t, size=resized, mode="bilinear", align_corners=False)
-    t = F.pad(t, (0, LOWRES_SIZE - resized[1], 0, LOWRES_SIZE - resized[0]))
-    return (t[0, 0] > 0.5).float()
 
 
 def _flip(x: torch.Tensor, flip: np.ndarray) -> torch.Tensor:
@@ -291,12 +229,7 @@ class PriorFewShot:
         """Low-res logits ``(B, 1, 256, 256)`` of the localiser for a batch of embeddings ``(B, 256, 64, 64)``."""
         if isinstance(decoder, LocaliserHead):
             return decoder(feats.to(self.device))
-        outs = []
-        for i in range(feats.shape[0]):  # SAM's decoder expands the image embedding per prompt: one image at a time
-            low, _ = decoder(image_embeddings=feats[i : i + 1].to(self.device), image_pe=image_pe,
-                             sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense, multimask_output=False)
-            outs.append(low)
-        return torch.cat(outs)
+        return decode_lowres(decoder, feats.to(self.device), sparse, dense, image_pe)
 
     def fit(self, cases: Sequence[Case] | Sequence[tuple[np.ndarray, np.ndarray]], budget=None,
             progress: bool = False, seed: int = 0, budget_seconds: float | None = None,
@@ -329,7 +262,7 @@ class PriorFewShot:
         embs = [self.store.get(img) for img, _ in track_encoding(pairs, "encoding the images with the prior",
                                                                  enabled=progress)]
         feats = torch.cat([self._inputs(img, e) for (img, _), e in zip(pairs, embs, strict=True)]).to(self.device)
-        targets = torch.stack([_lowres_target(m, e.resized_shape)
+        targets = torch.stack([lowres_target(m, e.resized_shape)
                                for (_, m), e in zip(pairs, embs, strict=True)]).to(self.device)
         encode_seconds = time.perf_counter() - t0
         steps = int(getattr(budget, "steps", None) or cfg.steps)

@@ -174,6 +174,7 @@ class LiteMedSAM:
         labels: Sequence[int] | None = None,
         mask_logits: np.ndarray | None = None,
         multimask: bool = False,
+        decoder: torch.nn.Module | None = None,
     ) -> list[PriorOutput]:
         """Decode one prompt (any mix of a box, points and a previous low-res mask) into masks.
 
@@ -188,6 +189,9 @@ class LiteMedSAM:
             ``(256, 256)`` logits from an earlier :class:`PriorOutput`.
         multimask : bool
             Return the decoder's three masks instead of one.
+        decoder : torch.nn.Module, optional
+            A mask decoder to run instead of the prior's own (a fine-tuned copy, :mod:`scarceseg.prior.adapt`);
+            it runs on torch, on the CPU, whatever backend encoded the image.
 
         Returns
         -------
@@ -197,8 +201,7 @@ class LiteMedSAM:
         scale = embedding.scale
         box_t = points_t = mask_t = None
         if box is not None:
-            y0, x0, y1, x1 = (float(v) for v in box)
-            box_t = torch.tensor([[[x0 * scale, y0 * scale, (x1 + 1) * scale, (y1 + 1) * scale]]])
+            box_t = box_tensor(box, scale)
         if points is not None and len(points) > 0:
             if labels is None or len(labels) != len(points):
                 raise InputError(None, "points and labels must have the same length")
@@ -211,12 +214,12 @@ class LiteMedSAM:
         pe = self.net.prompt_encoder
         with torch.inference_mode():
             sparse, dense = pe(points=points_t, boxes=box_t, masks=mask_t)
-            if self._decoder is not None and sparse.shape[1] > 0:
+            if decoder is None and self._decoder is not None and sparse.shape[1] > 0:
                 masks, scores = self._decoder(embedding.features, sparse, dense)
                 keep = slice(1, None) if multimask else slice(0, 1)  # as MaskDecoder.forward selects
                 low_res, iou = masks[:, keep], scores[:, keep]
             else:
-                low_res, iou = self.net.mask_decoder(
+                low_res, iou = (decoder or self.net.mask_decoder)(
                     image_embeddings=embedding.features,
                     image_pe=self.dense_pe(),
                     sparse_prompt_embeddings=sparse,
@@ -249,6 +252,39 @@ class LiteMedSAM:
     def predict(self, image: np.ndarray, box=None, points=None, labels=None, mask_logits=None) -> PriorOutput:
         """Embed (cached) and decode one prompt; the single best output."""
         return self.decode(self.embed(image), box=box, points=points, labels=labels, mask_logits=mask_logits)[0]
+
+
+def box_tensor(box: Sequence[float], scale: float) -> torch.Tensor:
+    """The prompt encoder's ``(1, 1, 4)`` box ``(x0, y0, x1, y1)`` on the 256-pixel input grid of an inclusive
+    pixel box ``(y0, x0, y1, x1)`` on the original grid (``scale`` = :attr:`Embedding.scale`)."""
+    y0, x0, y1, x1 = (float(v) for v in box)
+    return torch.tensor([[[x0 * scale, y0 * scale, (x1 + 1) * scale, (y1 + 1) * scale]]])
+
+
+def decode_lowres(decoder: torch.nn.Module, features: torch.Tensor, sparse: torch.Tensor, dense: torch.Tensor,
+                  image_pe: torch.Tensor) -> torch.Tensor:
+    """Single-mask low-res logits ``(B, 1, 256, 256)`` of a mask decoder for a batch of embeddings, with gradients.
+
+    Parameters
+    ----------
+    decoder : torch.nn.Module
+        SAM's mask decoder (LiteMedSAM's, or a copy being fine-tuned).
+    features : Tensor
+        ``(B, 256, 64, 64)`` image embeddings.
+    sparse, dense : Tensor
+        Prompt embeddings from the prompt encoder: one prompt shared by every image (leading size 1), or one
+        per image (leading size B).
+    image_pe : Tensor
+        ``(1, 256, 64, 64)`` positional encoding (:meth:`LiteMedSAM.dense_pe`).
+    """
+    outs = []
+    for i in range(features.shape[0]):  # SAM's decoder expands one image per prompt: one image at a time
+        low, _ = decoder(image_embeddings=features[i : i + 1], image_pe=image_pe,
+                         sparse_prompt_embeddings=sparse[i : i + 1] if sparse.shape[0] > 1 else sparse,
+                         dense_prompt_embeddings=dense[i : i + 1] if dense.shape[0] > 1 else dense,
+                         multimask_output=False)
+        outs.append(low)
+    return torch.cat(outs)
 
 
 _SHARED: LiteMedSAM | None = None
