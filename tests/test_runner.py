@@ -144,7 +144,9 @@ def test_stopping_the_driver_stops_its_pool_workers(tmp_path, signum):
     import time
 
     script = (
-        "import sys; from pathlib import Path; from scarceseg.bench.runner import CohortItem, run_cohort; "
+        # a shell starts background jobs with SIGINT ignored, and Python keeps that: restore Ctrl-C's default
+        "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+        "from pathlib import Path; from scarceseg.bench.runner import CohortItem, run_cohort; "
         "from test_runner import sleeping_task; "
         "run_cohort(sleeping_task, [CohortItem(str(k)) for k in range(4)], Path(sys.argv[1]) / 'out', "
         "shared={'dir': sys.argv[1]}, workers=2, progress=False)"
@@ -169,6 +171,11 @@ def test_stopping_the_driver_stops_its_pool_workers(tmp_path, signum):
     finally:
         if driver.poll() is None:
             driver.kill()
+        for pid_file in tmp_path.glob("*.pid"):  # never leave a sleeping worker behind, even on failure
+            try:
+                os.kill(int(pid_file.read_text()), signal.SIGKILL)
+            except (ProcessLookupError, ValueError):
+                pass
 
 
 # ---- segment and propose as cohorts -----------------------------------------------------------------------
