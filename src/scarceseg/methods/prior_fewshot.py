@@ -30,7 +30,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
+from scarceseg.configs import ConfigDict
 from scarceseg.errors import InputError
 from scarceseg.io.case import Case
 from scarceseg.nets.losses import dice_bce
@@ -54,7 +55,7 @@ COMPONENTS = ("confident", "largest")
 
 
 @dataclass
-class FewShotConfig:
+class FewShotConfig(ConfigDict):
     """Recipe of the few-shot learner (no paper: our design, see the module docstring)."""
 
     channel: str = "flair"  # channel name or index given to the prior ("flair", "0"); a 1-channel image is used as is
@@ -89,16 +90,6 @@ class FewShotConfig:
         if self.steps < 1 or self.batch_size < 1 or self.lr <= 0:
             raise ValueError(f"steps and batch_size must be >= 1 and lr > 0, got {self.steps}, "
                              f"{self.batch_size}, {self.lr}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> FewShotConfig:
-        unknown = sorted(set(data) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ValueError(f"unknown FewShotConfig fields: {unknown}")
-        return cls(**data)
 
 
 def prior_channel(case_or_image: Case | np.ndarray, channel: str = "flair") -> np.ndarray:

@@ -32,12 +32,13 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from scarceseg.configs import ConfigDict
 from scarceseg.errors import InputError
 from scarceseg.nets.losses import dice_bce
 from scarceseg.prior.embeddings import EmbeddingStore, lowres_target
@@ -51,7 +52,7 @@ CONFIG_FILE = "config.json"
 
 
 @dataclass
-class AdaptConfig:
+class AdaptConfig(ConfigDict):
     """Recipe of the decoder fine-tuning (our design; the values were chosen on the LGG training pool)."""
 
     steps: int = 30  # AdamW updates of ``batch_size`` slices each, constant learning rate (30 / 60 / 120 at 1e-4
@@ -65,16 +66,6 @@ class AdaptConfig:
         if self.steps < 0 or self.batch_size < 1 or self.lr <= 0 or self.jitter < 0:
             raise ValueError(f"steps >= 0, batch_size >= 1, lr > 0 and jitter >= 0 are needed, got {self.steps}, "
                              f"{self.batch_size}, {self.lr}, {self.jitter}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> AdaptConfig:
-        unknown = sorted(set(data) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ValueError(f"unknown AdaptConfig fields: {unknown}")
-        return cls(**data)
 
 
 def jittered_box(mask: np.ndarray, jitter: int, rng: np.random.Generator) -> Box:
