@@ -288,7 +288,7 @@ def bench_fewshot(
 
     run_fewshot_bench(data, out, shots=shots, seeds=seeds, every=every, test_slices=test_slices,
                       methods=[m.strip() for m in methods.split(",") if m.strip()], unet_epochs=unet_epochs,
-                      steps=steps, cache_dir=cache, progress=sys.stderr.isatty(), log=typer.echo,
+                      steps=steps, cache_dir=cache, progress=True, log=typer.echo,
                       pixeldrl_seconds=pixeldrl_seconds,
                       pixeldrl_config=json.loads(pixeldrl_config) if pixeldrl_config else None,
                       selector_config=_json_or_file(selector_config))
@@ -365,7 +365,7 @@ def bench_fewshot_volumes(
     from scarceseg.bench.fewshot_volumes import run_fewshot_volumes
 
     run_fewshot_volumes(data, out, shots=shots, negatives=negatives, test_volumes=test_volumes, seed=seed,
-                        steps=steps, cache_dir=cache, channel=channel, progress=sys.stderr.isatty(),
+                        steps=steps, cache_dir=cache, channel=channel, progress=True,
                         log=typer.echo)
 
 

@@ -149,8 +149,6 @@ def _fewshot_command(name: str, help_text: str):
         steps: int | None = typer.Option(None, "--steps", min=1, help="Override the number of decoder updates."),
         layout: str | None = typer.Option(None, "--layout"),
     ) -> None:
-        import sys
-
         from scarceseg.datasets import n_shot as choose_n_shot
         from scarceseg.datasets import open_dataset
         from scarceseg.methods.prior_fewshot import FewShotConfig, train_fewshot_from_dataset
@@ -161,7 +159,7 @@ def _fewshot_command(name: str, help_text: str):
             ids = choose_n_shot(open_dataset(data, layout=layout), n_shot, seed=seed, pick="largest")
         cfg = FewShotConfig() if steps is None else FewShotConfig(steps=steps)
         result = train_fewshot_from_dataset(data, ids, out, config=cfg, seed=seed, layout=layout,
-                                            budget_seconds=budget_seconds, progress=sys.stderr.isatty(),
+                                            budget_seconds=budget_seconds, progress=True,
                                             method_name=name)
         typer.echo(f"trained {name} on {len(ids)} cases ({result['steps']} steps, {result['seconds']:.0f} s); "
                    f"saved to {out}")
