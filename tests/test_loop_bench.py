@@ -265,3 +265,53 @@ def test_loop_on_real_lgg_two_rounds(shared_data, prior, tmp_path):
     assert rows[0]["interactions"] == rows[0]["interactions_no_learning"] >= 1
     assert all(r["test_slices"] == 2 for r in rows[1:])
     assert rows[0]["label_dice"] > 0.5  # a box + clicks on a real lesion gives a usable label
+
+
+# ---- several seeds: the pooled table (exact, no prior) --------------------------------------------------------
+def _summary(loop, plain, test):
+    rows = [{"labelled": n, "batch": b, "interactions": a, "interactions_no_learning": p, "test_dice_mean": d}
+            for n, b, a, p, d in zip((0, 5, 10), ("1-5", "6-10", ""), loop, plain, test, strict=True)]
+    return {"table": rows}
+
+
+def test_pooled_table_averages_each_stage_over_the_seeds():
+    from scarceseg.bench.loop_report import format_pooled, pool_seeds
+
+    rows = pool_seeds({2: _summary([5.0, 1.0, None], [5.0, 2.0, None], [None, 0.5, 0.7]),
+                       0: _summary([3.0, 2.0, None], [3.0, 3.0, None], [None, 0.6, 0.8])})
+    assert [r["labelled"] for r in rows] == [0, 5, 10] and rows[0]["seeds"] == [0, 2]
+    assert rows[0]["interactions"] == [3.0, 5.0] and rows[0]["interactions_mean"] == 4.0
+    assert rows[1]["interactions_mean"] == 1.5 and rows[1]["interactions_no_learning_mean"] == 2.5
+    assert rows[1]["vs_first_batch"] == pytest.approx(1.5 / 4.0) and rows[0]["vs_first_batch"] == 1.0
+    assert rows[2]["interactions_mean"] is None and rows[2]["vs_first_batch"] is None
+    assert rows[2]["test_dice_mean"] == pytest.approx(0.75) and rows[0]["test_dice_mean"] is None
+    text = format_pooled(rows)
+    assert "| 5 | 6-10 | 2.00 / 3.00 | 1.00 / 2.00 | 1.50 / 2.50 | 0.38 | 0.600 / 0.500 | 0.550 |" in text
+    assert "| 10 | — | — / — | — / — | — / — | — | 0.800 / 0.700 | 0.750 |" in text
+    with pytest.raises(ValueError, match="different stages"):
+        pool_seeds({0: _summary([1, 1, None], [1, 1, None], [None, 1, 1]), 1: {"table": rows[:2]}})
+
+
+def test_several_seeds_run_in_their_own_folders_and_write_the_pooled_table(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from scarceseg.bench import loop_bench
+    from scarceseg.cli import app
+
+    calls = []
+
+    def fake_run(data, out, seed, cache_dir, log, **kwargs):
+        calls.append((out, seed, cache_dir, kwargs["rounds"]))
+        return _summary([4.0 + seed, 1.0, None], [4.0 + seed, 2.0, None], [None, 0.5, 0.6])
+
+    monkeypatch.setattr(loop_bench, "run_loop_bench", fake_run)
+    result = CliRunner().invoke(app, ["bench", "loop", "--data", str(tmp_path), "--out", str(tmp_path / "o"),
+                                      "--rounds", "5,10", "--seed", "1", "--seed", "0", "--seed", "1"])
+    assert result.exit_code == 0, result.output
+    assert calls == [(tmp_path / "o" / "seed1", 1, tmp_path / "o" / "emb_cache", [5, 10]),
+                     (tmp_path / "o" / "seed0", 0, tmp_path / "o" / "emb_cache", [5, 10])]
+    pooled = json.loads((tmp_path / "o" / "pooled.json").read_text(encoding="utf-8"))
+    assert pooled["seeds"] == [0, 1] and pooled["table"][0]["interactions_mean"] == 4.5
+    assert "mean: loop / no learning" in (tmp_path / "o" / "pooled.md").read_text(encoding="utf-8")
+    assert (tmp_path / "o" / "pooled.csv").read_text(encoding="utf-8").splitlines()[1] == "0,0,4.0,4.0,"
+    assert "pooled table written to" in result.output

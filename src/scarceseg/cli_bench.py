@@ -385,7 +385,8 @@ def bench_loop(
     refiner: str = typer.Option("prior-mincut", "--refiner", help="Corrective refiner (see bench interactive)."),
     learner: str = typer.Option("fewshot", "--learner", help="Registered segmenter retrained each round."),
     steps: int | None = typer.Option(None, "--steps", help="Override the learner's training updates."),
-    seed: int = typer.Option(0, "--seed", help="Pool order and training seed."),
+    seed: list[int] = typer.Option([0], "--seed", help="Pool order and training seed; repeat for several (each run "
+                                                      "in OUT/seed<S>, then a pooled table in OUT)."),
     cache: Path | None = typer.Option(None, "--cache", help="Embedding cache folder (default OUT/emb_cache)."),
     threads: int = typer.Option(1, "--threads", min=1, help="Torch threads (1 is faster on a loaded machine)."),
     workers: int = typer.Option(1, "--workers", min=1, help="Local processes for each stage's test slices and "
@@ -393,16 +394,19 @@ def bench_loop(
     ray: str | None = typer.Option(None, "--ray", help="Run those tasks on Ray: auto or a cluster ADDRESS."),
 ) -> None:
     """Label -> learn -> correct with the robot user: interactions per image and test Dice per round."""
-    from scarceseg.bench.loop_bench import run_loop_bench
+    from scarceseg.bench.loop_bench import run_loop_bench, run_loop_seeds
 
     try:
         counts = [int(r) for r in rounds.split(",") if r.strip()]
     except ValueError:
         raise typer.BadParameter(f"--rounds takes comma-separated image counts, got {rounds!r}") from None
-    run_loop_bench(data, out, rounds=counts, test_slices=test_slices, every=every, pick=pick, clicks=clicks,
-                   target=target, redraw_below=redraw_below, refiner=refiner, learner=learner, steps=steps,
-                   seed=seed, cache_dir=cache, threads=threads, progress=True, log=typer.echo, workers=workers,
-                   ray=ray)
+    kwargs = dict(rounds=counts, test_slices=test_slices, every=every, pick=pick, clicks=clicks, target=target,
+                  redraw_below=redraw_below, refiner=refiner, learner=learner, steps=steps, cache_dir=cache,
+                  threads=threads, progress=True, log=typer.echo, workers=workers, ray=ray)
+    if len(set(seed)) > 1:
+        run_loop_seeds(data, out, seeds=seed, **kwargs)
+    else:
+        run_loop_bench(data, out, seed=seed[0], **kwargs)
 
 
 @bench_app.command("scale")

@@ -231,6 +231,26 @@ def run_loop_bench(data: str | Path, out: str | Path, rounds: Sequence[int] = (5
     return summary
 
 
+def run_loop_seeds(data: str | Path, out: str | Path, seeds: Sequence[int], cache_dir: str | Path | None = None,
+                   log: Callable[[str], None] = print, **kwargs) -> dict:
+    """:func:`run_loop_bench` once per seed, in ``out/seed<S>/`` (each resumable on its own), sharing one
+    embedding cache (default ``out/emb_cache``); then the pooled table (``pooled.md``, ``pooled.csv``,
+    ``pooled.json`` in ``out``). Returns ``{"seeds": {seed: summary}, "pooled": rows}``."""
+    from scarceseg.bench.loop_report import format_pooled, write_pooled
+
+    out = Path(out)
+    seeds = list(dict.fromkeys(int(s) for s in seeds))
+    cache = Path(cache_dir) if cache_dir else out / "emb_cache"
+    summaries = {}
+    for s in seeds:
+        log(f"== seed {s} ==")
+        summaries[s] = run_loop_bench(data, out / f"seed{s}", seed=s, cache_dir=cache, log=log, **kwargs)
+    rows = write_pooled(out, summaries)
+    log(format_pooled(rows))
+    log(f"pooled table written to {out / 'pooled.md'}")
+    return {"seeds": summaries, "pooled": rows}
+
+
 def _stage_line(record: dict) -> str:
     parts = [f"stage {record['labelled']} labelled:"]
     if record["test"]:

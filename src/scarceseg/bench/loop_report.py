@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -105,6 +105,77 @@ def write_outputs(out: Path, summary: dict, state: dict) -> None:
             f"(no model, or a suggestion under Dice {s.get('redraw_below')} redrawn). 'label Dice' is the robot's "
             "masks (the training labels) against the truth.")
     (out / "report.md").write_text(text + "\n\n" + format_table(rows) + "\n", encoding="utf-8")
+
+
+# ---- several seeds ---------------------------------------------------------------------------------------------
+def _mean(values: Sequence[float | None]) -> float | None:
+    kept = [v for v in values if v is not None]
+    return float(np.mean(kept)) if kept else None
+
+
+def pool_seeds(summaries: Mapping[int, dict]) -> list[dict]:
+    """One row per stage over several seeds' summaries (:func:`summarise`) of runs with the same rounds: each
+    seed's interactions per image (loop, no learning) and automatic test Dice, and their means."""
+    if not summaries:
+        raise ValueError("no seeds to pool")
+    seeds = sorted(summaries)
+    tables = [summaries[s]["table"] for s in seeds]
+    stages = [r["labelled"] for r in tables[0]]
+    if any([r["labelled"] for r in t] != stages for t in tables):
+        raise ValueError("the seeds' runs have different stages; pool runs with the same --rounds")
+    rows = []
+    for i, n in enumerate(stages):
+        loop = [t[i]["interactions"] for t in tables]
+        plain = [t[i]["interactions_no_learning"] for t in tables]
+        test = [t[i]["test_dice_mean"] for t in tables]
+        rows.append({"labelled": n, "batch": tables[0][i]["batch"], "seeds": seeds, "interactions": loop,
+                     "interactions_no_learning": plain, "test_dice": test, "interactions_mean": _mean(loop),
+                     "interactions_no_learning_mean": _mean(plain), "test_dice_mean": _mean(test)})
+    first = rows[0]["interactions_mean"]
+    for r in rows:
+        r["vs_first_batch"] = (None if r["interactions_mean"] is None or not first
+                               else r["interactions_mean"] / first)
+    return rows
+
+
+def format_pooled(rows: Sequence[dict]) -> str:
+    """The Markdown table of :func:`pool_seeds`: per seed "loop / no learning", the means, test Dice."""
+    seeds = rows[0]["seeds"]
+
+    def f(v, fmt=".2f"):
+        return "—" if v is None else format(v, fmt)
+
+    head = ["labelled", "batch", *[f"seed {s}: loop / no learning" for s in seeds], "mean: loop / no learning",
+            "loop / first batch", "auto Dice per seed", "mean auto Dice"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        per_seed = [f"{f(a)} / {f(b)}" for a, b in zip(r["interactions"], r["interactions_no_learning"], strict=True)]
+        cells = [str(r["labelled"]), r["batch"] or "—", *per_seed,
+                 f"{f(r['interactions_mean'])} / {f(r['interactions_no_learning_mean'])}", f(r["vs_first_batch"]),
+                 " / ".join(f(d, ".3f") for d in r["test_dice"]), f(r["test_dice_mean"], ".3f")]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_pooled(out: Path, summaries: Mapping[int, dict]) -> list[dict]:
+    """``pooled.json``, ``pooled.csv`` and ``pooled.md`` in ``out`` from the seeds' summaries; returns the rows."""
+    rows = pool_seeds(summaries)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "pooled.json").write_text(json.dumps({"seeds": rows[0]["seeds"], "table": rows}, indent=1) + "\n",
+                                     encoding="utf-8")
+    with (out / "pooled.csv").open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["labelled", "seed", "interactions", "interactions_no_learning", "test_dice_mean"])
+        for r in rows:
+            w.writerows([r["labelled"], s, a, b, d] for s, a, b, d in
+                        zip(r["seeds"], r["interactions"], r["interactions_no_learning"], r["test_dice"], strict=True))
+            w.writerow([r["labelled"], "mean", r["interactions_mean"], r["interactions_no_learning_mean"],
+                        r["test_dice_mean"]])
+    text = ("Label → learn → correct over seeds " + ", ".join(map(str, rows[0]["seeds"])) + " (each seed's run is in "
+            "seed<S>/). Interactions per image of each batch, with the learner and without ('no learning', the same "
+            "images); 'loop / first batch' is the mean against the first batch's, which has no model.")
+    (out / "pooled.md").write_text(text + "\n\n" + format_pooled(rows) + "\n", encoding="utf-8")
+    return rows
 
 
 def _title(s: dict) -> str:
