@@ -142,3 +142,17 @@ def test_unet_device_option_stays_out_of_the_config_unless_set():
     assert "device" not in plain.config and str(plain.model.device) == "cpu"
     chosen = registry.get("unet")({"preset": "fair", "device": "cpu"})
     assert chosen.config["device"] == "cpu" and str(chosen.model.device) == "cpu"
+
+
+def test_a_cpu_budget_reports_its_budget_not_a_step_count_eta():
+    """With a CPU budget the step count does not decide the end, so progress shows no step total (no ETA from
+    it); the budget is in the message. Without one, the steps are the total."""
+    from scarceseg.nets.engine import run
+    from scarceseg.progress import observe_progress
+
+    seen = []
+    with observe_progress(lambda message, done, total: seen.append((message, total))):
+        run(lambda i, fraction: 0.0, 4, {}, cpu_seconds=1e6)
+        run(lambda i, fraction: 0.0, 4, {})
+    assert seen[0] == ("training (stops at 1e+06 CPU s or 4 steps)", None)
+    assert seen[-1] == ("training", 4)
