@@ -240,6 +240,21 @@ def test_bench_metrics_noc_and_worse_share():
     assert row["mean_dice_1"] == pytest.approx((0.86 + 0.9 + 0.6) / 3)
 
 
+def test_worse_when_the_robot_stops_at_the_target():
+    """A slice counts worse at stop90 only if the Dice where the robot stopped (the first click reaching 0.90, else
+    the last) is below the first gesture's: a slice already at 0.95 is never clicked, so it cannot end worse."""
+    from scarceseg.bench.interactive_bench import format_table, summarise
+
+    curves = np.array([[0.95, 0.9, 0.94],   # starts above target: not clicked; worse only after every click
+                       [0.6, 0.5, 0.55],    # never reaches the target: ends at 0.55, worse both ways
+                       [0.8, 0.92, 0.85],   # stops at 0.92 after one click; after both clicks it is better too
+                       [0.7, 0.65, 0.91]])  # dips, then reaches the target on the last click
+    row = summarise(curves, [])
+    assert row["worse_share"] == pytest.approx(2 / 4)
+    assert row["worse_at_stop90_share"] == pytest.approx(1 / 4)
+    assert "| 50.0% | 25.0% |" in format_table({"r": row})
+
+
 def test_summary_from_an_interrupted_runs_rows(tmp_path):
     from scarceseg.bench.interactive_bench import format_table, summary_from_csv
 

@@ -13,7 +13,8 @@ Every refiner runs on the same slices, from the same first gesture, sharing one 
 ``flat-mincut`` is the app's Min-Cut of today (unaries 0.6 inside the first mask, 0.4 outside).
 
 Per refiner: mean and median Dice after 0, 1, 3, 5, 10 clicks, NoC@85 and NoC@90 (``n_clicks + 1`` when never
-reached), the share of slices ending worse than after the first gesture, the median ms per click.
+reached), the share of slices ending worse than after the first gesture (after every click, and when the robot
+stops at the 0.90 target: ``worse@stop90``), the median ms per click.
 
 Volumes (``volumes=True``, 3D data sets): a box (truth + 5 px) on the slice of largest lesion area,
 propagated (:func:`scarceseg.prior.prompts.propagate_volume`), then 5 NoC-robot clicks in 3D, each refined
@@ -182,6 +183,9 @@ def summarise(curves: np.ndarray, times: list[float]) -> dict:
     row["noc85"] = float(np.mean([noc(c, 0.85) for c in curves]))
     row["noc90"] = float(np.mean([noc(c, 0.90) for c in curves]))
     row["worse_share"] = float(np.mean(curves[:, -1] < curves[:, 0] - 1e-9))
+    # the same when the robot stops at the 0.90 target, as a person would (the NoC protocol): the Dice where it stopped
+    stopped = np.array([c[min(noc(c, 0.90), n)] for c in curves])
+    row["worse_at_stop90_share"] = float(np.mean(stopped < curves[:, 0] - 1e-9))
     row["median_ms_per_click"] = float(np.median(times)) if times else 0.0
     row["slices"] = int(curves.shape[0])
     return row
@@ -246,11 +250,12 @@ def plot_curves(curves: dict, path: Path, title: str = "") -> None:
 def format_table(summary: dict) -> str:
     """The printed table: one row per refiner."""
     steps = [k for k in REPORT_STEPS if any(f"mean_dice_{k}" in r for r in summary.values())]
-    head = ["refiner", *(f"D@{k} mean/med" for k in steps), "NoC85", "NoC90", "worse", "ms/click"]
+    head = ["refiner", *(f"D@{k} mean/med" for k in steps), "NoC85", "NoC90", "worse", "worse@stop90", "ms/click"]
     lines = [" | ".join(head)]
     for name, r in summary.items():
         cells = [name, *(f"{r[f'mean_dice_{k}']:.3f}/{r[f'median_dice_{k}']:.3f}" for k in steps),
                  f"{r['noc85']:.2f}", f"{r['noc90']:.2f}", f"{100 * r['worse_share']:.1f}%",
+                 f"{100 * r['worse_at_stop90_share']:.1f}%" if "worse_at_stop90_share" in r else "-",
                  f"{r['median_ms_per_click']:.0f}" if "median_ms_per_click" in r else "-"]
         lines.append(" | ".join(cells))
     lines = [f"| {line} |" for line in lines]
