@@ -181,10 +181,11 @@ def summarise(curves: np.ndarray, times: list[float]) -> dict:
             row[f"mean_dice_{k}"] = float(curves[:, k].mean())
             row[f"median_dice_{k}"] = float(np.median(curves[:, k]))
     row["noc85"] = float(np.mean([noc(c, 0.85) for c in curves]))
-    row["noc90"] = float(np.mean([noc(c, 0.90) for c in curves]))
+    noc90 = [noc(c, 0.90) for c in curves]
+    row["noc90"] = float(np.mean(noc90))
     row["worse_share"] = float(np.mean(curves[:, -1] < curves[:, 0] - 1e-9))
     # the same when the robot stops at the 0.90 target, as a person would (the NoC protocol): the Dice where it stopped
-    stopped = np.array([c[min(noc(c, 0.90), n)] for c in curves])
+    stopped = np.array([c[min(k, n)] for c, k in zip(curves, noc90, strict=True)])
     row["worse_at_stop90_share"] = float(np.mean(stopped < curves[:, 0] - 1e-9))
     row["median_ms_per_click"] = float(np.median(times)) if times else 0.0
     row["slices"] = int(curves.shape[0])

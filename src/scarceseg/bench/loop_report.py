@@ -55,20 +55,21 @@ def summarise(state: dict, settings: LoopSettings | None = None) -> dict:
             "table": rows}
 
 
+def _cell(value, fmt: str = ".2f") -> str:
+    """A table cell: ``value`` formatted, or a dash for a missing one."""
+    return "—" if value is None else format(value, fmt)
+
+
 def format_table(rows: Sequence[dict]) -> str:
     """The printed (Markdown) table of :func:`summarise`'s rows."""
     head = ["labelled", "batch", "interactions/image", "no learning", "accepts", "corrected", "boxes",
             "label Dice", "auto Dice on test (mean ± sd)", "train s"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-
-    def f(v, fmt):
-        return "—" if v is None else format(v, fmt)
-
     for r in rows:
         test = "—" if r["test_dice_mean"] is None else f"{r['test_dice_mean']:.3f} ± {r['test_dice_sd']:.3f}"
-        cells = [str(r["labelled"]), r["batch"] or "—", f(r["interactions"], ".2f"),
-                 f(r["interactions_no_learning"], ".2f"), str(r["accepts"]), str(r["corrected"]), str(r["boxes"]),
-                 f(r["label_dice"], ".3f"), test, f(r["train_seconds"], ".1f")]
+        cells = [str(r["labelled"]), r["batch"] or "—", _cell(r["interactions"], ".2f"),
+                 _cell(r["interactions_no_learning"], ".2f"), str(r["accepts"]), str(r["corrected"]), str(r["boxes"]),
+                 _cell(r["label_dice"], ".3f"), test, _cell(r["train_seconds"], ".1f")]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -141,18 +142,16 @@ def pool_seeds(summaries: Mapping[int, dict]) -> list[dict]:
 def format_pooled(rows: Sequence[dict]) -> str:
     """The Markdown table of :func:`pool_seeds`: per seed "loop / no learning", the means, test Dice."""
     seeds = rows[0]["seeds"]
-
-    def f(v, fmt=".2f"):
-        return "—" if v is None else format(v, fmt)
-
     head = ["labelled", "batch", *[f"seed {s}: loop / no learning" for s in seeds], "mean: loop / no learning",
             "loop / first batch", "auto Dice per seed", "mean auto Dice"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        per_seed = [f"{f(a)} / {f(b)}" for a, b in zip(r["interactions"], r["interactions_no_learning"], strict=True)]
+        pairs = zip(r["interactions"], r["interactions_no_learning"], strict=True)
+        per_seed = [f"{_cell(a)} / {_cell(b)}" for a, b in pairs]
         cells = [str(r["labelled"]), r["batch"] or "—", *per_seed,
-                 f"{f(r['interactions_mean'])} / {f(r['interactions_no_learning_mean'])}", f(r["vs_first_batch"]),
-                 " / ".join(f(d, ".3f") for d in r["test_dice"]), f(r["test_dice_mean"], ".3f")]
+                 f"{_cell(r['interactions_mean'])} / {_cell(r['interactions_no_learning_mean'])}",
+                 _cell(r["vs_first_batch"]),
+                 " / ".join(_cell(d, ".3f") for d in r["test_dice"]), _cell(r["test_dice_mean"], ".3f")]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -108,10 +108,11 @@ def run(
     cpu0, t_cpu = history["cpu_seconds"], time.process_time()
     end = total if stop_at is None else (stop_at if total is None else min(total, stop_at))
     steps = range(history["steps"], end) if end is not None else count(history["steps"])
-    if cpu_seconds is not None:  # the CPU budget, not the step count, decides the end: no step-based ETA
+    shown, shown_total = steps, end
+    if cpu_seconds is not None:  # the CPU budget, not the step count, decides the end: no step total, no ETA
         description = f"{description} (stops at {cpu_seconds:g} CPU s{'' if end is None else f' or {end} steps'})"
-    for _ in track(iter(steps) if cpu_seconds is not None else steps, description=description, enabled=progress,
-                   total=None if cpu_seconds is not None else end):
+        shown, shown_total = iter(steps), None  # an iterator: track() takes no total from its length
+    for _ in track(shown, description=description, enabled=progress, total=shown_total):
         used = cpu0 + time.process_time() - t_cpu
         if cpu_seconds is not None and used >= cpu_seconds:
             break
