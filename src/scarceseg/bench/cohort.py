@@ -163,11 +163,17 @@ def _mask_bytes(mask: np.ndarray, name: str, case: Any) -> bytes:
 def segment_task(job: SegmentJob, item: CohortItem) -> CaseResult:
     """Segment one case exactly as :func:`~scarceseg.methods.folder.segment_folder` does: the model's
     ``predict`` and ``after_predict`` (whose files, e.g. PixelDRL-MG's action maps, are returned as bytes)."""
+    from scarceseg.datasets.slices import NeighbourSlices
+    from scarceseg.methods.contract import predict_case
+
     case = job.sources.load(item.data)
     model = job.model()
     name = f"{case.case_id}{'.png' if case.ndim == 2 else '.nii.gz'}"
+    neighbours = None
+    if getattr(model, "context_slices", 0) and item.data[0] == "dataset":
+        neighbours = NeighbourSlices.of_dataset(job.sources.datasets[item.data[1]])
     try:
-        prediction = model.predict(case)
+        prediction = predict_case(model, case, neighbours)
     except ValueError as exc:  # what the single-process loop skips a case for
         raise InputError(case.source, str(exc)) from None
     files = {name: _mask_bytes(prediction.mask, name, case)}

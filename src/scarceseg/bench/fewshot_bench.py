@@ -91,17 +91,24 @@ def run_fewshot_bench(data: str | Path, out: str | Path, shots: Sequence[int] = 
         settings.update(pixeldrl_seconds=pixeldrl_seconds, pixeldrl_config=pixeldrl_config or {})
     if selector_config:
         settings["selector_config"] = selector_config
+    from scarceseg.datasets.slices import NeighbourSlices
+
     return bench_cases(groups, out, methods=methods, unet_epochs=unet_epochs, steps=steps, cache_dir=cache_dir,
                        progress=progress, log=log, settings=settings, pixeldrl_seconds=pixeldrl_seconds,
-                       pixeldrl_config=pixeldrl_config, selector_config=selector_config)
+                       pixeldrl_config=pixeldrl_config, selector_config=selector_config,
+                       neighbours=NeighbourSlices.of_dataset(ds) if groups else None)
 
 
 def bench_cases(groups, out: str | Path, methods: Sequence[str] = METHODS, unet_epochs: int = 40,
                 steps: int | None = None, cache_dir: str | Path | None = None, progress: bool = False, log=print,
                 settings: dict | None = None, device: str = "cpu", variants: dict[str, dict] | None = None,
                 pixeldrl_seconds: float = 240.0, pixeldrl_config: dict | None = None,
-                selector_config: dict | None = None) -> dict:
+                selector_config: dict | None = None, neighbours=None) -> dict:
     """The bench on cases in hand: ``groups`` is ``[(shots, {seed: [train Case]}, [test Case]), ...]``.
+
+    ``neighbours`` (a :class:`~scarceseg.datasets.slices.NeighbourSlices` of the whole data set) gives the
+    few-shot learner the slices around each test slice, as ``scarceseg segment`` does; it is then also tested
+    on every slice alone (``fewshot-alone``, the same trained model).
 
     Writes ``per_slice.csv`` (one row per method, shots, seed and test slice) and ``summary.json``. The
     few-shot learner's localiser alone is reported as ``fewshot-localiser``; ``variants`` (name -> config
@@ -139,15 +146,21 @@ def bench_cases(groups, out: str | Path, methods: Sequence[str] = METHODS, unet_
                 timings.append({"method": name, "shots": k, "seed": seed, "train_seconds": hist["seconds"],
                                 "train_cpu_seconds": time.process_time() - c0, "encode_seconds":
                                 hist["encode_seconds"], "steps": hist["steps"]})
+                stacked = neighbours is not None and model.context > 0
                 for case in tests:
                     t1 = time.perf_counter()
-                    pred = model.predict(case)
+                    pred = model.predict(case, neighbours(case, model.context) if stacked else None)
                     rows.append(_row(name, k, seed, case, pred.mask, time.perf_counter() - t1))
                     loc = pred.extra.get("localiser_mask")
                     rows.append(_row(f"{name}-localiser", k, seed, case,
                                      np.zeros_like(pred.mask) if loc is None else loc, 0.0))
+                    if stacked:
+                        t1 = time.perf_counter()
+                        rows.append(_row(f"{name}-alone", k, seed, case, model.predict(case).mask,
+                                         time.perf_counter() - t1))
+                alone = f", every slice alone {_mean(rows, name + '-alone', k, seed):.3f}" if stacked else ""
                 log(f"  {k} shots, seed {seed}, {name}: mean Dice {_mean(rows, name, k, seed):.3f}, localiser "
-                    f"{_mean(rows, name + '-localiser', k, seed):.3f} (trained in {hist['seconds']:.0f} s)")
+                    f"{_mean(rows, name + '-localiser', k, seed):.3f}{alone} (trained in {hist['seconds']:.0f} s)")
             if "unet" in methods:
                 cfg = UNetConfig.from_dict({**UNetConfig.fair().to_dict(), "epochs": unet_epochs})
                 unet = UNetBaseline(cfg, device=device)
@@ -244,14 +257,17 @@ def _bench_selector_prior(k, seed, train, tests, selector_config, store, proposa
         f"{_mean(rows, 'selector-prior-top-iou', k, seed):.3f} (trained in {hist['seconds']:.0f} s)")
 
 
-def evaluate_volume(model, volume, spacing=(1.0, 1.0, 1.0), progress: bool = False) -> dict:
+def evaluate_volume(model, volume, spacing=(1.0, 1.0, 1.0), progress: bool = False, context: bool = True) -> dict:
     """Segment every axial slice of a volume and measure what an automatic method must get right.
 
     Parameters
     ----------
-    model : PriorFewShot (or anything with ``predict(image (Y, X)) -> .mask``)
+    model : Segmenter (or anything with ``predict(case) -> .mask``)
     volume : Case
         3D case, image ``(C, Z, Y, X)`` (the prior's channel is picked by the model) and label ``(Z, Y, X)``.
+    context : bool
+        Give a model that reads neighbouring slices (``context_slices``) its neighbours in the volume
+        (:func:`~scarceseg.methods.contract.predict_case`); ``False``: every slice alone.
 
     Returns
     -------
@@ -259,14 +275,15 @@ def evaluate_volume(model, volume, spacing=(1.0, 1.0, 1.0), progress: bool = Fal
         ``dice`` (3D, whole volume), ``n_slices``, ``n_lesion_free``, ``fp_slices`` (lesion-free slices with
         any predicted voxel), ``fp_voxels`` and ``fp_ml`` (predicted volume on lesion-free slices).
     """
-    from scarceseg.datasets.slices import slice_case
+    from scarceseg.datasets.slices import NeighbourSlices, slice_case
+    from scarceseg.methods.contract import predict_case
+    from scarceseg.progress import track
 
     truth = np.asarray(volume.target, dtype=bool)
     pred = np.zeros_like(truth)
-    from scarceseg.progress import track
-
+    neighbours = NeighbourSlices.of_volume(volume) if context else None
     for z in track(range(truth.shape[0]), description=f"segmenting {volume.case_id}", enabled=progress):
-        pred[z] = model.predict(slice_case(volume, z)).mask
+        pred[z] = predict_case(model, slice_case(volume, z), neighbours).mask
     free = ~truth.any(axis=(1, 2))
     fp_voxels = int(pred[free].sum())
     voxel_ml = float(np.prod(spacing)) / 1000.0

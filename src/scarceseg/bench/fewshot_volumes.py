@@ -95,17 +95,21 @@ def run_fewshot_volumes(data: str | Path, out: str | Path, shots: int = 10, nega
         trained[name] = {"train_slices": [c.case_id for c in train], "train_seconds": round(hist["seconds"], 1),
                          "steps": hist["steps"]}
         log(f"{name} from {len(train_vols)} volumes: trained in {hist['seconds']:.0f} s")
+        modes = [(name, True)] + [(f"{name}, every slice alone", False)] * bool(model.context_slices)
         for vol in test_vols:
-            t0 = time.perf_counter()
-            r = evaluate_volume(model, vol, spacing=vol.spacing, progress=progress)
-            rows.append({"variant": name, **r, "seconds": round(time.perf_counter() - t0, 1)})
-            log(f"  {vol.case_id}: Dice {r['dice']:.3f}; {r['fp_slices']} of {r['n_lesion_free']} lesion-free slices "
-                f"with a false positive ({r['fp_ml']} ml); predicted {r['pred_ml']} ml, true {r['true_ml']} ml")
-            _write(out / "per_volume.csv", rows)
+            for variant, context in modes:
+                t0 = time.perf_counter()
+                r = evaluate_volume(model, vol, spacing=vol.spacing, progress=progress, context=context)
+                rows.append({"variant": variant, **r, "seconds": round(time.perf_counter() - t0, 1)})
+                log(f"  {vol.case_id}{'' if context else ' (every slice alone)'}: Dice {r['dice']:.3f}; "
+                    f"{r['fp_slices']} of {r['n_lesion_free']} lesion-free slices with a false positive "
+                    f"({r['fp_ml']} ml); predicted {r['pred_ml']} ml, true {r['true_ml']} ml")
+                _write(out / "per_volume.csv", rows)
     summary = {"settings": {"data": str(data), "shots": shots, "negatives": list(negatives),
                             "test_volumes": test_ids, "train_volumes": train_ids, "seed": seed, "steps": steps,
                             "channel": channel}, "trained": trained, "rows": rows,
-               "mean_dice": {v: float(np.mean([r["dice"] for r in rows if r["variant"] == v])) for v in trained}}
+               "mean_dice": {v: float(np.mean([r["dice"] for r in rows if r["variant"] == v]))
+                             for v in dict.fromkeys(r["variant"] for r in rows)}}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     log(format_table(rows))
     return summary
@@ -120,8 +124,8 @@ def _write(path: Path, rows: list[dict]) -> None:
 
 def format_table(rows: Sequence[dict]) -> str:
     """One line per (variant, volume)."""
-    lines = ["variant                              volume                     Dice   FP slices     FP ml"]
+    lines = ["variant                                          volume                     Dice   FP slices     FP ml"]
     for r in rows:
-        lines.append(f"{r['variant']:<36} {r['case_id'][:26]:<26} {r['dice']:.3f}  "
+        lines.append(f"{r['variant']:<48} {r['case_id'][:26]:<26} {r['dice']:.3f}  "
                      f"{r['fp_slices']:>3}/{r['n_lesion_free']:<5} {r['fp_ml']:>8}")
     return "\n".join(lines)

@@ -198,7 +198,7 @@ def run_loop_bench(data: str | Path, out: str | Path, rounds: Sequence[int] = (5
                 record["train_seconds"] = round(time.perf_counter() - t0, 2)
                 record["seconds"]["train_cpu"] = round(time.process_time() - c0, 2)
                 record["steps"] = hist.get("steps") if isinstance(hist, dict) else None
-            job = LoopJob(refiner, cache, clicks, target, redraw_below,
+            job = LoopJob(refiner, cache, clicks, target, redraw_below, data=str(data), layout=layout,
                           live={"model": model, "refiner": made_refiner, "store": store})
             if not in_process and model is not None:
                 import tempfile

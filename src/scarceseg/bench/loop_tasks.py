@@ -93,6 +93,8 @@ class LoopJob:
     target: float
     redraw_below: float
     model_files: dict | None = None  # None: no model (stage 0)
+    data: str | None = None  # the data set folder, whose slices give a model that reads them its neighbours
+    layout: str | None = None
     live: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)  # model, refiner, store
 
     def __getstate__(self) -> dict:
@@ -117,16 +119,28 @@ class LoopJob:
             self.live.update(model=model, refiner=make_refiner(self.refiner, store.prior), store=store)
         return self.live.get("model"), self.live["refiner"], self.live["store"]
 
+    def neighbours(self):
+        """The data set's :class:`~scarceseg.datasets.slices.NeighbourSlices` (``None`` without ``data``)."""
+        if self.data is None:
+            return None
+        if "neighbours" not in self.live:
+            from scarceseg.datasets import open_dataset
+            from scarceseg.datasets.slices import NeighbourSlices
+
+            self.live["neighbours"] = NeighbourSlices.of_dataset(open_dataset(self.data, layout=self.layout))
+        return self.live["neighbours"]
+
 
 def test_task(job: LoopJob, item) -> object:
     """Dice of the stage's model on one test slice."""
     from scarceseg.bench.runner import CaseResult
+    from scarceseg.methods.contract import predict_case
     from scarceseg.metrics import dice
 
     case = item.data
     model, _, _ = job.parts()
     t0 = time.perf_counter()
-    pred = model.predict(case)
+    pred = predict_case(model, case, job.neighbours())
     return CaseResult(record={"case_id": case.case_id, "dice": round(float(dice(pred.mask, case.target)), 6),
                               "seconds": round(time.perf_counter() - t0, 3)})
 
@@ -134,6 +148,7 @@ def test_task(job: LoopJob, item) -> object:
 def label_task(job: LoopJob, item) -> object:
     """The robot labels one pool image twice: from the model's suggestion (the loop) and with no model."""
     from scarceseg.bench.runner import CaseResult
+    from scarceseg.methods.contract import predict_case
     from scarceseg.methods.prior_fewshot import prior_channel
     from scarceseg.prior.prompts import box_from_mask
 
@@ -148,7 +163,7 @@ def label_task(job: LoopJob, item) -> object:
         return answer[0]
 
     t0 = time.perf_counter()
-    suggestion = model.predict(case) if model is not None else None
+    suggestion = predict_case(model, case, job.neighbours()) if model is not None else None
     got = robot_label(image, truth, refiner, box_prob, suggestion, job.clicks, job.target, job.redraw_below)
     t1 = time.perf_counter()
     plain = robot_label(image, truth, refiner, box_prob, None, job.clicks, job.target, job.redraw_below)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -143,3 +144,78 @@ class SliceDataset:
             self._cache = None
             self._cache = self.volumes.load(volume_id)
         return slice_case(self._cache, index, self.axis)
+
+
+def stack_position(case: Case) -> tuple[str, int] | None:
+    """Where a 2D slice sits in its stack: ``(stack, index)``, or ``None`` for a lone image.
+
+    A slice cut from a volume (:func:`slice_case`) gives ``("<volume>/<axis>", slice_index)``; a file named by
+    its slice number (the LGG layout, ``meta["slice"]``) gives ``(patient id, slice number)``.
+    """
+    meta = case.meta
+    if case.ndim != 2:
+        return None
+    if meta.get("slice_index") is not None and meta.get("volume_id") is not None:
+        return f"{meta['volume_id']}/{meta.get('slice_axis', 0)}", int(meta["slice_index"])
+    if meta.get("slice") is not None and case.patient_id:
+        return case.patient_id, int(meta["slice"])
+    return None
+
+
+class NeighbourSlices:
+    """The slices next to a 2D slice in the same stack, for methods that read a few slices each side.
+
+    ``neighbours(case, k)`` gives ``{offset: Case}`` for the offsets ``-k..-1, 1..k`` whose slice exists (a gap in
+    the slice numbers is a missing neighbour, not a nearer one). Build it from a data set
+    (:meth:`of_dataset`: its 2D cases with slice numbers) or from one volume (:meth:`of_volume`). Recently loaded
+    slices are kept (a few), so walking a stack in order loads each slice about once.
+    """
+
+    def __init__(self, where: dict[tuple[str, int], str], load: Callable[[str], Case], keep: int = 8) -> None:
+        self._where = where
+        self._load = load
+        self._keep = keep
+        self._recent: OrderedDict[str, Case] = OrderedDict()
+
+    @classmethod
+    def of_dataset(cls, ds, load: Callable[[str], Case] | None = None,
+                   only: Callable[[str], bool] | None = None) -> NeighbourSlices:
+        """From a :class:`~scarceseg.datasets.base.Dataset` whose entries carry slice numbers (``meta["slice"]``);
+        others give no neighbours. Use the whole folder's data set, not only the cases being segmented.
+        ``load`` replaces ``ds.load``; ``only(case_id)`` keeps some entries (e.g. those the app accepted)."""
+        where = {}
+        for e in getattr(ds, "entries", ()):
+            number = (e.info.get("meta") or {}).get("slice")
+            if number is not None and e.patient_id and (only is None or only(e.case_id)):
+                where[(e.patient_id, int(number))] = e.case_id
+        return cls(where, load or ds.load)
+
+    @classmethod
+    def of_volume(cls, volume: Case, axis: int = 0) -> NeighbourSlices:
+        """From one 3D case: its slices along ``axis`` (cut on demand)."""
+        require_3d(volume)
+        stack = f"{volume.case_id}/{axis}"
+        where = {(stack, z): f"{volume.case_id}_{AXIS_LETTERS[axis]}{z}" for z in range(volume.shape[axis])}
+        return cls(where, lambda cid: slice_case(volume, int(cid.rsplit(AXIS_LETTERS[axis], 1)[1]), axis))
+
+    def __call__(self, case: Case, k: int) -> dict[int, Case]:
+        position = stack_position(case)
+        if position is None or k < 1:
+            return {}
+        stack, index = position
+        out = {}
+        for offset in (*range(-k, 0), *range(1, k + 1)):
+            cid = self._where.get((stack, index + offset))
+            if cid is not None:
+                out[offset] = self._get(cid)
+        return out
+
+    def _get(self, case_id: str) -> Case:
+        if case_id in self._recent:
+            self._recent.move_to_end(case_id)
+            return self._recent[case_id]
+        case = self._load(case_id)
+        self._recent[case_id] = case
+        while len(self._recent) > self._keep:
+            self._recent.popitem(last=False)
+        return case

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
@@ -154,6 +154,15 @@ class Segmenter(Method):
     def predict(self, case: Case) -> Prediction:
         """Probability and mask of one case (spatial shape of ``case``)."""
 
+    #: slices on each side of a 2D slice that :meth:`predict_in_stack` reads (0: the slice alone)
+    context_slices: int = 0
+
+    def predict_in_stack(self, case: Case, neighbours: Mapping[int, Case]) -> Prediction:
+        """Probability and mask of a 2D slice, reading the slices around it in its volume: ``neighbours`` maps an
+        offset (``-k..-1, 1..k``, ``k`` = :attr:`context_slices`) to that slice where it exists. Default: the
+        slice alone (:meth:`predict`)."""
+        return self.predict(case)
+
     def set_inference(self, **options: Any) -> None:
         """Set how :meth:`predict` runs; an option the method does not have is a :class:`ScarcesegError`."""
         from scarceseg.errors import ScarcesegError
@@ -204,3 +213,14 @@ def write_method_file(folder: str | Path, name: str, kind: str, config: dict) ->
     path.write_text(json.dumps(info, indent=2, default=json_default) + "\n", encoding="utf-8")
     return path
 
+
+
+def predict_case(model: Segmenter, case: Case,
+                 neighbours: Callable[[Case, int], Mapping[int, Case]] | None = None) -> Prediction:
+    """``model``'s prediction of ``case``, with the slices around it when the model reads them and
+    ``neighbours`` (e.g. a :class:`~scarceseg.datasets.slices.NeighbourSlices`) can give them: what every loop
+    that segments a data set calls instead of ``model.predict``."""
+    k = int(getattr(model, "context_slices", 0) or 0)
+    if k > 0 and neighbours is not None and case.ndim == 2:
+        return model.predict_in_stack(case, neighbours(case, k))
+    return model.predict(case)

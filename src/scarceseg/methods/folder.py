@@ -135,16 +135,24 @@ def segment_folder(
         from scarceseg.methods.registry import load_model
 
         model = load_model(model, kind="segmenter")
+    from scarceseg.methods.contract import predict_case
+
     out = Path(out_dir)
     extra: dict[str, dict] = {}
+    neighbours = None
+    if getattr(model, "context_slices", 0):  # the slices around each one, from the whole folder
+        from scarceseg.datasets import open_dataset
+        from scarceseg.datasets.slices import NeighbourSlices
 
-    def predict_case(case: Case) -> tuple[np.ndarray, str]:
-        prediction = model.predict(case)
+        neighbours = NeighbourSlices.of_dataset(open_dataset(data_dir, layout=layout))
+
+    def segment_one(case: Case) -> tuple[np.ndarray, str]:
+        prediction = predict_case(model, case, neighbours)
         model.after_predict(out, case, prediction)
         extra[case.case_id] = prediction.extra
         return prediction.mask, f"{case.case_id}{'.png' if case.ndim == 2 else '.nii.gz'}"
 
-    summary = segment_cases(data_dir, out, predict_case, f"segmenting ({model.name})", case_ids, layout, progress,
+    summary = segment_cases(data_dir, out, segment_one, f"segmenting ({model.name})", case_ids, layout, progress,
                             force=force, mask_format=mask_format)
     summary["extra"] = extra
     model.finish(out, summary)

@@ -29,7 +29,8 @@ import copy
 import json
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,6 +78,9 @@ class FewShotConfig(ConfigDict):
     pick: str = "iou"  # of the decoder's masks for the box: "iou" its best-scored one; "agree" the one that
     #                    agrees best (Dice) with the localiser's mask
     tta: bool = False  # average the head over the 4 flips of the embedding (it is trained on flipped ones)
+    context_weights: tuple[float, ...] = (0.30, 0.20, 0.15)  # in a volume, the localiser's probability is the
+    #   weighted mean of the slice's own (first weight) and its neighbours' at 1, 2, ... slices each side (a
+    #   missing neighbour drops out of the mean); (1.0,): every slice alone. See docs/fewshot.md, "Volume context"
 
     def __post_init__(self) -> None:
         if self.refine not in REFINES:
@@ -87,6 +91,9 @@ class FewShotConfig(ConfigDict):
             raise ValueError(f"unknown component {self.component!r}; choose one of {COMPONENTS}")
         if self.localiser not in LOCALISERS:
             raise ValueError(f"unknown localiser {self.localiser!r}; choose one of {LOCALISERS}")
+        if not self.context_weights or min(self.context_weights) < 0 or self.context_weights[0] <= 0:
+            raise ValueError(f"context_weights must start with a positive weight and have none below 0, got "
+                             f"{self.context_weights}")
         if self.steps < 1 or self.batch_size < 1 or self.lr <= 0:
             raise ValueError(f"steps and batch_size must be >= 1 and lr > 0, got {self.steps}, "
                              f"{self.batch_size}, {self.lr}")
@@ -296,6 +303,7 @@ class PriorFewShot:
                 if on_step is not None:
                     on_step(step + 1, steps)
         self.decoder = decoder.eval()
+        self.__dict__.pop("_recent_probs", None)  # probabilities of the localiser before this fit
         history["seconds"] = time.perf_counter() - t0
         self.meta.update(seed=seed, n_train=n, steps=history["steps"])
         return history
@@ -319,8 +327,45 @@ class PriorFewShot:
                 low = torch.logit(prob.clamp(1e-6, 1 - 1e-6))
         return self.store.prior._to_original(low.cpu(), emb), emb
 
-    def predict_image(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
-        """``prob`` ``(Y, X)``, ``mask`` ``(Y, X)`` and facts (``box``, ``localiser_area``) for one 2D image."""
+    @property
+    def context(self) -> int:
+        """Slices on each side whose localiser probability :meth:`predict_image` mixes in (0: none)."""
+        return len(self.config.context_weights) - 1
+
+    def _localise_cached(self, image: np.ndarray) -> np.ndarray:
+        """:meth:`localise`'s probability, remembered for the last few images (a stack reads each slice up to
+        ``2 * context + 1`` times)."""
+        from scarceseg.prior.embeddings import image_key
+
+        key = image_key(image)
+        recent = self.__dict__.setdefault("_recent_probs", OrderedDict())
+        if key not in recent:
+            recent[key] = self.localise(image)[0]
+            while len(recent) > 2 * self.context + 4:
+                recent.popitem(last=False)
+        recent.move_to_end(key)
+        return recent[key]
+
+    def stack_probability(self, prob: np.ndarray, neighbours: Mapping[int, np.ndarray]) -> np.ndarray:
+        """The localiser's probability ``prob`` of a slice mixed with its neighbours' (``{offset: image}``), by
+        ``context_weights``. A neighbour without contrast (outside the body) counts as probability 0; one of
+        another shape or further than the weights reach is not used."""
+        weights = self.config.context_weights
+        total, acc = weights[0], weights[0] * prob
+        for offset, image in neighbours.items():
+            d = abs(int(offset))
+            image = prior_channel(image)
+            if not 1 <= d < len(weights) or image.shape != prob.shape:
+                continue
+            total += weights[d]
+            if has_contrast(image):
+                acc = acc + weights[d] * self._localise_cached(image)
+        return (acc / total).astype(np.float32)
+
+    def predict_image(self, image: np.ndarray, neighbours: Mapping[int, np.ndarray] | None = None,
+                      ) -> tuple[np.ndarray, np.ndarray, dict]:
+        """``prob`` ``(Y, X)``, ``mask`` ``(Y, X)`` and facts (``box``, ``localiser_area``) for one 2D image;
+        ``neighbours`` (``{offset: image}``, the slices around it in its volume) feed :meth:`stack_probability`."""
         from scarceseg.metrics import dice
         from scarceseg.prior.prompts import box_from_mask
 
@@ -329,7 +374,11 @@ class PriorFewShot:
         if not has_contrast(image):  # e.g. an empty slice: no lesion
             return (np.zeros(image.shape, dtype=np.float32), np.zeros(image.shape, dtype=bool),
                     {"localiser_area": 0, "box": None, "localiser_mask": None})
-        loc_prob, emb = self.localise(image)
+        if neighbours and self.context:
+            loc_prob, emb = self._localise_cached(image), self.store.get(image)
+            loc_prob = self.stack_probability(loc_prob, neighbours)
+        else:
+            loc_prob, emb = self.localise(image)
         if cfg.component == "largest":
             blob = largest_component(loc_prob > cfg.threshold)
         else:
@@ -351,11 +400,14 @@ class PriorFewShot:
         prob = out.prob
         return prob, prob > cfg.threshold, extra
 
-    def predict(self, case: Case | np.ndarray):
-        """The :class:`~scarceseg.methods.contract.Prediction` (``prob``, ``mask``, ``extra``) of a 2D case or image."""
+    def predict(self, case: Case | np.ndarray, neighbours: Mapping[int, Case | np.ndarray] | None = None):
+        """The :class:`~scarceseg.methods.contract.Prediction` (``prob``, ``mask``, ``extra``) of a 2D case or
+        image; ``neighbours`` (``{offset: case or image}``) are the slices around it in its volume."""
         from scarceseg.methods.contract import Prediction
 
-        return Prediction(*self.predict_image(prior_channel(case, self.config.channel)))
+        channel = self.config.channel
+        near = {o: prior_channel(c, channel) for o, c in (neighbours or {}).items()}
+        return Prediction(*self.predict_image(prior_channel(case, channel), near))
 
     # ---- persistence -----------------------------------------------------------------------------------------
     def save(self, folder: str | Path) -> Path:
@@ -380,6 +432,7 @@ class PriorFewShot:
         if int(info.get("format_version", 1)) < 2:
             config.setdefault("localiser", "decoder")  # version 1 knew only the fine-tuned decoder
         config.setdefault("component", "largest")  # folders written before the option kept the largest
+        config.setdefault("context_weights", [1.0])  # ... and read every slice alone
         model = cls(FewShotConfig.from_dict(config), store=store)
         model.meta = dict(info.get("meta", {}))
         decoder = model._new_localiser()

@@ -45,8 +45,16 @@ class PriorFewShotMethod(Segmenter):
         if self.embedding_cache is not None:
             self.model.store = EmbeddingStore(folder=Path(self.embedding_cache))
 
+    @property
+    def context_slices(self) -> int:
+        """Slices each side the localiser reads in a volume (``context_weights``; 0 for older model folders)."""
+        return self.model.context
+
     def predict(self, case: Case) -> Prediction:
-        result = self.model.predict(case)
+        return self.predict_in_stack(case, {})
+
+    def predict_in_stack(self, case: Case, neighbours) -> Prediction:
+        result = self.model.predict(case, neighbours)
         extra = {k: v for k, v in result.extra.items() if k != "localiser_mask"}
         return Prediction(result.prob, result.mask, extra)
 

@@ -60,8 +60,12 @@ class EmbeddingStore:
                     np.save(fh, feats[0].numpy().astype(np.float16))
                 os.replace(tmp, path)
         self._memory[key] = feats
-        while self._memory is _RECENT and len(_RECENT) > 32:
-            _RECENT.popitem(last=False)
+        self._memory.move_to_end(key)
+        # the shared store keeps 32 images; a folder store 64 (the rest is on disk); a store of its own prior
+        # (the app's) keeps every image it encoded
+        limit = 32 if self._memory is _RECENT else 64 if self.folder is not None else None
+        while limit is not None and len(self._memory) > limit:
+            self._memory.popitem(last=False)
         return Embedding(features=feats, original_shape=(height, width), resized_shape=resized, key=key)
 
 

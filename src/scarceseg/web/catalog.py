@@ -124,6 +124,13 @@ class Catalog:
                 self._cache.popitem(last=False)
         return case
 
+    def neighbours(self):
+        """The slices around each 2D slice of a stack in this folder (a
+        :class:`~scarceseg.datasets.slices.NeighbourSlices`, loading through :meth:`load`)."""
+        from scarceseg.datasets.slices import NeighbourSlices
+
+        return NeighbourSlices.of_dataset(self._ds, load=self.load, only=self.__contains__)
+
     def slice_case(self, case_id: str, z: int | None) -> Case:
         """The 2D case to propose and refine: the case itself (2D) or slice ``z`` of the volume (3D)."""
         case = self.load(case_id)

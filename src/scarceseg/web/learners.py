@@ -99,6 +99,7 @@ def segment_rest_work(catalog, store, workdir: Path, user: str, done_keys: Calla
     slice). A learner that proposes candidates (the selector) reuses the proposals saved in WORKDIR and saves
     the ones it makes.
     """
+    from scarceseg.methods.contract import predict_case
     from scarceseg.methods.registry import load_model
     from scarceseg.metrics.uncertainty import mask_uncertainty
     from scarceseg.progress import track
@@ -115,6 +116,7 @@ def segment_rest_work(catalog, store, workdir: Path, user: str, done_keys: Calla
             model.set_inference(proposals=_proposals(workdir, config, seed))
         skip = done_keys()
         todo = [c for c in catalog.case_ids if c not in skip]
+        neighbours = catalog.neighbours() if getattr(model, "context_slices", 0) else None
         written: dict[str, Any] = {}
         skipped: dict[str, str] = {}
         for case_id in track(todo, "suggesting masks", enabled=False):
@@ -123,7 +125,7 @@ def segment_rest_work(catalog, store, workdir: Path, user: str, done_keys: Calla
                 if case.ndim != 2:
                     skipped[case_id] = "a volume: pick slice by slice"
                     continue
-                prediction = model.predict(case)
+                prediction = predict_case(model, case, neighbours)
                 note = {k: v for k, v in prediction.extra.items() if isinstance(v, int | float | str)}
                 note.update(method=name, run=run, **mask_uncertainty(prediction.prob, prediction.mask))
                 store.save_mask(case_id, "auto", np.asarray(prediction.mask, dtype=bool), who=user,
