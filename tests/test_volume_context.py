@@ -143,3 +143,37 @@ def test_a_folder_without_context_weights_loads_reading_slices_alone(prior, tmp_
     del info["config"]["context_weights"]
     (folder / "config.json").write_text(json.dumps(info), encoding="utf-8")
     assert PriorFewShot.load(folder, store=store).context == 0
+
+
+def test_largest_component_3d_keeps_the_biggest_26_connected_blob():
+    from scarceseg.methods.prior_fewshot import largest_component_3d
+
+    mask = np.zeros((4, 6, 6), dtype=bool)
+    mask[0, 0, 0] = mask[1, 1, 1] = mask[2, 2, 2] = True  # 3 voxels touching only at corners: one component
+    mask[0, 5, 4:6] = True  # 2 voxels elsewhere
+    kept = largest_component_3d(mask)
+    assert kept.sum() == 3 and kept[2, 2, 2] and not kept[0, 5, 5]
+    assert not largest_component_3d(np.zeros((2, 3, 3), dtype=bool)).any()
+
+
+def test_a_volume_is_segmented_slice_by_slice_with_neighbours_then_finished(monkeypatch):
+    from scarceseg.methods.prior_fewshot_method import PriorFewShotMethod
+
+    method = PriorFewShotMethod({"volume_components": "largest", "context_weights": [0.5, 0.25]})
+    seen = []
+
+    def one(case, neighbours=None):  # slices 0-1 and 3: a blob each; slice 2: nothing
+        z = case.meta["slice_index"]
+        seen.append((z, sorted(neighbours or {})))
+        mask = np.zeros(case.shape, dtype=bool)
+        mask[1:3, 1:3] = z in (0, 1, 3)
+        return Prediction(mask.astype(np.float32), mask, {})
+
+    monkeypatch.setattr(method.model, "predict", one)
+    volume = Case(image=np.ones((1, 4, 5, 5), dtype=np.float32), spacing=(1.0, 1.0, 1.0), case_id="v")
+    out = method.predict(volume)
+    assert seen == [(0, [1]), (1, [-1, 1]), (2, [-1, 1]), (3, [-1])]
+    assert out.mask.shape == (4, 5, 5) and out.mask[:2].sum() == 8 and not out.mask[2:].any()
+    assert out.prob[3].max() < 0.5  # dropped by the 3D rule: below the threshold, not zeroed
+    method.model.config = FewShotConfig(volume_components="all")
+    assert method.predict(volume).mask[3].sum() == 4

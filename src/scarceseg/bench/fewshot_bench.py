@@ -275,15 +275,26 @@ def evaluate_volume(model, volume, spacing=(1.0, 1.0, 1.0), progress: bool = Fal
         ``dice`` (3D, whole volume), ``n_slices``, ``n_lesion_free``, ``fp_slices`` (lesion-free slices with
         any predicted voxel), ``fp_voxels`` and ``fp_ml`` (predicted volume on lesion-free slices).
     """
+    return volume_scores(segment_slices(model, volume, progress, context), volume, spacing)
+
+
+def segment_slices(model, volume, progress: bool = False, context: bool = True) -> np.ndarray:
+    """The mask ``(Z, Y, X)`` of every axial slice of a volume, each segmented as a 2D slice (with its neighbours
+    when ``context`` and the model reads them)."""
     from scarceseg.datasets.slices import NeighbourSlices, slice_case
     from scarceseg.methods.contract import predict_case
     from scarceseg.progress import track
 
-    truth = np.asarray(volume.target, dtype=bool)
-    pred = np.zeros_like(truth)
+    pred = np.zeros(volume.shape, dtype=bool)
     neighbours = NeighbourSlices.of_volume(volume) if context else None
-    for z in track(range(truth.shape[0]), description=f"segmenting {volume.case_id}", enabled=progress):
+    for z in track(range(volume.shape[0]), description=f"segmenting {volume.case_id}", enabled=progress):
         pred[z] = predict_case(model, slice_case(volume, z), neighbours).mask
+    return pred
+
+
+def volume_scores(pred: np.ndarray, volume, spacing=(1.0, 1.0, 1.0)) -> dict:
+    """:func:`evaluate_volume`'s figures of a predicted mask ``(Z, Y, X)`` against the volume's label."""
+    truth = np.asarray(volume.target, dtype=bool)
     free = ~truth.any(axis=(1, 2))
     fp_voxels = int(pred[free].sum())
     voxel_ml = float(np.prod(spacing)) / 1000.0

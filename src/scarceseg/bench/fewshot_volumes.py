@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 FIELDS = ("variant", "case_id", "dice", "n_slices", "n_lesion_free", "fp_slices", "fp_voxels", "fp_ml",
-          "pred_ml", "true_ml", "seconds")
+          "pred_ml", "true_ml", "seconds", "default")
 
 
 def _spread(ranked: list[int], k: int) -> list[int]:
@@ -67,11 +67,11 @@ def run_fewshot_volumes(data: str | Path, out: str | Path, shots: int = 10, nega
                         cache_dir: str | Path | None = None, channel: str = "flair", layout: str | None = None,
                         progress: bool = True, log=print) -> dict:
     """Train on slices of some volumes (once per ``negatives`` setting), test on every slice of the others."""
-    from scarceseg.bench.fewshot_bench import evaluate_volume
+    from scarceseg.bench.fewshot_bench import segment_slices, volume_scores
     from scarceseg.datasets import open_dataset
     from scarceseg.errors import InputError
     from scarceseg.methods import registry
-    from scarceseg.methods.prior_fewshot import EmbeddingStore
+    from scarceseg.methods.prior_fewshot import EmbeddingStore, largest_component_3d
 
     ds = open_dataset(data, layout=layout)
     ids = list(ds.case_ids)
@@ -95,16 +95,24 @@ def run_fewshot_volumes(data: str | Path, out: str | Path, shots: int = 10, nega
         trained[name] = {"train_slices": [c.case_id for c in train], "train_seconds": round(hist["seconds"], 1),
                          "steps": hist["steps"]}
         log(f"{name} from {len(train_vols)} volumes: trained in {hist['seconds']:.0f} s")
-        modes = [(name, True)] + [(f"{name}, every slice alone", False)] * bool(model.context_slices)
+        largest = model.model.config.volume_components == "largest"
         for vol in test_vols:
-            for variant, context in modes:
+            masks = {}
+            for context in (True, False)[: 1 + bool(model.context_slices)]:
                 t0 = time.perf_counter()
-                r = evaluate_volume(model, vol, spacing=vol.spacing, progress=progress, context=context)
-                rows.append({"variant": variant, **r, "seconds": round(time.perf_counter() - t0, 1)})
-                log(f"  {vol.case_id}{'' if context else ' (every slice alone)'}: Dice {r['dice']:.3f}; "
+                pred = segment_slices(model, vol, progress, context)
+                seconds = round(time.perf_counter() - t0, 1)
+                masks[f"{name}, slices alone" if not context else f"{name}, every slice's mask"] = (pred, seconds)
+                if context:  # the same slices' masks, only their largest 3D component (volume_components)
+                    masks[f"{name}, largest 3D component"] = (largest_component_3d(pred), seconds)
+            for variant, (pred, seconds) in masks.items():
+                r = volume_scores(pred, vol, vol.spacing)
+                rows.append({"variant": variant, **r, "seconds": seconds,
+                             "default": variant.endswith("component") == largest and "alone" not in variant})
+                log(f"  {vol.case_id}, {variant.removeprefix(name + ', ')}: Dice {r['dice']:.3f}; "
                     f"{r['fp_slices']} of {r['n_lesion_free']} lesion-free slices with a false positive "
                     f"({r['fp_ml']} ml); predicted {r['pred_ml']} ml, true {r['true_ml']} ml")
-                _write(out / "per_volume.csv", rows)
+            _write(out / "per_volume.csv", rows)
     summary = {"settings": {"data": str(data), "shots": shots, "negatives": list(negatives),
                             "test_volumes": test_ids, "train_volumes": train_ids, "seed": seed, "steps": steps,
                             "channel": channel}, "trained": trained, "rows": rows,
@@ -124,8 +132,10 @@ def _write(path: Path, rows: list[dict]) -> None:
 
 def format_table(rows: Sequence[dict]) -> str:
     """One line per (variant, volume)."""
-    lines = ["variant                                          volume                     Dice   FP slices     FP ml"]
+    lines = ["variant (* what `scarceseg segment` writes)                   volume                     Dice   "
+             "FP slices     FP ml"]
     for r in rows:
-        lines.append(f"{r['variant']:<48} {r['case_id'][:26]:<26} {r['dice']:.3f}  "
+        star = "*" if r.get("default") else " "
+        lines.append(f"{star}{r['variant']:<60} {r['case_id'][:26]:<26} {r['dice']:.3f}  "
                      f"{r['fp_slices']:>3}/{r['n_lesion_free']:<5} {r['fp_ml']:>8}")
     return "\n".join(lines)

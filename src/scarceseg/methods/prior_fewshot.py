@@ -81,6 +81,8 @@ class FewShotConfig(ConfigDict):
     context_weights: tuple[float, ...] = (0.30, 0.20, 0.15)  # in a volume, the localiser's probability is the
     #   weighted mean of the slice's own (first weight) and its neighbours' at 1, 2, ... slices each side (a
     #   missing neighbour drops out of the mean); (1.0,): every slice alone. See docs/fewshot.md, "Volume context"
+    volume_components: str = "all"  # a 3D volume's mask: "all" its slices' masks; "largest" only their largest
+    #                                 26-connected 3D component (one lesion per volume: the atrium, a glioma)
 
     def __post_init__(self) -> None:
         if self.refine not in REFINES:
@@ -91,6 +93,8 @@ class FewShotConfig(ConfigDict):
             raise ValueError(f"unknown component {self.component!r}; choose one of {COMPONENTS}")
         if self.localiser not in LOCALISERS:
             raise ValueError(f"unknown localiser {self.localiser!r}; choose one of {LOCALISERS}")
+        if self.volume_components not in ("all", "largest"):
+            raise ValueError(f"unknown volume_components {self.volume_components!r}; choose 'all' or 'largest'")
         if not self.context_weights or min(self.context_weights) < 0 or self.context_weights[0] <= 0:
             raise ValueError(f"context_weights must start with a positive weight and have none below 0, got "
                              f"{self.context_weights}")
@@ -127,6 +131,14 @@ def has_contrast(image: np.ndarray) -> bool:
     """Whether a 2D image has two different finite values (a constant slice, e.g. outside the body, has none)."""
     finite = image[np.isfinite(image)]
     return finite.size > 0 and finite.min() != finite.max()
+
+
+def largest_component_3d(mask: np.ndarray) -> np.ndarray:
+    """The largest 26-connected component of a 3D mask (all False when empty)."""
+    labels, count = ndimage.label(mask, structure=np.ones((3, 3, 3), dtype=bool))
+    if count < 2:
+        return labels > 0
+    return labels == (int(np.argmax(np.bincount(labels.ravel())[1:])) + 1)
 
 
 def largest_component(mask: np.ndarray) -> np.ndarray:
@@ -399,6 +411,32 @@ class PriorFewShot:
             out = self.store.prior.decode(emb, box=box)[0]
         prob = out.prob
         return prob, prob > cfg.threshold, extra
+
+    def finish_volume(self, prob: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A volume's ``(prob, mask)`` ``(Z, Y, X)`` from its slices' by ``volume_components`` (what is dropped
+        keeps its probability, capped below the threshold)."""
+        if self.config.volume_components == "all":
+            return prob, mask
+        keep = largest_component_3d(mask)
+        return np.where(keep, prob, np.minimum(prob, self.config.threshold * 0.999)).astype(np.float32), keep
+
+    def predict_volume(self, volume: Case, progress: bool = False):
+        """Every axial slice of a 3D case, each with its neighbours (:meth:`stack_probability`), then
+        :meth:`finish_volume`; the :class:`~scarceseg.methods.contract.Prediction` ``(Z, Y, X)``."""
+        from scarceseg.datasets.slices import NeighbourSlices, slice_case
+        from scarceseg.methods.contract import Prediction
+        from scarceseg.progress import track
+
+        neighbours = NeighbourSlices.of_volume(volume)
+        probs, masks = [], []
+        for z in track(range(volume.shape[0]), description=f"segmenting {volume.case_id or 'the volume'}",
+                       enabled=progress):
+            one = slice_case(volume, z)
+            out = self.predict(one, neighbours(one, self.context) if self.context else None)
+            probs.append(out.prob)
+            masks.append(out.mask)
+        prob, mask = self.finish_volume(np.stack(probs), np.stack(masks))
+        return Prediction(prob, mask, {"slices": len(masks)})
 
     def predict(self, case: Case | np.ndarray, neighbours: Mapping[int, Case | np.ndarray] | None = None):
         """The :class:`~scarceseg.methods.contract.Prediction` (``prob``, ``mask``, ``extra``) of a 2D case or

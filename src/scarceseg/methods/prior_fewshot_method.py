@@ -51,6 +51,9 @@ class PriorFewShotMethod(Segmenter):
         return self.model.context
 
     def predict(self, case: Case) -> Prediction:
+        """A 2D slice alone, or every slice of a 3D volume with its neighbours (``volume_components``)."""
+        if case.ndim == 3:
+            return self.model.predict_volume(case)
         return self.predict_in_stack(case, {})
 
     def predict_in_stack(self, case: Case, neighbours) -> Prediction:
