@@ -209,6 +209,12 @@ def segment_cohort(model_dir: str | Path, data: str | Path, out_dir: str | Path,
     here = load_model(model_dir, kind="segmenter")  # checks the folder and the options before any worker starts
     # the seed is an option only of methods that draw at inference (the proposals)
     options = {k: v for k, v in (options or {}).items() if k != "seed" or k in here.inference_options}
+    shared_cache = None
+    if here.context_slices and "embedding_cache" in here.inference_options and "embedding_cache" not in options:
+        # a model that reads each slice's neighbours needs every slice's embedding several times, in whichever
+        # worker: they share one cache folder for this run (removed at the end), so each is encoded about once
+        shared_cache = tempfile.TemporaryDirectory(prefix="scarceseg-embeddings-")
+        options["embedding_cache"] = shared_cache.name
     here.set_inference(**options)
     sources = Sources()
     items = dataset_items(Path(data), layout, sources)
@@ -217,9 +223,13 @@ def segment_cohort(model_dir: str | Path, data: str | Path, out_dir: str | Path,
         item.case_id for item in items if finished_record(out, item.case_id) is None
         and any((out / f"{item.case_id}{ending}").is_file() for ending in MASK_ENDINGS)]
     job = SegmentJob(read_folder(model_dir), sources, options)
-    report = run_cohort(segment_task, [i for i in items if i.case_id not in set(legacy)], out, shared=job,
-                        workers=workers, ray=ray, retries=retries, resume=resume, progress=progress,
-                        description=f"segmenting ({here.name})")
+    try:
+        report = run_cohort(segment_task, [i for i in items if i.case_id not in set(legacy)], out, shared=job,
+                            workers=workers, ray=ray, retries=retries, resume=resume, progress=progress,
+                            description=f"segmenting ({here.name})")
+    finally:
+        if shared_cache is not None:
+            shared_cache.cleanup()
     written = [str(out / f) for cid in report.done for f in _files_of(out, cid) if not f.startswith("action_maps/")]
     order = {item.case_id: k for k, item in enumerate(items)}
     kept = sorted(report.reused + legacy, key=order.__getitem__)

@@ -8,8 +8,11 @@ bench uses whole volumes (BRATS 2015 FLAIR, whole tumour; LA 2018, left atrium):
    its lesion slices at evenly spaced ranks of lesion area (largest first), so the slices are spread over
    the volumes and over lesion sizes. ``negatives`` lesion-free training slices (with some contrast) are added
    the same way, each with an empty mask.
-3. Every axial slice of each held-out volume is segmented (:func:`scarceseg.bench.fewshot_bench.evaluate_volume`):
-   per-volume 3D Dice, lesion-free slices with any predicted voxel, and the predicted volume (ml) on them.
+3. Every axial slice of each held-out volume is segmented with its neighbours in the volume
+   (:func:`scarceseg.bench.fewshot_bench.segment_slices`), and again alone. Three rows per volume: every
+   slice's mask, the largest 3D component of those masks (``volume_components: largest``, what ``scarceseg
+   segment`` writes for a volume by default; the starred row is the model's setting), every slice alone. Each
+   gives per-volume 3D Dice, lesion-free slices with any predicted voxel, and the predicted volume (ml) on them.
    Slices without contrast (outside the body) are "no lesion" without running the prior.
 
 Output: ``OUT/per_volume.csv``, ``OUT/summary.json`` and a printed table. The cost is one prior encoding per

@@ -81,8 +81,8 @@ class FewShotConfig(ConfigDict):
     context_weights: tuple[float, ...] = (0.30, 0.20, 0.15)  # in a volume, the localiser's probability is the
     #   weighted mean of the slice's own (first weight) and its neighbours' at 1, 2, ... slices each side (a
     #   missing neighbour drops out of the mean); (1.0,): every slice alone. See docs/fewshot.md, "Volume context"
-    volume_components: str = "all"  # a 3D volume's mask: "all" its slices' masks; "largest" only their largest
-    #                                 26-connected 3D component (one lesion per volume: the atrium, a glioma)
+    volume_components: str = "largest"  # a 3D volume's mask: "largest" only the largest 26-connected 3D component
+    #   of its slices' masks (one lesion per volume: the atrium, a glioma); "all" every slice's mask
 
     def __post_init__(self) -> None:
         if self.refine not in REFINES:
