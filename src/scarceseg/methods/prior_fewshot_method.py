@@ -16,7 +16,8 @@ from scarceseg.methods.prior_fewshot import EmbeddingStore, FewShotConfig, Prior
 
 
 class PriorFewShotMethod(Segmenter):
-    """Localiser (fine-tuned LiteMedSAM decoder) + box prompt to the prior; config: any FewShotConfig field.
+    """Localiser (a small head on the prior's frozen embedding) + box prompt to the prior, reading each slice's
+    neighbours in a stack (``context_weights``); config: any FewShotConfig field.
 
     A :class:`Budget` with ``steps`` sets the decoder updates, ``cpu_seconds`` stops training early; ``epochs``
     is not used (the learner counts updates, not passes).
