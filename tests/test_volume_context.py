@@ -177,3 +177,45 @@ def test_a_volume_is_segmented_slice_by_slice_with_neighbours_then_finished(monk
     assert out.prob[3].max() < 0.5  # dropped by the 3D rule: below the threshold, not zeroed
     method.model.config = FewShotConfig(volume_components="all")
     assert method.predict(volume).mask[3].sum() == 4
+
+
+def test_segment_cohort_with_a_context_model_shares_a_temporary_embedding_cache(prior, tmp_path, monkeypatch):
+    """`scarceseg segment --model` on a patient's slice files: the fewshot model reads the neighbours, the
+    workers' embedding cache is a temporary folder removed at the end, and the masks are those of the in-process
+    loop (segment_folder)."""
+    import tempfile
+
+    import scarceseg.prior.model as prior_model
+    from scarceseg.bench.cohort import segment_cohort
+    from scarceseg.datasets import open_dataset
+    from scarceseg.methods.folder import segment_folder
+    from scarceseg.methods.prior_fewshot import EmbeddingStore, train_fewshot_from_dataset
+    from scarceseg.methods.registry import load_model
+
+    monkeypatch.setattr(prior_model, "_SHARED", prior)
+    data = lgg_folder(tmp_path / "d", slices=(3, 4, 5))
+    ids = open_dataset(data).case_ids
+    train_fewshot_from_dataset(data, ids[:1], tmp_path / "m", FewShotConfig(steps=2, batch_size=1),
+                               method_name="fewshot", progress=False)
+    made = []
+    real = tempfile.TemporaryDirectory
+
+    def spy(*args, **kwargs):
+        made.append(real(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(tempfile, "TemporaryDirectory", spy)
+    cohort = segment_cohort(tmp_path / "m", data, tmp_path / "out", workers=1, progress=False)
+    assert len(cohort["written"]) == 3
+    shared = [t for t in made if "scarceseg-embeddings-" in t.name]
+    assert len(shared) == 1 and not __import__("os").path.exists(shared[0].name)  # removed at the end
+    model = load_model(tmp_path / "m", kind="segmenter")
+    assert model.context_slices == 2
+    model.model.store = EmbeddingStore(prior)
+    segment_folder(model, data, tmp_path / "out2", progress=False)
+    from PIL import Image
+
+    for cid in ids:
+        a = np.asarray(Image.open(tmp_path / "out" / f"{cid}.png"))
+        b = np.asarray(Image.open(tmp_path / "out2" / f"{cid}.png"))
+        np.testing.assert_array_equal(a, b)
