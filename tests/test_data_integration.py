@@ -80,3 +80,23 @@ def test_la2018_sixteen_cases_h5(shared_data):
     assert case.image.ndim == 4 and case.image.shape[:2] == (1, 88)
     assert case.label.shape == case.image.shape[1:] and set(np.unique(case.label)) == {0, 1}
     assert case.meta["spacing_known"] is False
+
+
+def test_lgg_slices_find_their_neighbours_and_brats_volumes_theirs(shared_data):
+    """Volume context on the real layouts: an LGG patient's numbered slice files, and a BRATS volume's slices."""
+    from scarceseg.datasets.slices import NeighbourSlices, slice_case, stack_position
+
+    ds = open_dataset(shared_data / "lgg")
+    near = NeighbourSlices.of_dataset(ds)
+    case = ds.load("TCGA_CS_4942_19970222_12")
+    assert stack_position(case) == ("TCGA_CS_4942_19970222", 12)
+    got = near(case, 2)
+    assert {o: c.case_id for o, c in got.items()} == {o: f"TCGA_CS_4942_19970222_{12 + o}" for o in (-2, -1, 1, 2)}
+    first = ds.load(ds.case_ids[0])  # slice 9, the patient's first tumour slice: nothing below it
+    assert sorted(near(first, 2)) == [1, 2]
+    linked = sum(bool(near(ds.load(c), 1)) for c in ds.case_ids[::50])
+    assert linked == len(ds.case_ids[::50])  # every sampled slice has a neighbour in the folder
+    brats = open_dataset(shared_data / "brats2015")
+    volume = brats.load(brats.case_ids[0])
+    one = slice_case(volume, 0)
+    assert sorted(NeighbourSlices.of_volume(volume)(one, 2)) == [1, 2]
