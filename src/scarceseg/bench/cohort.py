@@ -125,11 +125,22 @@ class SegmentJob:
     options: dict = field(default_factory=dict)
     _model: Any = field(default=None, repr=False, compare=False)
     _folder: Any = field(default=None, repr=False, compare=False)
+    _neighbours: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
         state["_model"] = state["_folder"] = None  # each worker loads its own copy
+        state["_neighbours"] = {}
         return state
+
+    def neighbours(self, index: int):
+        """The :class:`~scarceseg.datasets.slices.NeighbourSlices` of data set ``index``, built once per process
+        (its recently loaded slices then serve the next cases too)."""
+        if index not in self._neighbours:
+            from scarceseg.datasets.slices import NeighbourSlices
+
+            self._neighbours[index] = NeighbourSlices.of_dataset(self.sources.datasets[index])
+        return self._neighbours[index]
 
     def model(self) -> Any:
         """The registered method the folder names (``load_model``), loaded on first use in this process."""
@@ -163,15 +174,14 @@ def _mask_bytes(mask: np.ndarray, name: str, case: Any) -> bytes:
 def segment_task(job: SegmentJob, item: CohortItem) -> CaseResult:
     """Segment one case exactly as :func:`~scarceseg.methods.folder.segment_folder` does: the model's
     ``predict`` and ``after_predict`` (whose files, e.g. PixelDRL-MG's action maps, are returned as bytes)."""
-    from scarceseg.datasets.slices import NeighbourSlices
     from scarceseg.methods.contract import predict_case
 
     case = job.sources.load(item.data)
     model = job.model()
     name = f"{case.case_id}{'.png' if case.ndim == 2 else '.nii.gz'}"
     neighbours = None
-    if getattr(model, "context_slices", 0) and item.data[0] == "dataset":
-        neighbours = NeighbourSlices.of_dataset(job.sources.datasets[item.data[1]])
+    if model.context_slices and item.data[0] == "dataset":
+        neighbours = job.neighbours(item.data[1])
     try:
         prediction = predict_case(model, case, neighbours)
     except ValueError as exc:  # what the single-process loop skips a case for

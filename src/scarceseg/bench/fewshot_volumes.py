@@ -100,18 +100,20 @@ def run_fewshot_volumes(data: str | Path, out: str | Path, shots: int = 10, nega
         log(f"{name} from {len(train_vols)} volumes: trained in {hist['seconds']:.0f} s")
         largest = model.model.config.volume_components == "largest"
         for vol in test_vols:
-            masks = {}
-            for context in (True, False)[: 1 + bool(model.context_slices)]:
+            t0 = time.perf_counter()
+            pred = segment_slices(model, vol, progress, context=True)
+            seconds = round(time.perf_counter() - t0, 1)
+            # (variant, mask, seconds, what `segment` writes): the slices' masks, only their largest 3D component
+            # (volume_components), and every slice alone when the model reads neighbours at all
+            masks = [(f"{name}, every slice's mask", pred, seconds, not largest),
+                     (f"{name}, largest 3D component", largest_component_3d(pred), seconds, largest)]
+            if model.context_slices:
                 t0 = time.perf_counter()
-                pred = segment_slices(model, vol, progress, context)
-                seconds = round(time.perf_counter() - t0, 1)
-                masks[f"{name}, slices alone" if not context else f"{name}, every slice's mask"] = (pred, seconds)
-                if context:  # the same slices' masks, only their largest 3D component (volume_components)
-                    masks[f"{name}, largest 3D component"] = (largest_component_3d(pred), seconds)
-            for variant, (pred, seconds) in masks.items():
+                alone = segment_slices(model, vol, progress, context=False)
+                masks.append((f"{name}, slices alone", alone, round(time.perf_counter() - t0, 1), False))
+            for variant, pred, seconds, default in masks:
                 r = volume_scores(pred, vol, vol.spacing)
-                rows.append({"variant": variant, **r, "seconds": seconds,
-                             "default": variant.endswith("component") == largest and "alone" not in variant})
+                rows.append({"variant": variant, **r, "seconds": seconds, "default": default})
                 log(f"  {vol.case_id}, {variant.removeprefix(name + ', ')}: Dice {r['dice']:.3f}; "
                     f"{r['fp_slices']} of {r['n_lesion_free']} lesion-free slices with a false positive "
                     f"({r['fp_ml']} ml); predicted {r['pred_ml']} ml, true {r['true_ml']} ml")
