@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scarceseg.bench.runner import MARKERS, CaseResult, CohortItem, finished_record, run_cohort
+from scarceseg.bench.runner import MARKERS, CaseResult, CaseStatus, CohortItem, finished_record, run_cohort
 from scarceseg.errors import InputError
 
 TESTS = str(Path(__file__).resolve().parent)
@@ -58,6 +58,15 @@ def sleeping_task(shared, item):
 
     (Path(shared["dir"]) / f"{item.case_id}.pid").write_text(str(os.getpid()))
     time.sleep(600)
+    return square_task({"offset": 0}, item)
+
+
+def looping_task(shared, item):
+    """Runs a loop of ``shared['slices']`` steps through ``track`` (as a volume's slices are), quietly."""
+    from scarceseg.progress import track
+
+    for _ in track(range(shared["slices"]), f"segmenting {item.case_id}", enabled=False):
+        pass
     return square_task({"offset": 0}, item)
 
 
@@ -108,6 +117,70 @@ def test_bad_arguments(tmp_path):
         run_cohort(square_task, [CohortItem("../x")], tmp_path, shared={"offset": 0}, workers=1, progress=False)
     with pytest.raises(InputError, match="--workers"):
         run_cohort(square_task, ITEMS, tmp_path, workers=0)
+
+
+# ---- what the cases in flight are doing -----------------------------------------------------------------
+def test_case_status_text_shows_the_two_latest_cases_and_forgets_finished_ones():
+    status = CaseStatus()
+    assert status() == ""
+    status.update("pat1", "segmenting pat1", 3, 10)
+    status.update("pat2", "encoding", 1, None)
+    status.update("pat3", "segmenting pat3", 5, 7)
+    assert status() == "segmenting pat3 5/7; pat2: encoding 1"
+    status.update("pat3")
+    assert status() == "pat2: encoding 1; segmenting pat1 3/10"
+
+
+class _RecordingStatus:
+    updates: list = []
+
+    def __init__(self):
+        self._status = CaseStatus()
+
+    def update(self, *message):
+        type(self).updates.append(message)
+        self._status.update(*message)
+
+    def __call__(self):
+        return self._status()
+
+
+@pytest.mark.parametrize("workers", [1, pytest.param(2, marks=pytest.mark.slow)])
+def test_a_tasks_own_loops_reach_the_cohort_status(tmp_path, monkeypatch, workers):
+    import scarceseg.bench.runner as runner
+
+    monkeypatch.setattr(runner, "CaseStatus", _RecordingStatus)
+    _RecordingStatus.updates = []
+    items = ITEMS[:3]
+    report = run_cohort(looping_task, items, tmp_path, shared={"slices": 4}, workers=workers, progress=False)
+    assert report.done == [item.case_id for item in items]
+    for item in items:
+        mine = [m for m in _RecordingStatus.updates if m[0] == item.case_id]
+        # the loop's start and end always (steps between at most every 0.5 s), then the task's end
+        assert (item.case_id, f"segmenting {item.case_id}", 0, 4) in mine
+        assert (item.case_id, f"segmenting {item.case_id}", 4, 4) in mine
+        assert mine[-1] == (item.case_id,)
+
+
+def test_plain_progress_lines_end_with_the_status():
+    import io
+
+    from scarceseg.progress import track
+
+    now = [0.0]
+    stream = io.StringIO()
+    for _ in track(range(2), "segmenting", stream=stream, interval=1, clock=lambda: now[0],
+                   status=lambda: "pat1: slice 4/9"):
+        now[0] += 2.0
+    assert stream.getvalue().splitlines()[0] == ("segmenting: 1/2 (50 %), 0:00:02 elapsed, about 0:00:02 left "
+                                                 "(pat1: slice 4/9)")
+    # while one long item runs, a line still comes every interval (real time here)
+    import time
+
+    slow = io.StringIO()
+    for _ in track(range(1), "segmenting", stream=slow, interval=0.05, status=lambda: "pat1: slice 5/9"):
+        time.sleep(0.4)
+    assert "segmenting: 0/1 (0 %), 0:00:00 elapsed (pat1: slice 5/9)" in slow.getvalue().splitlines()
 
 
 # ---- process pool ---------------------------------------------------------------------------------------

@@ -43,6 +43,11 @@ def observe_progress(callback: Callable[[str, int, int | None], None]) -> Iterat
         _observer.callback = previous
 
 
+def current_observer() -> Callable[[str, int, int | None], None] | None:
+    """The :func:`observe_progress` callback in place in this thread, if any (to chain a new one to it)."""
+    return getattr(_observer, "callback", None)
+
+
 def _observed(items: Iterable[T], description: str, total: int | None,
               callback: Callable[[str, int, int | None], None]) -> Iterator[T]:
     callback(description, 0, total)
@@ -68,19 +73,39 @@ def progress_line(description: str, done: int, total: int | None, elapsed: float
 
 
 def _plain(items: Iterable[T], description: str, total: int | None, stream: TextIO,
-           interval: float, clock: Callable[[], float]) -> Iterator[T]:
-    start = last = clock()
-    done = 0
-    for item in items:
-        yield item
-        done += 1
-        now = clock()
-        if now - last >= interval:
-            last = now
-            print(progress_line(description, done, total, now - start), file=stream, flush=True)
+           interval: float, clock: Callable[[], float], status: Callable[[], str] | None = None) -> Iterator[T]:
+    start = clock()
+    state = {"done": 0, "last": start}
+    lock = threading.Lock()
+
+    def maybe_print() -> None:
+        with lock:
+            now = clock()
+            if now - state["last"] < interval:
+                return
+            state["last"] = now
+            detail = status() if status is not None else ""
+            print(progress_line(description, state["done"], total, now - start) + (f" ({detail})" if detail else ""),
+                  file=stream, flush=True)
+
+    stop = threading.Event()
+    if status is not None:  # a line every interval even while one long item runs (a volume's slices)
+        def tick() -> None:
+            while not stop.wait(interval):
+                maybe_print()
+        threading.Thread(target=tick, daemon=True).start()
+    try:
+        for item in items:
+            yield item
+            with lock:
+                state["done"] += 1
+            maybe_print()
+    finally:
+        stop.set()
 
 
-def _rich(items: Iterable[T], description: str, total: int | None) -> Iterator[T]:
+def _rich(items: Iterable[T], description: str, total: int | None,
+          status: Callable[[], str] | None = None) -> Iterator[T]:
     from rich.console import Console
     from rich.progress import (
         BarColumn,
@@ -91,8 +116,17 @@ def _rich(items: Iterable[T], description: str, total: int | None) -> Iterator[T
         TimeRemainingColumn,
     )
 
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn()]
+    if status is not None:  # redrawn by rich's refresh thread, so it moves while an item is still running
+        from rich.progress import ProgressColumn
+        from rich.text import Text
+
+        class StatusColumn(ProgressColumn):
+            def render(self, task) -> Text:
+                return Text(status(), style="dim")
+
+        columns.append(StatusColumn())
     with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
         task = bar.add_task(description, total=total)
         for item in items:
@@ -102,7 +136,7 @@ def _rich(items: Iterable[T], description: str, total: int | None) -> Iterator[T
 
 def track(items: Iterable[T], description: str = "working", enabled: bool = True, total: int | None = None,
           *, stream: TextIO | None = None, interval: float = PLAIN_INTERVAL,
-          clock: Callable[[], float] = time.monotonic) -> Iterator[T]:
+          clock: Callable[[], float] = time.monotonic, status: Callable[[], str] | None = None) -> Iterator[T]:
     """Yield ``items`` while reporting progress on stderr (see the module docstring).
 
     Parameters
@@ -121,6 +155,9 @@ def track(items: Iterable[T], description: str = "working", enabled: bool = True
         Seconds between plain lines.
     clock : callable
         Time source for the plain lines (tests pass a fake one).
+    status : callable, optional
+        ``() -> str``: what the current item is doing (e.g. ``"pat0001: slice 45/155"``), shown after the bar and
+        redrawn while the item runs; plain lines end with it in brackets.
     """
     if total is None and hasattr(items, "__len__"):
         total = len(items)  # type: ignore[arg-type]
@@ -133,6 +170,6 @@ def track(items: Iterable[T], description: str = "working", enabled: bool = True
     stream = sys.stderr if stream is None else stream
     is_terminal = getattr(stream, "isatty", lambda: False)()
     if is_terminal and stream is sys.stderr:
-        yield from _rich(items, description, total)
+        yield from _rich(items, description, total, status)
     else:
-        yield from _plain(items, description, total, stream, interval, clock)
+        yield from _plain(items, description, total, stream, interval, clock, status)

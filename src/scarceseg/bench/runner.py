@@ -11,7 +11,9 @@ The same contract for every backend:
 * A :class:`~scarceseg.errors.ScarcesegError` raised by the task (unreadable or unsuitable input) marks the
   case *skipped* at once: retrying cannot help. Any other failure, a worker process killed included, is
   retried ``retries`` times, then the case is reported *failed*. No case is silently dropped.
-* One progress bar for the whole cohort (total, elapsed, ETA).
+* One progress bar for the whole cohort (total, elapsed, ETA). Beside it, what the cases in flight are doing
+  now (``pat0001: segmenting 45/155``): every :func:`~scarceseg.progress.track` loop a task runs (a volume's
+  slices) reports to it, from this process or from the pool's workers (Ray tasks do not report).
 
 Workers write nothing but what they return, so ``OUT`` need not be visible to the Ray nodes; the nodes must
 be able to read the input files (a shared file system, as on any cluster that segments a shared cohort).
@@ -22,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -168,11 +171,54 @@ def _save(out: Path, case_id: str, result: CaseResult, attempts: int, seconds: f
     write_atomic(out / MARKERS / f"{_safe_name(case_id)}.json", json.dumps(info, indent=1).encode())
 
 
+class CaseStatus:
+    """What the cases in flight are doing: the latest ``(description, done, total)`` of each one's loops.
+
+    Called, it gives the text shown beside the cohort's bar (the two most recently reported cases)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._now: dict[str, tuple[str, int, int | None, float]] = {}
+
+    def update(self, case_id: str, description: str | None = None, done: int = 0, total: int | None = None) -> None:
+        """Record a loop's progress; ``description`` None: the case's task has ended."""
+        with self._lock:
+            if description is None:
+                self._now.pop(case_id, None)
+            else:
+                self._now[case_id] = (description, done, total, time.monotonic())
+
+    def __call__(self) -> str:
+        with self._lock:
+            latest = sorted(self._now.items(), key=lambda kv: -kv[1][3])[:2]
+        parts = []
+        for case_id, (description, done, total, _) in latest:
+            what = description if case_id in description else f"{case_id}: {description}"
+            parts.append(f"{what} {done}/{total}" if total else f"{what} {done}")
+        return "; ".join(parts)
+
+
+def _reporter(case_id: str, sink: Callable[..., None],
+              previous: Callable | None) -> Callable[[str, int, int | None], None]:
+    """An :func:`~scarceseg.progress.observe_progress` callback that passes a task's loops on to ``sink``
+    (at most every 0.5 s, and always a loop's start and end) and to the observer already in place."""
+    last = [0.0]
+
+    def report(description: str, done: int, total: int | None) -> None:
+        if previous is not None:
+            previous(description, done, total)
+        now = time.monotonic()
+        if done == 0 or (total is not None and done >= total) or now - last[0] >= 0.5:
+            last[0] = now
+            sink(case_id, description, done, total)
+    return report
+
+
 # ---- what runs in a worker ---------------------------------------------------------------------------
 _SHARED: dict[str, Any] = {}  # pool worker: the shared object; Ray worker: object-ref id -> shared object
 
 
-def _init_pool_worker(task_fn: Callable, shared: Any, threads: int) -> None:
+def _init_pool_worker(task_fn: Callable, shared: Any, threads: int, progress_queue: Any = None) -> None:
     import signal
 
     # Ctrl-C reaches the whole process group: the driver stops the workers (see _stopping_workers), so a
@@ -186,20 +232,35 @@ def _init_pool_worker(task_fn: Callable, shared: Any, threads: int) -> None:
         pass
     _SHARED["task"] = task_fn
     _SHARED["shared"] = shared
+    _SHARED["progress"] = progress_queue
 
 
-def _timed(task_fn: Callable, shared: Any, item: CohortItem) -> tuple[str, Any, float]:
-    """``("ok", CaseResult, s)`` or ``("skip", reason, s)``; other exceptions propagate (and are retried)."""
+def _timed(task_fn: Callable, shared: Any, item: CohortItem,
+           sink: Callable[..., None] | None = None) -> tuple[str, Any, float]:
+    """``("ok", CaseResult, s)`` or ``("skip", reason, s)``; other exceptions propagate (and are retried).
+
+    ``sink(case_id, description, done, total)`` receives the progress of the task's loops, then
+    ``sink(case_id)`` when it ends."""
+    from scarceseg.progress import current_observer, observe_progress
+
     start = time.perf_counter()
     try:
-        result = task_fn(shared, item)
+        if sink is None:
+            result = task_fn(shared, item)
+        else:
+            with observe_progress(_reporter(item.case_id, sink, current_observer())):
+                result = task_fn(shared, item)
     except ScarcesegError as exc:
         return "skip", str(exc), time.perf_counter() - start
+    finally:
+        if sink is not None:
+            sink(item.case_id)
     return "ok", result, time.perf_counter() - start
 
 
 def _pool_task(item: CohortItem) -> tuple[str, Any, float]:
-    return _timed(_SHARED["task"], _SHARED["shared"], item)
+    queue = _SHARED.get("progress")
+    return _timed(_SHARED["task"], _SHARED["shared"], item, None if queue is None else (lambda *m: queue.put(m)))
 
 
 def _ray_task(task_fn: Callable, shared_box: list, item: CohortItem) -> tuple[str, Any, float]:
@@ -287,6 +348,7 @@ def run_cohort(
     if len(set(ids)) != len(ids):
         raise InputError(None, "case ids of a cohort must be unique")
     report = CohortReport()
+    status = CaseStatus()
     todo: list[CohortItem] = []
     for item in cases:
         info = finished_record(out, item.case_id) if resume else None
@@ -302,23 +364,24 @@ def run_cohort(
     elif (workers or default_workers()) > 1 and len(todo) > 1:
         report.backend = "pool"
         report.workers = min(workers or default_workers(), len(todo))
-        events = _run_pool(task_fn, shared, todo, report.workers, retries, report)
+        events = _run_pool(task_fn, shared, todo, report.workers, retries, report, status)
     else:
-        events = _run_serial(task_fn, shared, todo, retries, report)
+        events = _run_serial(task_fn, shared, todo, retries, report, status)
 
     with _stopping_workers():
-        for item, status, value, attempts, seconds in track(events, description=description, enabled=progress,
-                                                            total=len(todo)):
+        for item, outcome, value, attempts, seconds in track(events, description=description, enabled=progress,
+                                                             total=len(todo), status=status):
+            status.update(item.case_id)
             report.attempts[item.case_id] = attempts
             report.finish_seconds.append(time.perf_counter() - start)
             report.first_result_seconds = report.finish_seconds[0]
-            if status == "ok":
+            if outcome == "ok":
                 _save(out, item.case_id, value, attempts, seconds)
                 report.done.append(item.case_id)
                 report.records[item.case_id] = value.record
                 if on_result is not None:
                     on_result(item.case_id, value.record)
-            elif status == "skip":
+            elif outcome == "skip":
                 report.skipped.append((item.case_id, value))
             else:
                 report.failed.append((item.case_id, value))
@@ -336,21 +399,37 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
 
 
-def _run_serial(task_fn, shared, todo, retries, report):
+def _run_serial(task_fn, shared, todo, retries, report, status=None):
     for item in todo:
         for attempt in range(1, retries + 2):
             try:
-                status, value, seconds = _timed(task_fn, shared, item)
+                status_, value, seconds = _timed(task_fn, shared, item, status.update if status else None)
             except Exception as exc:  # noqa: BLE001 - any failure of the task is retried, then reported
                 if attempt <= retries:
                     continue
                 yield item, "fail", _describe(exc), attempt, 0.0
                 break
-            yield item, status, value, attempt, seconds
+            yield item, status_, value, attempt, seconds
             break
 
 
-def _run_pool(task_fn, shared, todo, workers, retries, report):
+def _drain(queue, status: CaseStatus, stop: threading.Event) -> None:
+    """Pass the workers' progress messages on to ``status`` until ``stop`` is set and none is left (a thread of
+    the driver)."""
+    while True:
+        if queue.empty():
+            if stop.is_set():
+                return
+            stop.wait(0.1)
+            continue
+        try:
+            message = queue.get()
+        except (EOFError, OSError):  # pragma: no cover - the queue was closed under us
+            return
+        status.update(*message)
+
+
+def _run_pool(task_fn, shared, todo, workers, retries, report, status=None):
     """Local processes (forked from a clean server: no inherited torch threads or locks).
 
     A dead worker breaks the whole pool: every case in flight then counts one attempt and the pool is started
@@ -368,8 +447,14 @@ def _run_pool(task_fn, shared, todo, workers, retries, report):
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["torch", "scarceseg.bench.runner"])
     while queue:
+        # a queue per pool: a worker killed while writing to it could leave its lock held
+        messages = context.SimpleQueue() if status is not None else None
+        stop_drain = threading.Event()
+        drain = threading.Thread(target=_drain, args=(messages, status, stop_drain), daemon=True)
+        if messages is not None:
+            drain.start()
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_pool_worker,
-                                   initargs=(task_fn, shared, threads))
+                                   initargs=(task_fn, shared, threads, messages))
         broken = stopped = False
         try:
             pending = {}
@@ -382,7 +467,7 @@ def _run_pool(task_fn, shared, todo, workers, retries, report):
                 for future in finished:
                     item = pending.pop(future)
                     try:
-                        status, value, seconds = future.result()
+                        outcome, value, seconds = future.result()
                     except BrokenProcessPool as exc:
                         broken = True
                         if attempts[item.case_id] <= retries:
@@ -399,7 +484,7 @@ def _run_pool(task_fn, shared, todo, workers, retries, report):
                         else:
                             yield item, "fail", _describe(exc), attempts[item.case_id], 0.0
                         continue
-                    yield item, status, value, attempts[item.case_id], seconds
+                    yield item, outcome, value, attempts[item.case_id], seconds
         except BaseException:  # Ctrl-C, SIGTERM (see _stopping_workers), or the caller stopped early
             stopped = True
             raise
@@ -407,6 +492,9 @@ def _run_pool(task_fn, shared, todo, workers, retries, report):
             if stopped:
                 _terminate_workers(pool)
             pool.shutdown(wait=not (broken or stopped), cancel_futures=True)
+            stop_drain.set()
+            if drain.is_alive():
+                drain.join(timeout=2)
 
 
 def _terminate_workers(pool) -> None:
