@@ -36,7 +36,6 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
-from monai.metrics.utils import get_mask_edges, get_surface_distance
 from numpy.typing import ArrayLike
 
 from scarceseg.metrics._common import check_pair, check_spacing, warn_undefined
@@ -62,6 +61,8 @@ def _directed(
     s = np.asarray(sizes[edges_from], dtype=np.float64)
     if not s.size:
         return s, s
+    from monai.metrics.utils import get_surface_distance  # monai takes seconds to import: only when measured
+
     d = np.asarray(get_surface_distance(edges_from, edges_to, "euclidean", sp), dtype=np.float64)
     order = np.lexsort((s, d))
     return d[order], s[order]
@@ -98,6 +99,8 @@ def surface_distances(pred: ArrayLike, gt: ArrayLike, spacing: Sequence[float] |
     if not (p.any() or g.any()):
         empty = np.zeros(0, dtype=np.float64)
         return SurfaceDistances(empty, empty, empty, empty)
+    from monai.metrics.utils import get_mask_edges
+
     edges_p, edges_g, sizes_p, sizes_g = get_mask_edges(p, g, crop=True, spacing=sp)
     d_pg, s_p = _directed(edges_p, edges_g, sizes_p, sp)
     d_gp, s_g = _directed(edges_g, edges_p, sizes_g, sp)
