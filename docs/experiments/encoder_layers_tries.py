@@ -12,12 +12,12 @@ slices. The stages' outputs are cached as float16 in ``bench_out/encoder_layers_
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from _common import SeedMeans, lgg_parser, seeds_of
 
 from scarceseg.bench.fewshot_bench import plan
 from scarceseg.methods import prior_fewshot as pf
@@ -68,18 +68,15 @@ class StageFewShot(pf.PriorFewShot):
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--data", default="../shared/data/lgg")
-    ap.add_argument("--cache", default="bench_out/emb_cache")
-    ap.add_argument("--seeds", default="0,1,2")
+    ap = lgg_parser()
     args = ap.parse_args()
-    seeds = [int(s) for s in args.seeds.split(",")]
+    seeds = seeds_of(args)
     p = plan(args.data, 10, seeds, every=2, test_slices=100)
     ds = p["dataset"]
     store = pf.EmbeddingStore(folder=args.cache)
     cases = [ds.load(c) for c in p["test"]]
     alone = pf.FewShotConfig(context_weights=(1.0,))
-    means = []
+    table = SeedMeans()
     for seed in seeds:
         train = [ds.load(c) for c in p["train"][seed]]
         models = {"default": pf.PriorFewShot(alone, store=store)}
@@ -91,10 +88,8 @@ def main() -> None:
             model.fit(train, seed=seed)
         rows = [{name: dice(model.predict(case).mask, case.target) for name, model in models.items()}
                 for case in cases]
-        summary = {k: round(float(np.mean([r[k] for r in rows])), 3) for k in rows[0]}
-        means.append(summary)
-        print(f"seed {seed} ({len(rows)} slices, every slice alone): {summary}", flush=True)
-    print("mean over seeds:", {k: round(float(np.mean([m[k] for m in means])), 3) for k in means[0]})
+        table.add(seed, rows, note=", every slice alone")
+    table.done()
 
 
 if __name__ == "__main__":

@@ -17,12 +17,12 @@ All: LGG, 10 shots, 3 seeds, the bench's 100 test slices of 24 held-out patients
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from _common import SeedMeans, lgg_parser, seeds_of
 from scipy import ndimage
 
 import scarceseg.prior.prompts as prompts
@@ -168,21 +168,18 @@ def predict_variant(model, case, near, variant: dict) -> np.ndarray:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = lgg_parser()
     ap.add_argument("try_", choices=["box", "inputs", "ensemble", "fit"])
     ap.add_argument("--variants", default="", help="comma-separated names of the box variants to run (all)")
-    ap.add_argument("--data", default="../shared/data/lgg")
-    ap.add_argument("--cache", default="bench_out/emb_cache")
-    ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--shots", type=int, default=10)
     args = ap.parse_args()
-    seeds = [int(s) for s in args.seeds.split(",")]
+    seeds = seeds_of(args)
     p = plan(args.data, args.shots, seeds, every=2, test_slices=100)
     ds = p["dataset"]
     store = pf.EmbeddingStore(folder=args.cache)
     neighbours = NeighbourSlices.of_dataset(ds)
     cases = [ds.load(c) for c in p["test"]]
-    means = []
+    table = SeedMeans()
     if args.try_ == "fit":
         alone = pf.FewShotConfig(context_weights=(1.0,))
         for seed in seeds:
@@ -226,10 +223,8 @@ def main() -> None:
                 else:
                     row[name] = dice(model.predict(case, near).mask, case.target)
             rows.append(row)
-        summary = {k: round(float(np.mean([r[k] for r in rows])), 3) for k in rows[0]}
-        means.append(summary)
-        print(f"seed {seed} ({len(rows)} slices): {summary}", flush=True)
-    print("mean over seeds:", {k: round(float(np.mean([m[k] for m in means])), 3) for k in means[0]})
+        table.add(seed, rows)
+    table.done()
 
 
 if __name__ == "__main__":

@@ -16,9 +16,8 @@ LGG, 10 shots, 3 seeds, the bench's 100 test slices of 24 held-out patients, vol
 """
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
+from _common import SeedMeans, lgg_parser, seeds_of
 
 from scarceseg.bench.fewshot_bench import plan
 from scarceseg.datasets.slices import NeighbourSlices
@@ -56,19 +55,16 @@ VARIANTS = {"+ propagated, 2 each side": (2, False), "+ propagated, 4 each side"
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--data", default="../shared/data/lgg")
-    ap.add_argument("--cache", default="bench_out/emb_cache")
-    ap.add_argument("--seeds", default="0,1,2")
+    ap = lgg_parser()
     ap.add_argument("--only", default="", help="one variant's name (default: all)")
     args = ap.parse_args()
-    seeds = [int(s) for s in args.seeds.split(",")]
+    seeds = seeds_of(args)
     p = plan(args.data, 10, seeds, every=2, test_slices=100)
     ds = p["dataset"]
     store = pf.EmbeddingStore(folder=args.cache)
     neighbours = NeighbourSlices.of_dataset(ds)
     cases = [ds.load(c) for c in p["test"]]
-    means = []
+    table = SeedMeans()
     for seed in seeds:
         train = [ds.load(c) for c in p["train"][seed]]
         models = {"default": pf.PriorFewShot(pf.FewShotConfig(), store=store)}
@@ -85,10 +81,8 @@ def main() -> None:
             models[name] = model
         rows = [{name: dice(model.predict(case, neighbours(case, model.context)).mask, case.target)
                  for name, model in models.items()} for case in cases]
-        summary = {k: round(float(np.mean([r[k] for r in rows])), 3) for k in rows[0]}
-        means.append(summary)
-        print(f"seed {seed} ({len(rows)} slices): {summary}", flush=True)
-    print("mean over seeds:", {k: round(float(np.mean([m[k] for m in means])), 3) for k in means[0]})
+        table.add(seed, rows)
+    table.done()
 
 
 if __name__ == "__main__":

@@ -14,12 +14,12 @@ All: LGG, 10 shots, 3 seeds, the bench's 100 test slices of 24 held-out patients
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from _common import SeedMeans, lgg_parser, seeds_of
 from scipy import ndimage
 
 from scarceseg.bench.fewshot_bench import plan
@@ -96,13 +96,10 @@ def stack_rules(model, ds, test) -> list[dict]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = lgg_parser()
     ap.add_argument("try_", choices=["weights", "stack", "channels"])
-    ap.add_argument("--data", default="../shared/data/lgg")
-    ap.add_argument("--cache", default="bench_out/emb_cache")
-    ap.add_argument("--seeds", default="0,1,2")
     args = ap.parse_args()
-    seeds = [int(s) for s in args.seeds.split(",")]
+    seeds = seeds_of(args)
     p = plan(args.data, 10, seeds, every=2, test_slices=100)
     ds = p["dataset"]
     store = pf.EmbeddingStore(folder=args.cache)
@@ -115,7 +112,7 @@ def main() -> None:
             return case
         neighbours._load = load
     test = set(p["test"])
-    means = []
+    table = SeedMeans()
     for seed in seeds:
         cls = ChannelsFewShot if args.try_ == "channels" else pf.PriorFewShot
         model = cls(pf.FewShotConfig(), store=store)
@@ -134,10 +131,8 @@ def main() -> None:
                     row[name] = dice(model.predict(case, neighbours(case, model.context)).mask, case.target)
                 rows.append(row)
             model.config = default
-        summary = {k: round(float(np.mean([r[k] for r in rows])), 3) for k in rows[0]}
-        means.append(summary)
-        print(f"seed {seed} ({len(rows)} slices): {summary}", flush=True)
-    print("mean over seeds:", {k: round(float(np.mean([m[k] for m in means])), 3) for k in means[0]})
+        table.add(seed, rows)
+    table.done()
 
 
 if __name__ == "__main__":
