@@ -292,6 +292,33 @@ def test_segment_cases_keeps_finished_masks_unless_forced(tmp_path):
     assert calls == ["c0", "c1", "c2"]
 
 
+def test_segment_cases_shows_what_the_current_case_is_doing(tmp_path, monkeypatch):
+    """A case's own loops (a volume's slices) reach the status beside the bar, which forgets the case after."""
+    import scarceseg.progress as progress
+    from scarceseg.methods.folder import segment_cases
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(2):
+        Image.fromarray(_lesion(seed=i)).save(data / f"c{i}.png")
+    seen: list[tuple[str, str]] = []
+
+    class Recording(progress.CaseStatus):
+        def update(self, case_id, description=None, done=0, total=None):
+            super().update(case_id, description, done, total)
+            seen.append((case_id, self()))
+
+    monkeypatch.setattr(progress, "CaseStatus", Recording)
+
+    def predict(case):
+        for _ in progress.track(range(3), f"segmenting {case.case_id}", enabled=False):
+            pass
+        return (case.image[0] > 100).astype(np.uint8), f"{case.case_id}.png"
+
+    segment_cases(data, tmp_path / "out", predict, progress=False)
+    assert seen == [("c0", "c0 0/3"), ("c0", "c0 3/3"), ("c0", ""), ("c1", "c1 0/3"), ("c1", "c1 3/3"), ("c1", "")]
+
+
 # ---- item 11: progress ----------------------------------------------------------------------------------
 def test_plain_progress_lines_when_piped_with_total_and_eta():
     from scarceseg.progress import track

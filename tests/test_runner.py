@@ -126,9 +126,9 @@ def test_case_status_text_shows_the_two_latest_cases_and_forgets_finished_ones()
     status.update("pat1", "segmenting pat1", 3, 10)
     status.update("pat2", "encoding", 1, None)
     status.update("pat3", "segmenting pat3", 5, 7)
-    assert status() == "segmenting pat3 5/7; pat2: encoding 1"
+    assert status() == "pat3 5/7; pat2 1 (encoding)"
     status.update("pat3")
-    assert status() == "pat2: encoding 1; segmenting pat1 3/10"
+    assert status() == "pat2 1 (encoding); pat1 3/10"
 
 
 class _RecordingStatus:

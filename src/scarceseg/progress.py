@@ -48,6 +48,50 @@ def current_observer() -> Callable[[str, int, int | None], None] | None:
     return getattr(_observer, "callback", None)
 
 
+class CaseStatus:
+    """What the cases in flight are doing: the latest ``(description, done, total)`` of each one's loops.
+
+    Called, it gives the text shown beside the cohort's bar (the two most recently reported cases)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._now: dict[str, tuple[str, int, int | None, float]] = {}
+
+    def update(self, case_id: str, description: str | None = None, done: int = 0, total: int | None = None) -> None:
+        """Record a loop's progress; ``description`` None: the case's task has ended."""
+        with self._lock:
+            if description is None:
+                self._now.pop(case_id, None)
+            else:
+                self._now[case_id] = (description, done, total, time.monotonic())
+
+    def __call__(self) -> str:
+        with self._lock:
+            latest = sorted(self._now.items(), key=lambda kv: -kv[1][3])[:2]
+        parts = []
+        for case_id, (description, done, total, _) in latest:
+            count = f"{done}/{total}" if total else f"{done}"
+            # the count first: a narrow terminal cuts the end of the line
+            parts.append(f"{case_id} {count}" if case_id in description else f"{case_id} {count} ({description})")
+        return "; ".join(parts)
+
+
+def case_reporter(case_id: str, sink: Callable[..., None],
+              previous: Callable | None) -> Callable[[str, int, int | None], None]:
+    """An :func:`~scarceseg.progress.observe_progress` callback that passes a task's loops on to ``sink``
+    (at most every 0.5 s, and always a loop's start and end) and to the observer already in place."""
+    last = [0.0]
+
+    def report(description: str, done: int, total: int | None) -> None:
+        if previous is not None:
+            previous(description, done, total)
+        now = time.monotonic()
+        if done == 0 or (total is not None and done >= total) or now - last[0] >= 0.5:
+            last[0] = now
+            sink(case_id, description, done, total)
+    return report
+
+
 def _observed(items: Iterable[T], description: str, total: int | None,
               callback: Callable[[str, int, int | None], None]) -> Iterator[T]:
     callback(description, 0, total)
@@ -126,6 +170,7 @@ def _rich(items: Iterable[T], description: str, total: int | None,
             def render(self, task) -> Text:
                 return Text(status(), style="dim")
 
+        columns[1] = BarColumn(bar_width=20)  # leave room for the status on an 80-column terminal
         columns.append(StatusColumn())
     with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
         task = bar.add_task(description, total=total)
@@ -156,7 +201,7 @@ def track(items: Iterable[T], description: str = "working", enabled: bool = True
     clock : callable
         Time source for the plain lines (tests pass a fake one).
     status : callable, optional
-        ``() -> str``: what the current item is doing (e.g. ``"pat0001: slice 45/155"``), shown after the bar and
+        ``() -> str``: what the current item is doing (e.g. ``"pat0001 45/155"``), shown after the bar and
         redrawn while the item runs; plain lines end with it in brackets.
     """
     if total is None and hasattr(items, "__len__"):

@@ -12,8 +12,8 @@ The same contract for every backend:
   case *skipped* at once: retrying cannot help. Any other failure, a worker process killed included, is
   retried ``retries`` times, then the case is reported *failed*. No case is silently dropped.
 * One progress bar for the whole cohort (total, elapsed, ETA). Beside it, what the cases in flight are doing
-  now (``pat0001: segmenting 45/155``): every :func:`~scarceseg.progress.track` loop a task runs (a volume's
-  slices) reports to it, from this process or from the pool's workers (Ray tasks do not report).
+  now (``pat0001 45/155``): every :func:`~scarceseg.progress.track` loop a task runs (a volume's slices)
+  reports to it, from this process or from the pool's workers through a pipe (Ray tasks do not report).
 
 Workers write nothing but what they return, so ``OUT`` need not be visible to the Ray nodes; the nodes must
 be able to read the input files (a shared file system, as on any cluster that segments a shared cohort).
@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from scarceseg.errors import InputError, ScarcesegError
+from scarceseg.progress import CaseStatus, case_reporter
 
 MARKERS = ".cohort"  # OUT/.cohort/<case_id>.json: the files a finished case wrote, its record and timing
 
@@ -171,54 +172,11 @@ def _save(out: Path, case_id: str, result: CaseResult, attempts: int, seconds: f
     write_atomic(out / MARKERS / f"{_safe_name(case_id)}.json", json.dumps(info, indent=1).encode())
 
 
-class CaseStatus:
-    """What the cases in flight are doing: the latest ``(description, done, total)`` of each one's loops.
-
-    Called, it gives the text shown beside the cohort's bar (the two most recently reported cases)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._now: dict[str, tuple[str, int, int | None, float]] = {}
-
-    def update(self, case_id: str, description: str | None = None, done: int = 0, total: int | None = None) -> None:
-        """Record a loop's progress; ``description`` None: the case's task has ended."""
-        with self._lock:
-            if description is None:
-                self._now.pop(case_id, None)
-            else:
-                self._now[case_id] = (description, done, total, time.monotonic())
-
-    def __call__(self) -> str:
-        with self._lock:
-            latest = sorted(self._now.items(), key=lambda kv: -kv[1][3])[:2]
-        parts = []
-        for case_id, (description, done, total, _) in latest:
-            what = description if case_id in description else f"{case_id}: {description}"
-            parts.append(f"{what} {done}/{total}" if total else f"{what} {done}")
-        return "; ".join(parts)
-
-
-def _reporter(case_id: str, sink: Callable[..., None],
-              previous: Callable | None) -> Callable[[str, int, int | None], None]:
-    """An :func:`~scarceseg.progress.observe_progress` callback that passes a task's loops on to ``sink``
-    (at most every 0.5 s, and always a loop's start and end) and to the observer already in place."""
-    last = [0.0]
-
-    def report(description: str, done: int, total: int | None) -> None:
-        if previous is not None:
-            previous(description, done, total)
-        now = time.monotonic()
-        if done == 0 or (total is not None and done >= total) or now - last[0] >= 0.5:
-            last[0] = now
-            sink(case_id, description, done, total)
-    return report
-
-
 # ---- what runs in a worker ---------------------------------------------------------------------------
 _SHARED: dict[str, Any] = {}  # pool worker: the shared object; Ray worker: object-ref id -> shared object
 
 
-def _init_pool_worker(task_fn: Callable, shared: Any, threads: int, progress_queue: Any = None) -> None:
+def _init_pool_worker(task_fn: Callable, shared: Any, threads: int, progress_pipe: Any = None) -> None:
     import signal
 
     # Ctrl-C reaches the whole process group: the driver stops the workers (see _stopping_workers), so a
@@ -232,7 +190,7 @@ def _init_pool_worker(task_fn: Callable, shared: Any, threads: int, progress_que
         pass
     _SHARED["task"] = task_fn
     _SHARED["shared"] = shared
-    _SHARED["progress"] = progress_queue
+    _SHARED["progress"] = progress_pipe
 
 
 def _timed(task_fn: Callable, shared: Any, item: CohortItem,
@@ -248,7 +206,7 @@ def _timed(task_fn: Callable, shared: Any, item: CohortItem,
         if sink is None:
             result = task_fn(shared, item)
         else:
-            with observe_progress(_reporter(item.case_id, sink, current_observer())):
+            with observe_progress(case_reporter(item.case_id, sink, current_observer())):
                 result = task_fn(shared, item)
     except ScarcesegError as exc:
         return "skip", str(exc), time.perf_counter() - start
@@ -259,8 +217,23 @@ def _timed(task_fn: Callable, shared: Any, item: CohortItem,
 
 
 def _pool_task(item: CohortItem) -> tuple[str, Any, float]:
-    queue = _SHARED.get("progress")
-    return _timed(_SHARED["task"], _SHARED["shared"], item, None if queue is None else (lambda *m: queue.put(m)))
+    writer = _SHARED.get("progress")
+    return _timed(_SHARED["task"], _SHARED["shared"], item, None if writer is None else _PipeSink(writer))
+
+
+class _PipeSink:
+    """Sends a worker's progress messages to the driver, each short enough to be one atomic pipe write; a
+    message that cannot be sent is dropped (progress must never fail a case)."""
+
+    def __init__(self, writer) -> None:
+        self.writer = writer
+
+    def __call__(self, case_id: str, description: str | None = None, done: int = 0, total: int | None = None):
+        message = (case_id,) if description is None else (case_id, description[:200], done, total)
+        try:
+            self.writer.send(message)
+        except OSError:  # pragma: no cover - the driver closed the pipe
+            pass
 
 
 def _ray_task(task_fn: Callable, shared_box: list, item: CohortItem) -> tuple[str, Any, float]:
@@ -413,18 +386,17 @@ def _run_serial(task_fn, shared, todo, retries, report, status=None):
             break
 
 
-def _drain(queue, status: CaseStatus, stop: threading.Event) -> None:
+def _drain(reader, status: CaseStatus, stop: threading.Event) -> None:
     """Pass the workers' progress messages on to ``status`` until ``stop`` is set and none is left (a thread of
     the driver)."""
     while True:
-        if queue.empty():
-            if stop.is_set():
-                return
-            stop.wait(0.1)
-            continue
         try:
-            message = queue.get()
-        except (EOFError, OSError):  # pragma: no cover - the queue was closed under us
+            if not reader.poll(0.1):
+                if stop.is_set():
+                    return
+                continue
+            message = reader.recv()
+        except (EOFError, OSError):  # every writer is gone
             return
         status.update(*message)
 
@@ -447,14 +419,15 @@ def _run_pool(task_fn, shared, todo, workers, retries, report, status=None):
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["torch", "scarceseg.bench.runner"])
     while queue:
-        # a queue per pool: a worker killed while writing to it could leave its lock held
-        messages = context.SimpleQueue() if status is not None else None
+        # the workers' progress messages: one pipe, no lock (a worker killed while holding a queue's lock would
+        # block the others); each message is one write of far less than PIPE_BUF bytes, so writes do not mix
+        reader, writer = context.Pipe(duplex=False) if status is not None else (None, None)
         stop_drain = threading.Event()
-        drain = threading.Thread(target=_drain, args=(messages, status, stop_drain), daemon=True)
-        if messages is not None:
+        drain = threading.Thread(target=_drain, args=(reader, status, stop_drain), daemon=True)
+        if reader is not None:
             drain.start()
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_pool_worker,
-                                   initargs=(task_fn, shared, threads, messages))
+                                   initargs=(task_fn, shared, threads, writer))
         broken = stopped = False
         try:
             pending = {}
@@ -495,6 +468,9 @@ def _run_pool(task_fn, shared, todo, workers, retries, report, status=None):
             stop_drain.set()
             if drain.is_alive():
                 drain.join(timeout=2)
+            for end in (reader, writer):
+                if end is not None:
+                    end.close()
 
 
 def _terminate_workers(pool) -> None:

@@ -181,7 +181,8 @@ class Dataset:
     def __iter__(self) -> Iterator[Case]:
         return self.iter_cases()
 
-    def iter_cases(self, progress: bool = False, description: str | None = None) -> Iterator[Case]:
+    def iter_cases(self, progress: bool = False, description: str | None = None,
+                   status: Callable[[], str] | None = None) -> Iterator[Case]:
         """Yield the cases one at a time, skipping (and recording) those that fail to load.
 
         Parameters
@@ -190,11 +191,13 @@ class Dataset:
             Report progress on stderr (see :func:`scarceseg.progress.track`).
         description : str, optional
             Text beside the progress bar (default: ``"loading <layout>"``).
+        status : callable, optional
+            What the current case is doing, shown after the bar (:func:`scarceseg.progress.track`).
         """
         from scarceseg.progress import track
 
         entries: Iterable[Entry] = track(self.entries, description=description or f"loading {self.layout}",
-                                         enabled=progress)
+                                         enabled=progress, status=status)
         for entry in entries:
             try:
                 case = self.load(entry.case_id)
