@@ -19,6 +19,16 @@ def seeds_of(args: argparse.Namespace) -> list[int]:
     return [int(s) for s in args.seeds.split(",")]
 
 
+def bench_split(args: argparse.Namespace, shots: int = 10):
+    """``(plan, dataset, store)``: ``bench fewshot``'s split (every 2nd slice of the test patients, thinned to
+    100; ``shots`` training slices per seed) and the embedding store on ``--cache``."""
+    from scarceseg.bench.fewshot_bench import plan
+    from scarceseg.prior.embeddings import EmbeddingStore
+
+    p = plan(args.data, shots, seeds_of(args), every=2, test_slices=100)
+    return p, p["dataset"], EmbeddingStore(folder=args.cache)
+
+
 class SeedMeans:
     """Prints each seed's mean per column (``add``), then the mean over seeds (``done``)."""
 

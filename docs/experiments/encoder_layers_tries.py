@@ -17,9 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from _common import SeedMeans, lgg_parser, seeds_of
+from _common import SeedMeans, bench_split, lgg_parser, seeds_of
 
-from scarceseg.bench.fewshot_bench import plan
 from scarceseg.methods import prior_fewshot as pf
 from scarceseg.metrics import dice
 from scarceseg.prior.embeddings import image_key
@@ -71,9 +70,7 @@ def main() -> None:
     ap = lgg_parser()
     args = ap.parse_args()
     seeds = seeds_of(args)
-    p = plan(args.data, 10, seeds, every=2, test_slices=100)
-    ds = p["dataset"]
-    store = pf.EmbeddingStore(folder=args.cache)
+    p, ds, store = bench_split(args)
     cases = [ds.load(c) for c in p["test"]]
     alone = pf.FewShotConfig(context_weights=(1.0,))
     table = SeedMeans()

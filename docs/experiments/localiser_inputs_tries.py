@@ -22,11 +22,10 @@ import dataclasses
 import numpy as np
 import torch
 import torch.nn.functional as F
-from _common import SeedMeans, lgg_parser, seeds_of
+from _common import SeedMeans, bench_split, lgg_parser, seeds_of
 from scipy import ndimage
 
 import scarceseg.prior.prompts as prompts
-from scarceseg.bench.fewshot_bench import plan
 from scarceseg.datasets.slices import NeighbourSlices
 from scarceseg.methods import prior_fewshot as pf
 from scarceseg.metrics import dice
@@ -174,9 +173,7 @@ def main() -> None:
     ap.add_argument("--shots", type=int, default=10)
     args = ap.parse_args()
     seeds = seeds_of(args)
-    p = plan(args.data, args.shots, seeds, every=2, test_slices=100)
-    ds = p["dataset"]
-    store = pf.EmbeddingStore(folder=args.cache)
+    p, ds, store = bench_split(args, args.shots)
     neighbours = NeighbourSlices.of_dataset(ds)
     cases = [ds.load(c) for c in p["test"]]
     table = SeedMeans()

@@ -17,9 +17,8 @@ LGG, 10 shots, 3 seeds, the bench's 100 test slices of 24 held-out patients, vol
 from __future__ import annotations
 
 import numpy as np
-from _common import SeedMeans, lgg_parser, seeds_of
+from _common import SeedMeans, bench_split, lgg_parser, seeds_of
 
-from scarceseg.bench.fewshot_bench import plan
 from scarceseg.datasets.slices import NeighbourSlices
 from scarceseg.methods import prior_fewshot as pf
 from scarceseg.metrics import dice
@@ -59,9 +58,7 @@ def main() -> None:
     ap.add_argument("--only", default="", help="one variant's name (default: all)")
     args = ap.parse_args()
     seeds = seeds_of(args)
-    p = plan(args.data, 10, seeds, every=2, test_slices=100)
-    ds = p["dataset"]
-    store = pf.EmbeddingStore(folder=args.cache)
+    p, ds, store = bench_split(args)
     neighbours = NeighbourSlices.of_dataset(ds)
     cases = [ds.load(c) for c in p["test"]]
     table = SeedMeans()

@@ -19,10 +19,9 @@ import dataclasses
 import numpy as np
 import torch
 import torch.nn.functional as F
-from _common import SeedMeans, lgg_parser, seeds_of
+from _common import SeedMeans, bench_split, lgg_parser, seeds_of
 from scipy import ndimage
 
-from scarceseg.bench.fewshot_bench import plan
 from scarceseg.datasets.slices import NeighbourSlices, stack_position
 from scarceseg.methods import prior_fewshot as pf
 from scarceseg.metrics import dice
@@ -100,9 +99,7 @@ def main() -> None:
     ap.add_argument("try_", choices=["weights", "stack", "channels"])
     args = ap.parse_args()
     seeds = seeds_of(args)
-    p = plan(args.data, 10, seeds, every=2, test_slices=100)
-    ds = p["dataset"]
-    store = pf.EmbeddingStore(folder=args.cache)
+    p, ds, store = bench_split(args)
     neighbours = NeighbourSlices.of_dataset(ds)
     load = ds.load
     if args.try_ == "channels":

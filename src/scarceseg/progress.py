@@ -43,11 +43,6 @@ def observe_progress(callback: Callable[[str, int, int | None], None]) -> Iterat
         _observer.callback = previous
 
 
-def current_observer() -> Callable[[str, int, int | None], None] | None:
-    """The :func:`observe_progress` callback in place in this thread, if any (to chain a new one to it)."""
-    return getattr(_observer, "callback", None)
-
-
 class CaseStatus:
     """What the cases in flight are doing: the latest ``(description, done, total)`` of each one's loops.
 
@@ -76,10 +71,12 @@ class CaseStatus:
         return "; ".join(parts)
 
 
-def case_reporter(case_id: str, sink: Callable[..., None],
-              previous: Callable | None) -> Callable[[str, int, int | None], None]:
-    """An :func:`~scarceseg.progress.observe_progress` callback that passes a task's loops on to ``sink``
-    (at most every 0.5 s, and always a loop's start and end) and to the observer already in place."""
+@contextmanager
+def reporting_case(case_id: str, sink: Callable[..., None]) -> Iterator[None]:
+    """Within this block, every :func:`track` loop (a volume's slices) reports ``sink(case_id, description, done,
+    total)``: each loop's start and end, and its steps at most every 0.5 s; then ``sink(case_id)`` when the block
+    ends, however it ends. The observer already in place (:func:`observe_progress`) still sees every step."""
+    previous = getattr(_observer, "callback", None)
     last = [0.0]
 
     def report(description: str, done: int, total: int | None) -> None:
@@ -89,7 +86,12 @@ def case_reporter(case_id: str, sink: Callable[..., None],
         if done == 0 or (total is not None and done >= total) or now - last[0] >= 0.5:
             last[0] = now
             sink(case_id, description, done, total)
-    return report
+
+    try:
+        with observe_progress(report):
+            yield
+    finally:
+        sink(case_id)
 
 
 def _observed(items: Iterable[T], description: str, total: int | None,

@@ -21,6 +21,7 @@ be able to read the input files (a shared file system, as on any cluster that se
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -32,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from scarceseg.errors import InputError, ScarcesegError
-from scarceseg.progress import CaseStatus, case_reporter
+from scarceseg.progress import CaseStatus, reporting_case
 
 MARKERS = ".cohort"  # OUT/.cohort/<case_id>.json: the files a finished case wrote, its record and timing
 
@@ -199,20 +200,12 @@ def _timed(task_fn: Callable, shared: Any, item: CohortItem,
 
     ``sink(case_id, description, done, total)`` receives the progress of the task's loops, then
     ``sink(case_id)`` when it ends."""
-    from scarceseg.progress import current_observer, observe_progress
-
     start = time.perf_counter()
     try:
-        if sink is None:
+        with reporting_case(item.case_id, sink) if sink is not None else contextlib.nullcontext():
             result = task_fn(shared, item)
-        else:
-            with observe_progress(case_reporter(item.case_id, sink, current_observer())):
-                result = task_fn(shared, item)
     except ScarcesegError as exc:
         return "skip", str(exc), time.perf_counter() - start
-    finally:
-        if sink is not None:
-            sink(item.case_id)
     return "ok", result, time.perf_counter() - start
 
 

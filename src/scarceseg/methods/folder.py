@@ -65,7 +65,7 @@ def segment_cases(
     from scarceseg.datasets import open_dataset
     from scarceseg.io import write_mask
     from scarceseg.io.writers import mask_file_name
-    from scarceseg.progress import CaseStatus, case_reporter, current_observer, observe_progress
+    from scarceseg.progress import CaseStatus, reporting_case
 
     mask_file_name("x.png", mask_format)  # an unknown format fails here, not once per case
     ds = open_dataset(data_dir, layout=layout)
@@ -80,13 +80,11 @@ def segment_cases(
     status = CaseStatus()  # beside the bar: the loops of the case being segmented (a volume's slices)
     for case in ds.iter_cases(progress=progress, description=description, status=status):
         try:
-            with observe_progress(case_reporter(case.case_id, status.update, current_observer())):
+            with reporting_case(case.case_id, status.update):
                 mask, name = predict_case(case)
             written.append(str(write_mask(mask, out / mask_file_name(name, mask_format), like=case)))
         except (ScarcesegError, ValueError) as exc:
             skipped.append((case.case_id, str(exc)))
-        finally:
-            status.update(case.case_id)
     skipped = [(cid, f"{where}: {reason}") for cid, where, reason in ds.skipped] + skipped
     return {"written": written, "kept": kept, "skipped": skipped, "notes": list(ds.notes)}
 
